@@ -170,7 +170,7 @@ function parseHeader(
   return [tensors, metadata];
 }
 
-function copyAligned(bytes: Buffer): Uint8Array {
+function copyAligned(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(bytes.length);
   out.set(bytes);
   return out;
