@@ -1,0 +1,48 @@
+/**
+ * The one seam through which an attention method changes the U-Net. A transformer block hands
+ * each of its sub-layers (self-attention, cross-attention, feed-forward) to the variant together
+ * with a function that computes the sub-layer; the variant decides which tokens go in as
+ * queries and as keys/values, and how the output returns to the full token grid.
+ */
+import type { GraphBuilder, Value } from '../graph/builder.js';
+
+export type SubLayer = 'attn1' | 'attn2' | 'ff';
+
+/** Computes a sub-layer: `query` tokens in, as many tokens out; `keyValue` feeds attn1's keys and values. */
+export type SubLayerFn = (g: GraphBuilder, query: Value, keyValue: Value) => Value;
+
+export interface BlockContext {
+  /** Weight prefix of the block, e.g. `down_blocks.0.attentions.1.transformer_blocks.0`. */
+  key: string;
+  /** 0 at the U-Net's full latent resolution, 1 after one downsampling, … */
+  level: number;
+  /** The block's token grid [h, w]; tokens are row-major over it. */
+  grid: readonly [number, number];
+  /** The latent grid [h, w] at level 0. */
+  latent: readonly [number, number];
+  /** The graph inputs named in the variant's `extraInputs`. */
+  inputs: Readonly<Record<string, Value>>;
+}
+
+export interface BlockTokens {
+  /** `x` is the normed input of the sub-layer, [B, N, C]; returns its output, [B, N, C']. */
+  apply(g: GraphBuilder, layer: SubLayer, x: Value, fn: SubLayerFn): Value;
+}
+
+export interface AttentionVariant {
+  /** Called once per BasicTransformerBlock with the block's input tokens (ToMe's similarity metric). */
+  forBlock(g: GraphBuilder, hidden: Value, ctx: BlockContext): BlockTokens;
+  /** Graph inputs the variant adds beyond sample / timestep / encoder_hidden_states. */
+  readonly extraInputs: readonly ExtraInput[];
+}
+
+export interface ExtraInput {
+  name: string;
+  type: 'bool' | 'int64';
+  shape: readonly number[];
+}
+
+/** Every sub-layer sees all tokens: plain exact attention. */
+export const IDENTITY_BLOCK: BlockTokens = {
+  apply: (g, _layer, x, fn) => fn(g, x, x),
+};

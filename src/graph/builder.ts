@@ -1,0 +1,436 @@
+/**
+ * A small typed graph builder that emits ONNX nodes with static shapes.
+ *
+ * Every op computes its output shape when it is emitted, so a model that does not fit its
+ * weights or inputs fails here with a readable message instead of deep inside onnxruntime,
+ * and the FLOPs of the graph are known without running it.
+ */
+import type { WeightStore } from './weights.js';
+
+export type ElemType = 'float32' | 'float16' | 'bfloat16' | 'int64' | 'bool';
+
+export type Attr =
+  | { i: number }
+  | { f: number }
+  | { s: string }
+  | { ints: readonly number[] }
+  | { floats: readonly number[] }
+  | { g: GraphDef };
+
+export interface NodeDef {
+  name: string;
+  op: string;
+  domain: string;
+  inputs: string[];
+  outputs: string[];
+  attrs: Record<string, Attr>;
+}
+
+export interface ValueInfo {
+  name: string;
+  type: ElemType;
+  shape: readonly number[];
+}
+
+export interface InitializerDef {
+  name: string;
+  type: ElemType;
+  dims: readonly number[];
+  /** Bytes inside a weights file next to the graph (ONNX external data). */
+  external?: { file: string; offset: number; length: number };
+  data?: Float32Array | BigInt64Array;
+}
+
+export interface GraphDef {
+  name: string;
+  nodes: NodeDef[];
+  inputs: ValueInfo[];
+  outputs: ValueInfo[];
+  initializers: InitializerDef[];
+}
+
+/** FLOPs (multiply-add = 2) split into attention (QKᵀ and PV inside attention) and the rest. */
+export interface FlopCount {
+  attention: number;
+  other: number;
+}
+
+/** One attention as built: how many query and key/value tokens reach it. */
+export interface AttentionCall {
+  scope: string;
+  batch: number;
+  queries: number;
+  keys: number;
+  width: number;
+  heads: number;
+}
+
+export class Value {
+  constructor(
+    readonly name: string,
+    readonly shape: readonly number[],
+    readonly type: ElemType = 'float32',
+  ) {}
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  dim(i: number): number {
+    const d = this.shape[i < 0 ? this.shape.length + i : i];
+    if (d === undefined) throw new Error(`${this.name}: no axis ${i} in shape [${this.shape.join(', ')}]`);
+    return d;
+  }
+}
+
+const shapeStr = (s: readonly number[]): string => `[${s.join(', ')}]`;
+const prod = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
+
+export function broadcastShapes(a: readonly number[], b: readonly number[], what: string): number[] {
+  const n = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const x = a[a.length - n + i] ?? 1;
+    const y = b[b.length - n + i] ?? 1;
+    if (x !== y && x !== 1 && y !== 1) throw new Error(`${what}: shapes ${shapeStr(a)} and ${shapeStr(b)} do not broadcast`);
+    out.push(x === 1 ? y : x);
+  }
+  return out;
+}
+
+interface Shared {
+  /** The top-level graph: weights and their casts live there, visible to every branch. */
+  root?: GraphBuilder;
+  counter: number;
+  initializers: Map<string, InitializerDef>;
+  weights?: WeightStore;
+  weightValues: Map<string, Value>;
+  flops: FlopCount;
+  attention: AttentionCall[];
+  /** Counting is switched off inside branches that a forward pass does not take by default. */
+  counting: boolean;
+}
+
+export class GraphBuilder {
+  private readonly nodes: NodeDef[] = [];
+  private readonly inputs: ValueInfo[] = [];
+  private readonly outputs: ValueInfo[] = [];
+  private readonly shared: Shared;
+  /** Name prefix of nodes emitted now, so that profiles name the diffusers module. */
+  scope = '';
+
+  constructor(
+    readonly name: string,
+    weights?: WeightStore,
+    shared?: Shared,
+  ) {
+    this.shared = shared ?? {
+      counter: 0,
+      initializers: new Map(),
+      weights,
+      weightValues: new Map(),
+      flops: { attention: 0, other: 0 },
+      attention: [],
+      counting: true,
+    };
+    this.shared.root ??= this;
+  }
+
+  get flops(): FlopCount {
+    return { ...this.shared.flops };
+  }
+
+  /** Every attention in the graph, in the order built (the default branch of an If only). */
+  get attentionCalls(): readonly AttentionCall[] {
+    return this.shared.attention;
+  }
+
+  private fresh(hint: string): string {
+    return `${this.scope ? `${this.scope}/` : ''}${hint}_${this.shared.counter++}`;
+  }
+
+  private countFlops(kind: keyof FlopCount, n: number): void {
+    if (this.shared.counting) this.shared.flops[kind] += n;
+  }
+
+  input(name: string, shape: readonly number[], type: ElemType = 'float32'): Value {
+    this.inputs.push({ name, type, shape });
+    return new Value(name, shape, type);
+  }
+
+  output(v: Value, name: string): void {
+    const out = this.op('Identity', [v], {}, v.shape, { type: v.type, outName: name });
+    this.outputs.push({ name, type: out.type, shape: out.shape });
+  }
+
+  /**
+   * A weight of the model, in fp32. fp16 / bf16 weights stay in their file and are cast by
+   * onnxruntime once, when the session is created (constant folding), so no fp32 copy is made
+   * on disk and the user's model folder is never written to.
+   */
+  weight(key: string, expectShape?: readonly number[]): Value {
+    const cached = this.shared.weightValues.get(key);
+    if (cached) return cached;
+    const store = this.shared.weights;
+    if (!store) throw new Error(`graph ${this.name} has no weights attached (asked for "${key}")`);
+    const w = store.get(key, expectShape);
+    const init: InitializerDef = {
+      name: key,
+      type: w.type,
+      dims: w.shape,
+      external: { file: w.file, offset: w.offset, length: w.length },
+    };
+    this.shared.initializers.set(key, init);
+    let v = new Value(key, w.shape, w.type);
+    if (w.type !== 'float32') v = this.shared.root!.cast(v, 'float32');
+    this.shared.weightValues.set(key, v);
+    return v;
+  }
+
+  /** A torch Linear weight [out, in] as the [in, out] matrix MatMul wants (folded at load). */
+  linearWeight(key: string, outFeatures: number, inFeatures: number): Value {
+    const tkey = `${key}^T`;
+    const cached = this.shared.weightValues.get(tkey);
+    if (cached) return cached;
+    const v = this.shared.root!.transpose(this.weight(key, [outFeatures, inFeatures]), [1, 0]);
+    this.shared.weightValues.set(tkey, v);
+    return v;
+  }
+
+  hasWeight(key: string): boolean {
+    return this.shared.weights?.has(key) ?? false;
+  }
+
+  constant(values: Float32Array | readonly number[], shape: readonly number[]): Value {
+    const data = values instanceof Float32Array ? values : Float32Array.from(values);
+    if (data.length !== prod(shape)) throw new Error(`constant: ${data.length} values for shape ${shapeStr(shape)}`);
+    const name = this.fresh('const');
+    this.shared.initializers.set(name, { name, type: 'float32', dims: shape, data });
+    return new Value(name, shape);
+  }
+
+  constInt64(values: readonly number[]): Value {
+    const name = this.fresh('shape');
+    this.shared.initializers.set(name, { name, type: 'int64', dims: [values.length], data: BigInt64Array.from(values, (v) => BigInt(v)) });
+    return new Value(name, [values.length], 'int64');
+  }
+
+  /** Emits one node; `shape` is the output shape the caller has worked out. */
+  op(
+    type: string,
+    inputs: readonly (Value | null)[],
+    attrs: Record<string, Attr>,
+    shape: readonly number[],
+    opts: { domain?: string; type?: ElemType; outName?: string } = {},
+  ): Value {
+    const out = opts.outName ?? this.fresh(type);
+    this.nodes.push({
+      name: `${out}__node`,
+      op: type,
+      domain: opts.domain ?? '',
+      inputs: inputs.map((v) => (v ? v.name : '')),
+      outputs: [out],
+      attrs,
+    });
+    return new Value(out, shape, opts.type ?? inputs.find((v) => v)?.type ?? 'float32');
+  }
+
+  // --- element-wise -------------------------------------------------------------------
+
+  private binary(type: string, a: Value, b: Value | number): Value {
+    const bv = typeof b === 'number' ? this.constant([b], []) : b;
+    return this.op(type, [a, bv], {}, broadcastShapes(a.shape, bv.shape, type));
+  }
+
+  add(a: Value, b: Value | number): Value {
+    return this.binary('Add', a, b);
+  }
+  sub(a: Value, b: Value | number): Value {
+    return this.binary('Sub', a, b);
+  }
+  mul(a: Value, b: Value | number): Value {
+    return this.binary('Mul', a, b);
+  }
+  div(a: Value, b: Value | number): Value {
+    return this.binary('Div', a, b);
+  }
+  sigmoid(x: Value): Value {
+    return this.op('Sigmoid', [x], {}, x.shape);
+  }
+  silu(x: Value): Value {
+    return this.mul(x, this.sigmoid(x));
+  }
+  sin(x: Value): Value {
+    return this.op('Sin', [x], {}, x.shape);
+  }
+  cos(x: Value): Value {
+    return this.op('Cos', [x], {}, x.shape);
+  }
+  /** Exact (erf) GELU, as torch's default. */
+  gelu(x: Value): Value {
+    return this.op('Gelu', [x], {}, x.shape, { domain: 'com.microsoft' });
+  }
+  cast(x: Value, to: ElemType): Value {
+    return this.op('Cast', [x], { to: { i: ONNX_TYPE[to] } }, x.shape, { type: to });
+  }
+
+  // --- shape ----------------------------------------------------------------------------
+
+  reshape(x: Value, shape: readonly number[]): Value {
+    if (prod(shape) !== prod(x.shape)) throw new Error(`reshape ${x.name}: ${shapeStr(x.shape)} cannot become ${shapeStr(shape)}`);
+    return this.op('Reshape', [x, this.constInt64(shape)], {}, shape);
+  }
+
+  transpose(x: Value, perm: readonly number[]): Value {
+    return this.op('Transpose', [x], { perm: { ints: perm } }, perm.map((p) => x.dim(p)));
+  }
+
+  concat(xs: readonly Value[], axis: number): Value {
+    const first = xs[0]!;
+    const ax = axis < 0 ? first.rank + axis : axis;
+    const shape = [...first.shape];
+    shape[ax] = xs.reduce((s, v) => {
+      v.shape.forEach((d, i) => {
+        if (i !== ax && d !== first.shape[i]) throw new Error(`concat: ${shapeStr(v.shape)} does not match ${shapeStr(first.shape)} off axis ${ax}`);
+      });
+      return s + v.dim(ax);
+    }, 0);
+    return this.op('Concat', xs, { axis: { i: ax } }, shape);
+  }
+
+  /** x[..., start:end, ...] on one axis. */
+  slice(x: Value, axis: number, start: number, end: number): Value {
+    const ax = axis < 0 ? x.rank + axis : axis;
+    const shape = [...x.shape];
+    shape[ax] = end - start;
+    return this.op('Slice', [x, this.constInt64([start]), this.constInt64([end]), this.constInt64([ax])], {}, shape);
+  }
+
+  /** Gathers along `axis` with constant int64 indices (a 1-D list). */
+  gather(x: Value, axis: number, indices: readonly number[]): Value {
+    const ax = axis < 0 ? x.rank + axis : axis;
+    const shape = [...x.shape];
+    shape[ax] = indices.length;
+    return this.op('Gather', [x, this.constInt64(indices)], { axis: { i: ax } }, shape);
+  }
+
+  // --- linear algebra -------------------------------------------------------------------
+
+  matmul(a: Value, b: Value): Value {
+    const k = a.dim(-1);
+    if (b.dim(-2) !== k) throw new Error(`matmul: ${shapeStr(a.shape)} × ${shapeStr(b.shape)}: inner sizes differ`);
+    const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul');
+    const m = a.dim(-2);
+    const n = b.dim(-1);
+    this.countFlops('other', 2 * prod(batch) * m * n * k);
+    return this.op('MatMul', [a, b], {}, [...batch, m, n]);
+  }
+
+  conv(
+    x: Value,
+    w: Value,
+    b: Value | null,
+    opts: { stride?: number; pad?: number } = {},
+  ): Value {
+    const [n, c, h, wd] = x.shape as [number, number, number, number];
+    const [co, ci, kh, kw] = w.shape as [number, number, number, number];
+    if (ci !== c) throw new Error(`conv ${w.name}: weight takes ${ci} channels, input has ${c}`);
+    const s = opts.stride ?? 1;
+    const p = opts.pad ?? 0;
+    const ho = Math.floor((h + 2 * p - kh) / s) + 1;
+    const wo = Math.floor((wd + 2 * p - kw) / s) + 1;
+    this.countFlops('other', 2 * n * co * ho * wo * ci * kh * kw);
+    return this.op(
+      'Conv',
+      b ? [x, w, b] : [x, w],
+      { kernel_shape: { ints: [kh, kw] }, strides: { ints: [s, s] }, pads: { ints: [p, p, p, p] } },
+      [n, co, ho, wo],
+    );
+  }
+
+  // --- normalisation --------------------------------------------------------------------
+
+  /** Normalises each (sample, group) over the rest; no affine part. */
+  instanceNorm(x: Value, eps: number): Value {
+    const c = x.dim(1);
+    const one = this.constant(new Float32Array(c).fill(1), [c]);
+    const zero = this.constant(new Float32Array(c), [c]);
+    return this.op('InstanceNormalization', [x, one, zero], { epsilon: { f: eps } }, x.shape);
+  }
+
+  layerNorm(x: Value, scale: Value, bias: Value, eps: number): Value {
+    return this.op('LayerNormalization', [x, scale, bias], { axis: { i: -1 }, epsilon: { f: eps } }, x.shape);
+  }
+
+  // --- pooling and resizing -------------------------------------------------------------
+
+  pool(kind: 'AveragePool' | 'MaxPool', x: Value, k: number): Value {
+    const [n, c, h, w] = x.shape as [number, number, number, number];
+    return this.op(kind, [x], { kernel_shape: { ints: [k, k] }, strides: { ints: [k, k] } }, [n, c, Math.floor(h / k), Math.floor(w / k)]);
+  }
+
+  /** ONNX Resize to an explicit spatial size on an NCHW tensor. */
+  resize(x: Value, size: readonly [number, number], attrs: Record<string, Attr>): Value {
+    const [n, c] = x.shape as [number, number];
+    const sizes = this.constInt64([n, c, size[0], size[1]]);
+    return this.op('Resize', [x, null, null, sizes], attrs, [n, c, size[0], size[1]]);
+  }
+
+  // --- attention ------------------------------------------------------------------------
+
+  /**
+   * com.microsoft.MultiHeadAttention: q [B, S, D], k and v [B, L, D] → [B, S, D]. Without mask
+   * or bias its CPU kernel takes the tiled (flash) path, and L may differ from S, which is
+   * exactly the shape that ToDo produces.
+   */
+  multiHeadAttention(q: Value, k: Value, v: Value, heads: number): Value {
+    const [b, s, d] = q.shape as [number, number, number];
+    const l = k.dim(1);
+    if (d % heads !== 0) throw new Error(`attention: width ${d} is not divisible by ${heads} heads`);
+    if (v.dim(1) !== l || k.dim(2) !== d || v.dim(2) !== d) {
+      throw new Error(`attention: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} do not fit together`);
+    }
+    this.countFlops('attention', 4 * b * s * l * d);
+    if (this.shared.counting) this.shared.attention.push({ scope: this.scope, batch: b, queries: s, keys: l, width: d, heads });
+    return this.op('MultiHeadAttention', [q, k, v], { num_heads: { i: heads } }, q.shape, { domain: 'com.microsoft' });
+  }
+
+  // --- control flow ---------------------------------------------------------------------
+
+  /**
+   * If(cond) then … else …: both branches see every value of this graph and its weights. The
+   * FLOP count follows the `then` branch.
+   */
+  ifElse(cond: Value, thenFn: (g: GraphBuilder) => Value, elseFn: (g: GraphBuilder) => Value): Value {
+    const branch = (fn: (g: GraphBuilder) => Value, tag: string, counting: boolean): [GraphDef, Value] => {
+      const sub = new GraphBuilder(`${this.name}_${tag}`, undefined, this.shared);
+      sub.scope = this.scope;
+      const before = this.shared.counting;
+      this.shared.counting = before && counting;
+      const out = fn(sub);
+      this.shared.counting = before;
+      const outName = this.fresh(`${tag}_out`);
+      sub.op('Identity', [out], {}, out.shape, { outName });
+      return [{ name: sub.name, nodes: sub.nodes, inputs: [], outputs: [{ name: outName, type: out.type, shape: out.shape }], initializers: [] }, out];
+    };
+    const [thenG, thenOut] = branch(thenFn, 'then', true);
+    const [elseG, elseOut] = branch(elseFn, 'else', false);
+    if (shapeStr(thenOut.shape) !== shapeStr(elseOut.shape)) {
+      throw new Error(`if: branch shapes differ, ${shapeStr(thenOut.shape)} vs ${shapeStr(elseOut.shape)}`);
+    }
+    return this.op('If', [cond], { then_branch: { g: thenG }, else_branch: { g: elseG } }, thenOut.shape);
+  }
+
+  /** The finished graph. */
+  build(): GraphDef {
+    return {
+      name: this.name,
+      nodes: this.nodes,
+      inputs: this.inputs,
+      outputs: this.outputs,
+      initializers: [...this.shared.initializers.values()],
+    };
+  }
+}
+
+export const ONNX_TYPE: Record<ElemType, number> = { float32: 1, int64: 7, bool: 9, float16: 10, bfloat16: 16 };

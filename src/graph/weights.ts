@@ -1,0 +1,78 @@
+/**
+ * The weights of one model component (one or more safetensors files in one folder), looked up
+ * by their diffusers / transformers key. Graph initializers point at byte ranges of these files
+ * (ONNX external data), so nothing is copied.
+ */
+import { statSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import { SafetensorsFile, type DType } from '../io/safetensors.js';
+import type { ElemType } from './builder.js';
+
+const FLOAT_TYPES: Partial<Record<DType, ElemType>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+
+export interface WeightRef {
+  /** File name relative to `folder`. */
+  file: string;
+  offset: number;
+  length: number;
+  shape: number[];
+  type: ElemType;
+}
+
+export class WeightStore {
+  readonly folder: string;
+  private readonly index = new Map<string, SafetensorsFile>();
+
+  constructor(
+    readonly files: readonly SafetensorsFile[],
+    readonly component: string,
+  ) {
+    if (files.length === 0) throw new Error(`${component}: no weight files`);
+    this.folder = dirname(files[0]!.path);
+    for (const f of files) {
+      if (dirname(f.path) !== this.folder) throw new Error(`${component}: weight files must share one folder (${f.path})`);
+      for (const name of f.tensors.keys()) this.index.set(name, f);
+    }
+  }
+
+  static open(paths: readonly string[], component: string): WeightStore {
+    return new WeightStore(paths.map((p) => SafetensorsFile.open(p)), component);
+  }
+
+  has(key: string): boolean {
+    return this.index.has(key);
+  }
+
+  keys(): IterableIterator<string> {
+    return this.index.keys();
+  }
+
+  get(key: string, expectShape?: readonly number[]): WeightRef {
+    const file = this.index.get(key);
+    if (!file) {
+      throw new Error(
+        `${this.component}: weight "${key}" is missing from ${this.files.map((f) => basename(f.path)).join(', ')}; ` +
+          `the weights do not match the component's config.json (wrong folder, or a checkpoint of another architecture)`,
+      );
+    }
+    const t = file.info(key);
+    const type = FLOAT_TYPES[t.dtype];
+    if (!type) throw new Error(`${this.component}: weight "${key}" has dtype ${t.dtype}; expected F32, F16 or BF16`);
+    if (expectShape && (expectShape.length !== t.shape.length || expectShape.some((d, i) => d !== t.shape[i]))) {
+      throw new Error(
+        `${this.component}: weight "${key}" has shape [${t.shape.join(', ')}] but the config implies [${expectShape.join(', ')}]`,
+      );
+    }
+    return { file: basename(file.path), offset: t.offset, length: t.byteLength, shape: t.shape, type };
+  }
+
+  /** Size and modification time of every file: part of the graph cache key. */
+  fingerprint(): string {
+    return this.files
+      .map((f) => {
+        const s = statSync(f.path);
+        return `${f.path}:${s.size}:${s.mtimeMs}`;
+      })
+      .join('|');
+  }
+}

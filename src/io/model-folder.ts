@@ -1,0 +1,67 @@
+/** Finds a component (unet/, vae/, text_encoder/, …) in a diffusers model folder. */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+
+export interface ComponentFolder {
+  folder: string;
+  config: Record<string, unknown>;
+  weightFiles: string[];
+}
+
+/** Weight file stems in order of preference: full precision first, then the fp16 variant. */
+const WEIGHT_STEMS = ['diffusion_pytorch_model', 'model'];
+
+export function readJson(path: string, what: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    throw new Error(`${what}: ${path} not found`);
+  }
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${what}: ${path} is not valid JSON (${(e as Error).message})`);
+  }
+}
+
+/**
+ * `dir` may be the model folder (holding `<name>/`) or the component folder itself.
+ * `needWeights` is false for components without weights (tokenizer, scheduler).
+ */
+export function findComponent(dir: string, name: string, configFile = 'config.json', needWeights = true): ComponentFolder {
+  const root = resolve(dir);
+  if (!existsSync(root) || !statSync(root).isDirectory()) {
+    throw new Error(`model folder ${root} not found; pass a diffusers model folder (holding ${name}/) or the ${name}/ folder itself`);
+  }
+  const candidates = basename(root) === name ? [root, join(root, name)] : [join(root, name), root];
+  const folder = candidates.find((c) => existsSync(join(c, configFile)));
+  if (!folder) {
+    throw new Error(`no ${name} component in ${root}: expected ${join(root, name, configFile)} (diffusers layout)`);
+  }
+  const config = readJson(join(folder, configFile), name);
+  return { folder, config, weightFiles: needWeights ? findWeights(folder, name) : [] };
+}
+
+function findWeights(folder: string, name: string): string[] {
+  const files = readdirSync(folder);
+  for (const variant of ['', '.fp16']) {
+    for (const stem of WEIGHT_STEMS) {
+      const single = `${stem}${variant}.safetensors`;
+      if (files.includes(single)) return [join(folder, single)];
+      const index = `${stem}.safetensors.index${variant ? `${variant}` : ''}.json`;
+      if (files.includes(index)) {
+        const map = readJson(join(folder, index), name).weight_map as Record<string, string> | undefined;
+        if (!map) throw new Error(`${name}: ${join(folder, index)} has no weight_map`);
+        return [...new Set(Object.values(map))].map((f) => join(folder, f));
+      }
+    }
+  }
+  const bin = files.find((f) => f.endsWith('.bin') || f.endsWith('.ckpt'));
+  if (bin) {
+    throw new Error(`${name}: only PyTorch pickle weights (${bin}) in ${folder}; todo-sd reads safetensors only — convert them (e.g. diffusers' save_pretrained(safe_serialization=True))`);
+  }
+  throw new Error(`${name}: no weights in ${folder} (expected ${WEIGHT_STEMS.map((s) => `${s}.safetensors`).join(' or ')})`);
+}

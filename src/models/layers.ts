@@ -1,0 +1,53 @@
+/** torch.nn building blocks over diffusers weight keys (`<key>.weight`, `<key>.bias`). */
+import type { GraphBuilder, Value } from '../graph/builder.js';
+
+/** nn.Linear on the last axis. */
+export function linear(g: GraphBuilder, key: string, x: Value, outFeatures: number, bias = true): Value {
+  const y = g.matmul(x, g.linearWeight(`${key}.weight`, outFeatures, x.dim(-1)));
+  return bias ? g.add(y, g.weight(`${key}.bias`, [outFeatures])) : y;
+}
+
+/** nn.Conv2d, square kernel. */
+export function conv2d(
+  g: GraphBuilder,
+  key: string,
+  x: Value,
+  outChannels: number,
+  kernel: number,
+  opts: { stride?: number; pad?: number } = {},
+): Value {
+  const w = g.weight(`${key}.weight`, [outChannels, x.dim(1), kernel, kernel]);
+  const b = g.weight(`${key}.bias`, [outChannels]);
+  return g.conv(x, w, b, opts);
+}
+
+/** nn.GroupNorm on NCHW (or [B, C, N]) input: InstanceNormalization over the groups, then the affine part. */
+export function groupNorm(g: GraphBuilder, key: string, x: Value, groups: number, eps: number): Value {
+  const [b, c] = x.shape as [number, number];
+  if (c % groups !== 0) throw new Error(`${key}: ${c} channels do not split into ${groups} groups`);
+  const rest = x.shape.slice(2);
+  const grouped = g.reshape(x, [b, groups, (c / groups) * rest.reduce((p, d) => p * d, 1)]);
+  const normed = g.reshape(g.instanceNorm(grouped, eps), x.shape);
+  const bcast = [c, ...rest.map(() => 1)];
+  const scale = g.reshape(g.weight(`${key}.weight`, [c]), bcast);
+  const shift = g.reshape(g.weight(`${key}.bias`, [c]), bcast);
+  return g.add(g.mul(normed, scale), shift);
+}
+
+/** nn.LayerNorm over the last axis. */
+export function layerNorm(g: GraphBuilder, key: string, x: Value, eps: number): Value {
+  const c = x.dim(-1);
+  return g.layerNorm(x, g.weight(`${key}.weight`, [c]), g.weight(`${key}.bias`, [c]), eps);
+}
+
+/** [B, C, H, W] → [B, H·W, C] */
+export function toTokens(g: GraphBuilder, x: Value): Value {
+  const [b, c, h, w] = x.shape as [number, number, number, number];
+  return g.reshape(g.transpose(x, [0, 2, 3, 1]), [b, h * w, c]);
+}
+
+/** [B, H·W, C] → [B, C, H, W] */
+export function fromTokens(g: GraphBuilder, x: Value, h: number, w: number): Value {
+  const [b, , c] = x.shape as [number, number, number];
+  return g.transpose(g.reshape(x, [b, h, w, c]), [0, 3, 1, 2]);
+}

@@ -1,0 +1,276 @@
+/**
+ * diffusers' UNet2DConditionModel (SD 1.x / 2.x), built from `unet/config.json` with the
+ * weight keys diffusers uses: conv_in, time_embedding, down_blocks, mid_block, up_blocks,
+ * conv_norm_out, conv_out.
+ */
+import { GraphBuilder, type GraphDef, type Value } from '../graph/builder.js';
+import { WeightStore } from '../graph/weights.js';
+import { findComponent } from '../io/model-folder.js';
+import type { RuntimeOptions } from '../runtime/session.js';
+import type { Tensor } from '../tensor.js';
+import { resolveAttention, type AttentionOptions, type ResolvedAttention } from '../attention/options.js';
+import { ComponentRuntime, checkInput, type Feed } from './component.js';
+import { conv2d, groupNorm, linear } from './layers.js';
+import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
+import { transformer2D } from './transformer.js';
+
+const DOWN_BLOCKS = ['CrossAttnDownBlock2D', 'DownBlock2D'] as const;
+const UP_BLOCKS = ['CrossAttnUpBlock2D', 'UpBlock2D'] as const;
+const MID_BLOCKS = ['UNetMidBlock2DCrossAttn'] as const;
+
+export interface UNetConfig {
+  inChannels: number;
+  outChannels: number;
+  blockOutChannels: number[];
+  downBlockTypes: string[];
+  upBlockTypes: string[];
+  midBlockType: string | null;
+  layersPerBlock: number;
+  /** Heads per down block (diffusers' `num_attention_heads ?? attention_head_dim`). */
+  heads: number[];
+  transformerLayers: number[];
+  reverseTransformerLayers: number[];
+  crossAttentionDim: number;
+  useLinearProjection: boolean;
+  flipSinToCos: boolean;
+  freqShift: number;
+  groups: number;
+  eps: number;
+  downsamplePadding: number;
+  midBlockScaleFactor: number;
+  centerInputSample: boolean;
+}
+
+function perBlock(v: unknown, n: number, what: string): number[] {
+  const list = Array.isArray(v) ? v : Array(n).fill(v);
+  if (list.length !== n || !list.every((x) => Number.isInteger(x) && x > 0)) {
+    throw new Error(`unet config: ${what} must be a positive integer or a list of ${n}; got ${JSON.stringify(v)}`);
+  }
+  return list as number[];
+}
+
+/** Reads and checks a diffusers UNet2DConditionModel config. */
+export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
+  const unsupported: [string, unknown][] = [
+    ['addition_embed_type', null],
+    ['class_embed_type', null],
+    ['encoder_hid_dim_type', null],
+    ['time_cond_proj_dim', null],
+    ['dual_cross_attention', false],
+    ['only_cross_attention', false],
+  ];
+  for (const [k, ok] of unsupported) {
+    const v = c[k] ?? ok;
+    if (JSON.stringify(v) !== JSON.stringify(ok)) {
+      const note = k === 'addition_embed_type' && v === 'text_time' ? ' (SDXL is not supported yet)' : '';
+      throw new Error(`unet config: ${k} = ${JSON.stringify(v)} is not supported${note}; todo-sd runs SD 1.x / 2.x UNets`);
+    }
+  }
+  const blockOut = c.block_out_channels as number[] | undefined;
+  if (!Array.isArray(blockOut) || blockOut.length === 0) throw new Error('unet config: block_out_channels is missing');
+  const n = blockOut.length;
+  const down = (c.down_block_types as string[] | undefined) ?? [];
+  const up = (c.up_block_types as string[] | undefined) ?? [];
+  for (const [list, known, what] of [
+    [down, DOWN_BLOCKS, 'down_block_types'],
+    [up, UP_BLOCKS, 'up_block_types'],
+  ] as const) {
+    if (list.length !== n) throw new Error(`unet config: ${what} has ${list.length} entries for ${n} block_out_channels`);
+    for (const t of list) {
+      if (!(known as readonly string[]).includes(t)) throw new Error(`unet config: unknown block type "${t}" in ${what}; supported: ${known.join(', ')}`);
+    }
+  }
+  const mid = c.mid_block_type === undefined ? 'UNetMidBlock2DCrossAttn' : (c.mid_block_type as string | null);
+  if (mid !== null && !(MID_BLOCKS as readonly string[]).includes(mid)) {
+    throw new Error(`unet config: unknown mid_block_type "${mid}"; supported: ${MID_BLOCKS.join(', ')}`);
+  }
+  if ((c.resnet_time_scale_shift ?? 'default') !== 'default') throw new Error(`unet config: resnet_time_scale_shift "${String(c.resnet_time_scale_shift)}" is not supported`);
+  if ((c.conv_in_kernel ?? 3) !== 3 || (c.conv_out_kernel ?? 3) !== 3) throw new Error('unet config: only 3x3 conv_in / conv_out kernels are supported');
+  const layers = perBlock(c.transformer_layers_per_block ?? 1, n, 'transformer_layers_per_block');
+  const reverse = c.reverse_transformer_layers_per_block
+    ? perBlock(c.reverse_transformer_layers_per_block, n, 'reverse_transformer_layers_per_block')
+    : [...layers].reverse();
+  const layersPerBlock = c.layers_per_block ?? 2;
+  if (!Number.isInteger(layersPerBlock)) throw new Error('unet config: layers_per_block must be an integer (per-block lists are not supported)');
+  const crossDim = c.cross_attention_dim ?? 1280;
+  if (!Number.isInteger(crossDim)) throw new Error('unet config: cross_attention_dim must be an integer');
+  return {
+    inChannels: (c.in_channels as number) ?? 4,
+    outChannels: (c.out_channels as number) ?? 4,
+    blockOutChannels: blockOut,
+    downBlockTypes: down,
+    upBlockTypes: up,
+    midBlockType: mid,
+    layersPerBlock: layersPerBlock as number,
+    // diffusers' naming quirk: SD's `attention_head_dim` is in fact the number of heads.
+    heads: perBlock(c.num_attention_heads ?? c.attention_head_dim ?? 8, n, 'attention_head_dim / num_attention_heads'),
+    transformerLayers: layers,
+    reverseTransformerLayers: reverse,
+    crossAttentionDim: crossDim as number,
+    useLinearProjection: Boolean(c.use_linear_projection),
+    flipSinToCos: (c.flip_sin_to_cos as boolean | undefined) ?? true,
+    freqShift: (c.freq_shift as number | undefined) ?? 0,
+    groups: (c.norm_num_groups as number | undefined) ?? 32,
+    eps: (c.norm_eps as number | undefined) ?? 1e-5,
+    downsamplePadding: (c.downsample_padding as number | undefined) ?? 1,
+    midBlockScaleFactor: (c.mid_block_scale_factor as number | undefined) ?? 1,
+    centerInputSample: Boolean(c.center_input_sample),
+  };
+}
+
+/** diffusers' Timesteps frequencies, in float32 step by step as torch computes them. */
+export function timestepFrequencies(dim: number, shift: number): Float32Array {
+  const half = Math.floor(dim / 2);
+  const f = Math.fround;
+  const logMax = f(-Math.log(10000));
+  return Float32Array.from({ length: half }, (_, i) => f(Math.exp(f(f(logMax * i) / f(half - shift)))));
+}
+
+export interface UNetShape {
+  batch: number;
+  height: number;
+  width: number;
+  textLength: number;
+}
+
+/** The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states (+ the variant's). */
+export function buildUNetGraph(cfg: UNetConfig, weights: WeightStore | undefined, shape: UNetShape, attn: ResolvedAttention): GraphBuilder {
+  const g = new GraphBuilder('unet', weights);
+  const { batch: b, height: h, width: w } = shape;
+  let x = g.input('sample', [b, cfg.inChannels, h, w]);
+  const t = g.input('timestep', [b]);
+  const text = g.input('encoder_hidden_states', [b, shape.textLength, cfg.crossAttentionDim]);
+  const variant = attn.variant({ latent: [h, w] });
+  const inputs: Record<string, Value> = {};
+  for (const e of variant.extraInputs) inputs[e.name] = g.input(e.name, e.shape, e.type);
+
+  const c0 = cfg.blockOutChannels[0]!;
+  const freqs = timestepFrequencies(c0, cfg.freqShift);
+  const args = g.mul(g.reshape(t, [b, 1]), g.constant(freqs, [1, freqs.length]));
+  const sin = g.sin(args);
+  const cos = g.cos(args);
+  const proj = g.concat(cfg.flipSinToCos ? [cos, sin] : [sin, cos], 1);
+  const timeDim = c0 * 4;
+  const temb = g.silu(linear(g, 'time_embedding.linear_2', g.silu(linear(g, 'time_embedding.linear_1', proj, timeDim)), timeDim));
+
+  if (cfg.centerInputSample) x = g.sub(g.mul(x, 2), 1);
+  x = conv2d(g, 'conv_in', x, c0, 3, { pad: 1 });
+  const resOpts = { groups: cfg.groups, eps: cfg.eps };
+  const tx = (key: string, y: Value, level: number, heads: number, layers: number): Value =>
+    transformer2D(g, key, y, text, {
+      heads,
+      layers,
+      useLinearProjection: cfg.useLinearProjection,
+      groups: cfg.groups,
+      attention: variant,
+      level,
+      latent: [h, w],
+      inputs,
+    });
+
+  const skips: Value[] = [x];
+  const n = cfg.blockOutChannels.length;
+  cfg.downBlockTypes.forEach((type, i) => {
+    const out = cfg.blockOutChannels[i]!;
+    for (let j = 0; j < cfg.layersPerBlock; j++) {
+      x = resnetBlock2D(g, `down_blocks.${i}.resnets.${j}`, x, temb, out, resOpts);
+      if (type === 'CrossAttnDownBlock2D') x = tx(`down_blocks.${i}.attentions.${j}`, x, i, cfg.heads[i]!, cfg.transformerLayers[i]!);
+      skips.push(x);
+    }
+    if (i < n - 1) {
+      x = downsample2D(g, `down_blocks.${i}.downsamplers.0`, x, cfg.downsamplePadding);
+      skips.push(x);
+    }
+  });
+
+  if (cfg.midBlockType) {
+    const top = cfg.blockOutChannels[n - 1]!;
+    const midOpts = { ...resOpts, outputScaleFactor: cfg.midBlockScaleFactor };
+    x = resnetBlock2D(g, 'mid_block.resnets.0', x, temb, top, midOpts);
+    x = tx('mid_block.attentions.0', x, n - 1, cfg.heads[n - 1]!, cfg.transformerLayers[n - 1]!);
+    x = resnetBlock2D(g, 'mid_block.resnets.1', x, temb, top, midOpts);
+  }
+
+  const heads = [...cfg.heads].reverse();
+  cfg.upBlockTypes.forEach((type, i) => {
+    const out = [...cfg.blockOutChannels].reverse()[i]!;
+    const level = n - 1 - i;
+    for (let j = 0; j <= cfg.layersPerBlock; j++) {
+      x = g.concat([x, skips.pop()!], 1);
+      x = resnetBlock2D(g, `up_blocks.${i}.resnets.${j}`, x, temb, out, resOpts);
+      if (type === 'CrossAttnUpBlock2D') x = tx(`up_blocks.${i}.attentions.${j}`, x, level, heads[i]!, cfg.reverseTransformerLayers[i]!);
+    }
+    if (i < n - 1) {
+      // Up to the next skip's size, so odd latent sizes come back exactly (diffusers' upsample_size).
+      const next = skips[skips.length - 1]!;
+      x = upsample2D(g, `up_blocks.${i}.upsamplers.0`, x, [next.dim(2), next.dim(3)]);
+    }
+  });
+
+  x = g.silu(groupNorm(g, 'conv_norm_out', x, cfg.groups, cfg.eps));
+  x = conv2d(g, 'conv_out', x, cfg.outChannels, 3, { pad: 1 });
+  g.output(x, 'out_sample');
+  return g;
+}
+
+export interface LoadOptions extends RuntimeOptions {
+  attention?: AttentionOptions;
+}
+
+export interface UNetForwardOptions {
+  /** With ToDo's `stopAt`: false runs this step with dense attention. Default true. */
+  attentionActive?: boolean;
+}
+
+export class UNet {
+  private constructor(
+    readonly config: UNetConfig,
+    readonly attention: ResolvedAttention,
+    private readonly rt: ComponentRuntime,
+  ) {}
+
+  static async load(dir: string, opts: LoadOptions = {}): Promise<UNet> {
+    const comp = findComponent(dir, 'unet');
+    const cfg = parseUNetConfig(comp.config);
+    const attention = resolveAttention(opts.attention ?? { method: 'dense' });
+    const weights = WeightStore.open(comp.weightFiles, 'unet');
+    // Build once at a small size so that missing or mis-shaped weights fail at load time.
+    const probe = 2 ** (cfg.blockOutChannels.length - 1);
+    buildUNetGraph(cfg, weights, { batch: 1, height: probe, width: probe, textLength: 1 }, resolveAttention({ method: 'dense' }));
+    return new UNet(cfg, attention, new ComponentRuntime('unet', weights, comp.config, opts));
+  }
+
+  /** The graph this U-Net runs for one input shape (for inspection, FLOP counts and benchmarks). */
+  graph(shape: UNetShape): GraphDef {
+    return buildUNetGraph(this.config, this.rt.weights, shape, this.attention).build();
+  }
+
+  /** Predicts the noise (or v) for `sample` [B, C, H, W] at `timestep`, conditioned on text [B, L, D]. */
+  async forward(sample: Tensor, timestep: number, encoderHiddenStates: Tensor, opts: UNetForwardOptions = {}): Promise<Tensor> {
+    const c = this.config;
+    checkInput('unet', 'sample', sample, [null, c.inChannels, null, null], 'batch, latent channels, height/8, width/8');
+    const [b, , h, w] = sample.dims as [number, number, number, number];
+    checkInput('unet', 'encoder_hidden_states', encoderHiddenStates, [b, null, c.crossAttentionDim], 'same batch as sample, tokens, cross_attention_dim');
+    if (!Number.isFinite(timestep)) throw new Error(`unet: timestep must be a finite number; got ${timestep}`);
+    const shape: UNetShape = { batch: b, height: h, width: w, textLength: encoderHiddenStates.dims[1]! };
+    const feeds: Feed[] = [
+      { name: 'sample', type: 'float32', value: sample },
+      { name: 'timestep', type: 'float32', value: { data: new Float32Array(b).fill(timestep), dims: [b] } },
+      { name: 'encoder_hidden_states', type: 'float32', value: encoderHiddenStates },
+    ];
+    for (const e of this.attention.variant({ latent: [h, w] }).extraInputs) {
+      feeds.push({ name: e.name, type: 'bool', data: Uint8Array.of(opts.attentionActive === false ? 0 : 1), dims: e.shape });
+    }
+    const out = await this.rt.run({ shape, attention: this.attention.options }, () => this.graph(shape), feeds);
+    const t = out.out_sample!;
+    return { data: t.data as Float32Array, dims: [...t.dims] };
+  }
+
+  dispose(): Promise<void> {
+    return this.rt.dispose();
+  }
+}
+
+export function loadUNet(dir: string, opts: LoadOptions = {}): Promise<UNet> {
+  return UNet.load(dir, opts);
+}
