@@ -7,3 +7,5 @@ export type { AttentionOptions, TodoOptions, TodoMode } from './attention/option
 export { autoTodoFactor } from './attention/todo.js';
 export { loadVAE, VAE, parseVAEConfig } from './models/vae.js';
 export type { VAEConfig } from './models/vae.js';
+export { loadTextEncoder, ClipTextEncoder, parseClipTextConfig } from './models/clip-text.js';
+export type { ClipTextConfig } from './models/clip-text.js';

@@ -5,7 +5,7 @@
  * weights or inputs fails here with a readable message instead of deep inside onnxruntime,
  * and the FLOPs of the graph are known without running it.
  */
-import type { WeightStore } from './weights.js';
+import type { WeightSource } from './weights.js';
 
 export type ElemType = 'float32' | 'float16' | 'bfloat16' | 'int64' | 'bool';
 
@@ -103,7 +103,7 @@ interface Shared {
   root?: GraphBuilder;
   counter: number;
   initializers: Map<string, InitializerDef>;
-  weights?: WeightStore;
+  weights?: WeightSource;
   weightValues: Map<string, Value>;
   flops: FlopCount;
   attention: AttentionCall[];
@@ -121,7 +121,7 @@ export class GraphBuilder {
 
   constructor(
     readonly name: string,
-    weights?: WeightStore,
+    weights?: WeightSource,
     shared?: Shared,
   ) {
     this.shared = shared ?? {
@@ -312,6 +312,15 @@ export class GraphBuilder {
     const shape = [...x.shape];
     shape[ax] = indices.length;
     return this.op('Gather', [x, this.constInt64(indices)], { axis: { i: ax } }, shape);
+  }
+
+  softmax(x: Value, axis = -1): Value {
+    return this.op('Softmax', [x], { axis: { i: axis } }, x.shape);
+  }
+
+  /** Rows of `table` [V, D] picked by int64 `ids` [...]: an embedding lookup. */
+  embedding(table: Value, ids: Value): Value {
+    return this.op('Gather', [table, ids], { axis: { i: 0 } }, [...ids.shape, table.dim(1)], { type: table.type });
   }
 
   // --- linear algebra -------------------------------------------------------------------

@@ -19,7 +19,13 @@ export interface WeightRef {
   type: ElemType;
 }
 
-export class WeightStore {
+/** Where a graph's weights come from: real files, or a recorder that lists what a model needs. */
+export interface WeightSource {
+  has(key: string): boolean;
+  get(key: string, expectShape?: readonly number[]): WeightRef;
+}
+
+export class WeightStore implements WeightSource {
   readonly folder: string;
   private readonly index = new Map<string, SafetensorsFile>();
 
@@ -74,5 +80,20 @@ export class WeightStore {
         return `${f.path}:${s.size}:${s.mtimeMs}`;
       })
       .join('|');
+  }
+}
+
+/** Answers every lookup with a placeholder and records the key and shape: a model's weight layout. */
+export class WeightRecorder implements WeightSource {
+  readonly shapes = new Map<string, number[]>();
+
+  has(key: string): boolean {
+    return this.shapes.has(key);
+  }
+
+  get(key: string, expectShape?: readonly number[]): WeightRef {
+    if (!expectShape) throw new Error(`weight "${key}" was asked for without a shape`);
+    this.shapes.set(key, [...expectShape]);
+    return { file: 'recorded.safetensors', offset: 0, length: 0, shape: [...expectShape], type: 'float32' };
   }
 }
