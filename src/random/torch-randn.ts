@@ -120,7 +120,8 @@ export class TorchGenerator {
     const size = checkedNumel(dims);
     const data = new Float32Array(size);
     if (size < 16) {
-      for (let i = 0; i < size; i++) data[i] = this.normalDouble();
+      // `+ 0` is torch's `x * std + mean` with mean 0: it turns -0 into +0.
+      for (let i = 0; i < size; i++) data[i] = this.normalDouble() + 0;
       return data;
     }
     for (let i = 0; i < size; i++) data[i] = this.uniformFloat();
@@ -145,8 +146,8 @@ export function randn(seed: number | bigint, dims: readonly number[]): Float32Ar
  * where torch uses a single 32-bit draw (wider ranges would take `random64()`).
  */
 export function randint(gen: TorchGenerator, high: number, dims: readonly number[], low = 0): Int32Array {
-  if (!Number.isInteger(low) || !Number.isInteger(high) || low < -(2 ** 31) || high > 2 ** 31 || low >= high) {
-    throw new RangeError(`randint needs integers -2^31 <= low < high <= 2^31, got low=${low}, high=${high}`);
+  if (!Number.isInteger(low) || !Number.isInteger(high) || low < -(2 ** 31) || high > 2 ** 31 || low >= high || high - low >= 2 ** 32) {
+    throw new RangeError(`randint needs integers -2^31 <= low < high <= 2^31 with high - low < 2^32, got low=${low}, high=${high}`);
   }
   const range = high - low;
   const out = new Int32Array(checkedNumel(dims));
@@ -210,7 +211,7 @@ const LOG_P = [
   7.0376836292e-2, -1.151461031e-1, 1.167699874e-1, -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
   2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1,
 ].map(f32);
-const SQRTHF = f32(0.707106781186547524);
+const SQRTHF = f32(Math.SQRT1_2);
 const LOG_Q1 = f32(-2.1219444e-4);
 const LOG_Q2 = f32(0.693359375);
 const MIN_NORM_POS = bitsFloat(0x00800000);
@@ -235,7 +236,7 @@ function cephesLogf(v: number): number {
 const FOPI = f32(1.27323954473516);
 const DP1 = f32(-0.78515625);
 const DP2 = f32(-2.4187564849853515625e-4);
-const DP3 = f32(-3.77489497744594108e-8);
+const DP3 = f32(-3.774894977445941e-8);
 const SIN_P = [-1.9515295891e-4, 8.3321608736e-3, -1.6666654611e-1].map(f32);
 const COS_P = [2.443315711809948e-5, -1.388731625493765e-3, 4.166664568298827e-2].map(f32);
 
@@ -271,7 +272,8 @@ function normalFill16(data: Float32Array, offset: number): void {
     const u1 = f32(1 - data[offset + j]!);
     const radius = f32(Math.sqrt(mul(-2, cephesLogf(u1))));
     const [sin, cos] = cephesSinCosf(mul(TWO_PI, data[offset + j + 8]!));
-    data[offset + j] = mul(radius, cos);
-    data[offset + j + 8] = mul(radius, sin);
+    // `+ 0` stands for the kernel's fmadd(n, std = 1, mean = 0), which turns -0 into +0.
+    data[offset + j] = mul(radius, cos) + 0;
+    data[offset + j + 8] = mul(radius, sin) + 0;
   }
 }
