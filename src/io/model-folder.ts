@@ -31,18 +31,26 @@ export function readJson(path: string, what: string): Record<string, unknown> {
  * `dir` may be the model folder (holding `<name>/`) or the component folder itself.
  * `needWeights` is false for components without weights (tokenizer, scheduler).
  */
-export function findComponent(dir: string, name: string, configFile = 'config.json', needWeights = true): ComponentFolder {
+export function findComponent(dir: string, name: string, opts: { classNames?: readonly string[]; configFile?: string; needWeights?: boolean } = {}): ComponentFolder {
+  const configFile = opts.configFile ?? 'config.json';
   const root = resolve(dir);
   if (!existsSync(root) || !statSync(root).isDirectory()) {
     throw new Error(`model folder ${root} not found; pass a diffusers model folder (holding ${name}/) or the ${name}/ folder itself`);
   }
   const candidates = basename(root) === name ? [root, join(root, name)] : [join(root, name), root];
-  const folder = candidates.find((c) => existsSync(join(c, configFile)));
+  const folder = candidates.find((c) => existsSync(join(c, configFile)) && isClass(readJson(join(c, configFile), name), opts.classNames));
   if (!folder) {
     throw new Error(`no ${name} component in ${root}: expected ${join(root, name, configFile)} (diffusers layout)`);
   }
   const config = readJson(join(folder, configFile), name);
-  return { folder, config, weightFiles: needWeights ? findWeights(folder, name) : [] };
+  return { folder, config, weightFiles: opts.needWeights === false ? [] : findWeights(folder, name) };
+}
+
+/** True unless the config names a class (diffusers' _class_name, transformers' architectures) other than these. */
+function isClass(config: Record<string, unknown>, classNames?: readonly string[]): boolean {
+  if (!classNames) return true;
+  const named = (config._class_name as string | undefined) ?? (config.architectures as string[] | undefined)?.[0];
+  return named === undefined || classNames.includes(named);
 }
 
 function findWeights(folder: string, name: string): string[] {

@@ -185,34 +185,43 @@ export function f16ToF32(h: number): number {
   return s * (1 + m / 1024) * 2 ** (e - 15);
 }
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
-
-/** Round-to-nearest-even fp32 → fp16 bits. */
-export function f32ToF16(v: number): number {
-  f32Scratch[0] = v;
-  const x = u32Scratch[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
-  let e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    let half = mant >>> shift;
-    const rem = mant & ((1 << shift) - 1);
-    const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && half & 1)) half++;
-    return sign | half;
+/** Round-to-nearest-even fp32 → fp16 bits, for a whole array (NaN stays NaN, overflow → ±inf). */
+export function encodeF16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < bits.length; i++) {
+    const x = bits[i]!;
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    const mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 112;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+    } else if (e <= 0) {
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      const m = mant | 0x800000;
+      const shift = 14 - e;
+      let half = m >>> shift;
+      const rem = m & ((1 << shift) - 1);
+      const mid = 1 << (shift - 1);
+      if (rem > mid || (rem === mid && half & 1)) half++;
+      out[i] = sign | half;
+    } else {
+      // Rounding may carry into the exponent, which is still the right answer (up to inf).
+      let half = (e << 10) | (mant >>> 13);
+      const rem = mant & 0x1fff;
+      if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
+      out[i] = sign | half;
+    }
   }
-  let half = (e << 10) | (mant >>> 13);
-  const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
-  e = half;
-  return sign | e;
+  return out;
 }
 
 export function toFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
@@ -259,7 +268,7 @@ function encode(t: TensorToWrite): Uint8Array {
     case 'F32':
       return new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
     case 'F16':
-      return new Uint8Array(Uint16Array.from(src, f32ToF16).buffer);
+      return new Uint8Array(encodeF16(src).buffer);
     case 'BF16': {
       const u = new Uint32Array(Float32Array.from(src).buffer);
       // Round to nearest even on the dropped 16 bits.

@@ -105,7 +105,7 @@ export class ClipTextEncoder {
   ) {}
 
   static async load(dir: string, opts: RuntimeOptions = {}): Promise<ClipTextEncoder> {
-    const comp = findComponent(dir, 'text_encoder');
+    const comp = findComponent(dir, 'text_encoder', { classNames: ['CLIPTextModel', 'CLIPTextModelWithProjection'] });
     const cfg = parseClipTextConfig(comp.config);
     const weights = WeightStore.open(comp.weightFiles, 'text_encoder');
     buildClipTextGraph(cfg, weights, { batch: 1, length: 1 });

@@ -4,7 +4,7 @@
  * conv_norm_out, conv_out.
  */
 import { GraphBuilder, type GraphDef, type Value } from '../graph/builder.js';
-import { WeightStore } from '../graph/weights.js';
+import { WeightStore, type WeightSource } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
@@ -134,7 +134,7 @@ export interface UNetShape {
 }
 
 /** The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states (+ the variant's). */
-export function buildUNetGraph(cfg: UNetConfig, weights: WeightStore | undefined, shape: UNetShape, attn: ResolvedAttention): GraphBuilder {
+export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, attn: ResolvedAttention): GraphBuilder {
   const g = new GraphBuilder('unet', weights);
   const { batch: b, height: h, width: w } = shape;
   let x = g.input('sample', [b, cfg.inChannels, h, w]);
@@ -230,7 +230,7 @@ export class UNet {
   ) {}
 
   static async load(dir: string, opts: LoadOptions = {}): Promise<UNet> {
-    const comp = findComponent(dir, 'unet');
+    const comp = findComponent(dir, 'unet', { classNames: ['UNet2DConditionModel'] });
     const cfg = parseUNetConfig(comp.config);
     const attention = resolveAttention(opts.attention ?? { method: 'dense' });
     const weights = WeightStore.open(comp.weightFiles, 'unet');

@@ -3,7 +3,7 @@
  * Encoder (encoder → quant_conv), with diffusers' weight keys.
  */
 import { GraphBuilder, type GraphDef, type Value } from '../graph/builder.js';
-import { WeightStore } from '../graph/weights.js';
+import { WeightStore, type WeightSource } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
@@ -75,7 +75,7 @@ function head(g: GraphBuilder, key: string, x: Value, cfg: VAEConfig, out: numbe
 }
 
 /** latents [B, latent, h, w] → image [B, 3, h·scale, w·scale] in [-1, 1] (no scaling factor applied). */
-export function buildDecoderGraph(cfg: VAEConfig, weights: WeightStore | undefined, shape: { batch: number; height: number; width: number }): GraphBuilder {
+export function buildDecoderGraph(cfg: VAEConfig, weights: WeightSource | undefined, shape: { batch: number; height: number; width: number }): GraphBuilder {
   const g = new GraphBuilder('vae_decoder', weights);
   const z = g.input('latents', [shape.batch, cfg.latentChannels, shape.height, shape.width]);
   let x = conv2d(g, 'post_quant_conv', z, cfg.latentChannels, 1);
@@ -93,7 +93,7 @@ export function buildDecoderGraph(cfg: VAEConfig, weights: WeightStore | undefin
 }
 
 /** image [B, 3, H, W] in [-1, 1] → the latent distribution's mean and log-variance [B, latent, H/scale, W/scale]. */
-export function buildEncoderGraph(cfg: VAEConfig, weights: WeightStore | undefined, shape: { batch: number; height: number; width: number }): GraphBuilder {
+export function buildEncoderGraph(cfg: VAEConfig, weights: WeightSource | undefined, shape: { batch: number; height: number; width: number }): GraphBuilder {
   const g = new GraphBuilder('vae_encoder', weights);
   let x = g.input('image', [shape.batch, cfg.inChannels, shape.height, shape.width]);
   x = conv2d(g, 'encoder.conv_in', x, cfg.blockOutChannels[0]!, 3, { pad: 1 });
@@ -119,7 +119,7 @@ export class VAE {
   ) {}
 
   static async load(dir: string, opts: RuntimeOptions = {}): Promise<VAE> {
-    const comp = findComponent(dir, 'vae');
+    const comp = findComponent(dir, 'vae', { classNames: ['AutoencoderKL'] });
     const cfg = parseVAEConfig(comp.config);
     const weights = WeightStore.open(comp.weightFiles, 'vae');
     // Missing or mis-shaped decoder weights fail here, not at the first decode.
