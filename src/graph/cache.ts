@@ -3,10 +3,11 @@
  * weight files (path, size, mtime), input shapes, attention options and this package's version.
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { writeFileAtomic } from '../io/atomic.js';
 
 export function cacheDir(): string {
   return process.env.TODO_SD_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'todo-sd');
@@ -46,9 +47,7 @@ export function cachedGraph(key: string, build: () => Uint8Array): Uint8Array {
   const bytes = build();
   try {
     mkdirSync(dir, { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    writeFileSync(tmp, bytes);
-    renameSync(tmp, file);
+    writeFileAtomic(file, bytes);
   } catch {
     // A read-only cache only costs a rebuild next time.
   }

@@ -225,9 +225,23 @@ export interface UNetForwardOptions {
 export class UNet {
   private constructor(
     readonly config: UNetConfig,
-    readonly attention: ResolvedAttention,
+    private resolved: ResolvedAttention,
     private readonly rt: ComponentRuntime,
   ) {}
+
+  /** The config.json as the model folder has it. */
+  get rawConfig(): Record<string, unknown> {
+    return this.rt.config;
+  }
+
+  get attention(): ResolvedAttention {
+    return this.resolved;
+  }
+
+  /** Switches the attention method; the next forward builds (or reuses from the cache) its graph. */
+  setAttention(options: AttentionOptions): void {
+    this.resolved = resolveAttention(options);
+  }
 
   static async load(dir: string, opts: LoadOptions = {}): Promise<UNet> {
     const comp = findComponent(dir, 'unet', { classNames: ['UNet2DConditionModel'] });

@@ -1,0 +1,141 @@
+/** `todo-sd generate`: prompt in, PNG out. */
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { basename, dirname, extname, resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import type { AttentionOptions } from '../attention/options.js';
+import { TODO_MODES, type TodoMode } from '../attention/todo.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { encodePng } from '../io/png.js';
+import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
+import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
+import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
+import { parseFloatOption, parseIntOption } from './options.js';
+import { Progress } from './progress.js';
+
+interface GenerateFlags {
+  model?: string;
+  prompt: string;
+  negativePrompt?: string;
+  width?: number;
+  height?: number;
+  steps: number;
+  cfg: number;
+  seed?: number;
+  sampler?: SamplerName;
+  karras?: boolean;
+  batch: number;
+  latents?: string;
+  todo: string;
+  todoMode: TodoMode;
+  todoStop: number;
+  todoLevel2: number;
+  clipSkip: number;
+  vaeTiling: 'auto' | 'on' | 'off';
+  out: string;
+  json?: boolean;
+  provider: string;
+  threads?: number;
+}
+
+function parseTodo(v: string): string {
+  if (v === 'off' || v === 'auto' || /^[1-9]\d*$/.test(v)) return v;
+  throw new InvalidArgumentError(`--todo must be off, auto or a factor such as 2, 3, 4; got "${v}"`);
+}
+
+export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 'todoStop' | 'todoLevel2'>): AttentionOptions {
+  if (f.todo === 'off' || f.todo === '1') return { method: 'dense' };
+  return {
+    method: 'todo',
+    factor: f.todo === 'auto' ? 'auto' : Number(f.todo),
+    mode: f.todoMode,
+    level2Factor: f.todoLevel2,
+    stopAt: f.todoStop,
+  };
+}
+
+/** Output file names: `out.png` for one image, `out-0.png`, `out-1.png`, … for a batch. */
+export function outputPaths(out: string, n: number): string[] {
+  if (n === 1) return [out];
+  const ext = extname(out);
+  return Array.from({ length: n }, (_, i) => `${out.slice(0, out.length - ext.length)}-${i}${ext}`);
+}
+
+/** Fails before any work when the PNG could not be written. */
+function checkOutput(out: string): void {
+  if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file; got ${out}`);
+  const dir = dirname(resolve(out));
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`cannot write ${out}: folder ${dir} does not exist (create it first)`);
+  try {
+    accessSync(dir, constants.W_OK);
+  } catch {
+    throw new Error(`cannot write ${out}: folder ${dir} is not writable (choose another --out)`);
+  }
+}
+
+export function registerGenerate(program: Command): void {
+  program
+    .command('generate')
+    .description('generate images from a prompt (text-to-image)')
+    .option('--model <dir>', `diffusers model folder (default: the built-in ${BUILTIN_MODEL_NAME} model)`)
+    .requiredOption('-p, --prompt <text>', 'what to draw')
+    .option('-n, --negative-prompt <text>', 'what not to draw')
+    .option('-W, --width <px>', 'image width, a multiple of 8 (default: the model native size)', parseIntOption('--width', 8))
+    .option('-H, --height <px>', 'image height, a multiple of 8 (default: the model native size)', parseIntOption('--height', 8))
+    .option('--steps <n>', 'denoising steps', parseIntOption('--steps', 1, 1000), 20)
+    .option('--cfg <scale>', 'classifier-free guidance scale (1 = off)', parseFloatOption('--cfg', 0, 100), 7.5)
+    .option('-s, --seed <n>', 'seed (the same noise as torch.Generator("cpu").manual_seed(n)); default: random', parseIntOption('--seed', 0, 2 ** 53 - 1))
+    .addOption(new Option('--sampler <name>', 'sampler (default: the model scheduler)').choices(SAMPLER_NAMES))
+    .option('--karras', 'Karras noise schedule (euler, euler-a, dpmpp-2m)')
+    .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
+    .option('--latents <file>', 'initial noise from a safetensors file (tensor "latents", [batch, 4, h/8, w/8])')
+    .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (2, 3, 4)', parseTodo, 'off')
+    .addOption(new Option('--todo-mode <mode>', 'ToDo downsampling operator').choices(TODO_MODES).default('nearest'))
+    .option('--todo-stop <fraction>', 'go back to dense attention after this fraction of the steps', parseFloatOption('--todo-stop', 0, 1), 1)
+    .option('--todo-level2 <factor>', 'ToDo factor at the second level', parseIntOption('--todo-level2', 1), 1)
+    .option('--clip-skip <n>', 'use the n-th last CLIP layer (1 = last)', parseIntOption('--clip-skip', 1), 1)
+    .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding').choices(['auto', 'on', 'off']).default('auto'))
+    .option('-o, --out <file.png>', 'output PNG', 'output.png')
+    .option('--json', 'print a JSON summary on stdout')
+    .option('--provider <name>', 'onnxruntime execution provider: cpu, webgpu, cuda', 'cpu')
+    .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
+    .action(async (f: GenerateFlags) => {
+      checkOutput(f.out);
+      const log = (m: string): void => void process.stderr.write(`${m}\n`);
+      const modelDir = f.model ?? BUILTIN_MODEL_DIR;
+      if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
+      const latents = f.latents ? readLatentsFile(f.latents) : undefined;
+      const pipe = await StableDiffusion.load(modelDir, { executionProvider: f.provider, threads: f.threads, onWarning: log });
+      const opts: GenerateOptions = {
+        prompt: f.prompt,
+        negativePrompt: f.negativePrompt,
+        width: f.width,
+        height: f.height,
+        steps: f.steps,
+        cfg: f.cfg,
+        seed: f.seed,
+        batch: f.batch,
+        sampler: f.sampler,
+        karras: f.karras,
+        latents,
+        attention: attentionFromFlags(f),
+        clipSkip: f.clipSkip,
+        vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
+      };
+      const progress = new Progress(process.stderr);
+      const result = await pipe.generate(opts, {
+        onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total)),
+        onWarning: log,
+      });
+      await pipe.dispose();
+      const paths = outputPaths(f.out, result.images.length);
+      result.images.forEach((img, i) => writeFileAtomic(paths[i]!, encodePng(img, { parameters: img.parameters })));
+      const s = result.settings;
+      if (f.json) {
+        process.stdout.write(
+          `${JSON.stringify({ files: paths, model: modelDir, ...s, timings: result.timings, parameters: result.images[0]!.parameters }, null, 2)}\n`,
+        );
+      } else {
+        log(`wrote ${paths.map((p) => basename(p)).join(', ')} (${s.width}x${s.height}, ${s.steps} steps, ${s.sampler}, seed ${s.seed}) in ${((result.timings.textMs + result.timings.denoiseMs + result.timings.decodeMs) / 1000).toFixed(1)} s`);
+      }
+    });
+}

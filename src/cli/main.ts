@@ -1,0 +1,29 @@
+#!/usr/bin/env node
+/** The `todo-sd` command line. */
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { registerGenerate } from './generate.js';
+import { registerRandomModel } from './random-model.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+const program = new Command('todo-sd')
+  .description('Stable Diffusion on onnxruntime, with ToDo token downsampling for fast high-resolution generation')
+  .version(pkg.version)
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride();
+
+registerGenerate(program);
+registerRandomModel(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) {
+    // Commander has printed its message (unknown option, missing argument, --help, --version).
+    process.exitCode = e.exitCode;
+  } else {
+    process.stderr.write(`todo-sd: error: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exitCode = 1;
+  }
+}

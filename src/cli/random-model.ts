@@ -1,0 +1,21 @@
+/** `todo-sd random-model`: a model folder in the diffusers layout with random weights. */
+import { Command, Option } from 'commander';
+import { ARCHITECTURES } from '../models/architectures.js';
+import { writeRandomModel } from '../models/random-model.js';
+import { parseIntOption } from './options.js';
+
+export function registerRandomModel(program: Command): void {
+  program
+    .command('random-model')
+    .description('write a model folder (diffusers layout, real SD configs) with random weights, for tests and speed benchmarks')
+    .addOption(new Option('--arch <arch>', 'architecture').choices(ARCHITECTURES).default('sd15'))
+    .requiredOption('--out <dir>', 'output folder (must not exist, or be empty)')
+    .option('--seed <n>', 'seed of the random weights', parseIntOption('--seed', 0), 0)
+    .addOption(new Option('--dtype <dtype>', 'weight dtype on disk (default: fp16 for sd15/sd21, fp32 for tiny)').choices(['fp32', 'fp16']))
+    .action((o: { arch: string; out: string; seed: number; dtype?: 'fp32' | 'fp16' }) => {
+      const t0 = Date.now();
+      const log = (m: string): void => void process.stderr.write(`${m}\n`);
+      writeRandomModel(o.out, o.arch, { seed: o.seed, dtype: o.dtype, onProgress: (c) => log(`writing ${c}…`) });
+      log(`wrote a random ${o.arch} model to ${o.out} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    });
+}

@@ -1,0 +1,59 @@
+/**
+ * Generation parameters in AUTOMATIC1111's PNG `parameters` text, which A1111, ComfyUI,
+ * stable-diffusion.cpp and image browsers read back:
+ *   prompt \n Negative prompt: … \n Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 1, Size: 512x512, Model: …
+ */
+import type { AttentionOptions } from '../attention/options.js';
+import type { SamplerName } from '../scheduler/index.js';
+
+const A1111_SAMPLERS: Record<SamplerName, string> = {
+  euler: 'Euler',
+  'euler-a': 'Euler a',
+  ddim: 'DDIM',
+  pndm: 'PLMS',
+  'dpmpp-2m': 'DPM++ 2M',
+};
+
+export interface ParameterSource {
+  prompt: string;
+  negativePrompt: string;
+  steps: number;
+  sampler: SamplerName;
+  karras: boolean;
+  cfg: number;
+  seed: number;
+  width: number;
+  height: number;
+  model: string;
+  clipSkip: number;
+  attention: AttentionOptions;
+}
+
+/** A1111 quotes a value that holds a comma, colon or quote, JSON-style. */
+function value(v: string | number): string {
+  const s = String(v);
+  return /[,:"]/.test(s) ? JSON.stringify(s) : s;
+}
+
+export function a1111Parameters(p: ParameterSource): string {
+  const fields: [string, string | number][] = [
+    ['Steps', p.steps],
+    ['Sampler', A1111_SAMPLERS[p.sampler] + (p.karras ? ' Karras' : '')],
+    ['CFG scale', p.cfg],
+    ['Seed', p.seed],
+    ['Size', `${p.width}x${p.height}`],
+    ['Model', p.model],
+  ];
+  if (p.clipSkip > 1) fields.push(['Clip skip', p.clipSkip]);
+  const a = p.attention;
+  if (a.method === 'todo') {
+    fields.push(['ToDo factor', a.factor], ['ToDo mode', a.mode ?? 'nearest']);
+    if ((a.level2Factor ?? 1) > 1) fields.push(['ToDo level 2 factor', a.level2Factor!]);
+    if ((a.stopAt ?? 1) < 1) fields.push(['ToDo stop at', a.stopAt!]);
+  }
+  fields.push(['Version', 'todo-sd']);
+  const lines = [p.prompt];
+  if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);
+  lines.push(fields.map(([k, v]) => `${k}: ${value(v)}`).join(', '));
+  return lines.join('\n');
+}

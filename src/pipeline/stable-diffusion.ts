@@ -1,0 +1,262 @@
+/**
+ * Text-to-image for SD 1.x / 2.x: tokenize → encode the prompts (negative and positive halves in
+ * one batch for classifier-free guidance) → denoise with a scheduler → VAE decode → RGB images.
+ */
+import { basename, resolve } from 'node:path';
+import { resolveAttention, type AttentionOptions } from '../attention/options.js';
+import { SafetensorsFile } from '../io/safetensors.js';
+import { findComponent } from '../io/model-folder.js';
+import { ClipTextEncoder } from '../models/clip-text.js';
+import { UNet } from '../models/unet.js';
+import { VAE } from '../models/vae.js';
+import { TorchGenerator } from '../random/torch-randn.js';
+import type { RuntimeOptions } from '../runtime/session.js';
+import { createScheduler, SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
+import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
+import { numel, type Tensor } from '../tensor.js';
+import type { RgbImage } from '../io/png.js';
+import { a1111Parameters } from './parameters.js';
+import { decodeTiled } from './vae-tiling.js';
+
+export interface GenerateOptions {
+  prompt: string;
+  negativePrompt?: string;
+  /** Image size in pixels, multiples of 8 (of the VAE's scale); default: the model's native size. */
+  width?: number;
+  height?: number;
+  steps?: number;
+  /** Classifier-free guidance scale; 1 or less turns guidance off (one U-Net pass per step). */
+  cfg?: number;
+  /** Seed of the initial noise: equal to torch.randn(shape, generator=torch.Generator('cpu').manual_seed(seed)). */
+  seed?: number;
+  /** Images per prompt (one batch, one seed, as diffusers' num_images_per_prompt). */
+  batch?: number;
+  sampler?: SamplerName;
+  karras?: boolean;
+  /** Initial noise [batch, 4, height/8, width/8] instead of the seed's (scaled by the scheduler's init sigma, as diffusers does). */
+  latents?: Tensor;
+  attention?: AttentionOptions;
+  /** 1 = last CLIP layer (default), 2 = the one before, … (AUTOMATIC1111's convention). */
+  clipSkip?: number;
+  /** Tiled VAE decoding: 'auto' (default) tiles above 1024x1024 pixels. */
+  vaeTiling?: boolean | 'auto';
+}
+
+export interface StepInfo {
+  step: number;
+  total: number;
+  timestep: number;
+  phase: 'denoise' | 'decode';
+}
+
+export interface GenerateCallbacks {
+  onStep?: (info: StepInfo) => void;
+  onWarning?: (message: string) => void;
+}
+
+export interface GeneratedImage extends RgbImage {
+  seed: number;
+  /** The generation parameters in AUTOMATIC1111's text format. */
+  parameters: string;
+}
+
+export interface GenerateResult {
+  images: GeneratedImage[];
+  /** The settings actually used, defaults filled in. */
+  settings: Required<Omit<GenerateOptions, 'latents' | 'negativePrompt'>> & { negativePrompt: string; latentsFromFile: boolean };
+  timings: { textMs: number; denoiseMs: number; decodeMs: number };
+}
+
+const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
+  PNDMScheduler: 'pndm',
+  DDIMScheduler: 'ddim',
+  EulerDiscreteScheduler: 'euler',
+  EulerAncestralDiscreteScheduler: 'euler-a',
+  DPMSolverMultistepScheduler: 'dpmpp-2m',
+};
+
+function fail(msg: string): never {
+  throw new Error(msg);
+}
+
+export class StableDiffusion {
+  private constructor(
+    readonly modelDir: string,
+    readonly tokenizer: ClipTokenizer,
+    readonly textEncoder: ClipTextEncoder,
+    readonly unet: UNet,
+    readonly vae: VAE,
+    readonly schedulerConfig: Record<string, unknown>,
+  ) {}
+
+  static async load(dir: string, opts: RuntimeOptions & { attention?: AttentionOptions } = {}): Promise<StableDiffusion> {
+    const modelDir = resolve(dir);
+    const scheduler = findComponent(modelDir, 'scheduler', { configFile: 'scheduler_config.json', needWeights: false });
+    const [tokenizer, textEncoder, unet, vae] = await Promise.all([
+      loadTokenizer(modelDir, { onWarning: opts.onWarning }),
+      ClipTextEncoder.load(modelDir, opts),
+      UNet.load(modelDir, opts),
+      VAE.load(modelDir, opts),
+    ]);
+    if (textEncoder.config.hiddenSize !== unet.config.crossAttentionDim) {
+      fail(`text encoder width ${textEncoder.config.hiddenSize} does not match the U-Net's cross_attention_dim ${unet.config.crossAttentionDim}; the components come from different models`);
+    }
+    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler.config);
+  }
+
+  get modelName(): string {
+    return basename(this.modelDir);
+  }
+
+  /** The model's own sampler (from its scheduler config), used when none is asked for. */
+  get defaultSampler(): SamplerName {
+    return CLASS_TO_SAMPLER[String(this.schedulerConfig._class_name)] ?? 'euler';
+  }
+
+  /** The size the model was trained at: unet sample_size × VAE scale. */
+  get nativeSize(): number {
+    const sampleSize = Number((this.unet.rawConfig.sample_size as number | undefined) ?? 64);
+    return sampleSize * this.vae.config.scale;
+  }
+
+  private resolve(o: GenerateOptions): GenerateResult['settings'] {
+    if (typeof o.prompt !== 'string') fail('prompt must be a string');
+    const scale = this.vae.config.scale;
+    const width = o.width ?? this.nativeSize;
+    const height = o.height ?? this.nativeSize;
+    for (const [name, v] of [
+      ['width', width],
+      ['height', height],
+    ] as const) {
+      if (!Number.isInteger(v) || v <= 0 || v % 8 !== 0 || v % scale !== 0) {
+        fail(`${name} must be a positive multiple of ${Math.max(8, scale)}; got ${v} (try ${Math.max(8, Math.round(v / 8) * 8) || 8})`);
+      }
+    }
+    const steps = o.steps ?? 20;
+    if (!Number.isInteger(steps) || steps < 1 || steps > 1000) fail(`steps must be an integer from 1 to 1000; got ${steps}`);
+    const batch = o.batch ?? 1;
+    if (!Number.isInteger(batch) || batch < 1 || batch > 64) fail(`batch must be an integer from 1 to 64; got ${batch}`);
+    const cfg = o.cfg ?? 7.5;
+    if (!Number.isFinite(cfg) || cfg < 0) fail(`cfg must be a number >= 0; got ${cfg}`);
+    const sampler = o.sampler ?? this.defaultSampler;
+    if (!SAMPLER_NAMES.includes(sampler)) fail(`unknown sampler "${sampler}"; use one of ${SAMPLER_NAMES.join(', ')}`);
+    const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
+    if (!Number.isSafeInteger(seed) || seed < 0) fail(`seed must be a non-negative integer; got ${seed}`);
+    const attention = resolveAttention(o.attention ?? this.unet.attention.options).options;
+    const clipSkip = o.clipSkip ?? 1;
+    const vaeTiling = o.vaeTiling ?? 'auto';
+    return {
+      prompt: o.prompt,
+      negativePrompt: o.negativePrompt ?? '',
+      width,
+      height,
+      steps,
+      cfg,
+      seed,
+      batch,
+      sampler,
+      karras: o.karras ?? false,
+      attention,
+      clipSkip,
+      vaeTiling,
+      latentsFromFile: o.latents !== undefined,
+    };
+  }
+
+  private async encodeText(prompts: string[], clipSkip: number): Promise<Tensor> {
+    const ids = new Int32Array(prompts.length * 77);
+    prompts.forEach((p, i) => ids.set(this.tokenizer.encode(p), i * 77));
+    return this.textEncoder.forward({ data: ids, dims: [prompts.length, 77] }, { clipSkip });
+  }
+
+  async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
+    const s = this.resolve(o);
+    const scale = this.vae.config.scale;
+    const lh = s.height / scale;
+    const lw = s.width / scale;
+    const latentDims = [s.batch, this.unet.config.inChannels, lh, lw];
+    const generator = new TorchGenerator(s.seed);
+    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn: (dims) => generator.randn(dims) });
+    scheduler.setTimesteps(s.steps);
+
+    let noise: Float32Array;
+    if (o.latents) {
+      const d = o.latents.dims;
+      if (d.length !== 4 || d.some((v, i) => v !== latentDims[i]) || o.latents.data.length !== numel(d)) {
+        fail(`initial latents have shape [${d.join(', ')}] but batch ${s.batch} at ${s.width}x${s.height} needs [${latentDims.join(', ')}]`);
+      }
+      noise = Float32Array.from(o.latents.data);
+    } else {
+      noise = generator.randn(latentDims);
+    }
+    let x: Tensor = { data: noise.map((v) => v * scheduler.initNoiseSigma), dims: latentDims };
+
+    const t0 = performance.now();
+    const guided = s.cfg > 1;
+    const prompts = [...(guided ? Array(s.batch).fill(s.negativePrompt) : []), ...Array(s.batch).fill(s.prompt)];
+    const text = await this.encodeText(prompts, s.clipSkip);
+    const t1 = performance.now();
+
+    this.unet.setAttention(s.attention);
+    const stopAt = s.attention.method === 'todo' ? (s.attention.stopAt ?? 1) : 1;
+    const total = scheduler.timesteps.length;
+    for (const [i, t] of scheduler.timesteps.entries()) {
+      const scaled = scheduler.scaleModelInput(x, t);
+      const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * s.batch, ...latentDims.slice(1)] } : scaled;
+      const out = await this.unet.forward(input, t, text, { attentionActive: i < stopAt * total });
+      let eps = out;
+      if (guided) {
+        const n = numel(latentDims);
+        const uncond = out.data.subarray(0, n);
+        const cond = out.data.subarray(n);
+        eps = { data: uncond.map((u, k) => u + s.cfg * (cond[k]! - u)), dims: latentDims };
+      }
+      x = scheduler.step(eps, t, x);
+      cb.onStep?.({ step: i + 1, total, timestep: t, phase: 'denoise' });
+    }
+    const t2 = performance.now();
+
+    const z = { data: x.data.map((v) => v / this.vae.config.scalingFactor), dims: latentDims };
+    const tiled = s.vaeTiling === true || (s.vaeTiling === 'auto' && s.width * s.height > 1024 * 1024);
+    const tile = Math.max(16, Math.round(512 / scale));
+    const decoded = tiled ? await decodeTiled(z, scale, (t) => this.vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : await this.vae.decode(z);
+    cb.onStep?.({ step: total, total, timestep: 0, phase: 'decode' });
+    const t3 = performance.now();
+
+    const parameters = a1111Parameters({ ...s, model: this.modelName });
+    const images = toRgb(decoded).map((img) => ({ ...img, seed: s.seed, parameters }));
+    return { images, settings: s, timings: { textMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 } };
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all([this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose()]);
+  }
+}
+
+function concat(a: Float32Array, b: Float32Array): Float32Array {
+  const out = new Float32Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Decoded [B, 3, H, W] in [-1, 1] → 8-bit RGB images (diffusers' (x/2 + 0.5).clamp(0, 1) · 255, rounded). */
+export function toRgb(t: Tensor): RgbImage[] {
+  const [b, c, h, w] = t.dims as [number, number, number, number];
+  return Array.from({ length: b }, (_, n) => {
+    const data = new Uint8Array(h * w * 3);
+    for (let ch = 0; ch < 3; ch++) {
+      const plane = t.data.subarray((n * c + ch) * h * w, (n * c + ch + 1) * h * w);
+      for (let p = 0; p < h * w; p++) data[p * 3 + ch] = Math.round(Math.min(1, Math.max(0, plane[p]! / 2 + 0.5)) * 255);
+    }
+    return { width: w, height: h, data };
+  });
+}
+
+/** Initial latents from a safetensors file: the tensor named `latents`, or its only tensor. */
+export function readLatentsFile(path: string): Tensor {
+  const f = SafetensorsFile.open(path);
+  const names = [...f.tensors.keys()];
+  const name = names.includes('latents') ? 'latents' : names.length === 1 ? names[0]! : fail(`${path}: expected a tensor named "latents" (found ${names.join(', ') || 'none'})`);
+  return { data: f.readFloat32(name), dims: f.info(name).shape };
+}

@@ -1,0 +1,126 @@
+/**
+ * Pieces the schedulers share: NumPy's float64 timestep arithmetic (diffusers builds timesteps
+ * and interpolated sigmas with NumPy), Karras sigmas, and argument checks.
+ */
+import type { Tensor } from '../tensor.js';
+import type { TimestepSpacing } from './config.js';
+
+/** np.round / np.rint: halves go to the even neighbour. */
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** np.linspace(start, stop, num): i·step + start, with the last value set to stop exactly. */
+export function npLinspace(start: number, stop: number, num: number): number[] {
+  if (num === 1) return [start];
+  const step = (stop - start) / (num - 1);
+  const out = Array.from({ length: num }, (_, i) => i * step + start);
+  out[num - 1] = stop;
+  return out;
+}
+
+/**
+ * np.arange(start, 0, -step) for a float step: NumPy sizes it as ceil(start / step) and fills
+ * start + i·delta, where delta = (start - step) - start is the step as it rounds near start.
+ */
+function npArangeDown(start: number, step: number): number[] {
+  const n = Math.ceil((0 - start) / -step);
+  const delta = start + -step - start;
+  return Array.from({ length: n }, (_, i) => (i === 1 ? start + -step : start + i * delta));
+}
+
+/**
+ * The timesteps of diffusers' DDIM / Euler family, descending, as NumPy float64 values.
+ * `linspace` is left unrounded because Euler keeps those fractional values; DDIM and PNDM round.
+ */
+export function spacedTimesteps(spacing: TimestepSpacing, numTrain: number, steps: number, offset: number): number[] {
+  if (spacing === 'linspace') return npLinspace(0, numTrain - 1, steps).reverse();
+  if (spacing === 'leading') {
+    const ratio = Math.floor(numTrain / steps);
+    return Array.from({ length: steps }, (_, i) => (steps - 1 - i) * ratio + offset);
+  }
+  return trailingTimesteps(numTrain, numTrain, steps);
+}
+
+/**
+ * np.round(np.arange(start, 0, -numTrain / steps)) - 1. For some step counts (61, 103, ...)
+ * NumPy's arange yields one extra value, which becomes timestep -1 in diffusers (an index from
+ * the end of alphas_cumprod); the schedule is cut to `steps` entries instead.
+ */
+export function trailingTimesteps(start: number, numTrain: number, steps: number): number[] {
+  return npArangeDown(start, numTrain / steps)
+    .slice(0, steps)
+    .map((t) => roundHalfEven(t) - 1);
+}
+
+/** np.interp(x, arange(fp.length), fp): linear interpolation between integer positions, in float64. */
+export function npInterp(x: number, fp: ArrayLike<number>): number {
+  const last = fp.length - 1;
+  if (x >= last) return fp[last]!;
+  if (x <= 0) return fp[0]!;
+  const j = Math.floor(x);
+  return (fp[j + 1]! - fp[j]!) * (x - j) + fp[j]!;
+}
+
+/** Karras et al. (2022) sigmas with rho = 7, as diffusers' `_convert_to_karras` (float64). */
+export function karrasSigmas(sigmaMin: number, sigmaMax: number, steps: number): number[] {
+  const rho = 7;
+  const minInvRho = sigmaMin ** (1 / rho);
+  const maxInvRho = sigmaMax ** (1 / rho);
+  return npLinspace(0, 1, steps).map((r) => (maxInvRho + r * (minInvRho - maxInvRho)) ** rho);
+}
+
+/**
+ * diffusers' `_sigma_to_t`: the fractional training timestep whose sigma is `sigma`, found by
+ * linear interpolation in log-sigma space. `logSigmas` is float32 (np.log of a float32 array),
+ * so the denominator is a float32 difference.
+ */
+export function sigmaToT(sigma: number, logSigmas: Float32Array): number {
+  const logSigma = Math.log(Math.max(sigma, 1e-10));
+  // cumsum(dists >= 0).argmax(): the last index at or below logSigma, or 0 when there is none.
+  let low = 0;
+  for (let i = 0; i < logSigmas.length; i++) if (logSigma - logSigmas[i]! >= 0) low = i;
+  low = Math.min(low, logSigmas.length - 2);
+  const lo = logSigmas[low]!;
+  const hi = logSigmas[low + 1]!;
+  const w = Math.min(Math.max((lo - logSigma) / Math.fround(lo - hi), 0), 1);
+  return (1 - w) * low + w * (low + 1);
+}
+
+export function checkSteps(steps: number, numTrain: number, owner: string): void {
+  if (!Number.isInteger(steps) || steps < 1) {
+    throw new Error(`${owner} scheduler: the number of inference steps must be an integer >= 1, got ${steps}`);
+  }
+  if (steps > numTrain) {
+    throw new Error(`${owner} scheduler: ${steps} inference steps exceed the ${numTrain} training timesteps (num_train_timesteps)`);
+  }
+}
+
+/**
+ * diffusers' `_init_step_index`: the position of `t` in the schedule, taking the second match
+ * when there are two so that a schedule entered midway (img2img) does not skip a sigma.
+ * Returns -1 when `t` is absent.
+ */
+export function findStepIndex(timesteps: readonly number[], t: number): number {
+  const want = Math.fround(t);
+  const hits: number[] = [];
+  timesteps.forEach((ts, i) => {
+    if (Math.fround(ts) === want) hits.push(i);
+  });
+  return hits.length > 1 ? hits[1]! : (hits[0] ?? -1);
+}
+
+/** Throws unless setTimesteps ran; returns the steps the schedule was set to. */
+export function requireSteps(steps: number | null, owner: string): number {
+  if (steps === null) throw new Error(`${owner} scheduler: call setTimesteps(steps) before scaleModelInput/step`);
+  return steps;
+}
+
+export function checkSameShape(modelOutput: Tensor, sample: Tensor, owner: string): void {
+  const a = modelOutput.dims;
+  const b = sample.dims;
+  if (a.length !== b.length || a.some((d, i) => d !== b[i]) || modelOutput.data.length !== sample.data.length) {
+    throw new Error(`${owner} scheduler: model output dims [${a.join(', ')}] differ from sample dims [${b.join(', ')}]`);
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * diffusers' DPMSolverMultistepScheduler (v0.26) with algorithm_type "dpmsolver++" (DPM-Solver++,
+ * arXiv 2211.01095): multistep updates on the data prediction x0, second order by default,
+ * first order on the first step and, with lower_order_final, near the end of short schedules.
+ * solver_order 3 is not implemented.
+ */
+import { tensor, type Tensor } from '../tensor.js';
+import {
+  checkSameShape,
+  checkSteps,
+  findStepIndex,
+  karrasSigmas,
+  npInterp,
+  npLinspace,
+  roundHalfEven,
+  sigmaToT,
+  trailingTimesteps,
+} from './common.js';
+import { alphasCumprod, ConfigReader, readNoiseSchedule, TIMESTEP_SPACINGS, trainingSigmas, type TimestepSpacing } from './config.js';
+import type { Scheduler } from './index.js';
+
+const f = Math.fround;
+const OWNER = 'DPM-Solver++';
+
+type DpmPrediction = 'epsilon' | 'sample' | 'v_prediction';
+
+/** The VP coefficients of a sigma, and lambda = log(alpha / sigma_t), in float32 as diffusers. */
+function vp(sigma: number): { alpha: number; sigmaT: number; lambda: number } {
+  const alpha = f(1 / f(Math.sqrt(f(f(sigma * sigma) + 1))));
+  const sigmaT = f(sigma * alpha);
+  return { alpha, sigmaT, lambda: f(f(Math.log(alpha)) - f(Math.log(sigmaT))) };
+}
+
+export class DpmSolverMultistepScheduler implements Scheduler {
+  readonly order = 1;
+  readonly initNoiseSigma = 1;
+  private ts: number[] = [];
+  private sg: number[] = [];
+  private stepIndex: number | null = null;
+  /** Data predictions of the last solverOrder steps, oldest first. */
+  private modelOutputs: Float32Array[] = [];
+  private lowerOrderNums = 0;
+  private readonly numTrain: number;
+  private readonly ac: Float32Array;
+  private readonly trainSigmas: Float32Array;
+  private readonly prediction: DpmPrediction;
+  private readonly solverOrder: number;
+  private readonly heun: boolean;
+  private readonly lowerOrderFinal: boolean;
+  private readonly eulerAtFinal: boolean;
+  private readonly finalSigmaZero: boolean;
+  private readonly lambdaMinClipped: number;
+  private readonly spacing: TimestepSpacing;
+  private readonly stepsOffset: number;
+  private readonly karras: boolean;
+
+  constructor(config: object, karras?: boolean) {
+    const r = new ConfigReader(config, OWNER);
+    const schedule = readNoiseSchedule(r, false);
+    this.numTrain = schedule.numTrainTimesteps;
+    this.ac = alphasCumprod(schedule);
+    this.trainSigmas = trainingSigmas(this.ac);
+    this.prediction = r.choice('prediction_type', ['epsilon', 'sample', 'v_prediction'], 'epsilon');
+    r.unsupported('solver_order', [1, 2], 2);
+    this.solverOrder = r.integer('solver_order', 2, 1);
+    // diffusers maps "deis" to dpmsolver++ and the UniPC/DEIS solver types to midpoint.
+    r.unsupported('algorithm_type', ['dpmsolver++', 'deis'], 'dpmsolver++');
+    const solverType = r.choice('solver_type', ['midpoint', 'heun', 'logrho', 'bh1', 'bh2'], 'midpoint');
+    this.heun = solverType === 'heun';
+    this.lowerOrderFinal = r.bool('lower_order_final', true);
+    this.eulerAtFinal = r.bool('euler_at_final', false);
+    this.finalSigmaZero = r.choice('final_sigmas_type', ['zero', 'sigma_min'], 'zero') === 'zero';
+    this.lambdaMinClipped = r.number('lambda_min_clipped', -Infinity);
+    this.spacing = r.choice('timestep_spacing', TIMESTEP_SPACINGS, 'linspace');
+    this.stepsOffset = r.integer('steps_offset', 0, 0);
+    this.karras = karras ?? r.bool('use_karras_sigmas', false);
+    r.unsupported('use_lu_lambdas', [false], false);
+    r.unsupported('thresholding', [false], false);
+    r.unsupported('variance_type', [undefined, 'fixed_small', 'fixed_small_log', 'fixed_large', 'fixed_large_log'], undefined);
+  }
+
+  get timesteps(): number[] {
+    return this.ts;
+  }
+
+  get sigmas(): number[] {
+    return this.sg;
+  }
+
+  setTimesteps(steps: number): void {
+    checkSteps(steps, this.numTrain, OWNER);
+    // Timesteps whose lambda falls below lambda_min_clipped are cut from the top of the range.
+    let clipped = 0;
+    for (const a of this.ac) {
+      const lambda = f(f(Math.log(f(Math.sqrt(a)))) - f(Math.log(f(Math.sqrt(f(1 - a))))));
+      if (lambda < this.lambdaMinClipped) clipped++;
+    }
+    const last = this.numTrain - clipped;
+    let ts: number[];
+    if (this.spacing === 'linspace') {
+      ts = npLinspace(0, last - 1, steps + 1).map(roundHalfEven).reverse().slice(0, -1);
+    } else if (this.spacing === 'leading') {
+      const ratio = Math.floor(last / (steps + 1));
+      ts = Array.from({ length: steps }, (_, i) => (steps - i) * ratio + this.stepsOffset);
+    } else {
+      ts = trailingTimesteps(last, this.numTrain, steps);
+    }
+    let sigmas: number[];
+    if (this.karras) {
+      sigmas = karrasSigmas(this.trainSigmas[0]!, this.trainSigmas[this.numTrain - 1]!, steps);
+      const logSigmas = this.trainSigmas.map(Math.log);
+      ts = sigmas.map((s) => roundHalfEven(sigmaToT(s, logSigmas)));
+    } else {
+      sigmas = ts.map((t) => npInterp(t, this.trainSigmas));
+    }
+    this.ts = ts;
+    this.sg = [...sigmas, this.finalSigmaZero ? 0 : this.trainSigmas[0]!].map(f);
+    this.modelOutputs = [];
+    this.lowerOrderNums = 0;
+    this.stepIndex = null;
+  }
+
+  scaleModelInput(x: Tensor): Tensor {
+    return x;
+  }
+
+  step(modelOutput: Tensor, t: number, x: Tensor): Tensor {
+    if (this.ts.length === 0) throw new Error(`${OWNER} scheduler: call setTimesteps(steps) before step`);
+    checkSameShape(modelOutput, x, OWNER);
+    if (this.stepIndex === null) {
+      const found = findStepIndex(this.ts, t);
+      // diffusers falls back to the last step for a timestep it cannot find.
+      this.stepIndex = found < 0 ? this.ts.length - 1 : found;
+    }
+    const i = this.stepIndex;
+    const n = this.ts.length;
+    if (i >= n) throw new Error(`${OWNER} scheduler: all ${n} steps are done; call setTimesteps again`);
+    const finalFirstOrder = i === n - 1 && (this.eulerAtFinal || (this.lowerOrderFinal && n < 15) || this.finalSigmaZero);
+
+    this.modelOutputs = [...this.modelOutputs, this.dataPrediction(modelOutput.data, x.data, i)].slice(-this.solverOrder);
+    let out: Float32Array;
+    if (this.solverOrder === 1 || this.lowerOrderNums < 1 || finalFirstOrder) out = this.firstOrder(x.data, i);
+    else out = this.secondOrder(x.data, i);
+    if (this.lowerOrderNums < this.solverOrder) this.lowerOrderNums++;
+    this.stepIndex = i + 1;
+    return tensor(out, x.dims);
+  }
+
+  /** diffusers' convert_model_output for dpmsolver++: the model output as an x0 estimate. */
+  private dataPrediction(m: Float32Array, x: Float32Array, i: number): Float32Array {
+    if (this.prediction === 'sample') return m.slice();
+    const { alpha, sigmaT } = vp(this.sg[i]!);
+    if (this.prediction === 'epsilon') return x.map((v, j) => f(f(v - f(sigmaT * m[j]!)) / alpha));
+    return x.map((v, j) => f(f(alpha * v) - f(sigmaT * m[j]!)));
+  }
+
+  private firstOrder(x: Float32Array, i: number): Float32Array {
+    const t = vp(this.sg[i + 1]!);
+    const s = vp(this.sg[i]!);
+    const h = f(t.lambda - s.lambda);
+    const ratio = f(t.sigmaT / s.sigmaT);
+    const c0 = f(t.alpha * f(f(Math.exp(-h)) - 1));
+    const d0 = this.modelOutputs[this.modelOutputs.length - 1]!;
+    return x.map((v, j) => f(f(ratio * v) - f(c0 * d0[j]!)));
+  }
+
+  private secondOrder(x: Float32Array, i: number): Float32Array {
+    const t = vp(this.sg[i + 1]!);
+    const s0 = vp(this.sg[i]!);
+    const s1 = vp(this.sg[i - 1]!);
+    const h = f(t.lambda - s0.lambda);
+    const r0 = f(f(s0.lambda - s1.lambda) / h);
+    const invR0 = f(1 / r0);
+    const ratio = f(t.sigmaT / s0.sigmaT);
+    const expm1 = f(f(Math.exp(-h)) - 1);
+    const c0 = f(t.alpha * expm1);
+    const mos = this.modelOutputs;
+    const m0 = mos[mos.length - 1]!;
+    const m1 = mos[mos.length - 2]!;
+    if (this.heun) {
+      const c1 = f(t.alpha * f(f(expm1 / h) + 1));
+      return x.map((v, j) => {
+        const d1 = f(invR0 * f(m0[j]! - m1[j]!));
+        return f(f(f(ratio * v) - f(c0 * m0[j]!)) + f(c1 * d1));
+      });
+    }
+    const c1 = f(0.5 * c0);
+    return x.map((v, j) => {
+      const d1 = f(invR0 * f(m0[j]! - m1[j]!));
+      return f(f(f(ratio * v) - f(c0 * m0[j]!)) - f(c1 * d1));
+    });
+  }
+}

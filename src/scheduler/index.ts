@@ -1,0 +1,63 @@
+/**
+ * Diffusion schedulers that reproduce diffusers 0.26 step by step (float32 arithmetic where
+ * diffusers uses torch, float64 where it uses NumPy), built from a `scheduler_config.json`.
+ */
+import type { Tensor } from '../tensor.js';
+import { DdimScheduler } from './ddim.js';
+import { DpmSolverMultistepScheduler } from './dpmpp-2m.js';
+import { EulerAncestralScheduler } from './euler-ancestral.js';
+import { EulerScheduler } from './euler.js';
+import { PndmScheduler } from './pndm.js';
+
+export type SamplerName = 'ddim' | 'pndm' | 'euler' | 'euler-a' | 'dpmpp-2m';
+
+export const SAMPLER_NAMES: readonly SamplerName[] = ['ddim', 'pndm', 'euler', 'euler-a', 'dpmpp-2m'];
+
+/**
+ * The denoising-loop contract: for each `t` of `timesteps`, feed the model
+ * `scaleModelInput(x, t)` and advance with `x = step(modelOutput, t, x)`. Start from noise
+ * scaled by `initNoiseSigma`. Schedulers keep state between steps (step counter, past model
+ * outputs), so one instance serves one denoising run per setTimesteps call.
+ */
+export interface Scheduler {
+  readonly timesteps: number[];
+  /** The noise levels of the schedule and a final 0 (or sigma_min); [] for DDIM and PNDM. */
+  readonly sigmas: number[];
+  readonly initNoiseSigma: number;
+  readonly order: number;
+  setTimesteps(steps: number): void;
+  scaleModelInput(x: Tensor, t: number): Tensor;
+  step(modelOutput: Tensor, t: number, x: Tensor): Tensor;
+}
+
+export interface SchedulerOptions {
+  /** Karras sigmas (rho 7); overrides the config's use_karras_sigmas. Not offered for ddim/pndm. */
+  karras?: boolean;
+  /** Standard normal samples for the given dims (ancestral sampling); see EulerAncestralScheduler. */
+  randn?: (dims: readonly number[]) => Float32Array;
+}
+
+/** Builds a scheduler by sampler name from a diffusers scheduler_config.json object. */
+export function createScheduler(name: string, config: object, opts: SchedulerOptions = {}): Scheduler {
+  const sampler = SAMPLER_NAMES.find((n) => n === name);
+  if (sampler === undefined) {
+    throw new Error(`unknown sampler ${JSON.stringify(name)}; valid samplers: ${SAMPLER_NAMES.join(', ')}`);
+  }
+  if (opts.karras === true && (sampler === 'ddim' || sampler === 'pndm')) {
+    throw new Error(`Karras sigmas are not available for the ${sampler} sampler (diffusers offers them for euler, dpmpp-2m; here also euler-a)`);
+  }
+  switch (sampler) {
+    case 'ddim':
+      return new DdimScheduler(config);
+    case 'pndm':
+      return new PndmScheduler(config);
+    case 'euler':
+      return new EulerScheduler(config, opts.karras);
+    case 'euler-a':
+      return new EulerAncestralScheduler(config, opts.karras, opts.randn);
+    case 'dpmpp-2m':
+      return new DpmSolverMultistepScheduler(config, opts.karras);
+  }
+}
+
+export { DdimScheduler, DpmSolverMultistepScheduler, EulerAncestralScheduler, EulerScheduler, PndmScheduler };
