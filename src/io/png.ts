@@ -13,7 +13,7 @@ export interface RgbImage {
   data: Uint8Array;
 }
 
-const LATIN1 = /^[\u0000-\u00ff]*$/;
+const isLatin1 = (s: string): boolean => [...s].every((ch) => ch.charCodeAt(0) <= 0xff);
 
 function chunk(type: string, body: Uint8Array): Uint8Array {
   const out = Buffer.alloc(12 + body.length);
@@ -30,9 +30,9 @@ function iTXt(keyword: string, text: string): Uint8Array {
 }
 
 export function encodePng(img: RgbImage, text: Record<string, string> = {}): Uint8Array {
-  const latin = Object.fromEntries(Object.entries(text).filter(([, v]) => LATIN1.test(v)));
+  const latin = Object.fromEntries(Object.entries(text).filter(([, v]) => isLatin1(v)));
   const png = encode({ width: img.width, height: img.height, data: img.data, channels: 3, depth: 8, text: latin });
-  const rest = Object.entries(text).filter(([, v]) => !LATIN1.test(v));
+  const rest = Object.entries(text).filter(([, v]) => !isLatin1(v));
   if (rest.length === 0) return png;
   const iend = png.length - 12;
   return Buffer.concat([png.subarray(0, iend), ...rest.map(([k, v]) => iTXt(k, v)), png.subarray(iend)]);

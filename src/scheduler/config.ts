@@ -122,14 +122,28 @@ export function readNoiseSchedule(r: ConfigReader, withRescale: boolean): NoiseS
   };
 }
 
-/** torch.linspace(start, end, n, dtype=float32) on CPU: float32 step, filled from both ends. */
+/**
+ * torch.linspace(start, end, n, dtype=float32) as the CPU kernel of the torch builds behind
+ * diffusers 0.26 computes it (this reproduces the reference sigmas bit for bit; a plain
+ * per-element formula is off by an ulp here and there): blocks of 8 lanes are filled, two at a
+ * time, as base + k·step from base = start + i·step (or end - (n-1-i)·step past halfway); the
+ * elements that do not fill a pair of blocks use that per-element formula. The compiler fuses
+ * every multiply-add, so only the sum rounds to float32 (k·step is exact in a double).
+ */
 function torchLinspaceF32(start: number, end: number, n: number): Float32Array {
+  const lanes = 8;
   const s = f(start);
   const e = f(end);
   const step = f(f(e - s) / (n - 1));
   const half = Math.floor(n / 2);
+  const at = (i: number): number => (i < half ? f(s + step * i) : f(e - step * (n - 1 - i)));
   const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = i < half ? f(s + f(step * i)) : f(e - f(step * (n - i - 1)));
+  const pairsEnd = n - (n % (2 * lanes));
+  for (let b = 0; b < pairsEnd; b += lanes) {
+    const base = at(b);
+    for (let k = 0; k < lanes; k++) out[b + k] = f(base + k * step);
+  }
+  for (let i = pairsEnd; i < n; i++) out[i] = at(i);
   return out;
 }
 
