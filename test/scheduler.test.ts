@@ -153,10 +153,9 @@ describe('schedulers vs diffusers fixtures', () => {
       const s = createScheduler(c.scheduler, c.config);
       s.setTimesteps(c.steps);
       assert.deepEqual(s.timesteps, Array.from(file.readFloat32(`${c.name}.timesteps`)));
-      assertEachClose([s.initNoiseSigma], [c.init_noise_sigma], 1e-6, 'init_noise_sigma');
-      if (file.has(`${c.name}.sigmas`)) {
-        assertEachClose(s.sigmas, Array.from(file.readFloat32(`${c.name}.sigmas`)), 1e-6, 'sigmas');
-      }
+      // The float32 schedule is emulated op by op, so sigmas come out bit-identical to torch's.
+      assert.equal(s.initNoiseSigma, c.init_noise_sigma);
+      if (file.has(`${c.name}.sigmas`)) assert.deepEqual(s.sigmas, Array.from(file.readFloat32(`${c.name}.sigmas`)));
       const shape = file.info(`${c.name}.trajectory`).shape;
       assert.equal(shape[0], s.timesteps.length + 1);
       const per = shape.slice(1).reduce((a, b) => a * b, 1);
@@ -351,7 +350,7 @@ describe('consistent-model trajectories (exact solutions)', () => {
     what: string,
     name: 'euler' | 'euler-a' | 'dpmpp-2m',
     config: object,
-    opts: { karras?: boolean; randn?: (dims: readonly number[]) => Float32Array },
+    opts: { karras?: boolean },
     sigmas: (s: Scheduler) => number[],
     prediction: 'epsilon' | 'v_prediction' | 'sample',
   ): void {
@@ -371,22 +370,21 @@ describe('consistent-model trajectories (exact solutions)', () => {
       const vpModel = name === 'dpmpp-2m';
       // State as x0 + σ·ε (Euler's variance-exploding space) or α·x0 + α·σ·ε (DPM's VP space).
       const alpha = (sg: number): number => (vpModel ? 1 / Math.hypot(sg, 1) : 1);
+      // Euler a moves to x0 + σ_down·ε + σ_up·noise, so its ε changes from step to step.
       let eps = EPS0;
       const expectedAfter: Float64Array[] = [];
       for (let k = 0; k < steps; k++) {
         const [from, to] = [sig[k]!, sig[k + 1]!];
-        let next = eps;
         if (name === 'euler-a') {
           const up = Math.sqrt((to ** 2 * (from ** 2 - to ** 2)) / from ** 2);
           const down = Math.sqrt(to ** 2 - up ** 2);
           const noise = fill((i) => Math.sin(2.1 * i + k));
           const offset = eps.map((v, i) => down * v + up * noise[i]!);
           expectedAfter.push(X0.map((v, i) => v + offset[i]!));
-          next = to > 0 ? offset.map((v) => v / to) : eps;
+          if (to > 0) eps = offset.map((v) => v / to);
         } else {
           expectedAfter.push(X0.map((v, i) => alpha(to) * (v + to * eps[i]!)));
         }
-        eps = next;
       }
       let levelEps = EPS0;
       runConsistent(

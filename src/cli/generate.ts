@@ -63,6 +63,7 @@ export function outputPaths(out: string, n: number): string[] {
 /** Fails before any work when the PNG could not be written. */
 function checkOutput(out: string): void {
   if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file; got ${out}`);
+  if (existsSync(out) && statSync(out).isDirectory()) throw new Error(`cannot write ${out}: it is a folder (name a .png file)`);
   const dir = dirname(resolve(out));
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`cannot write ${out}: folder ${dir} does not exist (create it first)`);
   try {
