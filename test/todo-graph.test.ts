@@ -97,7 +97,7 @@ test("'auto' factor: 512 → 1, 768 → 1, 1024 → 2, 1536 → 3, 2048 → 4 (S
 /** Key/value tokens reaching each attention of a graph, by scope. */
 function attentionWork(attention: AttentionOptions, px: [number, number]): Map<string, { queries: number; keys: number }> {
   const cfg = parseUNetConfig(ARCHITECTURE_CONFIGS.sd15.unet);
-  const g = buildUNetGraph(cfg, new WeightRecorder(), { batch: 1, height: px[0] / 8, width: px[1] / 8, textLength: 77 }, resolveAttention(attention));
+  const g = buildUNetGraph(cfg, new WeightRecorder(), { batch: 1, height: px[0] / 8, width: px[1] / 8, textLength: 77 }, resolveAttention(attention).variant({ latent: [px[0] / 8, px[1] / 8] }));
   return new Map(g.attentionCalls.map((a) => [a.scope, { queries: a.queries, keys: a.keys }]));
 }
 

@@ -3,5 +3,5 @@ import { IDENTITY_BLOCK, type AttentionVariant } from './variant.js';
 
 export const denseAttention: AttentionVariant = {
   forBlock: () => IDENTITY_BLOCK,
-  extraInputs: [],
+  feeds: () => [],
 };

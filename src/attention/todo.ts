@@ -73,24 +73,22 @@ export function downsampleTokens(g: GraphBuilder, x: Value, grid: readonly [numb
 }
 
 export function todoAttention(o: Required<Omit<TodoOptions, 'factor' | 'method'>> & { factor: number }): AttentionVariant {
-  const switchable = o.stopAt < 1;
   const factorAt = (level: number): number => (level === 0 ? o.factor : level === 1 ? o.level2Factor : 1);
+  // With stopAt, a bool graph input picks the path: one graph and one set of weights serve both.
+  let active: Value | undefined;
   return {
-    extraInputs: switchable ? [{ name: TODO_ACTIVE_INPUT, type: 'bool', shape: [1] }] : [],
-    forBlock(_g, _hidden, ctx: BlockContext) {
+    forBlock(top, _hidden, ctx: BlockContext) {
       const k = factorAt(ctx.level);
       if (k <= 1) return IDENTITY_BLOCK;
+      if (o.stopAt < 1) active ??= top.input(TODO_ACTIVE_INPUT, [1], 'bool');
       return {
         apply(g, layer, x, fn) {
           if (layer !== 'attn1') return fn(g, x, x);
           const downsampled = (gg: GraphBuilder): Value => fn(gg, x, downsampleTokens(gg, x, ctx.grid, k, o.mode));
-          if (!switchable) return downsampled(g);
-          const active = ctx.inputs[TODO_ACTIVE_INPUT];
-          if (!active) throw new Error(`ToDo with stopAt needs the ${TODO_ACTIVE_INPUT} graph input`);
-          // One graph and one set of weights serve both the downsampled and the dense steps.
-          return g.ifElse(active, downsampled, (gg) => fn(gg, x, x));
+          return active ? g.ifElse(active, downsampled, (gg) => fn(gg, x, x)) : downsampled(g);
         },
       };
     },
+    feeds: (step) => (active ? [{ name: TODO_ACTIVE_INPUT, type: 'bool', data: Uint8Array.of(step.active ? 1 : 0), dims: [1] }] : []),
   };
 }

@@ -5,6 +5,7 @@
  * queries and as keys/values, and how the output returns to the full token grid.
  */
 import type { GraphBuilder, Value } from '../graph/builder.js';
+import type { Feed } from '../runtime/session.js';
 
 export type SubLayer = 'attn1' | 'attn2' | 'ff';
 
@@ -20,8 +21,12 @@ export interface BlockContext {
   grid: readonly [number, number];
   /** The latent grid [h, w] at level 0. */
   latent: readonly [number, number];
-  /** The graph inputs named in the variant's `extraInputs`. */
-  inputs: Readonly<Record<string, Value>>;
+}
+
+/** What a denoising step tells the variant. */
+export interface StepState {
+  /** False on the steps where a scheduled method (ToDo's stopAt) should fall back to dense. */
+  active: boolean;
 }
 
 export interface BlockTokens {
@@ -29,17 +34,14 @@ export interface BlockTokens {
   apply(g: GraphBuilder, layer: SubLayer, x: Value, fn: SubLayerFn): Value;
 }
 
+/**
+ * One instance serves one graph build. `forBlock` is called once per BasicTransformerBlock, in
+ * forward order, on the top-level graph, with the block's input tokens (ToMe's similarity
+ * metric); it may add graph inputs (`g.input`), whose values `feeds` gives for each run.
+ */
 export interface AttentionVariant {
-  /** Called once per BasicTransformerBlock with the block's input tokens (ToMe's similarity metric). */
   forBlock(g: GraphBuilder, hidden: Value, ctx: BlockContext): BlockTokens;
-  /** Graph inputs the variant adds beyond sample / timestep / encoder_hidden_states. */
-  readonly extraInputs: readonly ExtraInput[];
-}
-
-export interface ExtraInput {
-  name: string;
-  type: 'bool' | 'int64';
-  shape: readonly number[];
+  feeds(step: StepState): Feed[];
 }
 
 /** Every sub-layer sees all tokens: plain exact attention. */

@@ -7,11 +7,10 @@ import type { GraphDef } from '../graph/builder.js';
 import { cacheKey, cachedGraph } from '../graph/cache.js';
 import { serializeModel } from '../graph/serialize.js';
 import type { WeightStore } from '../graph/weights.js';
-import { createSession, ort, type RuntimeOptions } from '../runtime/session.js';
+import { createSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { numel } from '../tensor.js';
 
-export type Feed = { name: string; type: 'float32'; value: Tensor } | { name: string; type: 'int64' | 'int32' | 'bool'; data: BigInt64Array | Int32Array | Uint8Array; dims: readonly number[] };
 
 export class ComponentRuntime {
   private current?: { key: string; session: Promise<ort.InferenceSession> };

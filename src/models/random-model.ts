@@ -7,7 +7,7 @@ import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFi
 import { dirname, join, resolve } from 'node:path';
 import { WeightRecorder } from '../graph/weights.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
-import { resolveAttention } from '../attention/options.js';
+import { denseAttention } from '../attention/dense.js';
 import { ARCHITECTURE_CONFIGS, ARCHITECTURES, type Architecture } from './architectures.js';
 import { BUILTIN_MODEL_DIR } from './builtin.js';
 import { buildClipTextGraph, parseClipTextConfig } from './clip-text.js';
@@ -85,7 +85,7 @@ export function writeRandomModel(outDir: string, arch: string, opts: RandomModel
     progress('unet');
     const unetCfg = parseUNetConfig(a.unet);
     const unetRec = new WeightRecorder();
-    buildUNetGraph(unetCfg, unetRec, { batch: 1, height: 8, width: 8, textLength: 1 }, resolveAttention({ method: 'dense' }));
+    buildUNetGraph(unetCfg, unetRec, { batch: 1, height: 8, width: 8, textLength: 1 }, denseAttention);
     writeComponent(join(tmp, 'unet'), 'diffusion_pytorch_model.safetensors', a.unet, unetRec.shapes, dtype, next);
 
     progress('vae');

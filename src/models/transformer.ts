@@ -15,7 +15,6 @@ export interface TransformerOptions {
   attention: AttentionVariant;
   level: number;
   latent: readonly [number, number];
-  inputs: Readonly<Record<string, Value>>;
 }
 
 /** diffusers' Attention: to_q / to_k / to_v without bias, to_out.0 with bias; softmax scale 1/√head_dim. */
@@ -58,7 +57,7 @@ export function transformer2D(g: GraphBuilder, key: string, x: Value, text: Valu
   let h = o.useLinearProjection ? linear(g, `${key}.proj_in`, toTokens(g, normed), c) : toTokens(g, conv2d(g, `${key}.proj_in`, normed, c, 1));
   for (let i = 0; i < o.layers; i++) {
     const bkey = `${key}.transformer_blocks.${i}`;
-    const ctx: BlockContext = { key: bkey, level: o.level, grid: [hh, ww], latent: o.latent, inputs: o.inputs };
+    const ctx: BlockContext = { key: bkey, level: o.level, grid: [hh, ww], latent: o.latent };
     h = basicTransformerBlock(g, bkey, h, text, o.heads, ctx, o);
   }
   const out = o.useLinearProjection ? fromTokens(g, linear(g, `${key}.proj_out`, h, c), hh, ww) : conv2d(g, `${key}.proj_out`, fromTokens(g, h, hh, ww), c, 1);

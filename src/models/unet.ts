@@ -3,13 +3,15 @@
  * weight keys diffusers uses: conv_in, time_embedding, down_blocks, mid_block, up_blocks,
  * conv_norm_out, conv_out.
  */
-import { GraphBuilder, type GraphDef, type Value } from '../graph/builder.js';
+import { GraphBuilder, type AttentionCall, type FlopCount, type GraphDef, type Value } from '../graph/builder.js';
+import { denseAttention } from '../attention/dense.js';
+import type { AttentionVariant } from '../attention/variant.js';
 import { WeightStore, type WeightSource } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
-import type { RuntimeOptions } from '../runtime/session.js';
+import type { Feed, RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { resolveAttention, type AttentionOptions, type ResolvedAttention } from '../attention/options.js';
-import { ComponentRuntime, checkInput, type Feed } from './component.js';
+import { ComponentRuntime, checkInput } from './component.js';
 import { conv2d, groupNorm, linear } from './layers.js';
 import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
 import { transformer2D } from './transformer.js';
@@ -134,15 +136,12 @@ export interface UNetShape {
 }
 
 /** The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states (+ the variant's). */
-export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, attn: ResolvedAttention): GraphBuilder {
+export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, variant: AttentionVariant): GraphBuilder {
   const g = new GraphBuilder('unet', weights);
   const { batch: b, height: h, width: w } = shape;
   let x = g.input('sample', [b, cfg.inChannels, h, w]);
   const t = g.input('timestep', [b]);
   const text = g.input('encoder_hidden_states', [b, shape.textLength, cfg.crossAttentionDim]);
-  const variant = attn.variant({ latent: [h, w] });
-  const inputs: Record<string, Value> = {};
-  for (const e of variant.extraInputs) inputs[e.name] = g.input(e.name, e.shape, e.type);
 
   const c0 = cfg.blockOutChannels[0]!;
   const freqs = timestepFrequencies(c0, cfg.freqShift);
@@ -165,7 +164,6 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefine
       attention: variant,
       level,
       latent: [h, w],
-      inputs,
     });
 
   const skips: Value[] = [x];
@@ -213,6 +211,13 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefine
   return g;
 }
 
+export interface UNetPlan {
+  graph: GraphDef;
+  flops: FlopCount;
+  attentionCalls: readonly AttentionCall[];
+  variant: AttentionVariant;
+}
+
 export interface LoadOptions extends RuntimeOptions {
   attention?: AttentionOptions;
 }
@@ -228,6 +233,8 @@ export class UNet {
     private resolved: ResolvedAttention,
     private readonly rt: ComponentRuntime,
   ) {}
+
+  private lastPlan?: UNetPlan & { key: string };
 
   /** The config.json as the model folder has it. */
   get rawConfig(): Record<string, unknown> {
@@ -250,13 +257,19 @@ export class UNet {
     const weights = WeightStore.open(comp.weightFiles, 'unet');
     // Build once at a small size so that missing or mis-shaped weights fail at load time.
     const probe = 2 ** (cfg.blockOutChannels.length - 1);
-    buildUNetGraph(cfg, weights, { batch: 1, height: probe, width: probe, textLength: 1 }, resolveAttention({ method: 'dense' }));
+    buildUNetGraph(cfg, weights, { batch: 1, height: probe, width: probe, textLength: 1 }, denseAttention);
     return new UNet(cfg, attention, new ComponentRuntime('unet', weights, comp.config, opts));
   }
 
-  /** The graph this U-Net runs for one input shape (for inspection, FLOP counts and benchmarks). */
-  graph(shape: UNetShape): GraphDef {
-    return buildUNetGraph(this.config, this.rt.weights, shape, this.attention).build();
+  /** The graph this U-Net runs for one input shape, with the attention variant that fed it. */
+  plan(shape: UNetShape): UNetPlan {
+    const key = JSON.stringify({ shape, attention: this.resolved.options });
+    if (this.lastPlan?.key !== key) {
+      const variant = this.resolved.variant({ latent: [shape.height, shape.width] });
+      const builder = buildUNetGraph(this.config, this.rt.weights, shape, variant);
+      this.lastPlan = { key, graph: builder.build(), flops: builder.flops, attentionCalls: builder.attentionCalls, variant };
+    }
+    return this.lastPlan;
   }
 
   /** Predicts the noise (or v) for `sample` [B, C, H, W] at `timestep`, conditioned on text [B, L, D]. */
@@ -272,10 +285,9 @@ export class UNet {
       { name: 'timestep', type: 'float32', value: { data: new Float32Array(b).fill(timestep), dims: [b] } },
       { name: 'encoder_hidden_states', type: 'float32', value: encoderHiddenStates },
     ];
-    for (const e of this.attention.variant({ latent: [h, w] }).extraInputs) {
-      feeds.push({ name: e.name, type: 'bool', data: Uint8Array.of(opts.attentionActive === false ? 0 : 1), dims: e.shape });
-    }
-    const out = await this.rt.run({ shape, attention: this.attention.options }, () => this.graph(shape), feeds);
+    const plan = this.plan(shape);
+    feeds.push(...plan.variant.feeds({ active: opts.attentionActive !== false }));
+    const out = await this.rt.run({ shape, attention: this.resolved.options }, () => plan.graph, feeds);
     const t = out.out_sample!;
     return { data: t.data as Float32Array, dims: [...t.dims] };
   }

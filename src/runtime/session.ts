@@ -3,6 +3,12 @@
  * memory with their weights read from the model's own folder.
  */
 import ort from 'onnxruntime-node';
+import type { Tensor } from '../tensor.js';
+
+/** One graph input's value for a run. */
+export type Feed =
+  | { name: string; type: 'float32'; value: Tensor }
+  | { name: string; type: 'int64' | 'int32' | 'bool'; data: BigInt64Array | Int32Array | Uint8Array; dims: readonly number[] };
 
 export const EXECUTION_PROVIDERS = ['cpu', 'webgpu', 'cuda', 'tensorrt'] as const;
 export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
