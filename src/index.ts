@@ -3,7 +3,7 @@ export { SafetensorsFile, SafetensorsError, writeSafetensors } from './io/safete
 export type { DType, TensorInfo, TensorToWrite } from './io/safetensors.js';
 export { loadUNet, UNet, parseUNetConfig, buildUNetGraph } from './models/unet.js';
 export type { UNetConfig, UNetShape, LoadOptions, UNetForwardOptions } from './models/unet.js';
-export type { AttentionOptions, TodoOptions, TodoMode } from './attention/options.js';
+export type { AttentionOptions, TodoOptions, TodoMode, DenseOptions } from './attention/options.js';
 export { autoTodoFactor } from './attention/todo.js';
 export { loadVAE, VAE, parseVAEConfig } from './models/vae.js';
 export type { VAEConfig } from './models/vae.js';
@@ -22,3 +22,4 @@ export { writeRandomModel } from './models/random-model.js';
 export { ARCHITECTURES } from './models/architectures.js';
 export { BUILTIN_MODEL_DIR } from './models/builtin.js';
 export type { RuntimeOptions } from './runtime/session.js';
+export type { TomeOptions } from './attention/tome.js';

@@ -1,15 +1,16 @@
 /** AttentionOptions as users write them, checked and resolved into one AttentionVariant. */
 import { denseAttention } from './dense.js';
 import { autoTodoFactor, TODO_MODES, todoAttention, type TodoMode, type TodoOptions } from './todo.js';
+import { TomeRandomState, tomeAttention, TORCH_DEFAULT_SEED, type TomeOptions } from './tome.js';
 import type { AttentionVariant } from './variant.js';
 
-export type { TodoOptions, TodoMode };
+export type { TodoOptions, TodoMode, TomeOptions };
 
 export interface DenseOptions {
   method: 'dense';
 }
 
-export type AttentionOptions = DenseOptions | TodoOptions;
+export type AttentionOptions = DenseOptions | TodoOptions | TomeOptions;
 
 export interface ResolvedAttention {
   /** Normalised options (defaults filled in): part of the graph cache key and of reports. */
@@ -18,7 +19,7 @@ export interface ResolvedAttention {
   variant(at: { latent: readonly [number, number] }): AttentionVariant;
 }
 
-const METHODS = ['dense', 'todo'];
+const METHODS = ['dense', 'todo', 'tome'];
 
 function fail(msg: string): never {
   throw new Error(`attention options: ${msg}`);
@@ -54,6 +55,29 @@ export function resolveAttention(o: AttentionOptions): ResolvedAttention {
         options,
         variant: ({ latent }) => todoAttention({ factor: factor === 'auto' ? autoTodoFactor(latent) : factor, mode, level2Factor, stopAt }),
       };
+    }
+    case 'tome': {
+      checkKeys(o, ['method', 'ratio', 'sx', 'sy', 'random', 'seed', 'maxDownsample', 'mergeAttn', 'mergeCrossAttn', 'mergeMlp']);
+      const sx = intFactor(o.sx ?? 2, 'sx');
+      const sy = intFactor(o.sy ?? 2, 'sy');
+      const maxRatio = 1 - 1 / (sx * sy);
+      if (typeof o.ratio !== 'number' || !(o.ratio >= 0 && o.ratio <= maxRatio)) {
+        fail(`ToMe ratio must be in [0, ${maxRatio}] (1 − 1/(sx·sy)) for sx=${sx}, sy=${sy}; got ${JSON.stringify(o.ratio)}`);
+      }
+      const maxDownsample = o.maxDownsample ?? 1;
+      if (![1, 2, 4, 8].includes(maxDownsample)) fail(`maxDownsample must be 1, 2, 4 or 8; got ${JSON.stringify(o.maxDownsample)}`);
+      const flag = (v: unknown, d: boolean, what: string): boolean => {
+        if (v !== undefined && typeof v !== 'boolean') fail(`${what} must be true or false; got ${JSON.stringify(v)}`);
+        return (v as boolean | undefined) ?? d;
+      };
+      const random = flag(o.random, true, 'random');
+      const seed = o.seed ?? TORCH_DEFAULT_SEED;
+      if (!Number.isSafeInteger(seed) || seed < 0) fail(`seed must be a non-negative integer; got ${JSON.stringify(o.seed)}`);
+      const merge = { attn1: flag(o.mergeAttn, true, 'mergeAttn'), attn2: flag(o.mergeCrossAttn, false, 'mergeCrossAttn'), ff: flag(o.mergeMlp, false, 'mergeMlp') };
+      const options: TomeOptions = { method: 'tome', ratio: o.ratio, sx, sy, random, seed, maxDownsample, mergeAttn: merge.attn1, mergeCrossAttn: merge.attn2, mergeMlp: merge.ff };
+      // One generator per resolution of the options: a fresh pipeline run draws the same destinations.
+      const state = new TomeRandomState(seed);
+      return { options, variant: () => tomeAttention({ ratio: o.ratio, sx, sy, random, maxDownsample, merge }, state) };
     }
     default:
       fail(`unknown method "${String((o as { method: unknown }).method)}"; use one of ${METHODS.join(', ')}`);

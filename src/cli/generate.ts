@@ -29,6 +29,7 @@ interface GenerateFlags {
   todoMode: TodoMode;
   todoStop: number;
   todoLevel2: number;
+  tome?: number;
   clipSkip: number;
   vaeTiling: 'auto' | 'on' | 'off';
   out: string;
@@ -42,8 +43,13 @@ function parseTodo(v: string): string {
   throw new InvalidArgumentError(`--todo must be off, auto or a factor such as 2, 3, 4; got "${v}"`);
 }
 
-export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 'todoStop' | 'todoLevel2'>): AttentionOptions {
-  if (f.todo === 'off' || f.todo === '1') return { method: 'dense' };
+export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 'todoStop' | 'todoLevel2' | 'tome'>): AttentionOptions {
+  const todoOff = f.todo === 'off' || f.todo === '1';
+  if (f.tome !== undefined) {
+    if (!todoOff) throw new Error('--todo and --tome are two ways to cut attention work: choose one');
+    return { method: 'tome', ratio: f.tome };
+  }
+  if (todoOff) return { method: 'dense' };
   return {
     method: 'todo',
     factor: f.todo === 'auto' ? 'auto' : Number(f.todo),
@@ -93,6 +99,7 @@ export function registerGenerate(program: Command): void {
     .addOption(new Option('--todo-mode <mode>', 'ToDo downsampling operator').choices(TODO_MODES).default('nearest'))
     .option('--todo-stop <fraction>', 'go back to dense attention after this fraction of the steps', parseFloatOption('--todo-stop', 0, 1), 1)
     .option('--todo-level2 <factor>', 'ToDo factor at the second level', parseIntOption('--todo-level2', 1), 1)
+    .option('--tome <ratio>', 'ToMe token merging (the baseline ToDo is compared with): fraction of top-level tokens to merge', parseFloatOption('--tome', 0, 0.75))
     .option('--clip-skip <n>', 'use the n-th last CLIP layer (1 = last)', parseIntOption('--clip-skip', 1), 1)
     .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding').choices(['auto', 'on', 'off']).default('auto'))
     .option('-o, --out <file.png>', 'output PNG', 'output.png')

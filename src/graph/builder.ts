@@ -235,6 +235,24 @@ export class GraphBuilder {
     return new Value(out, shape, opts.type ?? inputs.find((v) => v)?.type ?? 'float32');
   }
 
+  /** TopK along `axis`, sorted: [values, int64 indices]. */
+  topK(x: Value, k: number, axis: number, largest = true): [Value, Value] {
+    const ax = axis < 0 ? x.rank + axis : axis;
+    const shape = [...x.shape];
+    shape[ax] = k;
+    const values = this.fresh('TopK');
+    const indices = `${values}_indices`;
+    this.nodes.push({
+      name: `${values}__node`,
+      op: 'TopK',
+      domain: '',
+      inputs: [x.name, this.constInt64([k]).name],
+      outputs: [values, indices],
+      attrs: { axis: { i: ax }, largest: { i: largest ? 1 : 0 }, sorted: { i: 1 } },
+    });
+    return [new Value(values, shape, x.type), new Value(indices, shape, 'int64')];
+  }
+
   // --- element-wise -------------------------------------------------------------------
 
   private binary(type: string, a: Value, b: Value | number): Value {

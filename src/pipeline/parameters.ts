@@ -51,6 +51,7 @@ export function a1111Parameters(p: ParameterSource): string {
     if ((a.level2Factor ?? 1) > 1) fields.push(['ToDo level 2 factor', a.level2Factor!]);
     if ((a.stopAt ?? 1) < 1) fields.push(['ToDo stop at', a.stopAt!]);
   }
+  if (a.method === 'tome') fields.push(['Token merging ratio', a.ratio]);
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);
