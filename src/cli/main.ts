@@ -2,6 +2,7 @@
 /** The `todo-sd` command line. */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
+import { registerBench } from './bench.js';
 import { registerGenerate } from './generate.js';
 import { registerRandomModel } from './random-model.js';
 
@@ -15,6 +16,7 @@ const program = new Command('todo-sd')
 
 registerGenerate(program);
 registerRandomModel(program);
+registerBench(program);
 
 try {
   await program.parseAsync(process.argv);

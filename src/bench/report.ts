@@ -1,0 +1,106 @@
+/** Benchmark results as Markdown tables and an SVG chart. */
+import type { AttentionRecord } from './attention.js';
+import { lineChartSvg } from './chart.js';
+import type { FidelityRecord } from './fidelity.js';
+import type { MachineInfo } from './machine.js';
+import type { MatMulRecord, UNetRecord } from './speed.js';
+
+const s = (ms: number): string => (ms / 1000).toFixed(ms < 10_000 ? 2 : 1);
+const x = (v: number): string => `${v.toFixed(2)}x`;
+const tflop = (f: number): string => (f / 1e12).toFixed(2);
+
+export function machineLine(m: MachineInfo): string {
+  return `${m.cpu}, ${m.cores} cores (${m.flags.join(', ') || 'no AVX flags seen'}), ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, onnxruntime-node ${m.onnxruntime}`;
+}
+
+function table(head: string[], rows: (string | number)[][]): string {
+  return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+export function speedTable(records: readonly UNetRecord[], matmul?: MatMulRecord): string {
+  const rows = records.map((r) => [
+    `${r.size[0]}x${r.size[1]}`,
+    r.batch,
+    r.method,
+    `${s(r.step.medianMs)} (${s(r.step.minMs)}–${s(r.step.maxMs)}, n=${r.step.runsMs.length})`,
+    r.method === 'dense' ? '1.00x' : `**${x(r.speedup)}**`,
+    x(r.flopIdealSpeedup),
+    `${Math.round(r.ofIdeal * 100)}%`,
+    `${tflop(r.flops.total)} (${Math.round((100 * r.flops.attention) / r.flops.total)}% attn)`,
+    `${Math.round(r.achievedGflops)}${matmul ? ` (${Math.round((100 * r.achievedGflops) / matmul.gflops)}%)` : ''}`,
+    r.topLevelKeys,
+    (r.peakMiB / 1024).toFixed(1),
+    `${Math.round(r.buildMs)} / ${s(r.sessionMs)}`,
+  ]);
+  return table(
+    ['size', 'batch', 'method', 'step s, median (min–max)', 'speed-up', 'FLOP-ideal', 'of ideal', 'TFLOP', 'GFLOP/s (of MatMul)', 'top-level keys', 'peak GiB', 'build ms / session s'],
+    rows,
+  );
+}
+
+export function matmulLine(m: MatMulRecord): string {
+  return `onnxruntime MatMul ${m.n}x${m.n}x${m.n}: ${s(m.step.medianMs)} s median of ${m.step.runsMs.length}, **${Math.round(m.gflops)} GFLOP/s**`;
+}
+
+export function attentionTable(records: readonly AttentionRecord[]): string {
+  return table(
+    ['tokens', 'kernel', 'keys/values', 'median s (min–max)', 'GFLOP/s', 'vs flash'],
+    records.map((r) => {
+      const flash = records.find((f) => f.tokens === r.tokens && f.kernel === 'flash');
+      return [
+        r.tokens,
+        r.kernel,
+        r.keys,
+        r.skipped ? `not run: ${r.skipped}` : `${s(r.step.medianMs)} (${s(r.step.minMs)}–${s(r.step.maxMs)})`,
+        r.skipped ? '–' : Math.round(r.gflops),
+        r.skipped || !flash ? '–' : x(flash.step.medianMs / r.step.medianMs),
+      ];
+    }),
+  );
+}
+
+export function fidelityTable(records: readonly FidelityRecord[]): string {
+  const groups = new Map<string, FidelityRecord[]>();
+  for (const r of records) {
+    const k = `${r.size}|${r.method}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  const mean = (rs: FidelityRecord[], f: (r: FidelityRecord) => number): number => rs.reduce((a, r) => a + f(r), 0) / rs.length;
+  return table(
+    ['size', 'method', 'MSE vs dense', 'PSNR dB', 'SSIM', 'HPF (dense)', 's / image', 'images'],
+    [...groups.values()].map((rs) => [
+      `${rs[0]!.size}px`,
+      rs[0]!.method,
+      rs[0]!.method === 'dense' ? '0' : mean(rs, (r) => r.mse).toExponential(2),
+      rs[0]!.method === 'dense' ? '∞' : mean(rs, (r) => Math.min(r.psnr, 99)).toFixed(1),
+      mean(rs, (r) => r.ssim).toFixed(3),
+      `${mean(rs, (r) => r.hpf).toFixed(2)} (${mean(rs, (r) => r.denseHpf).toFixed(2)})`,
+      mean(rs, (r) => r.seconds).toFixed(2),
+      rs.length,
+    ]),
+  );
+}
+
+/** Step time (log scale) and speed-up against the image side, one line per method. */
+export function speedCharts(records: readonly UNetRecord[]): { time: string; speedup: string } {
+  const methods = [...new Set(records.map((r) => r.method))];
+  const series = (f: (r: UNetRecord) => number, only?: (m: string) => boolean) =>
+    methods
+      .filter((m) => !only || only(m))
+      .map((m) => ({ name: m, points: records.filter((r) => r.method === m).map((r) => [r.size[0], f(r)] as [number, number]) }))
+      .filter((se) => se.points.length > 0);
+  const sizes = [...new Set(records.map((r) => r.size[0]))].sort((a, b) => a - b);
+  return {
+    time: lineChartSvg({ title: 'U-Net step time (median)', xLabel: 'image side, px', yLabel: 'seconds', logY: true, xTicks: sizes, series: series((r) => r.step.medianMs / 1000) }),
+    speedup: lineChartSvg({
+      title: 'Speed-up over dense attention (same run)',
+      xLabel: 'image side, px',
+      yLabel: 'x dense',
+      xTicks: sizes,
+      series: [
+        ...series((r) => r.speedup, (m) => m !== 'dense'),
+        ...series((r) => r.flopIdealSpeedup, (m) => m.startsWith('todo-auto')).map((se) => ({ ...se, name: `${se.name} (FLOP-ideal)` })),
+      ],
+    }),
+  };
+}

@@ -1,0 +1,249 @@
+/**
+ * U-Net speed: dense attention against each method at each resolution, in one process. Each
+ * method is measured in alternation with dense (dense, method, method, dense, …) so that drift
+ * of the machine cancels out of the ratio; every number is a median over several runs.
+ */
+import { resolveAttention, type AttentionOptions } from '../attention/options.js';
+import { GraphBuilder } from '../graph/builder.js';
+import { serializeModel } from '../graph/serialize.js';
+import { WeightStore } from '../graph/weights.js';
+import { findComponent } from '../io/model-folder.js';
+import { buildUNetGraph, parseUNetConfig, type UNetConfig } from '../models/unet.js';
+import { createSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
+import { median, peakRssMiB, resetPeak, rssMiB } from './machine.js';
+
+export interface MethodSpec {
+  /** Short name used in reports: dense, todo-2, todo-auto, todo-2-l2, tome-0.5, … */
+  label: string;
+  attention: AttentionOptions;
+}
+
+/** Parses `dense`, `todo-K`, `todo-auto`, `todo-K-l2` (also factor 2 at level 2), `tome-R`. */
+export function parseMethod(label: string): MethodSpec {
+  if (label === 'dense') return { label, attention: { method: 'dense' } };
+  let m = /^todo-(auto|\d+)(-l2)?$/.exec(label);
+  if (m) return { label, attention: { method: 'todo', factor: m[1] === 'auto' ? 'auto' : Number(m[1]), level2Factor: m[2] ? 2 : 1 } };
+  m = /^tome-(0?\.\d+)$/.exec(label);
+  if (m) return { label, attention: { method: 'tome', ratio: Number(m[1]) } };
+  throw new Error(`unknown method "${label}"; use dense, todo-2, todo-3, todo-4, todo-auto, todo-2-l2 (level 2 too) or tome-0.5 (a ratio)`);
+}
+
+export interface Stats {
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  runsMs: number[];
+}
+
+export interface UNetRecord {
+  type: 'unet';
+  size: [number, number];
+  batch: number;
+  method: string;
+  attention: AttentionOptions;
+  step: Stats;
+  /** Dense runs interleaved with this method's (same as `step` for dense itself). */
+  denseInterleaved: Stats;
+  /** median(dense) / median(method), from the interleaved runs. */
+  speedup: number;
+  flops: { attention: number; other: number; total: number };
+  flopIdealSpeedup: number;
+  /** measured speed-up / FLOP-ideal speed-up. */
+  ofIdeal: number;
+  achievedGflops: number;
+  /** Key/value tokens of the first self-attention (ToDo's and ToMe's target level), per image. */
+  topLevelKeys: number;
+  buildMs: number;
+  sessionMs: number;
+  /** Memory the session took when created (weights, pre-packed), MiB. */
+  sessionMiB: number;
+  /** Highest resident memory during a run above the level before it, MiB. */
+  runPeakMiB: number;
+  /** Estimated peak of a process holding only this method: base + session + run peak, MiB. */
+  peakMiB: number;
+}
+
+export interface SpeedOptions extends RuntimeOptions {
+  model: string;
+  sizes: [number, number][];
+  batch: number;
+  methods: MethodSpec[];
+  runs: number;
+  warmup: number;
+  /** Stop cleanly, keeping what was measured, once this many seconds have passed. */
+  maxSeconds?: number;
+  onLog?: (m: string) => void;
+}
+
+interface Loaded {
+  session: ort.InferenceSession;
+  feeds: Record<string, ort.Tensor>;
+  flops: { attention: number; other: number };
+  topLevelKeys: number;
+  buildMs: number;
+  sessionMs: number;
+  sessionMiB: number;
+}
+
+function deterministic(n: number, scale: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * scale);
+}
+
+function toOrt(f: Feed): ort.Tensor {
+  return f.type === 'float32' ? new ort.Tensor('float32', f.value.data, [...f.value.dims]) : new ort.Tensor(f.type, f.data, [...f.dims]);
+}
+
+async function load(cfg: UNetConfig, weights: WeightStore, size: [number, number], batch: number, attention: AttentionOptions, rt: RuntimeOptions): Promise<Loaded> {
+  const [h, w] = [size[0] / 8, size[1] / 8];
+  const t0 = performance.now();
+  const variant = resolveAttention(attention).variant({ latent: [h, w] });
+  const g = buildUNetGraph(cfg, weights, { batch, height: h, width: w, textLength: 77 }, variant);
+  const bytes = serializeModel(g.build());
+  const t1 = performance.now();
+  const before = rssMiB();
+  const session = await createSession(bytes, weights.folder, rt);
+  const t2 = performance.now();
+  const top = g.attentionCalls.find((a) => a.scope.endsWith('attn1') && a.queries === h * w);
+  const feeds: Record<string, ort.Tensor> = {
+    sample: new ort.Tensor('float32', deterministic(batch * cfg.inChannels * h * w, 1), [batch, cfg.inChannels, h, w]),
+    timestep: new ort.Tensor('float32', new Float32Array(batch).fill(500), [batch]),
+    encoder_hidden_states: new ort.Tensor('float32', deterministic(batch * 77 * cfg.crossAttentionDim, 0.5), [batch, 77, cfg.crossAttentionDim]),
+  };
+  for (const f of variant.feeds({ active: true })) feeds[f.name] = toOrt(f);
+  return { session, feeds, flops: g.flops, topLevelKeys: top?.keys ?? 0, buildMs: t1 - t0, sessionMs: t2 - t1, sessionMiB: rssMiB() - before };
+}
+
+async function timeRun(l: Loaded): Promise<{ ms: number; peakMiB: number }> {
+  const before = rssMiB();
+  resetPeak();
+  const t0 = performance.now();
+  await l.session.run(l.feeds);
+  const ms = performance.now() - t0;
+  return { ms, peakMiB: Math.max(0, peakRssMiB() - before) };
+}
+
+export function stats(runs: number[]): Stats {
+  return { medianMs: median(runs), minMs: Math.min(...runs), maxMs: Math.max(...runs), runsMs: runs };
+}
+
+export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRecord[]; stoppedEarly: boolean }> {
+  const log = o.onLog ?? (() => {});
+  const comp = findComponent(o.model, 'unet', { classNames: ['UNet2DConditionModel'] });
+  const cfg = parseUNetConfig(comp.config);
+  const weights = WeightStore.open(comp.weightFiles, 'unet');
+  const deadline = o.maxSeconds ? performance.now() + o.maxSeconds * 1000 : Infinity;
+  const baseMiB = rssMiB();
+  const records: UNetRecord[] = [];
+  const fits = (estimateMs: number): boolean => performance.now() + estimateMs < deadline;
+  for (const size of o.sizes) {
+    if (size[0] % 64 || size[1] % 64) throw new Error(`bench sizes must be multiples of 64 (the U-Net's three downsamplings of px/8); got ${size.join('x')}`);
+    log(`${size[0]}x${size[1]}: building and loading dense`);
+    const dense = await load(cfg, weights, size, o.batch, { method: 'dense' }, o);
+    const denseAll: number[] = [];
+    const atSize: UNetRecord[] = [];
+    let densePeak = 0;
+    let denseEstimate = Infinity;
+    for (let i = 0; i < o.warmup; i++) denseEstimate = (await timeRun(dense)).ms;
+    for (const method of o.methods) {
+      if (method.label === 'dense') continue;
+      if (!fits(2 * denseEstimate)) break;
+      log(`${size[0]}x${size[1]}: ${method.label}`);
+      const m = await load(cfg, weights, size, o.batch, method.attention, o);
+      let estimate = Infinity;
+      for (let i = 0; i < o.warmup; i++) estimate = (await timeRun(m)).ms;
+      const dRuns: number[] = [];
+      const mRuns: number[] = [];
+      let peak = 0;
+      for (let r = 0; r < o.runs && fits(estimate + denseEstimate); r++) {
+        // Alternate the order within each pair so that neither side always runs warm.
+        const order = r % 2 ? [m, dense] : [dense, m];
+        for (const l of order) {
+          const t = await timeRun(l);
+          if (l === dense) {
+            dRuns.push(t.ms);
+            densePeak = Math.max(densePeak, t.peakMiB);
+            denseEstimate = t.ms;
+          } else {
+            mRuns.push(t.ms);
+            peak = Math.max(peak, t.peakMiB);
+            estimate = t.ms;
+          }
+        }
+      }
+      await m.session.release();
+      if (mRuns.length === 0) break;
+      denseAll.push(...dRuns);
+      atSize.push(record(size, o.batch, method, m, stats(mRuns), stats(dRuns), dense, peak, baseMiB));
+      log(`${method.label}: ${(atSize.at(-1)!.step.medianMs / 1000).toFixed(2)} s, ${atSize.at(-1)!.speedup.toFixed(2)}x dense`);
+    }
+    // Dense on its own when no method ran (or only dense was asked for).
+    while (denseAll.length < o.runs && fits(denseEstimate)) {
+      const t = await timeRun(dense);
+      denseAll.push(t.ms);
+      densePeak = Math.max(densePeak, t.peakMiB);
+      denseEstimate = t.ms;
+    }
+    await dense.session.release();
+    if (denseAll.length) {
+      const s = stats(denseAll);
+      records.push(record(size, o.batch, { label: 'dense', attention: { method: 'dense' } }, dense, s, s, dense, densePeak, baseMiB));
+    }
+    records.push(...atSize);
+    if (performance.now() >= deadline) return { records, stoppedEarly: true };
+  }
+  return { records, stoppedEarly: performance.now() >= deadline };
+}
+
+function record(size: [number, number], batch: number, method: MethodSpec, m: Loaded, step: Stats, denseRuns: Stats, dense: Loaded, runPeakMiB: number, baseMiB: number): UNetRecord {
+  const total = m.flops.attention + m.flops.other;
+  const denseTotal = dense.flops.attention + dense.flops.other;
+  const speedup = denseRuns.medianMs / step.medianMs;
+  const ideal = denseTotal / total;
+  return {
+    type: 'unet',
+    size,
+    batch,
+    method: method.label,
+    attention: method.attention,
+    step,
+    denseInterleaved: denseRuns,
+    speedup,
+    flops: { ...m.flops, total },
+    flopIdealSpeedup: ideal,
+    ofIdeal: speedup / ideal,
+    achievedGflops: total / step.medianMs / 1e6,
+    topLevelKeys: m.topLevelKeys,
+    buildMs: m.buildMs,
+    sessionMs: m.sessionMs,
+    sessionMiB: m.sessionMiB,
+    runPeakMiB,
+    peakMiB: baseMiB + m.sessionMiB + runPeakMiB,
+  };
+}
+
+export interface MatMulRecord {
+  type: 'matmul';
+  n: number;
+  step: Stats;
+  gflops: number;
+}
+
+/** onnxruntime's own large square MatMul, the ceiling the U-Net's GFLOP/s is compared with. */
+export async function runMatMulBench(n: number, runs: number, rt: RuntimeOptions = {}): Promise<MatMulRecord> {
+  const g = new GraphBuilder('matmul');
+  const a = g.input('a', [n, n]);
+  const b = g.input('b', [n, n]);
+  g.output(g.matmul(a, b), 'c');
+  const session = await createSession(serializeModel(g.build()), undefined, rt);
+  const feeds = { a: new ort.Tensor('float32', deterministic(n * n, 1), [n, n]), b: new ort.Tensor('float32', deterministic(n * n, 0.5), [n, n]) };
+  await session.run(feeds);
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - t0);
+  }
+  await session.release();
+  const s = stats(times);
+  return { type: 'matmul', n, step: s, gflops: (2 * n ** 3) / s.medianMs / 1e6 };
+}

@@ -1,0 +1,151 @@
+/** `todo-sd bench speed` and `todo-sd bench fidelity`: measurements written as JSON, Markdown and charts. */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { runAttentionBench } from '../bench/attention.js';
+import { runFidelityBench } from '../bench/fidelity.js';
+import { imageGrid } from '../bench/grid.js';
+import { machineInfo } from '../bench/machine.js';
+import { attentionTable, fidelityTable, machineLine, matmulLine, speedCharts, speedTable } from '../bench/report.js';
+import { parseMethod, runMatMulBench, runSpeedBench } from '../bench/speed.js';
+import { cacheDir } from '../graph/cache.js';
+import { writeFileAtomic } from '../io/atomic.js';
+import { encodePng } from '../io/png.js';
+import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
+import { writeRandomModel } from '../models/random-model.js';
+import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
+import { parseFloatOption, parseIntOption } from './options.js';
+
+const DEFAULT_PROMPTS = new URL('../../assets/prompts.txt', import.meta.url);
+
+function list<T>(parse: (s: string) => T): (v: string) => T[] {
+  return (v) => v.split(',').map((s) => parse(s.trim()));
+}
+
+function size(v: string): [number, number] {
+  const m = /^(\d+)(?:x(\d+))?$/.exec(v);
+  if (!m) throw new Error(`sizes are like 512 or 768x1216; got "${v}"`);
+  return [Number(m[1]), Number(m[2] ?? m[1])];
+}
+
+function write(dir: string, name: string, text: string | Uint8Array): string {
+  const p = join(dir, name);
+  writeFileAtomic(p, typeof text === 'string' ? Buffer.from(text) : text);
+  return p;
+}
+
+/** The default speed model: a random SD 1.5, made once in the cache. */
+function defaultSpeedModel(log: (m: string) => void): string {
+  const dir = join(cacheDir(), 'models', 'random-sd15');
+  if (!existsSync(join(dir, 'model_index.json'))) {
+    log(`no --model given: writing a random SD 1.5 (fp16, 1.7 GB) to ${dir} once`);
+    writeRandomModel(dir, 'sd15', { onProgress: (c) => log(`  ${c}…`) });
+  }
+  return dir;
+}
+
+export function registerBench(program: Command): void {
+  const bench = program.command('bench').description('speed and fidelity of dense attention, ToDo and ToMe, side by side');
+  const log = (m: string): void => void process.stderr.write(`${m}\n`);
+
+  bench
+    .command('speed')
+    .description('U-Net step time per method and resolution (interleaved with dense), FLOPs, GFLOP/s, memory; attention micro-benchmark')
+    .option('--model <dir>', 'model folder (default: a random SD 1.5 made once in the cache)')
+    .option('--sizes <list>', 'image sizes, e.g. 512,768,1024 or 768x1216', list(size), [[512, 512], [768, 768], [1024, 1024]])
+    .option('--batch <n>', 'batch size', parseIntOption('--batch', 1, 64), 1)
+    .option('--methods <list>', 'dense, todo-2, todo-3, todo-4, todo-auto, todo-2-l2, tome-0.5, tome-0.75', list(parseMethod), ['dense', 'todo-2', 'todo-3', 'todo-4', 'todo-auto', 'todo-2-l2', 'tome-0.5', 'tome-0.75'].map(parseMethod))
+    .option('--runs <n>', 'timed runs per method (after warm-up)', parseIntOption('--runs', 1, 100), 3)
+    .option('--warmup <n>', 'untimed runs first', parseIntOption('--warmup', 0, 10), 1)
+    .option('--max-seconds <s>', 'stop cleanly after this long, keeping what was measured', parseFloatOption('--max-seconds', 1, 1e7))
+    .option('--attention <tokens>', 'attention micro-benchmark token counts (empty to skip)', (v) => (v ? v.split(',').map(Number) : []), [4096, 16384])
+    .option('--matmul <n>', 'size of the MatMul ceiling measurement (0 to skip)', parseIntOption('--matmul', 0), 4096)
+    .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
+    .option('--out <dir>', 'folder for speed.json, speed.md and charts', 'bench-results')
+    .action(async (o: { model?: string; sizes: [number, number][]; batch: number; methods: ReturnType<typeof parseMethod>[]; runs: number; warmup: number; maxSeconds?: number; attention: number[]; matmul: number; threads?: number; out: string }) => {
+      mkdirSync(o.out, { recursive: true });
+      const started = new Date().toISOString();
+      const t0 = performance.now();
+      const left = (): number | undefined => (o.maxSeconds ? Math.max(1, o.maxSeconds - (performance.now() - t0) / 1000) : undefined);
+      const model = o.model ?? defaultSpeedModel(log);
+      const machine = machineInfo();
+      const matmul = o.matmul ? await runMatMulBench(o.matmul, 3, { threads: o.threads }) : undefined;
+      if (matmul) log(matmulLine(matmul));
+      const speed = await runSpeedBench({ model, sizes: o.sizes, batch: o.batch, methods: o.methods, runs: o.runs, warmup: o.warmup, maxSeconds: left(), threads: o.threads, onLog: log });
+      const attention = o.attention.length ? await runAttentionBench(o.attention, o.runs, { threads: o.threads, maxSeconds: left(), onLog: log }) : [];
+      const records = [...(matmul ? [matmul] : []), ...speed.records, ...attention];
+      const json = { kind: 'todo-sd speed benchmark', started, command: process.argv.slice(2).join(' '), model, machine, stoppedEarly: speed.stoppedEarly, records };
+      write(o.out, 'speed.json', `${JSON.stringify(json, null, 2)}\n`);
+      const charts = speedCharts(speed.records);
+      write(o.out, 'speed-time.svg', charts.time);
+      write(o.out, 'speed-speedup.svg', charts.speedup);
+      const md = [
+        `# Speed: ${started}`,
+        '',
+        `Machine: ${machineLine(machine)}. Model: ${model}. Command: \`todo-sd ${json.command}\`.${speed.stoppedEarly ? ' **Stopped early by --max-seconds.**' : ''}`,
+        '',
+        ...(matmul ? [matmulLine(matmul), ''] : []),
+        speedTable(speed.records, matmul),
+        '',
+        ...(attention.length ? ['Attention alone (8 heads x 40, batch 1):', '', attentionTable(attention), ''] : []),
+        '![step time](speed-time.svg) ![speed-up](speed-speedup.svg)',
+        '',
+      ].join('\n');
+      write(o.out, 'speed.md', md);
+      process.stdout.write(md);
+    });
+
+  bench
+    .command('fidelity')
+    .description('images with dense attention and each method (same seeds): MSE, PSNR, SSIM, HPF and time; an image grid')
+    .option('--model <dir>', `model folder (default: the built-in ${BUILTIN_MODEL_NAME})`)
+    .option('--prompts <file>', 'one prompt per line (default: a small list that ships with todo-sd)')
+    .option('--sizes <list>', 'square image sizes', list((v) => parseIntOption('--sizes', 8)(v)), [32, 64, 128])
+    .option('--methods <list>', 'methods, dense first', list(parseMethod), ['dense', 'todo-2', 'todo-3', 'todo-auto', 'tome-0.5', 'tome-0.75'].map(parseMethod))
+    .option('--steps <n>', 'denoising steps', parseIntOption('--steps', 1, 1000), 20)
+    .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7.5)
+    .option('--seed <n>', 'seed of the first prompt (the next prompts use seed+1, …)', parseIntOption('--seed', 0), 0)
+    .addOption(new Option('--sampler <name>', 'sampler (default: the model scheduler)').choices(SAMPLER_NAMES))
+    .option('--limit <n>', 'use only the first n prompts', parseIntOption('--limit', 1))
+    .option('--out <dir>', 'folder for fidelity.json, fidelity.md and grids', 'bench-results')
+    .action(async (o: { model?: string; prompts?: string; sizes: number[]; methods: ReturnType<typeof parseMethod>[]; steps: number; cfg: number; seed: number; sampler?: SamplerName; limit?: number; out: string }) => {
+      if (o.methods[0]?.label !== 'dense') o.methods.unshift(parseMethod('dense'));
+      const prompts = readFileSync(o.prompts ?? DEFAULT_PROMPTS, 'utf8')
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .slice(0, o.limit);
+      if (prompts.length === 0) throw new Error(`no prompts in ${o.prompts}`);
+      mkdirSync(o.out, { recursive: true });
+      const started = new Date().toISOString();
+      const model = o.model ?? BUILTIN_MODEL_DIR;
+      const machine = machineInfo();
+      const result = await runFidelityBench({ model, prompts, sizes: o.sizes, methods: o.methods, steps: o.steps, cfg: o.cfg, seed: o.seed, sampler: o.sampler, onLog: log });
+      const json = { kind: 'todo-sd fidelity benchmark', started, command: process.argv.slice(2).join(' '), model, machine, sampler: result.sampler, steps: o.steps, cfg: o.cfg, records: result.records };
+      write(o.out, 'fidelity.json', `${JSON.stringify(json, null, 2)}\n`);
+      const grids: string[] = [];
+      for (const [px, rows] of result.images) {
+        const grid = imageGrid(rows, { colLabels: o.methods.map((m) => m.label), rowLabels: prompts.map((_, i) => `prompt ${i + 1}`), scale: Math.max(1, Math.round(128 / px)) });
+        grids.push(`fidelity-${px}.png`);
+        write(o.out, `fidelity-${px}.png`, encodePng(grid));
+      }
+      const md = [
+        `# Fidelity: ${started}`,
+        '',
+        `Machine: ${machineLine(machine)}. Model: ${model}. ${o.steps} ${result.sampler} steps, CFG ${o.cfg}, seeds ${o.seed}…${o.seed + prompts.length - 1}. Command: \`todo-sd ${json.command}\`.`,
+        '',
+        'Every image is compared with the dense-attention image of the same prompt and seed (MSE on [0, 1], PSNR, SSIM); HPF is the sharpness measure of the ToDo paper.',
+        '',
+        fidelityTable(result.records),
+        '',
+        'Prompts:',
+        '',
+        ...prompts.map((p, i) => `${i + 1}. ${p}`),
+        '',
+        ...grids.map((g) => `![${g}](${g})`),
+        '',
+      ].join('\n');
+      write(o.out, 'fidelity.md', md);
+      process.stdout.write(md);
+    });
+}
