@@ -126,7 +126,7 @@ export function lineChartSvg(spec: LineChartSpec): string {
     out.push(
       `<line x1="${PLOT.left}" y1="${y}" x2="${right}" y2="${y}" stroke="#e0e0e0"/>`,
       `<line x1="${PLOT.left - 5}" y1="${y}" x2="${PLOT.left}" y2="${y}" stroke="black"/>`,
-      `<text x="${PLOT.left - 8}" y="${y}" text-anchor="end" dominant-baseline="middle">${escapeXml(formatTick(t))}</text>`,
+      `<text x="${PLOT.left - 8}" y="${y}" text-anchor="end" dy="0.35em">${escapeXml(formatTick(t))}</text>`,
     );
   }
   out.push(
@@ -147,7 +147,7 @@ export function lineChartSvg(spec: LineChartSpec): string {
     out.push(
       `<line x1="${right + 16}" y1="${ly}" x2="${right + 40}" y2="${ly}" stroke="${color}" stroke-width="2"/>`,
       `<circle cx="${right + 28}" cy="${ly}" r="3.5" fill="${color}"/>`,
-      `<text x="${right + 46}" y="${ly}" dominant-baseline="middle">${name}</text>`,
+      `<text x="${right + 46}" y="${ly}" dy="0.35em">${name}</text>`,
     );
   });
   out.push('</svg>');
