@@ -197,10 +197,6 @@ export class GraphBuilder {
     return v;
   }
 
-  hasWeight(key: string): boolean {
-    return this.shared.weights?.has(key) ?? false;
-  }
-
   constant(values: Float32Array | readonly number[], shape: readonly number[]): Value {
     const data = values instanceof Float32Array ? values : Float32Array.from(values);
     if (data.length !== prod(shape)) throw new Error(`constant: ${data.length} values for shape ${shapeStr(shape)}`);

@@ -21,7 +21,6 @@ export interface WeightRef {
 
 /** Where a graph's weights come from: real files, or a recorder that lists what a model needs. */
 export interface WeightSource {
-  has(key: string): boolean;
   get(key: string, expectShape?: readonly number[]): WeightRef;
 }
 
@@ -43,14 +42,6 @@ export class WeightStore implements WeightSource {
 
   static open(paths: readonly string[], component: string): WeightStore {
     return new WeightStore(paths.map((p) => SafetensorsFile.open(p)), component);
-  }
-
-  has(key: string): boolean {
-    return this.index.has(key);
-  }
-
-  keys(): IterableIterator<string> {
-    return this.index.keys();
   }
 
   get(key: string, expectShape?: readonly number[]): WeightRef {
@@ -86,10 +77,6 @@ export class WeightStore implements WeightSource {
 /** Answers every lookup with a placeholder and records the key and shape: a model's weight layout. */
 export class WeightRecorder implements WeightSource {
   readonly shapes = new Map<string, number[]>();
-
-  has(key: string): boolean {
-    return this.shapes.has(key);
-  }
 
   get(key: string, expectShape?: readonly number[]): WeightRef {
     if (!expectShape) throw new Error(`weight "${key}" was asked for without a shape`);
