@@ -103,7 +103,7 @@ test('decode turns ids back into words', async () => {
 
 test('a missing folder or file is a clear error naming the path', async () => {
   const missing = join(tmpdir(), 'todo-sd-no-such-model');
-  await assert.rejects(loadTokenizer(missing), (e: Error) => e.message.includes(missing) && /folder not found/.test(e.message));
+  await assert.rejects(loadTokenizer(missing), (e: Error) => e.message.includes(missing) && /model folder .* not found/.test(e.message));
 
   const dir = await mkdtemp(join(tmpdir(), 'todo-sd-tok-'));
   try {

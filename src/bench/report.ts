@@ -3,6 +3,7 @@ import type { AttentionRecord } from './attention.js';
 import { lineChartSvg } from './chart.js';
 import type { FidelityRecord } from './fidelity.js';
 import type { MachineInfo } from './machine.js';
+import type { ProfileRecord } from './profile.js';
 import type { MatMulRecord, UNetRecord } from './speed.js';
 
 const s = (ms: number): string => (ms / 1000).toFixed(ms < 10_000 ? 2 : 1);
@@ -81,8 +82,8 @@ export function fidelityTable(records: readonly FidelityRecord[]): string {
   );
 }
 
-/** Step time (log scale) and speed-up against the image side, one line per method. */
-export function speedCharts(records: readonly UNetRecord[]): { time: string; speedup: string } {
+/** Step time (log scale) and speed-up against the image side, one line per method; a chart only where there is something to draw. */
+export function speedCharts(records: readonly UNetRecord[]): Record<string, string> {
   const methods = [...new Set(records.map((r) => r.method))];
   const series = (f: (r: UNetRecord) => number, only?: (m: string) => boolean) =>
     methods
@@ -90,17 +91,61 @@ export function speedCharts(records: readonly UNetRecord[]): { time: string; spe
       .map((m) => ({ name: m, points: records.filter((r) => r.method === m).map((r) => [r.size[0], f(r)] as [number, number]) }))
       .filter((se) => se.points.length > 0);
   const sizes = [...new Set(records.map((r) => r.size[0]))].sort((a, b) => a - b);
-  return {
-    time: lineChartSvg({ title: 'U-Net step time (median)', xLabel: 'image side, px', yLabel: 'seconds', logY: true, xTicks: sizes, series: series((r) => r.step.medianMs / 1000) }),
-    speedup: lineChartSvg({
-      title: 'Speed-up over dense attention (same run)',
-      xLabel: 'image side, px',
-      yLabel: 'x dense',
-      xTicks: sizes,
-      series: [
-        ...series((r) => r.speedup, (m) => m !== 'dense'),
-        ...series((r) => r.flopIdealSpeedup, (m) => m.startsWith('todo-auto')).map((se) => ({ ...se, name: `${se.name} (FLOP-ideal)` })),
-      ],
-    }),
+  const charts: Record<string, string> = {};
+  if (records.length) {
+    charts['speed-time.svg'] = lineChartSvg({ title: 'U-Net step time (median)', xLabel: 'image side, px', yLabel: 'seconds', logY: true, xTicks: sizes, series: series((r) => r.step.medianMs / 1000) });
+  }
+  const speedups = [
+    ...series((r) => r.speedup, (m) => m !== 'dense'),
+    ...series((r) => r.flopIdealSpeedup, (m) => m === 'todo-2' || m === 'todo-auto').map((se) => ({ ...se, name: `${se.name} (FLOP-ideal)` })),
+  ];
+  if (speedups.length) {
+    charts['speed-speedup.svg'] = lineChartSvg({ title: 'Speed-up over dense attention (same run)', xLabel: 'image side, px', yLabel: 'x dense', xTicks: sizes, series: speedups });
+  }
+  return charts;
+}
+
+export interface SpeedResults {
+  started: string;
+  command: string;
+  model: string;
+  machine: MachineInfo;
+  stoppedEarly: boolean;
+  records: (UNetRecord | MatMulRecord | AttentionRecord)[];
+}
+
+/** speed.md and its charts, from the results as speed.json holds them. */
+export function speedReport(r: SpeedResults): Record<string, string> {
+  const unet = r.records.filter((x): x is UNetRecord => x.type === 'unet');
+  const matmul = r.records.find((x): x is MatMulRecord => x.type === 'matmul');
+  const attention = r.records.filter((x): x is AttentionRecord => x.type === 'attention');
+  const charts = speedCharts(unet);
+  const md = [
+    `# Speed: ${r.started}`,
+    '',
+    `Machine: ${machineLine(r.machine)}. Model: ${r.model}. Command: \`todo-sd ${r.command}\`.${r.stoppedEarly ? ' **Stopped early by --max-seconds.**' : ''}`,
+    '',
+    ...(matmul ? [matmulLine(matmul), ''] : []),
+    ...(unet.length ? [speedTable(unet, matmul), ''] : []),
+    ...(attention.length ? ['Attention alone (8 heads x 40, batch 1):', '', attentionTable(attention), ''] : []),
+    ...Object.keys(charts).map((f) => `![${f}](${f})`),
+    '',
+  ].join('\n');
+  return { 'speed.md': md, ...charts };
+}
+
+/** Time by U-Net part for each profiled method, side by side (ms and share of the node time). */
+export function profileTable(records: readonly ProfileRecord[]): string {
+  const parts = [...new Set(records.flatMap((r) => r.byPart.map((p) => p.part)))];
+  const cell = (r: ProfileRecord, part: string): string => {
+    const ms = r.byPart.find((p) => p.part === part)?.ms ?? 0;
+    return `${(ms / 1000).toFixed(2)} s (${Math.round((100 * ms) / r.nodeMs)}%)`;
   };
+  const ops = [...new Set(records.flatMap((r) => r.byOp.slice(0, 6).map((p) => p.op)))];
+  const opCell = (r: ProfileRecord, op: string): string => `${((r.byOp.find((p) => p.op === op)?.ms ?? 0) / 1000).toFixed(2)} s`;
+  return [
+    table(['part', ...records.map((r) => r.method)], [...parts.map((p) => [p, ...records.map((r) => cell(r, p))]), ['**run (wall)**', ...records.map((r) => `${(r.runMs / 1000).toFixed(2)} s`)]]),
+    '',
+    table(['operator', ...records.map((r) => r.method)], ops.map((op) => [op, ...records.map((r) => opCell(r, op))])),
+  ].join('\n');
 }

@@ -59,7 +59,11 @@ export interface UNetRecord {
   sessionMiB: number;
   /** Highest resident memory during a run above the level before it, MiB. */
   runPeakMiB: number;
-  /** Estimated peak of a process holding only this method: base + session + run peak, MiB. */
+  /**
+   * Estimated peak of a process holding only this method: process base + the first session's
+   * memory (every method holds the same weights; later sessions reuse freed pages, so their own
+   * increase understates them) + this method's run peak, MiB.
+   */
   peakMiB: number;
 }
 
@@ -133,23 +137,26 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
   const weights = WeightStore.open(comp.weightFiles, 'unet');
   const deadline = o.maxSeconds ? performance.now() + o.maxSeconds * 1000 : Infinity;
   const baseMiB = rssMiB();
+  let sessionMiB = NaN;
   const records: UNetRecord[] = [];
   const fits = (estimateMs: number): boolean => performance.now() + estimateMs < deadline;
   for (const size of o.sizes) {
     if (size[0] % 64 || size[1] % 64) throw new Error(`bench sizes must be multiples of 64 (the U-Net's three downsamplings of px/8); got ${size.join('x')}`);
     log(`${size[0]}x${size[1]}: building and loading dense`);
     const dense = await load(cfg, weights, size, o.batch, { method: 'dense' }, o);
+    if (Number.isNaN(sessionMiB)) sessionMiB = dense.sessionMiB;
     const denseAll: number[] = [];
     const atSize: UNetRecord[] = [];
     let densePeak = 0;
-    let denseEstimate = Infinity;
+    // Unknown until measured: 0 lets the first run start whatever the budget left.
+    let denseEstimate = 0;
     for (let i = 0; i < o.warmup; i++) denseEstimate = (await timeRun(dense)).ms;
     for (const method of o.methods) {
       if (method.label === 'dense') continue;
       if (!fits(2 * denseEstimate)) break;
       log(`${size[0]}x${size[1]}: ${method.label}`);
       const m = await load(cfg, weights, size, o.batch, method.attention, o);
-      let estimate = Infinity;
+      let estimate = 0;
       for (let i = 0; i < o.warmup; i++) estimate = (await timeRun(m)).ms;
       const dRuns: number[] = [];
       const mRuns: number[] = [];
@@ -173,7 +180,7 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
       await m.session.release();
       if (mRuns.length === 0) break;
       denseAll.push(...dRuns);
-      atSize.push(record(size, o.batch, method, m, stats(mRuns), stats(dRuns), dense, peak, baseMiB));
+      atSize.push(record(size, o.batch, method, m, stats(mRuns), stats(dRuns), dense, peak, baseMiB + sessionMiB));
       log(`${method.label}: ${(atSize.at(-1)!.step.medianMs / 1000).toFixed(2)} s, ${atSize.at(-1)!.speedup.toFixed(2)}x dense`);
     }
     // Dense on its own when no method ran (or only dense was asked for).
@@ -186,7 +193,7 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
     await dense.session.release();
     if (denseAll.length) {
       const s = stats(denseAll);
-      records.push(record(size, o.batch, { label: 'dense', attention: { method: 'dense' } }, dense, s, s, dense, densePeak, baseMiB));
+      records.push(record(size, o.batch, { label: 'dense', attention: { method: 'dense' } }, dense, s, s, dense, densePeak, baseMiB + sessionMiB));
     }
     records.push(...atSize);
     if (performance.now() >= deadline) return { records, stoppedEarly: true };
@@ -194,7 +201,7 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
   return { records, stoppedEarly: performance.now() >= deadline };
 }
 
-function record(size: [number, number], batch: number, method: MethodSpec, m: Loaded, step: Stats, denseRuns: Stats, dense: Loaded, runPeakMiB: number, baseMiB: number): UNetRecord {
+function record(size: [number, number], batch: number, method: MethodSpec, m: Loaded, step: Stats, denseRuns: Stats, dense: Loaded, runPeakMiB: number, residentMiB: number): UNetRecord {
   const total = m.flops.attention + m.flops.other;
   const denseTotal = dense.flops.attention + dense.flops.other;
   const speedup = denseRuns.medianMs / step.medianMs;
@@ -217,7 +224,7 @@ function record(size: [number, number], batch: number, method: MethodSpec, m: Lo
     sessionMs: m.sessionMs,
     sessionMiB: m.sessionMiB,
     runPeakMiB,
-    peakMiB: baseMiB + m.sessionMiB + runPeakMiB,
+    peakMiB: residentMiB + runPeakMiB,
   };
 }
 

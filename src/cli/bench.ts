@@ -1,12 +1,13 @@
 /** `todo-sd bench speed` and `todo-sd bench fidelity`: measurements written as JSON, Markdown and charts. */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { Command, Option } from 'commander';
 import { runAttentionBench } from '../bench/attention.js';
 import { runFidelityBench } from '../bench/fidelity.js';
 import { imageGrid } from '../bench/grid.js';
 import { machineInfo } from '../bench/machine.js';
-import { attentionTable, fidelityTable, machineLine, matmulLine, speedCharts, speedTable } from '../bench/report.js';
+import { profileUNet } from '../bench/profile.js';
+import { fidelityTable, machineLine, matmulLine, profileTable, speedReport, type SpeedResults } from '../bench/report.js';
 import { parseMethod, runMatMulBench, runSpeedBench } from '../bench/speed.js';
 import { cacheDir } from '../graph/cache.js';
 import { writeFileAtomic } from '../io/atomic.js';
@@ -76,22 +77,42 @@ export function registerBench(program: Command): void {
       const records = [...(matmul ? [matmul] : []), ...speed.records, ...attention];
       const json = { kind: 'todo-sd speed benchmark', started, command: process.argv.slice(2).join(' '), model, machine, stoppedEarly: speed.stoppedEarly, records };
       write(o.out, 'speed.json', `${JSON.stringify(json, null, 2)}\n`);
-      const charts = speedCharts(speed.records);
-      write(o.out, 'speed-time.svg', charts.time);
-      write(o.out, 'speed-speedup.svg', charts.speedup);
-      const md = [
-        `# Speed: ${started}`,
-        '',
-        `Machine: ${machineLine(machine)}. Model: ${model}. Command: \`todo-sd ${json.command}\`.${speed.stoppedEarly ? ' **Stopped early by --max-seconds.**' : ''}`,
-        '',
-        ...(matmul ? [matmulLine(matmul), ''] : []),
-        speedTable(speed.records, matmul),
-        '',
-        ...(attention.length ? ['Attention alone (8 heads x 40, batch 1):', '', attentionTable(attention), ''] : []),
-        '![step time](speed-time.svg) ![speed-up](speed-speedup.svg)',
-        '',
-      ].join('\n');
-      write(o.out, 'speed.md', md);
+      const files = speedReport(json);
+      for (const [name, text] of Object.entries(files)) write(o.out, name, text);
+      const md = files['speed.md']!;
+      process.stdout.write(md);
+    });
+
+  bench
+    .command('report')
+    .description('write speed.md and its charts again from a speed.json (e.g. after editing or merging runs)')
+    .argument('<speed.json>', 'results of bench speed')
+    .action((file: string) => {
+      const json = JSON.parse(readFileSync(file, 'utf8')) as SpeedResults;
+      for (const [name, text] of Object.entries(speedReport(json))) write(dirname(file), name, text);
+      log(`wrote ${join(dirname(file), 'speed.md')}`);
+    });
+
+  bench
+    .command('profile')
+    .description("one U-Net run under onnxruntime's profiler: time by operator and by U-Net part")
+    .option('--model <dir>', 'model folder (default: a random SD 1.5 made once in the cache)')
+    .option('--size <px>', 'image size, e.g. 1024 or 768x1216', size, [1024, 1024] as [number, number])
+    .option('--methods <list>', 'methods to profile', list(parseMethod), ['dense', 'todo-2'].map(parseMethod))
+    .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
+    .option('--out <dir>', 'folder for profile.json and profile.md', 'bench-results')
+    .action(async (o: { model?: string; size: [number, number]; methods: ReturnType<typeof parseMethod>[]; threads?: number; out: string }) => {
+      mkdirSync(o.out, { recursive: true });
+      const model = o.model ?? defaultSpeedModel(log);
+      const machine = machineInfo();
+      const records = [];
+      for (const m of o.methods) {
+        log(`profiling ${m.label} at ${o.size.join('x')}`);
+        records.push(await profileUNet(model, o.size, m.label, m.attention, { threads: o.threads }));
+      }
+      write(o.out, 'profile.json', `${JSON.stringify({ kind: 'todo-sd profile', machine, model, records }, null, 2)}\n`);
+      const md = [`# Profile at ${o.size.join('x')}`, '', `Machine: ${machineLine(machine)}. Model: ${model}.`, '', profileTable(records), ''].join('\n');
+      write(o.out, 'profile.md', md);
       process.stdout.write(md);
     });
 

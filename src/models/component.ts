@@ -7,7 +7,7 @@ import type { GraphDef } from '../graph/builder.js';
 import { cacheKey, cachedGraph } from '../graph/cache.js';
 import { serializeModel } from '../graph/serialize.js';
 import type { WeightStore } from '../graph/weights.js';
-import { createSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
+import { checkExecutionProvider, createSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { numel } from '../tensor.js';
 
@@ -20,7 +20,10 @@ export class ComponentRuntime {
     readonly weights: WeightStore,
     readonly config: Record<string, unknown>,
     readonly runtime: RuntimeOptions,
-  ) {}
+  ) {
+    // A misspelt provider fails at load time, not at the first run.
+    checkExecutionProvider(runtime.executionProvider ?? 'cpu');
+  }
 
   /** Runs the graph for `shapeKey`, building (or reading from the cache) and loading it on first use. */
   async run(shapeKey: unknown, build: () => GraphDef, feeds: readonly Feed[]): Promise<Record<string, ort.Tensor>> {

@@ -36,8 +36,9 @@ function feedForward(g: GraphBuilder, key: string, x: Value): Value {
 }
 
 function basicTransformerBlock(g: GraphBuilder, key: string, x: Value, text: Value, heads: number, ctx: BlockContext, o: TransformerOptions): Value {
-  const tokens = o.attention.forBlock(g, x, ctx);
   const scope = g.scope;
+  g.scope = key;
+  const tokens = o.attention.forBlock(g, x, ctx);
   g.scope = `${key}.attn1`;
   let h = g.add(
     x,

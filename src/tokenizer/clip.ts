@@ -10,6 +10,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { findComponent, readJson } from '../io/model-folder.js';
 
 export interface ClipTokenizerOptions {
   /** Receives the truncation warning. Defaults to `console.warn`. */
@@ -335,23 +336,9 @@ export function fixText(text: string): string {
 
 // ------------------------------------------------------------------------------ loading
 
-const isDir = async (p: string): Promise<boolean> => (await stat(p).catch(() => undefined))?.isDirectory() ?? false;
 const isFile = async (p: string): Promise<boolean> => (await stat(p).catch(() => undefined))?.isFile() ?? false;
 
 /** Finds the folder holding vocab.json: `dir` itself or its `tokenizer/` subfolder. */
-async function resolveTokenizerDir(dir: string): Promise<string> {
-  if (!(await isDir(dir))) {
-    throw new Error(`CLIP tokenizer: folder not found: ${dir} (expected a diffusers model folder or its tokenizer/ folder)`);
-  }
-  for (const candidate of [join(dir, 'tokenizer'), dir]) {
-    if (await isFile(join(candidate, 'vocab.json'))) return candidate;
-  }
-  throw new Error(
-    `CLIP tokenizer: no vocab.json in ${dir} or ${join(dir, 'tokenizer')} ` +
-      '(expected vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json)',
-  );
-}
-
 async function readText(path: string, what: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
@@ -359,20 +346,6 @@ async function readText(path: string, what: string): Promise<string> {
     const code = (e as NodeJS.ErrnoException).code;
     throw new Error(`CLIP tokenizer: cannot read ${path} (${code === 'ENOENT' ? 'file not found' : code ?? String(e)}); expected ${what}`);
   }
-}
-
-async function readJsonObject(path: string, what: string): Promise<Record<string, unknown>> {
-  const text = await readText(path, what);
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    throw new Error(`CLIP tokenizer: ${path} is not valid JSON (${(e as Error).message}); expected ${what}`);
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new Error(`CLIP tokenizer: ${path} is not a JSON object; expected ${what}`);
-  }
-  return value as Record<string, unknown>;
 }
 
 /** Special tokens are plain strings or serialised `AddedToken`s (`{ "content": ... }`). */
@@ -391,13 +364,13 @@ function tokenString(value: unknown): string | undefined {
  * token, which differs between SD 1.x and 2.x and so must be stated by one of the two files.
  */
 export async function loadTokenizer(dir: string, options: ClipTokenizerOptions = {}): Promise<ClipTokenizer> {
-  const root = await resolveTokenizerDir(dir);
+  const root = findComponent(dir, 'tokenizer', { configFile: 'vocab.json', needWeights: false }).folder;
   const vocabPath = join(root, 'vocab.json');
   const mergesPath = join(root, 'merges.txt');
   const configPath = join(root, 'tokenizer_config.json');
   const specialPath = join(root, 'special_tokens_map.json');
 
-  const vocabJson = await readJsonObject(vocabPath, 'a JSON object mapping CLIP BPE tokens to ids');
+  const vocabJson = readJson(vocabPath, 'CLIP tokenizer vocabulary');
   const vocab = new Map<string, number>();
   for (const [token, id] of Object.entries(vocabJson)) {
     if (!Number.isSafeInteger(id)) throw new Error(`CLIP tokenizer: ${vocabPath}: id of ${JSON.stringify(token)} is not an integer`);
@@ -415,8 +388,8 @@ export async function loadTokenizer(dir: string, options: ClipTokenizerOptions =
     return [parts[0]!, parts[1]!];
   });
 
-  const config = (await isFile(configPath)) ? await readJsonObject(configPath, 'the tokenizer settings') : {};
-  const special = (await isFile(specialPath)) ? await readJsonObject(specialPath, 'the special tokens') : {};
+  const config = (await isFile(configPath)) ? readJson(configPath, 'CLIP tokenizer settings') : {};
+  const special = (await isFile(specialPath)) ? readJson(specialPath, 'CLIP tokenizer special tokens') : {};
   const pick = (key: string): string | undefined => tokenString(special[key]) ?? tokenString(config[key]);
 
   const padToken = pick('pad_token');
