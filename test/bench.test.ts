@@ -1,23 +1,19 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from 'fast-png';
 import { writeRandomModel } from '../src/index.js';
 import { parseMethod } from '../src/bench/speed.js';
-import { repoRoot } from './helpers.js';
+import { runCli } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-bench-'));
 const model = join(root, 'tiny');
 
 before(() => writeRandomModel(model, 'tiny', { seed: 5 }));
 
-function cli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(repoRoot, 'src/cli/main.ts'), ...args], { encoding: 'utf8', cwd: root });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (...args: string[]): ReturnType<typeof runCli> => runCli(root, ...args);
 
 interface Rec {
   type: string;

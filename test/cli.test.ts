@@ -1,22 +1,18 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from 'fast-png';
 import { readPngText, writeRandomModel, writeSafetensors, randn } from '../src/index.js';
-import { fixture, repoRoot } from './helpers.js';
+import { fixture, runCli } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-cli-'));
 const model = join(root, 'tiny');
 
 before(() => writeRandomModel(model, 'tiny', { seed: 3 }));
 
-function cli(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', import.meta.resolve('tsx'), join(repoRoot, 'src/cli/main.ts'), ...args], { encoding: 'utf8', cwd: root });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const cli = (...args: string[]): ReturnType<typeof runCli> => runCli(root, ...args);
 
 const base = ['generate', '--model', model, '--prompt', 'a red barn in a field', '--steps', '4', '--width', '32', '--height', '48'];
 

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { createScheduler, type Scheduler } from '../src/scheduler/index.js';
 import type { Tensor } from '../src/tensor.js';
+import { relL2 } from './helpers.js';
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..');
 const fixtureDir = join(process.env.TODO_SD_SHARED ?? join(repoRoot, '..', 'shared'), 'fixtures', 'schedulers');
@@ -33,19 +34,10 @@ const SD_LEADING = { ...SD_CONFIG, timestep_spacing: 'leading' };
 const DIMS = [1, 4, 8, 8] as const;
 const SIZE = 256;
 
-function relErr(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (ours[i]! - ref[i]!) ** 2;
-    den += ref[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 function assertClose(ours: ArrayLike<number>, ref: ArrayLike<number>, tol: number, what: string): void {
   assert.equal(ours.length, ref.length, `${what}: length`);
-  const e = relErr(ours, ref);
+  const e = relL2(ours, ref);
   assert.ok(e <= tol, `${what}: relative error ${e.toExponential(3)} > ${tol}`);
 }
 
