@@ -73,7 +73,7 @@ for (const [h, w, ratio, random] of [
     const g = new GraphBuilder('tome');
     const x = g.input('x', [b, n, c]);
     const variant = tomeAttention({ ratio, sx: 2, sy: 2, random, maxDownsample: 1, merge: { attn1: true, attn2: false, ff: false } }, new TomeRandomState(7));
-    const tokens = variant.forBlock(g, x, { key: 'blk', level: 0, grid: [h, w], latent: [h, w] });
+    const tokens = variant.forBlock(g, x, { key: 'blk', level: 0, attentionLevel: 0, grid: [h, w], latent: [h, w] });
     let merged: Value | undefined;
     const restored = tokens.apply(g, 'attn1', x, (_gg, q) => (merged = q));
     g.output(merged!, 'merged');

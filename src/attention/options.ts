@@ -1,6 +1,6 @@
 /** AttentionOptions as users write them, checked and resolved into one AttentionVariant. */
 import { denseAttention } from './dense.js';
-import { autoTodoFactor, TODO_MODES, todoAttention, type TodoMode, type TodoOptions } from './todo.js';
+import { FRACTIONAL_TODO_MODES, TODO_MODES, todoAttention, type TodoMode, type TodoOptions } from './todo.js';
 import { TomeRandomState, tomeAttention, TORCH_DEFAULT_SEED, type TomeOptions } from './tome.js';
 import type { AttentionVariant } from './variant.js';
 
@@ -15,7 +15,7 @@ export type AttentionOptions = DenseOptions | TodoOptions | TomeOptions;
 export interface ResolvedAttention {
   /** Normalised options (defaults filled in): part of the graph cache key and of reports. */
   options: AttentionOptions;
-  /** The variant for a given latent size ('auto' factors depend on it). */
+  /** The variant for a given latent size. */
   variant(at: { latent: readonly [number, number] }): AttentionVariant;
 }
 
@@ -36,6 +36,15 @@ function intFactor(v: unknown, what: string): number {
   return v as number;
 }
 
+/** A ToDo factor: ≥ 1 (1 = off); fractional only where the mode interpolates. */
+function todoFactor(v: unknown, what: string, mode: TodoMode): number {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 1) fail(`${what} must be a number >= 1 (1 = off); got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(v) && !FRACTIONAL_TODO_MODES.includes(mode)) {
+    fail(`${what} ${v} is fractional, but mode "${mode}" pools whole k x k windows: use an integer factor, or mode ${FRACTIONAL_TODO_MODES.join(' / ')}`);
+  }
+  return v;
+}
+
 export function resolveAttention(o: AttentionOptions): ResolvedAttention {
   if (!o || typeof o !== 'object') fail(`expected an object such as { method: 'todo', factor: 2 }; got ${JSON.stringify(o)}`);
   switch (o.method) {
@@ -44,16 +53,16 @@ export function resolveAttention(o: AttentionOptions): ResolvedAttention {
       return { options: { method: 'dense' }, variant: () => denseAttention };
     case 'todo': {
       checkKeys(o, ['method', 'factor', 'mode', 'level2Factor', 'stopAt']);
-      const factor = o.factor === 'auto' ? 'auto' : intFactor(o.factor, 'factor');
       const mode = o.mode ?? 'nearest';
       if (!TODO_MODES.includes(mode)) fail(`unknown ToDo mode "${String(mode)}"; use one of ${TODO_MODES.join(', ')}`);
-      const level2Factor = intFactor(o.level2Factor ?? 1, 'level2Factor');
+      const factor = o.factor === 'auto' ? 'auto' : todoFactor(o.factor, 'factor', mode);
+      const level2Factor = todoFactor(o.level2Factor ?? 1, 'level2Factor', mode);
       const stopAt = o.stopAt ?? 1;
       if (typeof stopAt !== 'number' || !(stopAt >= 0 && stopAt <= 1)) fail(`stopAt must be a fraction of the steps in [0, 1]; got ${JSON.stringify(o.stopAt)}`);
       const options: TodoOptions = { method: 'todo', factor, mode, level2Factor, stopAt };
       return {
         options,
-        variant: ({ latent }) => todoAttention({ factor: factor === 'auto' ? autoTodoFactor(latent) : factor, mode, level2Factor, stopAt }),
+        variant: () => todoAttention({ factor, mode, level2Factor, stopAt }),
       };
     }
     case 'tome': {

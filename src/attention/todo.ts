@@ -1,11 +1,13 @@
 /**
  * ToDo, token downsampling (Smith et al., arXiv 2402.13573): in the self-attention of the
  * highest-resolution levels, keys and values are computed from the level's tokens
- * downsampled on their 2-D grid by an integer factor; every query is kept.
+ * downsampled on their 2-D grid by a factor; every query is kept.
  *
- * Levels are picked by resolution (level 0 = the latent's own grid), not by channel width as
- * in the authors' code (320 → level 1, 640 → level 2), so that models whose top level has
- * another width, or no attention there, are treated the same way.
+ * Levels count over the U-Net levels that have self-attention, highest resolution first, not
+ * by channel width as in the authors' code (320 → level 1, 640 → level 2): in SD 1.x/2.x the
+ * first is the latent's own grid, in SDXL (no attention there) the grid downsampled once.
+ * Factors may be fractional (1.5, 2.5, …) for the interpolating modes, as the AUTOMATIC1111
+ * extension sd-webui-token-downsampling allows.
  */
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import { fromTokens, toTokens } from '../models/layers.js';
@@ -16,10 +18,10 @@ export type TodoMode = (typeof TODO_MODES)[number];
 
 export interface TodoOptions {
   method: 'todo';
-  /** Factor at the top level; 'auto' keeps its key/value grid near 64x64 (see autoTodoFactor). */
+  /** Factor at the first attention level; 'auto' keeps its key/value grid near 64x64 (see autoTodoFactor). */
   factor: number | 'auto';
   mode?: TodoMode;
-  /** Factor at the next level (default 1 = off). */
+  /** Factor at the next attention level (default 1 = off). */
   level2Factor?: number;
   /** Fraction of the denoising steps after which attention goes back to dense (default 1 = never). */
   stopAt?: number;
@@ -28,13 +30,18 @@ export interface TodoOptions {
 /** Graph input that switches downsampling on (true) or off (false) when `stopAt` is used. */
 export const TODO_ACTIVE_INPUT = 'todo_active';
 
+/** Modes that interpolate and so accept fractional factors; the pooling modes need whole windows. */
+export const FRACTIONAL_TODO_MODES: readonly TodoMode[] = ['nearest', 'nearest-exact', 'bilinear'];
+
 /**
- * The authors' demo grows the factor with resolution (1024px → 2, 1536px → 3, 2048px → 4) so
- * the top level's key/value grid stays about 64x64. As a rule: the largest factor that keeps
- * that grid at least 64 tokens on the geometric mean of its sides, and at least 1.
+ * The authors' demo grows the factor with resolution (SD 1.5: 1024px → 2, 1536px → 3, 2048px
+ * → 4) so the first attention level's key/value grid stays about 64x64. As a rule: the largest
+ * integer factor that keeps that level's grid (`grid`, h x w tokens) at least 64 tokens on the
+ * geometric mean of its sides, and at least 1. SDXL's first attention level is half the
+ * latent: 1024px → 1 (off), 2048px → 2.
  */
-export function autoTodoFactor(latent: readonly [number, number]): number {
-  return Math.max(1, Math.floor(Math.sqrt(latent[0] * latent[1]) / 64));
+export function autoTodoFactor(grid: readonly [number, number]): number {
+  return Math.max(1, Math.floor(Math.sqrt(grid[0] * grid[1]) / 64));
 }
 
 /**
@@ -48,7 +55,10 @@ export function nearestSourceIndex(dst: number, inSize: number, outSize: number,
   return Math.min(src, inSize - 1);
 }
 
-/** Downsamples tokens [B, h·w, C] on their grid by `k` (output grid ⌊h/k⌋ x ⌊w/k⌋). */
+/**
+ * Downsamples tokens [B, h·w, C] on their grid by `k` (output grid ⌊h/k⌋ x ⌊w/k⌋, as the
+ * A1111 extension's `int(h / k)`); `k` may be fractional except for the pooling modes.
+ */
 export function downsampleTokens(g: GraphBuilder, x: Value, grid: readonly [number, number], k: number, mode: TodoMode): Value {
   const [h, w] = grid;
   const [b, n, c] = x.shape as [number, number, number];
@@ -56,6 +66,9 @@ export function downsampleTokens(g: GraphBuilder, x: Value, grid: readonly [numb
   const nh = Math.floor(h / k);
   const nw = Math.floor(w / k);
   if (nh < 1 || nw < 1) throw new Error(`ToDo: factor ${k} is larger than the ${h}x${w} token grid`);
+  if (!Number.isInteger(k) && !FRACTIONAL_TODO_MODES.includes(mode)) {
+    throw new Error(`ToDo: mode ${mode} pools whole k x k windows and needs an integer factor; got ${k} (use ${FRACTIONAL_TODO_MODES.join(', ')} for fractional factors)`);
+  }
   if (mode === 'nearest' || mode === 'nearest-exact') {
     const exact = mode === 'nearest-exact';
     const rows = Array.from({ length: nh }, (_, i) => nearestSourceIndex(i, h, nh, exact));
@@ -72,13 +85,16 @@ export function downsampleTokens(g: GraphBuilder, x: Value, grid: readonly [numb
   return toTokens(g, small);
 }
 
-export function todoAttention(o: Required<Omit<TodoOptions, 'factor' | 'method'>> & { factor: number }): AttentionVariant {
-  const factorAt = (level: number): number => (level === 0 ? o.factor : level === 1 ? o.level2Factor : 1);
+export function todoAttention(o: Required<Omit<TodoOptions, 'method'>>): AttentionVariant {
+  const factorAt = (ctx: BlockContext): number => {
+    if (ctx.attentionLevel === 0) return o.factor === 'auto' ? autoTodoFactor(ctx.grid) : o.factor;
+    return ctx.attentionLevel === 1 ? o.level2Factor : 1;
+  };
   // With stopAt, a bool graph input picks the path: one graph and one set of weights serve both.
   let active: Value | undefined;
   return {
     forBlock(top, _hidden, ctx: BlockContext) {
-      const k = factorAt(ctx.level);
+      const k = factorAt(ctx);
       if (k <= 1) return IDENTITY_BLOCK;
       if (o.stopAt < 1) active ??= top.input(TODO_ACTIVE_INPUT, [1], 'bool');
       return {

@@ -17,6 +17,8 @@ export interface BlockContext {
   key: string;
   /** 0 at the U-Net's full latent resolution, 1 after one downsampling, … */
   level: number;
+  /** 0 at the highest-resolution level that has self-attention, 1 at the next such level, … */
+  attentionLevel: number;
   /** The block's token grid [h, w]; tokens are row-major over it. */
   grid: readonly [number, number];
   /** The latent grid [h, w] at level 0. */

@@ -14,6 +14,8 @@ export interface TransformerOptions {
   groups: number;
   attention: AttentionVariant;
   level: number;
+  /** Index of `level` among the levels that have self-attention. */
+  attentionLevel: number;
   latent: readonly [number, number];
 }
 
@@ -58,7 +60,7 @@ export function transformer2D(g: GraphBuilder, key: string, x: Value, text: Valu
   let h = o.useLinearProjection ? linear(g, `${key}.proj_in`, toTokens(g, normed), c) : toTokens(g, conv2d(g, `${key}.proj_in`, normed, c, 1));
   for (let i = 0; i < o.layers; i++) {
     const bkey = `${key}.transformer_blocks.${i}`;
-    const ctx: BlockContext = { key: bkey, level: o.level, grid: [hh, ww], latent: o.latent };
+    const ctx: BlockContext = { key: bkey, level: o.level, attentionLevel: o.attentionLevel, grid: [hh, ww], latent: o.latent };
     h = basicTransformerBlock(g, bkey, h, text, o.heads, ctx, o);
   }
   const out = o.useLinearProjection ? fromTokens(g, linear(g, `${key}.proj_out`, h, c), hh, ww) : conv2d(g, `${key}.proj_out`, fromTokens(g, h, hh, ww), c, 1);

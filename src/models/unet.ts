@@ -1,7 +1,7 @@
 /**
- * diffusers' UNet2DConditionModel (SD 1.x / 2.x), built from `unet/config.json` with the
- * weight keys diffusers uses: conv_in, time_embedding, down_blocks, mid_block, up_blocks,
- * conv_norm_out, conv_out.
+ * diffusers' UNet2DConditionModel (SD 1.x / 2.x / XL), built from `unet/config.json` with the
+ * weight keys diffusers uses: conv_in, time_embedding, add_embedding (SDXL), down_blocks,
+ * mid_block, up_blocks, conv_norm_out, conv_out.
  */
 import { GraphBuilder, type AttentionCall, type FlopCount, type GraphDef, type Value } from '../graph/builder.js';
 import { denseAttention } from '../attention/dense.js';
@@ -41,7 +41,19 @@ export interface UNetConfig {
   downsamplePadding: number;
   midBlockScaleFactor: number;
   centerInputSample: boolean;
+  /** SDXL's `addition_embed_type: "text_time"`: pooled text + size/crop conditioning; null otherwise. */
+  textTime: TextTimeConfig | null;
 }
+
+export interface TextTimeConfig {
+  /** Width of each time id's sinusoidal embedding (`addition_time_embed_dim`). */
+  timeEmbedDim: number;
+  /** Width of the pooled text embedding: `projection_class_embeddings_input_dim` − 6 · timeEmbedDim. */
+  textEmbedDim: number;
+}
+
+/** SDXL's six time ids: original size, crop top-left, target size (height first). */
+export const TIME_IDS = 6;
 
 function perBlock(v: unknown, n: number, what: string): number[] {
   const list = Array.isArray(v) ? v : Array(n).fill(v);
@@ -54,7 +66,6 @@ function perBlock(v: unknown, n: number, what: string): number[] {
 /** Reads and checks a diffusers UNet2DConditionModel config. */
 export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
   const unsupported: [string, unknown][] = [
-    ['addition_embed_type', null],
     ['class_embed_type', null],
     ['encoder_hid_dim_type', null],
     ['time_cond_proj_dim', null],
@@ -64,8 +75,7 @@ export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
   for (const [k, ok] of unsupported) {
     const v = c[k] ?? ok;
     if (JSON.stringify(v) !== JSON.stringify(ok)) {
-      const note = k === 'addition_embed_type' && v === 'text_time' ? ' (SDXL is not supported yet)' : '';
-      throw new Error(`unet config: ${k} = ${JSON.stringify(v)} is not supported${note}; todo-sd runs SD 1.x / 2.x UNets`);
+      throw new Error(`unet config: ${k} = ${JSON.stringify(v)} is not supported; todo-sd runs SD 1.x / 2.x / XL UNets`);
     }
   }
   const blockOut = c.block_out_channels as number[] | undefined;
@@ -94,6 +104,10 @@ export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
     : [...layers].reverse();
   const layersPerBlock = c.layers_per_block ?? 2;
   if (!Number.isInteger(layersPerBlock)) throw new Error('unet config: layers_per_block must be an integer (per-block lists are not supported)');
+  const additionType = c.addition_embed_type ?? null;
+  if (additionType !== null && additionType !== 'text_time') {
+    throw new Error(`unet config: addition_embed_type = ${JSON.stringify(additionType)} is not supported; only "text_time" (SDXL) is`);
+  }
   const crossDim = c.cross_attention_dim ?? 1280;
   if (!Number.isInteger(crossDim)) throw new Error('unet config: cross_attention_dim must be an integer');
   return {
@@ -117,7 +131,35 @@ export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
     downsamplePadding: (c.downsample_padding as number | undefined) ?? 1,
     midBlockScaleFactor: (c.mid_block_scale_factor as number | undefined) ?? 1,
     centerInputSample: Boolean(c.center_input_sample),
+    textTime: additionType === 'text_time' ? parseTextTime(c) : null,
   };
+}
+
+function parseTextTime(c: Record<string, unknown>): TextTimeConfig {
+  const timeEmbedDim = c.addition_time_embed_dim;
+  const input = c.projection_class_embeddings_input_dim;
+  if (!Number.isInteger(timeEmbedDim) || (timeEmbedDim as number) <= 0 || !Number.isInteger(input)) {
+    throw new Error('unet config: addition_embed_type "text_time" needs integer addition_time_embed_dim and projection_class_embeddings_input_dim');
+  }
+  const textEmbedDim = (input as number) - TIME_IDS * (timeEmbedDim as number);
+  if (textEmbedDim <= 0) {
+    throw new Error(`unet config: projection_class_embeddings_input_dim ${String(input)} leaves no room for the pooled text embedding after ${TIME_IDS} time ids of ${String(timeEmbedDim)}`);
+  }
+  return { timeEmbedDim: timeEmbedDim as number, textEmbedDim };
+}
+
+/**
+ * The resolution levels (0 = the latent's own grid) whose blocks have self-attention, in
+ * order: ToDo's levels count over these (SDXL has none at level 0).
+ */
+export function attentionLevels(cfg: UNetConfig): number[] {
+  const n = cfg.blockOutChannels.length;
+  return Array.from({ length: n }, (_, i) => i).filter(
+    (i) =>
+      cfg.downBlockTypes[i] === 'CrossAttnDownBlock2D' ||
+      cfg.upBlockTypes[n - 1 - i] === 'CrossAttnUpBlock2D' ||
+      (i === n - 1 && cfg.midBlockType !== null),
+  );
 }
 
 /** diffusers' Timesteps frequencies, in float32 step by step as torch computes them. */
@@ -135,7 +177,20 @@ export interface UNetShape {
   textLength: number;
 }
 
-/** The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states (+ the variant's). */
+/** diffusers' Timesteps: [B] values → [B, dim] sinusoids (cos half first with flip_sin_to_cos). */
+function sinusoidalEmbedding(g: GraphBuilder, values: Value, dim: number, flipSinToCos: boolean, shift: number): Value {
+  const n = values.dim(0);
+  const freqs = timestepFrequencies(dim, shift);
+  const args = g.mul(g.reshape(values, [n, 1]), g.constant(freqs, [1, freqs.length]));
+  const sin = g.sin(args);
+  const cos = g.cos(args);
+  return g.concat(flipSinToCos ? [cos, sin] : [sin, cos], 1);
+}
+
+/**
+ * The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states,
+ * text_embeds [B, P] and time_ids [B, 6] for a text_time model (+ the variant's).
+ */
 export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, variant: AttentionVariant): GraphBuilder {
   const g = new GraphBuilder('unet', weights);
   const { batch: b, height: h, width: w } = shape;
@@ -144,17 +199,24 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefine
   const text = g.input('encoder_hidden_states', [b, shape.textLength, cfg.crossAttentionDim]);
 
   const c0 = cfg.blockOutChannels[0]!;
-  const freqs = timestepFrequencies(c0, cfg.freqShift);
-  const args = g.mul(g.reshape(t, [b, 1]), g.constant(freqs, [1, freqs.length]));
-  const sin = g.sin(args);
-  const cos = g.cos(args);
-  const proj = g.concat(cfg.flipSinToCos ? [cos, sin] : [sin, cos], 1);
+  const proj = sinusoidalEmbedding(g, t, c0, cfg.flipSinToCos, cfg.freqShift);
   const timeDim = c0 * 4;
-  const temb = g.silu(linear(g, 'time_embedding.linear_2', g.silu(linear(g, 'time_embedding.linear_1', proj, timeDim)), timeDim));
+  let emb = linear(g, 'time_embedding.linear_2', g.silu(linear(g, 'time_embedding.linear_1', proj, timeDim)), timeDim);
+  if (cfg.textTime) {
+    // SDXL: pooled text first, then each time id's sinusoid; the sum is activated once, in the resnets.
+    const { textEmbedDim, timeEmbedDim } = cfg.textTime;
+    const textEmbeds = g.input('text_embeds', [b, textEmbedDim]);
+    const timeIds = g.input('time_ids', [b, TIME_IDS]);
+    const timeEmbeds = g.reshape(sinusoidalEmbedding(g, g.reshape(timeIds, [b * TIME_IDS]), timeEmbedDim, cfg.flipSinToCos, cfg.freqShift), [b, TIME_IDS * timeEmbedDim]);
+    const added = g.concat([textEmbeds, timeEmbeds], 1);
+    emb = g.add(emb, linear(g, 'add_embedding.linear_2', g.silu(linear(g, 'add_embedding.linear_1', added, timeDim)), timeDim));
+  }
+  const temb = g.silu(emb);
 
   if (cfg.centerInputSample) x = g.sub(g.mul(x, 2), 1);
   x = conv2d(g, 'conv_in', x, c0, 3, { pad: 1 });
   const resOpts = { groups: cfg.groups, eps: cfg.eps };
+  const withAttention = attentionLevels(cfg);
   const tx = (key: string, y: Value, level: number, heads: number, layers: number): Value =>
     transformer2D(g, key, y, text, {
       heads,
@@ -163,6 +225,7 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefine
       groups: cfg.groups,
       attention: variant,
       level,
+      attentionLevel: withAttention.indexOf(level),
       latent: [h, w],
     });
 
@@ -225,6 +288,10 @@ export interface LoadOptions extends RuntimeOptions {
 export interface UNetForwardOptions {
   /** With ToDo's `stopAt`: false runs this step with dense attention. Default true. */
   attentionActive?: boolean;
+  /** SDXL (text_time): the pooled text embedding [B, P]; ignored by other U-Nets. */
+  textEmbeds?: Tensor;
+  /** SDXL (text_time): [B, 6] original height, width, crop top, left, target height, width. */
+  timeIds?: Tensor;
 }
 
 export class UNet {
@@ -285,11 +352,28 @@ export class UNet {
       { name: 'timestep', type: 'float32', value: { data: new Float32Array(b).fill(timestep), dims: [b] } },
       { name: 'encoder_hidden_states', type: 'float32', value: encoderHiddenStates },
     ];
+    if (c.textTime) feeds.push(...this.textTimeFeeds(b, opts));
     const plan = this.plan(shape);
     feeds.push(...plan.variant.feeds({ active: opts.attentionActive !== false }));
     const out = await this.rt.run({ shape, attention: this.resolved.options }, () => plan.graph, feeds);
     const t = out.out_sample!;
     return { data: t.data as Float32Array, dims: [...t.dims] };
+  }
+
+  private textTimeFeeds(b: number, opts: UNetForwardOptions): Feed[] {
+    const { textEmbedDim } = this.config.textTime!;
+    if (!opts.textEmbeds || !opts.timeIds) {
+      throw new Error(
+        'unet: this is an SDXL U-Net (addition_embed_type "text_time"): pass { textEmbeds, timeIds } as the 4th argument of forward() — ' +
+          `textEmbeds [${b}, ${textEmbedDim}] (pooled text embedding) and timeIds [${b}, ${TIME_IDS}] (height, width, crop top, crop left, target height, target width)`,
+      );
+    }
+    checkInput('unet', 'textEmbeds', opts.textEmbeds, [b, textEmbedDim], 'batch, pooled text width');
+    checkInput('unet', 'timeIds', opts.timeIds, [b, TIME_IDS], 'batch, original h/w + crop top/left + target h/w');
+    return [
+      { name: 'text_embeds', type: 'float32', value: opts.textEmbeds },
+      { name: 'time_ids', type: 'float32', value: opts.timeIds },
+    ];
   }
 
   dispose(): Promise<void> {
