@@ -56,6 +56,12 @@ function reference(img: (y: number, x: number) => number, h: number, w: number, 
   return out;
 }
 
+test('pooling modes refuse a fractional factor with a clear error', () => {
+  const g = new GraphBuilder('down');
+  const x = g.input('x', [1, 16 * 12, 3]);
+  assert.throws(() => downsampleTokens(g, x, [16, 12], 1.5, 'avg-pool'), /avg-pool pools whole k x k windows and needs an integer factor; got 1.5/);
+});
+
 test("PyTorch's nearest index rule, also on grids that the factor does not divide", () => {
   assert.deepEqual(Array.from({ length: 12 }, (_, i) => nearestSourceIndex(i, 24, 12, false)), [0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22]);
   assert.deepEqual(Array.from({ length: 12 }, (_, i) => nearestSourceIndex(i, 24, 12, true)), [1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23]);
@@ -65,12 +71,19 @@ test("PyTorch's nearest index rule, also on grids that the factor does not divid
   assert.deepEqual(Array.from({ length: 8 }, (_, i) => nearestSourceIndex(i, 26, 8, true)), [1, 4, 8, 11, 14, 17, 21, 24]);
 });
 
+// Fractional factors (the A1111 extension's 1.5, 2.5, …) only for the modes that interpolate.
+const fractional = [
+  [16, 12, 1.5],
+  [13, 9, 2.5],
+] as const;
+
 for (const mode of TODO_MODES) {
   for (const [h, w, k] of [
     [8, 12, 2],
     [9, 13, 2],
     [11, 7, 3],
     [26, 17, 4],
+    ...(mode.endsWith('pool') ? [] : fractional),
   ] as const) {
     test(`downsampling "${mode}" by ${k} on a ${h}x${w} grid matches PyTorch's definition`, async () => {
       const c = 3;
@@ -154,12 +167,17 @@ test('ToDo stopAt: one graph, dense when switched off, downsampled when on', asy
 
 test('invalid attention options give clear errors', () => {
   const bad: [unknown, RegExp][] = [
-    [{ method: 'todo', factor: 0 }, /factor must be an integer >= 1/],
-    [{ method: 'todo', factor: 1.5 }, /factor must be an integer >= 1/],
+    [{ method: 'todo', factor: 0 }, /factor must be a number >= 1/],
+    [{ method: 'todo', factor: '2' }, /factor must be a number >= 1/],
+    [{ method: 'todo', factor: 1.5, mode: 'avg-pool' }, /factor 1.5 is fractional, but mode "avg-pool" pools whole k x k windows/],
+    [{ method: 'todo', factor: 2, level2Factor: 2.5, mode: 'max-pool' }, /level2Factor 2.5 is fractional, but mode "max-pool"/],
     [{ method: 'todo', factor: 2, mode: 'bicubic' }, /unknown ToDo mode "bicubic"; use one of nearest, nearest-exact, avg-pool, max-pool, bilinear/],
     [{ method: 'todo', factor: 2, stopAt: 1.5 }, /stopAt must be a fraction/],
     [{ method: 'todo', factor: 2, level2: 2 }, /unknown option "level2"/],
     [{ method: 'flash' }, /unknown method "flash"/],
   ];
   for (const [o, re] of bad) assert.throws(() => resolveAttention(o as AttentionOptions), re);
+  for (const mode of ['nearest', 'nearest-exact', 'bilinear'] as const) {
+    assert.equal(resolveAttention({ method: 'todo', factor: 1.5, mode }).options.method, 'todo', `${mode} takes fractional factors`);
+  }
 });
