@@ -32,7 +32,8 @@ function tokenizer(variant: 'sd1' | 'sd2'): Promise<ClipTokenizer> {
 }
 
 for (const variant of ['sd1', 'sd2'] as const) {
-  test(`every ${variant} case matches OpenAI's tokenizer`, async () => {
+  // sd2: transformers' CLIPTokenizer, as diffusers uses it (the pad token "!" is split off as id 0).
+  test(`every ${variant} case matches the reference tokenizer`, async () => {
     const tok = await tokenizer(variant);
     for (const c of readCases(variant)) {
       assert.deepEqual(tok.encode(c.prompt), c.input_ids, `prompt ${JSON.stringify(c.prompt)}`);
@@ -50,6 +51,17 @@ test('pad ids come from the model config: 49407 for SD 1.x, 0 for SD 2.x', async
     assert.equal(tok.modelMaxLength, 77);
   }
   assert.deepEqual((await tokenizer('sd2')).encode('').slice(0, 4), [49406, 49407, 0, 0]);
+});
+
+test('specialPad: false tokenizes "!" as OpenAI / open_clip do (256), padding still with the pad id', async () => {
+  const diffusers = await tokenizer('sd2');
+  const openai = await loadTokenizer(fixtureDir('sd2'), { specialPad: false });
+  const prompt = 'wow!! a cat!';
+  assert.deepEqual(diffusers.tokenize(prompt), [2781, 0, 0, 320, 2368, 0]);
+  assert.deepEqual(openai.tokenize(prompt), [2781, 748, 320, 2368, 256]);
+  assert.deepEqual(openai.encode(prompt).slice(5, 8), [256, 49407, 0]);
+  // A pad token equal to the end token (SD 1.x) is never split off.
+  assert.deepEqual((await tokenizer('sd1')).tokenize(prompt), openai.tokenize(prompt));
 });
 
 test('loads from the model folder or from its tokenizer/ folder alike', async () => {

@@ -1,12 +1,14 @@
 /**
- * transformers' CLIPTextModel (SD 1.x / 2.x text encoder) from `text_encoder/config.json`:
- * token + position embeddings, pre-LN transformer layers with causal self-attention, final
- * LayerNorm. Weight keys are transformers' (`text_model.encoder.layers.N.self_attn.q_proj`, …).
+ * transformers' CLIPTextModel (SD 1.x / 2.x text encoder, SDXL's first) and
+ * CLIPTextModelWithProjection (SDXL's second, OpenCLIP bigG) from `config.json`: token +
+ * position embeddings, pre-LN transformer layers with causal self-attention, final LayerNorm,
+ * and for the latter `text_projection` of the pooled (end-of-text) token. Weight keys are
+ * transformers' (`text_model.encoder.layers.N.self_attn.q_proj`, `text_projection`, …).
  */
 import { GraphBuilder, type Value } from '../graph/builder.js';
 import { WeightStore, type WeightSource } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
-import type { RuntimeOptions } from '../runtime/session.js';
+import type { Feed, RuntimeOptions } from '../runtime/session.js';
 import type { IntTensor, Tensor } from '../tensor.js';
 import { ComponentRuntime } from './component.js';
 import { layerNorm, linear } from './layers.js';
@@ -20,6 +22,16 @@ export interface ClipTextConfig {
   maxPositions: number;
   act: 'quick_gelu' | 'gelu';
   eps: number;
+  /** CLIPTextModelWithProjection: width of `text_projection`'s output; null for CLIPTextModel. */
+  projectionDim: number | null;
+}
+
+/** What SDXL takes from a text encoder. */
+export interface ClipTextHiddenStates {
+  /** transformers' `hidden_states[-1 - clipSkip]` [B, L, D]: not final-layer-normed (clipSkip 1 = the penultimate layer). */
+  hiddenStates: Tensor;
+  /** CLIPTextModelWithProjection only: `text_projection(final_layer_norm(h)[eos])` [B, projection_dim]. */
+  textEmbeds?: Tensor;
 }
 
 const ACTS = ['quick_gelu', 'gelu'] as const;
@@ -41,6 +53,7 @@ export function parseClipTextConfig(c: Record<string, unknown>): ClipTextConfig 
     maxPositions: num('max_position_embeddings', 77),
     act: act as ClipTextConfig['act'],
     eps: (c.layer_norm_eps as number | undefined) ?? 1e-5,
+    projectionDim: (c.architectures as string[] | undefined)?.[0] === 'CLIPTextModelWithProjection' ? num('projection_dim', 512) : null,
   };
 }
 
@@ -69,14 +82,31 @@ function mlp(g: GraphBuilder, key: string, x: Value, cfg: ClipTextConfig): Value
   return linear(g, `${key}.fc2`, act, cfg.hiddenSize);
 }
 
-/**
- * input_ids [B, L] (int64) → hidden states [B, L, D] after the final LayerNorm. `clipSkip` as in
- * AUTOMATIC1111 and stable-diffusion.cpp: 1 uses the last layer, 2 the one before it, … (the
- * final LayerNorm is applied either way; diffusers' `clip_skip` is this value minus one).
- */
-export function buildClipTextGraph(cfg: ClipTextConfig, weights: WeightSource | undefined, shape: { batch: number; length: number }, clipSkip = 1): GraphBuilder {
-  if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > cfg.layers) {
-    throw new Error(`clip skip must be an integer from 1 to ${cfg.layers}; got ${clipSkip}`);
+/** Which outputs a text-encoder graph computes. */
+export interface ClipTextOutputs {
+  /**
+   * 'last': `last_hidden_state` [B, L, D] after the final LayerNorm, `clipSkip` as in
+   * AUTOMATIC1111 and stable-diffusion.cpp: 1 uses the last layer, 2 the one before it, … (the
+   * final LayerNorm is applied either way; diffusers' `clip_skip` is this value minus one).
+   * 'penultimate' (SDXL): `hidden_states` [B, L, D] `clipSkip` layers before the end, without
+   * the final LayerNorm, and `text_embeds` [B, P] (input `eos_mask` [B, L], one-hot at the
+   * end-of-text token) for a CLIPTextModelWithProjection.
+   */
+  kind: 'last' | 'penultimate';
+  clipSkip: number;
+}
+
+/** input_ids [B, L] (int64) → the outputs `out` asks for. */
+export function buildClipTextGraph(
+  cfg: ClipTextConfig,
+  weights: WeightSource | undefined,
+  shape: { batch: number; length: number },
+  out: ClipTextOutputs = { kind: 'last', clipSkip: 1 },
+): GraphBuilder {
+  const { clipSkip } = out;
+  const maxSkip = out.kind === 'last' ? cfg.layers : cfg.layers - 1;
+  if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > maxSkip) {
+    throw new Error(`clip skip must be an integer from 1 to ${maxSkip}; got ${clipSkip}`);
   }
   if (shape.length > cfg.maxPositions) throw new Error(`text_encoder: ${shape.length} tokens exceed max_position_embeddings ${cfg.maxPositions}`);
   const g = new GraphBuilder('text_encoder', weights);
@@ -86,14 +116,27 @@ export function buildClipTextGraph(cfg: ClipTextConfig, weights: WeightSource | 
   const positions = g.slice(g.weight('text_model.embeddings.position_embedding.weight', [cfg.maxPositions, d]), 0, 0, shape.length);
   let x = g.add(tokens, positions);
   const mask = g.constant(causalMask(shape.length), [shape.length, shape.length]);
-  for (let i = 0; i < cfg.layers - (clipSkip - 1); i++) {
+  const pooled = out.kind === 'penultimate' && cfg.projectionDim !== null;
+  // The pooled output needs every layer; hidden states stop where clip skip says.
+  const layers = out.kind === 'last' ? cfg.layers - (clipSkip - 1) : pooled ? cfg.layers : cfg.layers - clipSkip;
+  for (let i = 0; i < layers; i++) {
+    if (out.kind === 'penultimate' && i === cfg.layers - clipSkip) g.output(x, 'hidden_states');
     const key = `text_model.encoder.layers.${i}`;
     g.scope = key;
     x = g.add(x, selfAttention(g, `${key}.self_attn`, layerNorm(g, `${key}.layer_norm1`, x, cfg.eps), cfg, mask));
     x = g.add(x, mlp(g, `${key}.mlp`, layerNorm(g, `${key}.layer_norm2`, x, cfg.eps), cfg));
   }
   g.scope = '';
-  g.output(layerNorm(g, 'text_model.final_layer_norm', x, cfg.eps), 'last_hidden_state');
+  if (out.kind === 'penultimate' && layers === cfg.layers - clipSkip) g.output(x, 'hidden_states');
+  if (out.kind === 'last') {
+    g.output(layerNorm(g, 'text_model.final_layer_norm', x, cfg.eps), 'last_hidden_state');
+  } else if (pooled) {
+    // One-hot rows pick each sequence's end-of-text token exactly: [B, 1, L] × [B, L, D].
+    const eos = g.reshape(g.input('eos_mask', [shape.batch, shape.length]), [shape.batch, 1, shape.length]);
+    const normed = layerNorm(g, 'text_model.final_layer_norm', x, cfg.eps);
+    const pooledOut = g.reshape(g.matmul(eos, normed), [shape.batch, d]);
+    g.output(linear(g, 'text_projection', pooledOut, cfg.projectionDim!, false), 'text_embeds');
+  }
   return g;
 }
 
@@ -104,16 +147,33 @@ export class ClipTextEncoder {
     private readonly rt: ComponentRuntime,
   ) {}
 
-  static async load(dir: string, opts: RuntimeOptions = {}): Promise<ClipTextEncoder> {
-    const comp = findComponent(dir, 'text_encoder', { classNames: ['CLIPTextModel', 'CLIPTextModelWithProjection'] });
+  /** `component`: the folder name in a model folder, `text_encoder` (default) or SDXL's `text_encoder_2`. */
+  static async load(dir: string, opts: TextEncoderLoadOptions = {}): Promise<ClipTextEncoder> {
+    const name = opts.component ?? 'text_encoder';
+    const comp = findComponent(dir, name, { classNames: ['CLIPTextModel', 'CLIPTextModelWithProjection'] });
     const cfg = parseClipTextConfig(comp.config);
-    const weights = WeightStore.open(comp.weightFiles, 'text_encoder');
-    buildClipTextGraph(cfg, weights, { batch: 1, length: 1 });
-    return new ClipTextEncoder(cfg, weights, new ComponentRuntime('text_encoder', weights, comp.config, opts));
+    const weights = WeightStore.open(comp.weightFiles, name);
+    buildClipTextGraph(cfg, weights, { batch: 1, length: 1 }, { kind: cfg.projectionDim === null ? 'last' : 'penultimate', clipSkip: 1 });
+    return new ClipTextEncoder(cfg, weights, new ComponentRuntime(name, weights, comp.config, opts));
   }
 
   /** input_ids [B, L] (Int32Array or BigInt64Array) → last hidden state [B, L, D]. */
   async forward(inputIds: IntTensor, opts: { clipSkip?: number } = {}): Promise<Tensor> {
+    const out = await this.run(inputIds, { kind: 'last', clipSkip: opts.clipSkip ?? 1 });
+    return out.last_hidden_state!;
+  }
+
+  /**
+   * SDXL's use: the hidden states `clipSkip` layers before the end (1, the default, is
+   * transformers' `hidden_states[-2]`), not final-layer-normed, and for a
+   * CLIPTextModelWithProjection the projected pooled output `text_embeds`.
+   */
+  async forwardHiddenStates(inputIds: IntTensor, opts: { clipSkip?: number } = {}): Promise<ClipTextHiddenStates> {
+    const out = await this.run(inputIds, { kind: 'penultimate', clipSkip: opts.clipSkip ?? 1 });
+    return { hiddenStates: out.hidden_states!, ...(out.text_embeds ? { textEmbeds: out.text_embeds } : {}) };
+  }
+
+  private async run(inputIds: IntTensor, outputs: ClipTextOutputs): Promise<Record<string, Tensor>> {
     const dims = inputIds?.dims;
     if (!Array.isArray(dims) || dims.length !== 2 || !(inputIds.data instanceof Int32Array || inputIds.data instanceof BigInt64Array) || inputIds.data.length !== dims[0]! * dims[1]!) {
       throw new Error(`text_encoder: input_ids must be an Int32Array or BigInt64Array with dims [batch, tokens]; got dims ${JSON.stringify(dims)}`);
@@ -123,12 +183,12 @@ export class ClipTextEncoder {
       if (id < 0n || id >= BigInt(this.config.vocabSize)) throw new Error(`text_encoder: token id ${id} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
     }
     const shape = { batch: dims[0]!, length: dims[1]! };
-    const clipSkip = opts.clipSkip ?? 1;
-    const out = await this.rt.run({ shape, clipSkip }, () => buildClipTextGraph(this.config, this.weights, shape, clipSkip).build(), [
-      { name: 'input_ids', type: 'int64', data: ids, dims },
-    ]);
-    const t = out.last_hidden_state!;
-    return { data: t.data as Float32Array, dims: [...t.dims] };
+    const feeds: Feed[] = [{ name: 'input_ids', type: 'int64', data: ids, dims }];
+    if (outputs.kind === 'penultimate' && this.config.projectionDim !== null) {
+      feeds.push({ name: 'eos_mask', type: 'float32', value: eosMask(ids, shape.batch, shape.length) });
+    }
+    const out = await this.rt.run({ shape, ...outputs }, () => buildClipTextGraph(this.config, this.weights, shape, outputs).build(), feeds);
+    return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, { data: t.data as Float32Array, dims: [...t.dims] }]));
   }
 
   dispose(): Promise<void> {
@@ -136,6 +196,25 @@ export class ClipTextEncoder {
   }
 }
 
-export function loadTextEncoder(dir: string, opts: RuntimeOptions = {}): Promise<ClipTextEncoder> {
+/**
+ * transformers' pooling rule for CLIP configs with the legacy `eos_token_id` 2 (all SD/SDXL
+ * ones): the end-of-text token is the first position of the largest id in each row.
+ */
+function eosMask(ids: BigInt64Array, batch: number, length: number): Tensor {
+  const mask = new Float32Array(batch * length);
+  for (let b = 0; b < batch; b++) {
+    let best = 0;
+    for (let i = 1; i < length; i++) if (ids[b * length + i]! > ids[b * length + best]!) best = i;
+    mask[b * length + best] = 1;
+  }
+  return { data: mask, dims: [batch, length] };
+}
+
+export interface TextEncoderLoadOptions extends RuntimeOptions {
+  /** `text_encoder` (default) or `text_encoder_2` (SDXL). */
+  component?: string;
+}
+
+export function loadTextEncoder(dir: string, opts: TextEncoderLoadOptions = {}): Promise<ClipTextEncoder> {
   return ClipTextEncoder.load(dir, opts);
 }

@@ -15,6 +15,14 @@ import { findComponent, readJson } from '../io/model-folder.js';
 export interface ClipTokenizerOptions {
   /** Receives the truncation warning. Defaults to `console.warn`. */
   onWarning?: (message: string) => void;
+  /**
+   * true (default): as transformers' CLIPTokenizer, which diffusers uses: a pad token that is
+   * not the end token (`!` in SD 2.x and SDXL's `tokenizer_2`) is a special token, split off
+   * wherever it occurs in a prompt and encoded as its own id (0). false: as OpenAI's and
+   * open_clip's tokenizers (AUTOMATIC1111, ComfyUI, hence single-file checkpoints): `!` is
+   * ordinary text (`!</w>` = 256); only the padding uses the pad id.
+   */
+  specialPad?: boolean;
 }
 
 /** What a tokenizer is built from, as read from a diffusers `tokenizer/` folder. */
@@ -62,6 +70,8 @@ export class ClipTokenizer {
   private readonly ranks = new Map<string, number>();
   private readonly cache = new Map<string, readonly number[]>();
   private readonly onWarning: (message: string) => void;
+  /** The pad token when it is split off as a special token, else undefined. */
+  private readonly specialPadToken?: string;
 
   constructor(data: ClipTokenizerData, options: ClipTokenizerOptions = {}) {
     this.vocab = data.vocab;
@@ -81,12 +91,20 @@ export class ClipTokenizer {
     }
     this.modelMaxLength = data.modelMaxLength;
     this.onWarning = options.onWarning ?? ((message) => console.warn(message));
+    const ordinary = [data.bosToken, data.eosToken, data.unkToken];
+    if ((options.specialPad ?? true) && !ordinary.includes(data.padToken)) this.specialPadToken = data.padToken;
   }
 
   /** Token ids of the prompt without start/end tokens and without truncation. */
   tokenize(prompt: string): number[] {
+    if (this.specialPadToken === undefined) return this.tokenizeText(prompt);
+    // transformers splits the raw text on special tokens first, then cleans and encodes each piece.
+    return prompt.split(this.specialPadToken).flatMap((piece, i) => (i > 0 ? [this.padId, ...this.tokenizeText(piece)] : this.tokenizeText(piece)));
+  }
+
+  private tokenizeText(text: string): number[] {
     const ids: number[] = [];
-    for (const match of cleanText(prompt).matchAll(PRE_TOKEN)) ids.push(...this.bpe(byteEncode(match[0])));
+    for (const match of cleanText(text).matchAll(PRE_TOKEN)) ids.push(...this.bpe(byteEncode(match[0])));
     return ids;
   }
 
@@ -357,14 +375,19 @@ function tokenString(value: unknown): string | undefined {
   return undefined;
 }
 
+export interface LoadTokenizerOptions extends ClipTokenizerOptions {
+  /** The folder name in a model folder: `tokenizer` (default) or SDXL's `tokenizer_2`. */
+  component?: string;
+}
+
 /**
  * Loads the tokenizer of a diffusers model (`dir` = the model folder or its `tokenizer/`
  * folder). Special tokens come from special_tokens_map.json, falling back to
  * tokenizer_config.json as transformers does, then to CLIP's defaults — except the pad
  * token, which differs between SD 1.x and 2.x and so must be stated by one of the two files.
  */
-export async function loadTokenizer(dir: string, options: ClipTokenizerOptions = {}): Promise<ClipTokenizer> {
-  const root = findComponent(dir, 'tokenizer', { configFile: 'vocab.json', needWeights: false }).folder;
+export async function loadTokenizer(dir: string, options: LoadTokenizerOptions = {}): Promise<ClipTokenizer> {
+  const root = findComponent(dir, options.component ?? 'tokenizer', { configFile: 'vocab.json', needWeights: false }).folder;
   const vocabPath = join(root, 'vocab.json');
   const mergesPath = join(root, 'merges.txt');
   const configPath = join(root, 'tokenizer_config.json');
