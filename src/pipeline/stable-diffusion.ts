@@ -1,6 +1,7 @@
 /**
- * Text-to-image for SD 1.x / 2.x: tokenize → encode the prompts (negative and positive halves in
- * one batch for classifier-free guidance) → denoise with a scheduler → VAE decode → RGB images.
+ * Text-to-image for SD 1.x / 2.x / XL: tokenize → encode the prompts (negative and positive
+ * halves in one batch for classifier-free guidance) → denoise with a scheduler → VAE decode →
+ * RGB images. SDXL's two-encoder conditioning lives in conditioning-sdxl.ts.
  */
 import { basename, resolve } from 'node:path';
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
@@ -15,6 +16,8 @@ import { createScheduler, SAMPLER_NAMES, type SamplerName } from '../scheduler/i
 import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
+import { SdxlConditioner, type Conditioning } from './conditioning-sdxl.js';
+import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { a1111Parameters } from './parameters.js';
 import { decodeTiled } from './vae-tiling.js';
 
@@ -87,21 +90,27 @@ export class StableDiffusion {
     readonly unet: UNet,
     readonly vae: VAE,
     readonly schedulerConfig: Record<string, unknown>,
+    /** SDXL's two tokenizers and text encoders (the first ones are also `tokenizer`, `textEncoder`). */
+    readonly sdxl?: SdxlConditioner,
   ) {}
 
   static async load(dir: string, opts: RuntimeOptions & { attention?: AttentionOptions } = {}): Promise<StableDiffusion> {
     const modelDir = resolve(dir);
     const scheduler = findComponent(modelDir, 'scheduler', { configFile: 'scheduler_config.json', needWeights: false });
-    const [tokenizer, textEncoder, unet, vae] = await Promise.all([
-      loadTokenizer(modelDir, { onWarning: opts.onWarning }),
-      ClipTextEncoder.load(modelDir, opts),
-      UNet.load(modelDir, opts),
-      VAE.load(modelDir, opts),
-    ]);
+    const [unet, vae] = await Promise.all([UNet.load(modelDir, opts), VAE.load(modelDir, opts)]);
+    if (detectModelFamily(modelDir, unet.config) === 'sdxl') {
+      const sdxl = await SdxlConditioner.load(modelDir, unet.config, opts);
+      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler.config, sdxl);
+    }
+    const [tokenizer, textEncoder] = await Promise.all([loadTokenizer(modelDir, { onWarning: opts.onWarning }), ClipTextEncoder.load(modelDir, opts)]);
     if (textEncoder.config.hiddenSize !== unet.config.crossAttentionDim) {
       fail(`text encoder width ${textEncoder.config.hiddenSize} does not match the U-Net's cross_attention_dim ${unet.config.crossAttentionDim}; the components come from different models`);
     }
     return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler.config);
+  }
+
+  get family(): ModelFamily {
+    return this.sdxl ? 'sdxl' : 'sd';
   }
 
   get modelName(): string {
@@ -194,7 +203,9 @@ export class StableDiffusion {
     const t0 = performance.now();
     const guided = s.cfg > 1;
     const prompts = [...(guided ? Array(s.batch).fill(s.negativePrompt) : []), ...Array(s.batch).fill(s.prompt)];
-    const text = await this.encodeText(prompts, s.clipSkip);
+    const cond: Conditioning = this.sdxl
+      ? await this.sdxl.encode({ prompt: s.prompt, negativePrompt: o.negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: s.width, height: s.height })
+      : { encoderHiddenStates: await this.encodeText(prompts, s.clipSkip) };
     const t1 = performance.now();
 
     this.unet.setAttention(s.attention);
@@ -203,7 +214,7 @@ export class StableDiffusion {
     for (const [i, t] of scheduler.timesteps.entries()) {
       const scaled = scheduler.scaleModelInput(x, t);
       const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * s.batch, ...latentDims.slice(1)] } : scaled;
-      const out = await this.unet.forward(input, t, text, { attentionActive: i < stopAt * total });
+      const out = await this.unet.forward(input, t, cond.encoderHiddenStates, { attentionActive: i < stopAt * total, ...cond.added });
       let eps = out;
       if (guided) {
         const n = numel(latentDims);
@@ -229,7 +240,7 @@ export class StableDiffusion {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all([this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose()]);
+    await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose()]);
   }
 }
 

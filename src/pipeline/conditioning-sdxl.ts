@@ -1,0 +1,130 @@
+/**
+ * SDXL's prompt conditioning, as diffusers' StableDiffusionXLPipeline computes it: both
+ * tokenizers and text encoders, their penultimate hidden states concatenated (ViT-L first),
+ * the second encoder's projected pooled output, and the size/crop time ids; negative half
+ * first for classifier-free guidance.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { readJson } from '../io/model-folder.js';
+import { ClipTextEncoder } from '../models/clip-text.js';
+import { TIME_IDS, type UNetConfig } from '../models/unet.js';
+import type { RuntimeOptions } from '../runtime/session.js';
+import type { Tensor } from '../tensor.js';
+import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
+
+/** What the U-Net gets besides the latents: text tokens, and for SDXL the pooled text and time ids. */
+export interface Conditioning {
+  encoderHiddenStates: Tensor;
+  added?: { textEmbeds: Tensor; timeIds: Tensor };
+}
+
+export interface SdxlPromptRequest {
+  prompt: string;
+  /** undefined = none given: zeros when the model forces zeros for an empty prompt; "" is encoded. */
+  negativePrompt: string | undefined;
+  /** Images per prompt. */
+  batch: number;
+  /** Classifier-free guidance: the negative half comes first. */
+  guided: boolean;
+  /** 1 = the penultimate layer (SDXL's default), 2 = the one before, … */
+  clipSkip: number;
+  width: number;
+  height: number;
+}
+
+/**
+ * SDXL's micro-conditioning: original size, crop top-left and target size, each height
+ * first, as pixels (diffusers' `add_time_ids`).
+ */
+export function sdxlTimeIds(original: readonly [number, number], cropTopLeft: readonly [number, number], target: readonly [number, number]): number[] {
+  return [...original, ...cropTopLeft, ...target];
+}
+
+export class SdxlConditioner {
+  private constructor(
+    readonly tokenizers: readonly [ClipTokenizer, ClipTokenizer],
+    readonly textEncoders: readonly [ClipTextEncoder, ClipTextEncoder],
+    /** model_index.json's `force_zeros_for_empty_prompt` (diffusers' default: true). */
+    readonly forceZerosForEmptyPrompt: boolean,
+  ) {}
+
+  /** Loads tokenizer(_2) and text_encoder(_2) of an SDXL folder and checks them against the U-Net. */
+  static async load(dir: string, unet: UNetConfig, opts: RuntimeOptions = {}): Promise<SdxlConditioner> {
+    const [tok1, tok2, te1, te2] = await Promise.all([
+      loadTokenizer(dir, { onWarning: opts.onWarning }),
+      loadTokenizer(dir, { component: 'tokenizer_2', onWarning: opts.onWarning }),
+      ClipTextEncoder.load(dir, opts),
+      ClipTextEncoder.load(dir, { ...opts, component: 'text_encoder_2' }),
+    ]);
+    const width = te1.config.hiddenSize + te2.config.hiddenSize;
+    if (width !== unet.crossAttentionDim) {
+      throw new Error(
+        `SDXL text encoders' widths ${te1.config.hiddenSize} + ${te2.config.hiddenSize} = ${width} do not match the U-Net's cross_attention_dim ${unet.crossAttentionDim}; the components come from different models`,
+      );
+    }
+    const pooled = te2.config.projectionDim;
+    if (pooled === null) throw new Error('SDXL text_encoder_2 must be a CLIPTextModelWithProjection (its pooled output conditions the U-Net)');
+    if (pooled !== unet.textTime?.textEmbedDim) {
+      throw new Error(
+        `text_encoder_2's projection_dim ${pooled} does not match the U-Net's pooled-text width ${String(unet.textTime?.textEmbedDim)} ` +
+          `(projection_class_embeddings_input_dim − ${TIME_IDS} × addition_time_embed_dim); SDXL refiner-style U-Nets (aesthetic score) are not supported`,
+      );
+    }
+    const indexPath = join(dir, 'model_index.json');
+    const index = existsSync(indexPath) ? readJson(indexPath, 'model index') : {};
+    const forceZeros = index.force_zeros_for_empty_prompt !== false;
+    return new SdxlConditioner([tok1, tok2], [te1, te2], forceZeros);
+  }
+
+  /** The U-Net's conditioning for one prompt × `batch` images (negative half first when guided). */
+  async encode(r: SdxlPromptRequest): Promise<Conditioning> {
+    const zeroNegative = r.negativePrompt === undefined && this.forceZerosForEmptyPrompt;
+    const texts = [r.prompt, ...(r.guided && !zeroNegative ? [r.negativePrompt ?? ''] : [])];
+    const { hidden, pooled } = await this.encodeTexts(texts, r.clipSkip);
+    const [, length, width] = hidden.dims as [number, number, number];
+    const pooledWidth = pooled.dims[1]!;
+    const hiddenSize = length * width;
+    // Rows in batch order: negative × batch, then positive × batch (diffusers' num_images_per_prompt).
+    const rows = [...(r.guided ? Array<number>(r.batch).fill(zeroNegative ? -1 : 1) : []), ...Array<number>(r.batch).fill(0)];
+    const n = rows.length;
+    const text = new Float32Array(n * hiddenSize);
+    const textEmbeds = new Float32Array(n * pooledWidth);
+    rows.forEach((src, i) => {
+      if (src < 0) return;
+      text.set(hidden.data.subarray(src * hiddenSize, (src + 1) * hiddenSize), i * hiddenSize);
+      textEmbeds.set(pooled.data.subarray(src * pooledWidth, (src + 1) * pooledWidth), i * pooledWidth);
+    });
+    const ids = sdxlTimeIds([r.height, r.width], [0, 0], [r.height, r.width]);
+    const timeIds = Float32Array.from({ length: n * TIME_IDS }, (_, i) => ids[i % TIME_IDS]!);
+    return {
+      encoderHiddenStates: { data: text, dims: [n, length, width] },
+      added: { textEmbeds: { data: textEmbeds, dims: [n, pooledWidth] }, timeIds: { data: timeIds, dims: [n, TIME_IDS] } },
+    };
+  }
+
+  /** Both encoders' hidden states [N, 77, D1 + D2] (ViT-L first) and the pooled output [N, P]. */
+  private async encodeTexts(texts: string[], clipSkip: number): Promise<{ hidden: Tensor; pooled: Tensor }> {
+    const outs = await Promise.all(
+      this.tokenizers.map((tok, i) => {
+        const length = tok.modelMaxLength;
+        const ids = Int32Array.from(texts.flatMap((t) => tok.encode(t)));
+        return this.textEncoders[i]!.forwardHiddenStates({ data: ids, dims: [texts.length, length] }, { clipSkip });
+      }),
+    );
+    const [a, b] = [outs[0]!.hiddenStates, outs[1]!.hiddenStates];
+    const [n, length, d1] = a.dims as [number, number, number];
+    const d2 = b.dims[2]!;
+    if (b.dims[1] !== length) throw new Error(`SDXL tokenizers disagree on the sequence length (${length} vs ${b.dims[1]})`);
+    const hidden = new Float32Array(n * length * (d1 + d2));
+    for (let t = 0; t < n * length; t++) {
+      hidden.set(a.data.subarray(t * d1, (t + 1) * d1), t * (d1 + d2));
+      hidden.set(b.data.subarray(t * d2, (t + 1) * d2), t * (d1 + d2) + d1);
+    }
+    return { hidden: { data: hidden, dims: [n, length, d1 + d2] }, pooled: outs[1]!.textEmbeds! };
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.textEncoders.map((te) => te.dispose()));
+  }
+}
