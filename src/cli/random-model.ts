@@ -7,11 +7,11 @@ import { parseIntOption } from './options.js';
 export function registerRandomModel(program: Command): void {
   program
     .command('random-model')
-    .description('write a model folder (diffusers layout, real SD configs) with random weights, for tests and speed benchmarks')
+    .description('write a model folder (diffusers layout, real SD 1.5 / 2.1 / XL configs) with random weights, for tests and speed benchmarks')
     .addOption(new Option('--arch <arch>', 'architecture').choices(ARCHITECTURES).default('sd15'))
     .requiredOption('--out <dir>', 'output folder (must not exist, or be empty)')
     .option('--seed <n>', 'seed of the random weights', parseIntOption('--seed', 0), 0)
-    .addOption(new Option('--dtype <dtype>', 'weight dtype on disk (default: fp16 for sd15/sd21, fp32 for tiny)').choices(['fp32', 'fp16']))
+    .addOption(new Option('--dtype <dtype>', 'weight dtype on disk (default: fp16 for sd15/sd21/sdxl, fp32 for tiny/sdxl-tiny)').choices(['fp32', 'fp16']))
     .action((o: { arch: string; out: string; seed: number; dtype?: 'fp32' | 'fp16' }) => {
       const t0 = Date.now();
       const log = (m: string): void => void process.stderr.write(`${m}\n`);

@@ -1,8 +1,9 @@
 /**
- * Component configs of the real SD 1.5 and SD 2.1 checkpoints (as their diffusers folders carry
- * them), and a tiny one for tests: `random-model` writes these with random weights.
+ * Component configs of the real SD 1.5, SD 2.1 and SDXL base 1.0 checkpoints (as their
+ * diffusers folders carry them), and tiny ones for tests: `random-model` writes these with
+ * random weights.
  */
-export const ARCHITECTURES = ['tiny', 'sd15', 'sd21'] as const;
+export const ARCHITECTURES = ['tiny', 'sd15', 'sd21', 'sdxl', 'sdxl-tiny'] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
 
 export interface ArchitectureConfigs {
@@ -13,6 +14,10 @@ export interface ArchitectureConfigs {
   schedulerClass: string;
   /** tokenizer pad token: SD 1.x pads with the end token, SD 2.x with "!". */
   padToken: string;
+  /** SDXL: the second text encoder (CLIPTextModelWithProjection) and its tokenizer's pad token. */
+  second?: { textEncoder: Record<string, unknown>; padToken: string };
+  /** Weight dtype on disk unless asked otherwise: fp16 for the real sizes, fp32 for the tiny test ones. */
+  dtype: 'fp32' | 'fp16';
 }
 
 const betas = { beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', num_train_timesteps: 1000 };
@@ -75,6 +80,7 @@ const SD15: ArchitectureConfigs = {
     steps_offset: 1,
   },
   padToken: '<|endoftext|>',
+  dtype: 'fp16',
 };
 
 const SD21: ArchitectureConfigs = {
@@ -106,6 +112,7 @@ const SD21: ArchitectureConfigs = {
     prediction_type: 'v_prediction',
   },
   padToken: '!',
+  dtype: 'fp16',
 };
 
 /** Small enough to build and run in well under a second: for tests. */
@@ -134,6 +141,81 @@ const TINY: ArchitectureConfigs = {
   schedulerClass: 'PNDMScheduler',
   scheduler: SD15.scheduler,
   padToken: '<|endoftext|>',
+  dtype: 'fp32',
 };
 
-export const ARCHITECTURE_CONFIGS: Record<Architecture, ArchitectureConfigs> = { tiny: TINY, sd15: SD15, sd21: SD21 };
+/** stabilityai/stable-diffusion-xl-base-1.0 */
+const SDXL: ArchitectureConfigs = {
+  unet: {
+    ...SD15.unet,
+    addition_embed_type: 'text_time',
+    addition_embed_type_num_heads: 64,
+    addition_time_embed_dim: 256,
+    attention_head_dim: [5, 10, 20],
+    block_out_channels: [320, 640, 1280],
+    cross_attention_dim: 2048,
+    down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'],
+    projection_class_embeddings_input_dim: 2816,
+    sample_size: 128,
+    transformer_layers_per_block: [1, 2, 10],
+    up_block_types: ['CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'],
+    use_linear_projection: true,
+  },
+  vae: { ...SD15.vae, force_upcast: true, sample_size: 1024, scaling_factor: 0.13025 },
+  textEncoder: SD15.textEncoder,
+  second: {
+    textEncoder: {
+      ...SD15.textEncoder,
+      architectures: ['CLIPTextModelWithProjection'],
+      hidden_act: 'gelu',
+      hidden_size: 1280,
+      intermediate_size: 5120,
+      num_attention_heads: 20,
+      num_hidden_layers: 32,
+      projection_dim: 1280,
+    },
+    padToken: '!',
+  },
+  schedulerClass: 'EulerDiscreteScheduler',
+  scheduler: {
+    _class_name: 'EulerDiscreteScheduler',
+    ...betas,
+    clip_sample: false,
+    interpolation_type: 'linear',
+    prediction_type: 'epsilon',
+    sample_max_value: 1.0,
+    set_alpha_to_one: false,
+    skip_prk_steps: true,
+    steps_offset: 1,
+    timestep_spacing: 'leading',
+    trained_betas: null,
+    use_karras_sigmas: false,
+  },
+  padToken: '<|endoftext|>',
+  dtype: 'fp16',
+};
+
+/** SDXL's shape (no attention at the top level, text_time, two encoders) at test size. */
+const SDXL_TINY: ArchitectureConfigs = {
+  ...SDXL,
+  unet: {
+    ...SDXL.unet,
+    addition_time_embed_dim: 8,
+    attention_head_dim: [1, 1, 1],
+    block_out_channels: [32, 64, 64],
+    cross_attention_dim: 24,
+    layers_per_block: 1,
+    projection_class_embeddings_input_dim: 12 + 6 * 8,
+    sample_size: 16,
+    transformer_layers_per_block: [1, 1, 2],
+  },
+  vae: { ...TINY.vae, force_upcast: true, scaling_factor: 0.13025 },
+  textEncoder: { ...TINY.textEncoder, hidden_size: 8, intermediate_size: 32, num_attention_heads: 2, num_hidden_layers: 3, projection_dim: 8 },
+  second: {
+    textEncoder: { ...SDXL.second!.textEncoder, hidden_size: 16, intermediate_size: 64, num_attention_heads: 2, num_hidden_layers: 3, projection_dim: 12 },
+    padToken: '!',
+  },
+  dtype: 'fp32',
+};
+
+export const ARCHITECTURE_CONFIGS: Record<Architecture, ArchitectureConfigs> = { tiny: TINY, sd15: SD15, sd21: SD21, sdxl: SDXL, 'sdxl-tiny': SDXL_TINY };

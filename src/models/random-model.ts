@@ -16,7 +16,7 @@ import { buildDecoderGraph, buildEncoderGraph, parseVAEConfig } from './vae.js';
 
 export interface RandomModelOptions {
   seed?: number;
-  /** Weight dtype on disk; default fp16 for the full-size models, fp32 for tiny. */
+  /** Weight dtype on disk; default fp16 for the full-size models, fp32 for the tiny ones. */
   dtype?: 'fp32' | 'fp16';
   onProgress?: (component: string) => void;
 }
@@ -69,12 +69,20 @@ function writeComponent(dir: string, file: string, config: Record<string, unknow
   writeSafetensors(join(dir, file), tensors, { format: 'pt' });
 }
 
+/** The built-in model's CLIP vocabulary with the given pad token. */
+function writeTokenizer(dir: string, padToken: string): void {
+  cpSync(join(BUILTIN_MODEL_DIR, 'tokenizer'), dir, { recursive: true });
+  const special = { bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>', pad_token: padToken };
+  writeFileSync(join(dir, 'special_tokens_map.json'), JSON.stringify(special, null, 2));
+  writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'CLIPTokenizer', model_max_length: 77, do_lower_case: true, ...special }, null, 2));
+}
+
 export function writeRandomModel(outDir: string, arch: string, opts: RandomModelOptions = {}): void {
   if (!(ARCHITECTURES as readonly string[]).includes(arch)) throw new Error(`unknown architecture "${arch}"; use one of ${ARCHITECTURES.join(', ')}`);
   const a = ARCHITECTURE_CONFIGS[arch as Architecture];
   const out = resolve(outDir);
   if (existsSync(out) && readdirSync(out).length > 0) throw new Error(`${out} already exists and is not empty; choose another --out or remove it`);
-  const dtype = (opts.dtype ?? (arch === 'tiny' ? 'fp32' : 'fp16')) === 'fp16' ? 'F16' : 'F32';
+  const dtype = (opts.dtype ?? a.dtype) === 'fp16' ? 'F16' : 'F32';
   const next = rng(opts.seed ?? 0);
   // Everything goes to a temporary sibling first: an interrupted run leaves no half model.
   mkdirSync(dirname(out), { recursive: true });
@@ -95,33 +103,37 @@ export function writeRandomModel(outDir: string, arch: string, opts: RandomModel
     buildEncoderGraph(vaeCfg, vaeRec, { batch: 1, height: vaeCfg.scale, width: vaeCfg.scale });
     writeComponent(join(tmp, 'vae'), 'diffusion_pytorch_model.safetensors', a.vae, vaeRec.shapes, dtype, next);
 
-    progress('text_encoder');
-    const teRec = new WeightRecorder();
-    buildClipTextGraph(parseClipTextConfig(a.textEncoder), teRec, { batch: 1, length: 1 });
-    writeComponent(join(tmp, 'text_encoder'), 'model.safetensors', a.textEncoder, teRec.shapes, dtype, next);
+    const encoders: [string, Record<string, unknown>][] = [['text_encoder', a.textEncoder], ...(a.second ? [['text_encoder_2', a.second.textEncoder] as [string, Record<string, unknown>]] : [])];
+    for (const [name, config] of encoders) {
+      progress(name);
+      const teRec = new WeightRecorder();
+      // Every weight the checkpoint has: all layers, the final LayerNorm and any projection.
+      const cfg = parseClipTextConfig(config);
+      buildClipTextGraph(cfg, teRec, { batch: 1, length: 1 }, { kind: cfg.projectionDim === null ? 'last' : 'penultimate', clipSkip: 1 });
+      writeComponent(join(tmp, name), 'model.safetensors', config, teRec.shapes, dtype, next);
+    }
 
     progress('tokenizer');
-    cpSync(join(BUILTIN_MODEL_DIR, 'tokenizer'), join(tmp, 'tokenizer'), { recursive: true });
-    const special = { bos_token: '<|startoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>', pad_token: a.padToken };
-    writeFileSync(join(tmp, 'tokenizer', 'special_tokens_map.json'), JSON.stringify(special, null, 2));
-    writeFileSync(
-      join(tmp, 'tokenizer', 'tokenizer_config.json'),
-      JSON.stringify({ tokenizer_class: 'CLIPTokenizer', model_max_length: 77, do_lower_case: true, ...special }, null, 2),
-    );
+    writeTokenizer(join(tmp, 'tokenizer'), a.padToken);
+    if (a.second) writeTokenizer(join(tmp, 'tokenizer_2'), a.second.padToken);
 
     mkdirSync(join(tmp, 'scheduler'));
     writeFileSync(join(tmp, 'scheduler', 'scheduler_config.json'), JSON.stringify(a.scheduler, null, 2));
+    const xl = a.second
+      ? { text_encoder_2: ['transformers', 'CLIPTextModelWithProjection'], tokenizer_2: ['transformers', 'CLIPTokenizer'], force_zeros_for_empty_prompt: true }
+      : {};
     writeFileSync(
       join(tmp, 'model_index.json'),
       JSON.stringify(
         {
-          _class_name: 'StableDiffusionPipeline',
+          _class_name: a.second ? 'StableDiffusionXLPipeline' : 'StableDiffusionPipeline',
           _todo_sd_random_model: { arch, seed: opts.seed ?? 0 },
           unet: ['diffusers', 'UNet2DConditionModel'],
           vae: ['diffusers', 'AutoencoderKL'],
           text_encoder: ['transformers', 'CLIPTextModel'],
           tokenizer: ['transformers', 'CLIPTokenizer'],
           scheduler: ['diffusers', a.schedulerClass],
+          ...xl,
         },
         null,
         2,
