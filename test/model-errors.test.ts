@@ -62,11 +62,13 @@ test('weights of the wrong shape: named in the error', async () => {
   await assert.rejects(loadUNet(dir), /unet: weight "[^"]+" has shape \[[\d, ]+\] but the config implies \[[\d, ]+\]/);
 });
 
-test('unknown block type and unsupported SDXL config: clear errors', async () => {
+test('unknown block type, unsupported addition embedding and an incomplete SDXL config: clear errors', async () => {
   const dir = variantUNet('unknown-block', { config: (c) => (c.down_block_types = ['CrossAttnDownBlock2D', 'SimpleCrossAttnDownBlock2D']) });
   await assert.rejects(loadUNet(dir), /unknown block type "SimpleCrossAttnDownBlock2D" in down_block_types; supported: CrossAttnDownBlock2D, DownBlock2D/);
   const xl = variantUNet('xl', { config: (c) => (c.addition_embed_type = 'text_time') });
-  await assert.rejects(loadUNet(xl), /addition_embed_type = "text_time" is not supported \(SDXL is not supported yet\)/);
+  await assert.rejects(loadUNet(xl), /"text_time" needs integer addition_time_embed_dim and projection_class_embeddings_input_dim/);
+  const image = variantUNet('image-embeds', { config: (c) => (c.addition_embed_type = 'image') });
+  await assert.rejects(loadUNet(image), /addition_embed_type = "image" is not supported; only "text_time" \(SDXL\) is/);
 });
 
 test('wrong input shapes: clear errors before onnxruntime runs', async () => {
