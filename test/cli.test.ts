@@ -65,7 +65,7 @@ test('--todo 2 gives a different but close image', () => {
   const dSeed = meanAbsDiff(pixels(other), pixels(dense));
   assert.ok(dTodo > 0, 'ToDo changes the image');
   assert.ok(dTodo < dSeed / 2, `ToDo stays close to dense (${dTodo}) compared with another seed (${dSeed})`);
-  assert.match(readPngText(readFileSync(todo)).parameters!, /ToDo factor: 2, ToDo mode: nearest/);
+  assert.match(readPngText(readFileSync(todo)).parameters!, /ToDo factor: 2\.0, ToDo max depth: 1, ToDo disable after: 1\.0, ToDo mode: nearest/);
   const tome = join(root, 'tome.png');
   assert.equal(cli(...base, '--seed', '11', '--tome', '0.5', '--out', tome).code, 0);
   assert.match(readPngText(readFileSync(tome)).parameters!, /Token merging ratio: 0\.5/);
@@ -112,6 +112,7 @@ const bad: [string, string[], RegExp][] = [
   ['negative steps', ['--steps', '-3'], /--steps must be an integer from 1 to 1000; got "-3"/],
   ['unknown option', ['--strength', '0.5'], /unknown option '--strength'/],
   ['bad ToDo factor', ['--todo', 'x2'], /--todo must be off, auto or a factor/],
+  ['fractional ToDo factor with pooling', ['--todo', '1.5', '--todo-mode', 'avg-pool'], /factor 1\.5 is fractional, but mode "avg-pool" pools whole k x k windows/],
   ['ToDo and ToMe together', ['--todo', '2', '--tome', '0.5'], /--todo and --tome .*choose one/],
   ['ToMe ratio out of range', ['--tome', '0.9'], /--tome must be a number from 0 to 0\.75; got "0\.9"/],
   ['output path is a folder', ['--out', join(root, 'folder.png')], /cannot write .*folder\.png: it is a folder/],

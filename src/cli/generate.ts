@@ -39,12 +39,12 @@ interface GenerateFlags {
 }
 
 function parseTodo(v: string): string {
-  if (v === 'off' || v === 'auto' || /^[1-9]\d*$/.test(v)) return v;
-  throw new InvalidArgumentError(`--todo must be off, auto or a factor such as 2, 3, 4; got "${v}"`);
+  if (v === 'off' || v === 'auto' || (/^\d+(\.\d+)?$/.test(v) && Number(v) >= 1)) return v;
+  throw new InvalidArgumentError(`--todo must be off, auto or a factor >= 1 such as 1.5, 2, 3; got "${v}"`);
 }
 
 export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 'todoStop' | 'todoLevel2' | 'tome'>): AttentionOptions {
-  const todoOff = f.todo === 'off' || f.todo === '1';
+  const todoOff = f.todo === 'off' || Number(f.todo) === 1;
   if (f.tome !== undefined) {
     if (!todoOff) throw new Error('--todo and --tome are two ways to cut attention work: choose one');
     return { method: 'tome', ratio: f.tome };
@@ -95,10 +95,10 @@ export function registerGenerate(program: Command): void {
     .option('--karras', 'Karras noise schedule (euler, euler-a, dpmpp-2m)')
     .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
     .option('--latents <file>', 'initial noise from a safetensors file (tensor "latents", [batch, 4, h/8, w/8])')
-    .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (2, 3, 4)', parseTodo, 'off')
+    .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
     .addOption(new Option('--todo-mode <mode>', 'ToDo downsampling operator').choices(TODO_MODES).default('nearest'))
     .option('--todo-stop <fraction>', 'go back to dense attention after this fraction of the steps', parseFloatOption('--todo-stop', 0, 1), 1)
-    .option('--todo-level2 <factor>', 'ToDo factor at the second level', parseIntOption('--todo-level2', 1), 1)
+    .option('--todo-level2 <factor>', 'ToDo factor at the second attention level', parseFloatOption('--todo-level2', 1, 64), 1)
     .option('--tome <ratio>', 'ToMe token merging (the baseline ToDo is compared with): fraction of top-level tokens to merge', parseFloatOption('--tome', 0, 0.75))
     .option('--clip-skip <n>', 'use the n-th last CLIP layer (1 = last)', parseIntOption('--clip-skip', 1), 1)
     .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding').choices(['auto', 'on', 'off']).default('auto'))

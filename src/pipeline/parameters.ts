@@ -5,6 +5,7 @@
  */
 import type { AttentionOptions } from '../attention/options.js';
 import type { SamplerName } from '../scheduler/index.js';
+import { todoInfotext } from './todo-infotext.js';
 
 const A1111_SAMPLERS: Record<SamplerName, string> = {
   euler: 'Euler',
@@ -27,6 +28,9 @@ export interface ParameterSource {
   model: string;
   clipSkip: number;
   attention: AttentionOptions;
+  /** The U-Net's resolution levels with self-attention and the latent grid: ToDo's fields depend on them. */
+  attentionLevels: readonly number[];
+  latent: readonly [number, number];
 }
 
 /** A1111 quotes a value that holds a comma, colon or quote, JSON-style. */
@@ -46,11 +50,7 @@ export function a1111Parameters(p: ParameterSource): string {
   ];
   if (p.clipSkip > 1) fields.push(['Clip skip', p.clipSkip]);
   const a = p.attention;
-  if (a.method === 'todo') {
-    fields.push(['ToDo factor', a.factor], ['ToDo mode', a.mode ?? 'nearest']);
-    if ((a.level2Factor ?? 1) > 1) fields.push(['ToDo level 2 factor', a.level2Factor!]);
-    if ((a.stopAt ?? 1) < 1) fields.push(['ToDo stop at', a.stopAt!]);
-  }
+  if (a.method === 'todo') fields.push(...todoInfotext(a, p.attentionLevels, p.latent));
   if (a.method === 'tome') fields.push(['Token merging ratio', a.ratio]);
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];

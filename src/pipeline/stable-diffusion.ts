@@ -8,7 +8,7 @@ import { resolveAttention, type AttentionOptions } from '../attention/options.js
 import { SafetensorsFile } from '../io/safetensors.js';
 import { findComponent } from '../io/model-folder.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
-import { UNet } from '../models/unet.js';
+import { attentionLevels, UNet } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import type { RuntimeOptions } from '../runtime/session.js';
@@ -234,7 +234,7 @@ export class StableDiffusion {
     cb.onStep?.({ step: total, total, timestep: 0, phase: 'decode' });
     const t3 = performance.now();
 
-    const parameters = a1111Parameters({ ...s, model: this.modelName });
+    const parameters = a1111Parameters({ ...s, model: this.modelName, attentionLevels: attentionLevels(this.unet.config), latent: [lh, lw] });
     const images = toRgb(decoded).map((img) => ({ ...img, seed: s.seed, parameters }));
     return { images, settings: s, timings: { textMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 } };
   }
