@@ -7,7 +7,9 @@ import { resolveAttention } from '../src/attention/options.js';
 import { WeightRecorder } from '../src/graph/weights.js';
 import { ARCHITECTURE_CONFIGS } from '../src/models/architectures.js';
 import { attentionLevels, buildUNetGraph, parseUNetConfig } from '../src/models/unet.js';
-import { StableDiffusion, writeRandomModel, type AttentionOptions } from '../src/index.js';
+import { decode } from 'fast-png';
+import { readPngText, StableDiffusion, type AttentionOptions } from '../src/index.js';
+import { runCli } from './helpers.js';
 
 /** Self-attention key/value tokens per query count (i.e. per level), from the graph itself. */
 function selfAttentionKeys(arch: 'sdxl' | 'sd15', attention: AttentionOptions, px: number): Map<number, Set<number>> {
@@ -43,11 +45,12 @@ test("SDXL 'auto': 1024² → off (the first attention grid is 64x64), 2048² �
   assert.deepEqual([...selfAttentionKeys('sd15', auto, 1024).get(128 * 128)!], [64 * 64]);
 });
 
-test('random-model --arch sdxl-tiny: an SDXL folder that loads as SDXL and generates', async () => {
+test('random-model --arch sdxl-tiny: an SDXL folder that loads as SDXL; generate --todo 1.5 through the CLI', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'todo-sd-xl-'));
   try {
     const model = join(dir, 'm');
-    writeRandomModel(model, 'sdxl-tiny');
+    const made = runCli(dir, 'random-model', '--arch', 'sdxl-tiny', '--out', model);
+    assert.equal(made.code, 0, made.stderr);
     const index = JSON.parse(readFileSync(join(model, 'model_index.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(index._class_name, 'StableDiffusionXLPipeline');
     const pipe = await StableDiffusion.load(model);
@@ -55,10 +58,13 @@ test('random-model --arch sdxl-tiny: an SDXL folder that loads as SDXL and gener
     assert.equal(pipe.vae.config.scalingFactor, 0.13025);
     assert.equal(pipe.tokenizer.padId, 49407);
     assert.equal(pipe.sdxl!.tokenizers[1].padId, 0);
-    const { images } = await pipe.generate({ prompt: 'a fox!', width: 32, height: 32, steps: 2, seed: 1, attention: { method: 'todo', factor: 2 } });
-    assert.equal(images.length, 1);
-    assert.equal(images[0]!.data.length, 32 * 32 * 3);
     await pipe.dispose();
+    const out = join(dir, 'fox.png');
+    const r = runCli(dir, 'generate', '--model', model, '--prompt', 'a fox!', '--steps', '2', '--seed', '1', '--todo', '1.5', '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    const png = decode(readFileSync(out));
+    assert.deepEqual([png.width, png.height], [32, 32], 'native size: sample_size 16 × VAE scale 2');
+    assert.match(readPngText(readFileSync(out)).parameters!, /Sampler: Euler, .*ToDo factor: 1\.5, ToDo max depth: 2, ToDo disable after: 1\.0, ToDo mode: nearest/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
