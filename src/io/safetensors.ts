@@ -256,14 +256,18 @@ export function toFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
 export interface TensorToWrite {
   dtype: DType;
   shape: readonly number[];
-  /** Raw little-endian bytes, or fp32 values to encode as `dtype` (F32, F16 or BF16). */
-  data: Uint8Array | Float32Array | BigInt64Array;
+  /**
+   * Raw little-endian bytes, or fp32 values to encode as `dtype` (F32, F16 or BF16); a function
+   * is called when its turn to be written comes, so large files need one tensor in memory at a time.
+   */
+  data: Uint8Array | Float32Array | BigInt64Array | (() => Float32Array);
 }
 
 function encode(t: TensorToWrite): Uint8Array {
-  if (t.data instanceof BigInt64Array) return new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
-  if (!(t.data instanceof Float32Array)) return t.data;
-  const src = t.data;
+  const data = typeof t.data === 'function' ? t.data() : t.data;
+  if (data instanceof BigInt64Array) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  if (!(data instanceof Float32Array)) return data;
+  const src = data;
   switch (t.dtype) {
     case 'F32':
       return new Uint8Array(src.buffer, src.byteOffset, src.byteLength);
@@ -283,17 +287,12 @@ function encode(t: TensorToWrite): Uint8Array {
 export function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): void {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
-  const chunks: Uint8Array[] = [];
+  const entries = Object.entries(tensors);
   let offset = 0;
-  for (const [name, t] of Object.entries(tensors)) {
-    const bytes = encode(t);
-    const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-    if (bytes.byteLength !== expected) {
-      throw new Error(`writeSafetensors: tensor "${name}" has ${bytes.byteLength} bytes, shape [${t.shape.join(', ')}] × ${t.dtype} needs ${expected}`);
-    }
-    header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes.byteLength] };
-    chunks.push(bytes);
-    offset += bytes.byteLength;
+  for (const [name, t] of entries) {
+    const size = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + size] };
+    offset += size;
   }
   let json = JSON.stringify(header);
   // Pad the header to 8 bytes so that tensor data is aligned, as the reference writer does.
@@ -303,10 +302,19 @@ export function writeSafetensors(path: string, tensors: Record<string, TensorToW
   len.writeBigUInt64LE(BigInt(headerBytes.length));
   const tmp = `${path}.${process.pid}.tmp`;
   try {
-    // Chunk by chunk: a full SD U-Net in fp32 is larger than one Buffer may be.
+    // Tensor by tensor: a full SD U-Net in fp32 is larger than one Buffer may be.
     const fd = openSync(tmp, 'w');
     try {
-      for (const c of [len, headerBytes, ...chunks]) writeAll(fd, c);
+      writeAll(fd, len);
+      writeAll(fd, headerBytes);
+      for (const [name, t] of entries) {
+        const bytes = encode(t);
+        const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+        if (bytes.byteLength !== expected) {
+          throw new Error(`writeSafetensors: tensor "${name}" has ${bytes.byteLength} bytes, shape [${t.shape.join(', ')}] × ${t.dtype} needs ${expected}`);
+        }
+        writeAll(fd, bytes);
+      }
     } finally {
       closeSync(fd);
     }

@@ -64,7 +64,8 @@ function writeComponent(dir: string, file: string, config: Record<string, unknow
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   const tensors: Record<string, TensorToWrite> = {};
   for (const [key, shape] of [...shapes].sort(([a], [b]) => a.localeCompare(b))) {
-    tensors[key] = { dtype, shape, data: randomTensor(key, shape, next) };
+    // Drawn when written: SDXL's U-Net in fp32 would not fit in memory at once.
+    tensors[key] = { dtype, shape, data: () => randomTensor(key, shape, next) };
   }
   writeSafetensors(join(dir, file), tensors, { format: 'pt' });
 }
