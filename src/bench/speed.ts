@@ -3,12 +3,14 @@
  * method is measured in alternation with dense (dense, method, method, dense, …) so that drift
  * of the machine cancels out of the ratio; every number is a median over several runs.
  */
+import { denseAttention } from '../attention/dense.js';
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
+import { TODO_ACTIVE_INPUT } from '../attention/todo.js';
 import { GraphBuilder } from '../graph/builder.js';
 import { serializeModel } from '../graph/serialize.js';
 import { WeightStore } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
-import { buildUNetGraph, parseUNetConfig, type UNetConfig } from '../models/unet.js';
+import { buildUNetGraph, parseUNetConfig, TIME_IDS, type UNetConfig } from '../models/unet.js';
 import { createSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import { median, peakRssMiB, resetPeak, rssMiB } from './machine.js';
 
@@ -76,6 +78,12 @@ export interface SpeedOptions extends RuntimeOptions {
   warmup: number;
   /** Stop cleanly, keeping what was measured, once this many seconds have passed. */
   maxSeconds?: number;
+  /**
+   * Hold one session at a time (models whose weights fit in memory only once, such as SDXL in
+   * fp32): each ToDo method runs in a graph that switches between ToDo and dense attention
+   * (ToDo's `stopAt` switch), and dense is timed in that same session with the switch off.
+   */
+  oneSession?: boolean;
   onLog?: (m: string) => void;
 }
 
@@ -97,6 +105,11 @@ function toOrt(f: Feed): ort.Tensor {
   return f.type === 'float32' ? new ort.Tensor('float32', f.value.data, [...f.value.dims]) : new ort.Tensor(f.type, f.data, [...f.dims]);
 }
 
+/** Key/value tokens of the first self-attention, i.e. at the first level that has attention (ToDo's and ToMe's target). */
+function firstSelfAttentionKeys(g: GraphBuilder): number {
+  return g.attentionCalls.find((a) => a.scope.endsWith('attn1'))?.keys ?? 0;
+}
+
 async function load(cfg: UNetConfig, weights: WeightStore, size: [number, number], batch: number, attention: AttentionOptions, rt: RuntimeOptions): Promise<Loaded> {
   const [h, w] = [size[0] / 8, size[1] / 8];
   const t0 = performance.now();
@@ -107,14 +120,29 @@ async function load(cfg: UNetConfig, weights: WeightStore, size: [number, number
   const before = rssMiB();
   const session = await createSession(bytes, weights.folder, rt);
   const t2 = performance.now();
-  const top = g.attentionCalls.find((a) => a.scope.endsWith('attn1') && a.queries === h * w);
   const feeds: Record<string, ort.Tensor> = {
     sample: new ort.Tensor('float32', deterministic(batch * cfg.inChannels * h * w, 1), [batch, cfg.inChannels, h, w]),
     timestep: new ort.Tensor('float32', new Float32Array(batch).fill(500), [batch]),
     encoder_hidden_states: new ort.Tensor('float32', deterministic(batch * 77 * cfg.crossAttentionDim, 0.5), [batch, 77, cfg.crossAttentionDim]),
   };
+  if (cfg.textTime) {
+    const p = cfg.textTime.textEmbedDim;
+    feeds.text_embeds = new ort.Tensor('float32', deterministic(batch * p, 0.5), [batch, p]);
+    const ids = [size[0], size[1], 0, 0, size[0], size[1]];
+    feeds.time_ids = new ort.Tensor('float32', Float32Array.from({ length: batch * TIME_IDS }, (_, i) => ids[i % TIME_IDS]!), [batch, TIME_IDS]);
+  }
   for (const f of variant.feeds({ active: true })) feeds[f.name] = toOrt(f);
-  return { session, feeds, flops: g.flops, topLevelKeys: top?.keys ?? 0, buildMs: t1 - t0, sessionMs: t2 - t1, sessionMiB: rssMiB() - before };
+  return { session, feeds, flops: g.flops, topLevelKeys: firstSelfAttentionKeys(g), buildMs: t1 - t0, sessionMs: t2 - t1, sessionMiB: rssMiB() - before };
+}
+
+/** [dense, method] over one session: a ToDo graph with its dense switch off and on (see SpeedOptions.oneSession). */
+async function loadSwitchable(cfg: UNetConfig, weights: WeightStore, size: [number, number], batch: number, attention: AttentionOptions, rt: RuntimeOptions): Promise<[Loaded, Loaded]> {
+  if (attention.method !== 'todo') throw new Error(`one-session benchmarks switch ToDo off inside its own graph; "${attention.method}" has no such switch (run it without --one-session)`);
+  const m = await load(cfg, weights, size, batch, { ...attention, stopAt: 0.5 }, rt);
+  const dense = buildUNetGraph(cfg, weights, { batch, height: size[0] / 8, width: size[1] / 8, textLength: 77 }, denseAttention);
+  // A factor that resolves to 1 here leaves no switch: then both views run the same dense graph.
+  const off = TODO_ACTIVE_INPUT in m.feeds ? { ...m.feeds, [TODO_ACTIVE_INPUT]: new ort.Tensor('bool', Uint8Array.of(0), [1]) } : m.feeds;
+  return [{ ...m, feeds: off, flops: dense.flops, topLevelKeys: firstSelfAttentionKeys(dense) }, m];
 }
 
 async function timeRun(l: Loaded): Promise<{ ms: number; peakMiB: number }> {
@@ -140,22 +168,31 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
   let sessionMiB = NaN;
   const records: UNetRecord[] = [];
   const fits = (estimateMs: number): boolean => performance.now() + estimateMs < deadline;
-  for (const size of o.sizes) {
-    if (size[0] % 64 || size[1] % 64) throw new Error(`bench sizes must be multiples of 64 (the U-Net's three downsamplings of px/8); got ${size.join('x')}`);
+  const loadDense = async (size: [number, number]): Promise<Loaded> => {
     log(`${size[0]}x${size[1]}: building and loading dense`);
     const dense = await load(cfg, weights, size, o.batch, { method: 'dense' }, o);
     if (Number.isNaN(sessionMiB)) sessionMiB = dense.sessionMiB;
+    return dense;
+  };
+  for (const size of o.sizes) {
+    if (size[0] % 64 || size[1] % 64) throw new Error(`bench sizes must be multiples of 64 (the U-Net's three downsamplings of px/8); got ${size.join('x')}`);
+    const standalone = o.oneSession ? undefined : await loadDense(size);
+    // The dense graph the dense record describes (one-session: the first method's dense view).
+    let denseRef = standalone;
     const denseAll: number[] = [];
     const atSize: UNetRecord[] = [];
     let densePeak = 0;
     // Unknown until measured: 0 lets the first run start whatever the budget left.
     let denseEstimate = 0;
-    for (let i = 0; i < o.warmup; i++) denseEstimate = (await timeRun(dense)).ms;
+    for (let i = 0; standalone && i < o.warmup; i++) denseEstimate = (await timeRun(standalone)).ms;
     for (const method of o.methods) {
       if (method.label === 'dense') continue;
       if (!fits(2 * denseEstimate)) break;
       log(`${size[0]}x${size[1]}: ${method.label}`);
-      const m = await load(cfg, weights, size, o.batch, method.attention, o);
+      const [dense, m] = standalone ? [standalone, await load(cfg, weights, size, o.batch, method.attention, o)] : await loadSwitchable(cfg, weights, size, o.batch, method.attention, o);
+      if (Number.isNaN(sessionMiB)) sessionMiB = m.sessionMiB;
+      denseRef ??= dense;
+      for (let i = 0; !standalone && i < o.warmup; i++) denseEstimate = (await timeRun(dense)).ms;
       let estimate = 0;
       for (let i = 0; i < o.warmup; i++) estimate = (await timeRun(m)).ms;
       const dRuns: number[] = [];
@@ -184,16 +221,18 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
       log(`${method.label}: ${(atSize.at(-1)!.step.medianMs / 1000).toFixed(2)} s, ${atSize.at(-1)!.speedup.toFixed(2)}x dense`);
     }
     // Dense on its own when no method ran (or only dense was asked for).
-    while (denseAll.length < o.runs && fits(denseEstimate)) {
-      const t = await timeRun(dense);
+    let alone = standalone;
+    if (denseAll.length === 0 && !standalone && fits(denseEstimate)) alone = denseRef = await loadDense(size);
+    while (alone && denseAll.length < o.runs && fits(denseEstimate)) {
+      const t = await timeRun(alone);
       denseAll.push(t.ms);
       densePeak = Math.max(densePeak, t.peakMiB);
       denseEstimate = t.ms;
     }
-    await dense.session.release();
-    if (denseAll.length) {
+    if (alone) await alone.session.release();
+    if (denseAll.length && denseRef) {
       const s = stats(denseAll);
-      records.push(record(size, o.batch, { label: 'dense', attention: { method: 'dense' } }, dense, s, s, dense, densePeak, baseMiB + sessionMiB));
+      records.push(record(size, o.batch, { label: 'dense', attention: { method: 'dense' } }, denseRef, s, s, denseRef, densePeak, baseMiB + sessionMiB));
     }
     records.push(...atSize);
     if (performance.now() >= deadline) return { records, stoppedEarly: true };

@@ -61,9 +61,10 @@ export function registerBench(program: Command): void {
     .option('--max-seconds <s>', 'stop cleanly after this long, keeping what was measured', parseFloatOption('--max-seconds', 1, 1e7))
     .option('--attention <tokens>', 'attention micro-benchmark token counts (empty to skip)', (v) => (v ? v.split(',').map(Number) : []), [4096, 16384])
     .option('--matmul <n>', 'size of the MatMul ceiling measurement (0 to skip)', parseIntOption('--matmul', 0), 4096)
+    .option('--one-session', 'hold one U-Net session at a time (SDXL in fp32): dense is timed in each ToDo graph with ToDo switched off')
     .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
     .option('--out <dir>', 'folder for speed.json, speed.md and charts', 'bench-results')
-    .action(async (o: { model?: string; sizes: [number, number][]; batch: number; methods: ReturnType<typeof parseMethod>[]; runs: number; warmup: number; maxSeconds?: number; attention: number[]; matmul: number; threads?: number; out: string }) => {
+    .action(async (o: { model?: string; sizes: [number, number][]; batch: number; methods: ReturnType<typeof parseMethod>[]; runs: number; warmup: number; maxSeconds?: number; oneSession?: boolean; attention: number[]; matmul: number; threads?: number; out: string }) => {
       mkdirSync(o.out, { recursive: true });
       const started = new Date().toISOString();
       const t0 = performance.now();
@@ -72,7 +73,7 @@ export function registerBench(program: Command): void {
       const machine = machineInfo();
       const matmul = o.matmul ? await runMatMulBench(o.matmul, 3, { threads: o.threads }) : undefined;
       if (matmul) log(matmulLine(matmul));
-      const speed = await runSpeedBench({ model, sizes: o.sizes, batch: o.batch, methods: o.methods, runs: o.runs, warmup: o.warmup, maxSeconds: left(), threads: o.threads, onLog: log });
+      const speed = await runSpeedBench({ model, sizes: o.sizes, batch: o.batch, methods: o.methods, runs: o.runs, warmup: o.warmup, maxSeconds: left(), oneSession: o.oneSession, threads: o.threads, onLog: log });
       const attention = o.attention.length ? await runAttentionBench(o.attention, o.runs, { threads: o.threads, maxSeconds: left(), onLog: log }) : [];
       const records = [...(matmul ? [matmul] : []), ...speed.records, ...attention];
       const json = { kind: 'todo-sd speed benchmark', started, command: process.argv.slice(2).join(' '), model, machine, stoppedEarly: speed.stoppedEarly, records };
