@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from 'fast-png';
 import { psnr } from '../src/bench/metrics.js';
-import { StableDiffusion } from '../src/index.js';
+import { createScheduler, StableDiffusion } from '../src/index.js';
 import type { RgbImage } from '../src/index.js';
 import { fixture, readTensor, relL2, runCli } from './helpers.js';
 
@@ -22,6 +22,8 @@ interface E2eCase {
   seed: number;
   png: string;
   tensors: string;
+  scheduler_config: Record<string, unknown>;
+  init_noise_sigma: number;
 }
 
 // Python's json module writes -Infinity (lambda_min_clipped), which JSON.parse rejects.
@@ -56,6 +58,17 @@ for (const c of cases()) {
     }
   });
 }
+
+test("sdxl-tiny e2e schedules: timesteps, sigmas and init sigma equal diffusers' (Euler leading, DPM++ 2M Karras)", () => {
+  for (const c of cases()) {
+    const ref = (k: string): number[] => Array.from(readTensor(fixture('sdxl-tiny', 'e2e', c.tensors), k).data);
+    const sched = createScheduler(c.sampler, c.scheduler_config, { karras: c.karras });
+    sched.setTimesteps(c.steps);
+    assert.ok(relL2(sched.timesteps, ref('timesteps')) < 1e-6, `${c.name} timesteps ${sched.timesteps.join(', ')}`);
+    assert.ok(relL2(sched.sigmas, ref('sigmas')) < 1e-6, `${c.name} sigmas`);
+    assert.ok(Math.abs(sched.initNoiseSigma - c.init_noise_sigma) < 1e-5 * c.init_noise_sigma, `${c.name} init sigma ${sched.initNoiseSigma}`);
+  }
+});
 
 test('sdxl-tiny: conditioning equals diffusers\' (zeros without a negative prompt, "" encoded, time ids height first)', async () => {
   const pipe = await StableDiffusion.load(fixture('sdxl-tiny'));
