@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveAttention } from '../src/attention/options.js';
@@ -8,7 +8,7 @@ import { WeightRecorder } from '../src/graph/weights.js';
 import { ARCHITECTURE_CONFIGS } from '../src/models/architectures.js';
 import { attentionLevels, buildUNetGraph, parseUNetConfig } from '../src/models/unet.js';
 import { decode } from 'fast-png';
-import { readPngText, StableDiffusion, type AttentionOptions } from '../src/index.js';
+import { readPngText, StableDiffusion, writeRandomModel, type AttentionOptions } from '../src/index.js';
 import { runCli } from './helpers.js';
 
 /** Self-attention key/value tokens per query count (i.e. per level), from the graph itself. */
@@ -65,6 +65,19 @@ test('random-model --arch sdxl-tiny: an SDXL folder that loads as SDXL; generate
     const png = decode(readFileSync(out));
     assert.deepEqual([png.width, png.height], [32, 32], 'native size: sample_size 16 × VAE scale 2');
     assert.match(readPngText(readFileSync(out)).parameters!, /Sampler: Euler, .*ToDo factor: 1\.5, ToDo max depth: 2, ToDo disable after: 1\.0, ToDo mode: nearest/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a folder whose model_index.json names SDXL but whose U-Net is not: a clear error naming both', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'todo-sd-mixed-'));
+  try {
+    const model = join(dir, 'm');
+    writeRandomModel(model, 'tiny');
+    const indexPath = join(model, 'model_index.json');
+    writeFileSync(indexPath, JSON.stringify({ ...JSON.parse(readFileSync(indexPath, 'utf8')), _class_name: 'StableDiffusionXLPipeline' }));
+    await assert.rejects(StableDiffusion.load(model), /names StableDiffusionXLPipeline but the U-Net is not an SDXL one \(addition_embed_type "text_time"\)/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
