@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { todoActiveAt } from '../src/attention/todo.js';
 import { todoFromInfotext, todoInfotext } from '../src/pipeline/todo-infotext.js';
 import type { TodoOptions } from '../src/index.js';
 
@@ -58,4 +59,14 @@ test('read back: the extension\'s own fields, and ours round-trip', () => {
 test('read back: bad values and depths beyond two attention levels are clear errors', () => {
   assert.throws(() => todoFromInfotext({ 'ToDo factor': 'two' }, SD15), /"ToDo factor: two" is not a number/);
   assert.throws(() => todoFromInfotext({ 'ToDo factor': '2.0', 'ToDo max depth': '3' }, SD15), /downsamples 3 attention levels .* at most two .* max depth 2 or less/);
+});
+
+test('"disable after" counts steps as the extension does: ToDo for the first int(d · steps) steps', () => {
+  const active = (d: number, n: number): number => Array.from({ length: n }, (_, i) => todoActiveAt(d, i, n)).filter(Boolean).length;
+  assert.equal(active(0.7, 25), 17); // int(17.5)
+  assert.equal(active(0.8, 25), 20);
+  assert.equal(active(0.3, 10), 3); // 0.3 · 10 = 3.0000000000000004 in floating point, as in Python
+  assert.equal(active(1, 20), 20);
+  assert.equal(active(0, 20), 0);
+  assert.ok(todoActiveAt(0.5, 0, 4) && todoActiveAt(0.5, 1, 4) && !todoActiveAt(0.5, 2, 4), 'the first steps, not the last');
 });

@@ -30,6 +30,15 @@ export interface TodoOptions {
 /** Graph input that switches downsampling on (true) or off (false) when `stopAt` is used. */
 export const TODO_ACTIVE_INPUT = 'todo_active';
 
+/**
+ * Whether ToDo downsamples at 0-based denoising step `step` of `total` under `stopAt`: for the
+ * first ⌊stopAt · total⌋ steps, as the A1111 extension's "disable after" (`int(d · steps)`),
+ * so that the same setting gives the same images here and there.
+ */
+export function todoActiveAt(stopAt: number, step: number, total: number): boolean {
+  return step < Math.floor(stopAt * total);
+}
+
 /** Modes that interpolate and so accept fractional factors; the pooling modes need whole windows. */
 export const FRACTIONAL_TODO_MODES: readonly TodoMode[] = ['nearest', 'nearest-exact', 'bilinear'];
 

@@ -5,6 +5,7 @@
  */
 import { basename, resolve } from 'node:path';
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
+import { todoActiveAt } from '../attention/todo.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { findComponent } from '../io/model-folder.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
@@ -214,7 +215,7 @@ export class StableDiffusion {
     for (const [i, t] of scheduler.timesteps.entries()) {
       const scaled = scheduler.scaleModelInput(x, t);
       const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * s.batch, ...latentDims.slice(1)] } : scaled;
-      const out = await this.unet.forward(input, t, cond.encoderHiddenStates, { attentionActive: i < stopAt * total, ...cond.added });
+      const out = await this.unet.forward(input, t, cond.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, i, total), ...cond.added });
       let eps = out;
       if (guided) {
         const n = numel(latentDims);
