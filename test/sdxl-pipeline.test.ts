@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from 'fast-png';
 import { psnr } from '../src/bench/metrics.js';
-import { createScheduler, StableDiffusion } from '../src/index.js';
+import { createScheduler, loadTextEncoder, loadTokenizer, parseUNetConfig, SdxlConditioner, StableDiffusion } from '../src/index.js';
 import type { RgbImage } from '../src/index.js';
 import { fixture, readTensor, relL2, runCli } from './helpers.js';
 
@@ -94,4 +94,18 @@ test('sdxl-tiny: conditioning equals diffusers\' (zeros without a negative promp
   assert.ok(empty.encoderHiddenStates.data.subarray(0, 77 * 24).some((v) => v !== 0));
   assert.ok(empty.added!.textEmbeds.data.subarray(0, 12).some((v) => v !== 0));
   await pipe.dispose();
+});
+
+test('SdxlConditioner refuses text encoders that do not fit the U-Net, naming the widths', async () => {
+  const dir = fixture('sdxl-tiny');
+  const tokenizers = [await loadTokenizer(dir), await loadTokenizer(dir, { component: 'tokenizer_2' })] as const;
+  const encoders = [await loadTextEncoder(dir), await loadTextEncoder(dir, { component: 'text_encoder_2' })] as const;
+  const config = JSON.parse(readFileSync(join(dir, 'unet', 'config.json'), 'utf8')) as Record<string, unknown>;
+  assert.ok(new SdxlConditioner(tokenizers, encoders, parseUNetConfig(config)));
+  assert.throws(() => new SdxlConditioner(tokenizers, encoders, parseUNetConfig({ ...config, cross_attention_dim: 32 })), /widths 8 \+ 16 = 24 do not match the U-Net's cross_attention_dim 32/);
+  assert.throws(
+    () => new SdxlConditioner(tokenizers, encoders, parseUNetConfig({ ...config, projection_class_embeddings_input_dim: 64 })),
+    /projection_dim 12 does not match the U-Net's pooled-text width 16/,
+  );
+  assert.throws(() => new SdxlConditioner(tokenizers, [encoders[0], encoders[0]], parseUNetConfig({ ...config, cross_attention_dim: 16 })), /text_encoder_2 must be a CLIPTextModelWithProjection/);
 });

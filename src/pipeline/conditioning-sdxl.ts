@@ -42,21 +42,18 @@ export function sdxlTimeIds(original: readonly [number, number], cropTopLeft: re
 }
 
 export class SdxlConditioner {
-  private constructor(
+  /**
+   * From loaded components (a diffusers folder: `load`; other sources build them and call this).
+   * Checks them against the U-Net they condition.
+   */
+  constructor(
     readonly tokenizers: readonly [ClipTokenizer, ClipTokenizer],
     readonly textEncoders: readonly [ClipTextEncoder, ClipTextEncoder],
-    /** model_index.json's `force_zeros_for_empty_prompt` (diffusers' default: true). */
-    readonly forceZerosForEmptyPrompt: boolean,
-  ) {}
-
-  /** Loads tokenizer(_2) and text_encoder(_2) of an SDXL folder and checks them against the U-Net. */
-  static async load(dir: string, unet: UNetConfig, opts: RuntimeOptions = {}): Promise<SdxlConditioner> {
-    const [tok1, tok2, te1, te2] = await Promise.all([
-      loadTokenizer(dir, { onWarning: opts.onWarning }),
-      loadTokenizer(dir, { component: 'tokenizer_2', onWarning: opts.onWarning }),
-      ClipTextEncoder.load(dir, opts),
-      ClipTextEncoder.load(dir, { ...opts, component: 'text_encoder_2' }),
-    ]);
+    unet: UNetConfig,
+    /** No negative prompt → zero negative embeddings (diffusers' `force_zeros_for_empty_prompt`, default true). */
+    readonly forceZerosForEmptyPrompt = true,
+  ) {
+    const [te1, te2] = textEncoders;
     const width = te1.config.hiddenSize + te2.config.hiddenSize;
     if (width !== unet.crossAttentionDim) {
       throw new Error(
@@ -71,10 +68,19 @@ export class SdxlConditioner {
           `(projection_class_embeddings_input_dim − ${TIME_IDS} × addition_time_embed_dim); SDXL refiner-style U-Nets (aesthetic score) are not supported`,
       );
     }
+  }
+
+  /** Loads tokenizer(_2) and text_encoder(_2) of an SDXL diffusers folder, `force_zeros_for_empty_prompt` from its model_index.json. */
+  static async load(dir: string, unet: UNetConfig, opts: RuntimeOptions = {}): Promise<SdxlConditioner> {
+    const [tok1, tok2, te1, te2] = await Promise.all([
+      loadTokenizer(dir, { onWarning: opts.onWarning }),
+      loadTokenizer(dir, { component: 'tokenizer_2', onWarning: opts.onWarning }),
+      ClipTextEncoder.load(dir, opts),
+      ClipTextEncoder.load(dir, { ...opts, component: 'text_encoder_2' }),
+    ]);
     const indexPath = join(dir, 'model_index.json');
     const index = existsSync(indexPath) ? readJson(indexPath, 'model index') : {};
-    const forceZeros = index.force_zeros_for_empty_prompt !== false;
-    return new SdxlConditioner([tok1, tok2], [te1, te2], forceZeros);
+    return new SdxlConditioner([tok1, tok2], [te1, te2], unet, index.force_zeros_for_empty_prompt !== false);
   }
 
   /** The U-Net's conditioning for one prompt × `batch` images (negative half first when guided). */
