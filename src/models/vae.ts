@@ -41,6 +41,7 @@ export function parseVAEConfig(c: Record<string, unknown>): VAEConfig {
     blockOutChannels: boc,
     layersPerBlock: (c.layers_per_block as number | undefined) ?? 1,
     groups: (c.norm_num_groups as number | undefined) ?? 32,
+    // SD 1.x/2.x 0.18215, SDXL 0.13025. SDXL's `force_upcast` asks for fp32 decoding: every graph here computes in fp32.
     scalingFactor: (c.scaling_factor as number | undefined) ?? 0.18215,
     scale: 2 ** (boc.length - 1),
   };
