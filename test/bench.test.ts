@@ -57,7 +57,8 @@ test('bench speed (smoke): JSON records with machine, interleaved speed-ups, FLO
 
 test('bench speed --max-seconds stops cleanly with what it measured', () => {
   const out = join(root, 'budget');
-  const r = cli('bench', 'speed', '--model', model, '--sizes', '64,128,256,512', '--methods', 'dense,todo-2', '--runs', '50', '--attention', '', '--matmul', '0', '--max-seconds', '2', '--out', out);
+  // A budget that a loaded machine still fits one size into, and more runs than any machine finishes in it.
+  const r = cli('bench', 'speed', '--model', model, '--sizes', '64,128,256,1024', '--methods', 'dense,todo-2', '--runs', '100', '--attention', '', '--matmul', '0', '--max-seconds', '20', '--out', out);
   assert.equal(r.code, 0, r.stderr);
   const json = JSON.parse(readFileSync(join(out, 'speed.json'), 'utf8')) as { records: Rec[]; stoppedEarly: boolean };
   assert.equal(json.stoppedEarly, true);
