@@ -3,7 +3,7 @@
  * applied, reported as matching nothing (count and first names, through onWarning), or an error
  * when the file was made for another architecture.
  */
-import type { LoraComponent, LoraFile } from './file.js';
+import type { LoraComponent } from './file.js';
 import { componentName, resolveLoras, type LoadedLora, type LoraPatches } from './merge.js';
 import type { LoraTargets } from './names.js';
 
@@ -71,6 +71,6 @@ export function applyLoras(loras: readonly LoadedLora[], hosts: readonly LoraHos
 }
 
 /** `Lora hashes` as AUTOMATIC1111 writes it: `name: shorthash, …`, names without ':' and ','. */
-export function loraHashes(used: readonly { name: string; file: LoraFile }[]): string {
-  return used.map((u) => `${u.name.replace(/[:,]/g, '')}: ${u.file.shortHash()}`).join(', ');
+export function loraHashes(used: readonly { name: string; hash: string }[]): string {
+  return used.map((u) => `${u.name.replace(/[:,]/g, '')}: ${u.hash}`).join(', ');
 }
