@@ -34,7 +34,7 @@ export function applyLoras(loras: readonly LoadedLora[], hosts: readonly LoraHos
     if (o.strict && absent.length > 0) {
       const c = absent[0]!.component!;
       throw new Error(
-        `LoRA ${file.name}: ${absent.length} modules (${absent[0]!.name}, …) are for the ${componentName(c)}, which this model does not have: ` +
+        `LoRA ${file.name}: ${absent.length} ${absent.length === 1 ? 'module' : 'modules'} (${absent[0]!.name}${absent.length > 1 ? ', …' : ''}) for the ${componentName(c)}, which this model does not have: ` +
           `the LoRA was made for another model architecture; use a LoRA trained for this model`,
       );
     }
