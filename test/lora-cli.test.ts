@@ -42,6 +42,9 @@ for (const c of cases) {
     assert.equal(r.code, 0, r.stderr);
     const { maxDiff, psnr } = compare(out, fixture('lora', c.png));
     assert.ok(maxDiff <= 3 && psnr >= 40, `max |diff| ${maxDiff}, PSNR ${psnr.toFixed(1)} dB`);
-    assert.match(readPngText(readFileSync(out)).parameters!, new RegExp(`Lora hashes: "lora-${c.lora.includes('kohya') ? 'kohya' : 'ldm'}: [0-9a-f]{12}"`));
+    const name = c.lora.replace('.safetensors', '');
+    const params = readPngText(readFileSync(out)).parameters!;
+    assert.equal(params.split('\n')[0], `${c.args.prompt}<lora:${name}:${c.lora_scale}>`);
+    assert.match(params, new RegExp(`Lora hashes: "${name}: [0-9a-f]{12}"`));
   });
 }

@@ -43,7 +43,10 @@ test('a prompt tag is the same as the option: same image; the set changes per ge
   const p = byTag.images[0]!.parameters;
   assert.equal(p.split('\n')[0], 'a photo of a lighthouse <lora:ink:0.8>');
   assert.match(p, /, Lora hashes: "ink: [0-9a-f]{12}", Version: todo-sd$/);
+  // A LoRA from the options is recorded as a tag appended to the prompt, as A1111's "Add network to prompt" does.
+  assert.equal(byOption.images[0]!.parameters.split('\n')[0], 'a photo of a lighthouse<lora:ink:0.8>');
   assert.match(byOption.images[0]!.parameters, /Lora hashes: "ink: /);
+  assert.equal(byOption.settings.prompt, 'a photo of a lighthouse');
   assert.doesNotMatch(plain.images[0]!.parameters, /Lora hashes/);
   assert.deepEqual(byTag.settings.loras.map((l) => [l.name, l.scale]), [['ink', 0.8]]);
 });

@@ -23,6 +23,12 @@ export interface UsedLora {
 export interface LorasForGeneration {
   /** The prompt without its `<…>` tags, for the text encoder. */
   prompt: string;
+  /**
+   * The prompt for the infotext: as written, with a tag appended for each LoRA that came from the
+   * options rather than the prompt (as A1111 does for the LoRA its settings add), so that the
+   * PNG records every LoRA with its weight.
+   */
+  infotextPrompt: string;
   used: UsedLora[];
   /** The infotext's `Lora hashes` value, when any LoRA is used. */
   hashes?: string;
@@ -90,6 +96,8 @@ export class PipelineLoras {
     const fromTags = tags.loras.map((t) => ({ ...resolvePromptLora(t, loraDir), name: t.name }));
     if (extra !== undefined && !Array.isArray(extra)) throw new Error('loras must be a list of { path, scale }');
     const used = this.use([...this.base, ...(extra ?? []), ...fromTags], onWarning);
-    return { prompt: tags.text, used, ...(used.length > 0 ? { hashes: loraHashes(used) } : {}) };
+    const fromOptions = used.slice(0, used.length - fromTags.length);
+    const infotextPrompt = prompt + fromOptions.map((u) => `<lora:${u.name}:${u.scale}${u.unetScale !== undefined ? `:${u.unetScale}` : ''}>`).join('');
+    return { prompt: tags.text, infotextPrompt, used, ...(used.length > 0 ? { hashes: loraHashes(used) } : {}) };
   }
 }

@@ -256,6 +256,7 @@ export class StableDiffusion {
 
     const parameters = a1111Parameters({
       ...s,
+      prompt: loras.infotextPrompt,
       model: this.modelName,
       attentionLevels: attentionLevels(this.unet.config),
       latent: [lh, lw],
