@@ -1,5 +1,5 @@
 /**
- * LoRA merged at graph build time: W' = W + Σ scale · (alpha / rank) · reshape(up · down, W.shape).
+ * LoRA merged at graph build time: W′ = W + Σ reshape((scale · alpha / rank · up) · down, W.shape).
  * W stays external data in the model's own file; up and down become small constants of the graph
  * and onnxruntime folds the sum into W once, when it creates the session. Nothing merged is
  * written to disk, and the graph protobuf grows by the LoRA's size only.
@@ -24,11 +24,11 @@ export interface LoadedLora {
   unetScale?: number;
 }
 
+/** One module's delta: `up` already multiplied by scale · alpha / rank. */
 interface LowRankDelta {
   up: Float32Array;
   down: Float32Array;
   rank: number;
-  factor: number;
 }
 
 const COMPONENT_NAMES: Record<LoraComponent, string> = {
@@ -78,7 +78,7 @@ export class LoraPatches implements WeightPatches {
       const down = g.constant(d.down, [d.rank, inner]);
       // Emitted without FLOP counting: every input is constant, so it is folded at session creation.
       const product = g.op('MatMul', [up, down], {}, [out, inner]);
-      merged = g.add(merged, g.reshape(g.mul(product, d.factor), w.shape));
+      merged = g.add(merged, w.rank === 2 ? product : g.reshape(product, w.shape));
     }
     return merged;
   }
@@ -126,7 +126,8 @@ export function resolveLoras(loras: readonly LoadedLora[], component: LoraCompon
       if (weight === 0) continue;
       const alpha = m.alpha ? file.read(m.alpha)[0]! : rank;
       const list = deltas.get(target.key) ?? [];
-      list.push({ up: file.read(m.up), down: file.read(m.down), rank, factor: (weight * alpha) / rank });
+      const factor = Math.fround((weight * alpha) / rank);
+      list.push({ up: file.read(m.up).map((v) => v * factor), down: file.read(m.down), rank });
       deltas.set(target.key, list);
     }
     if (own.length > 0 && missing.length === own.length) {
