@@ -64,6 +64,14 @@ const modules = new Map(
   (JSON.parse(readFileSync(fixture('lora', 'cases.json'), 'utf8')) as { modules: { module: string; kohya: string }[] }).modules.map((m) => [m.kohya, m.module]),
 );
 
+test("SDXL-style lora_te1_ names are the (first) text encoder's", async () => {
+  const te1 = rewrite('te1', (k) => k.replace(/^lora_te_/, 'lora_te1_'));
+  const te = await loadTextEncoder(BUILTIN_MODEL_DIR, { loras: [{ path: te1, scale: 0.8 }] });
+  const h = await te.forward({ data: SafetensorsFile.open(io()).readInt64('te_input_ids'), dims: [2, 77] });
+  await te.dispose();
+  assert.ok(relL2(h.data, readTensor(io(), 'te_out_lora').data) <= 1e-4);
+});
+
 test('alpha absent → alpha = rank; scale 0 and a missing module change what they should', async () => {
   // Without alpha tensors the deltas are larger (alpha/rank = 1 instead of ≤ 1): no longer the reference.
   const noAlpha = rewrite('no-alpha', (k) => (k.endsWith('.alpha') ? undefined : k));
@@ -108,6 +116,8 @@ test('a LoRA for another architecture is a clear error', async () => {
   await assert.rejects(StableDiffusion.load(BUILTIN_MODEL_DIR, { loras: [{ path: sdxl, scale: 1 }] }), /sdxl-like: 1 module \(lora_te2_text_model_encoder_layers_0_self_attn_q_proj\) for the second text encoder \(SDXL\), which this model does not have/);
   const nothing = rewrite('all-foreign', (k) => k.replace('lora_unet_down_blocks', 'lora_unet_double_blocks').replace('lora_unet_up_blocks', 'lora_unet_single_blocks').replace('lora_unet_mid_block', 'lora_unet_final').replace(/^lora_te_/, 'lora_te2_'));
   await assert.rejects(loadUNet(BUILTIN_MODEL_DIR, { loras: [{ path: nothing, scale: 1 }] }), /none of its 115 U-Net modules .* names a layer of this model/);
+  const unknown = rewrite('other-model', (k) => k.replace(/^lora_(unet|te)_/, 'lora_transformer_'));
+  await assert.rejects(StableDiffusion.load(BUILTIN_MODEL_DIR, { loras: [{ path: unknown, scale: 1 }] }), /other-model: none of its 127 modules .* names a part of this model/);
 });
 
 test('a file that is not a LoRA, or is missing, is a clear error', async () => {
