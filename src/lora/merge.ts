@@ -41,19 +41,20 @@ export function componentName(c: LoraComponent): string {
   return COMPONENT_NAMES[c];
 }
 
-export function checkScale(scale: number, what: string): void {
-  if (!Number.isFinite(scale)) throw new Error(`${what}: the LoRA weight must be a finite number; got ${scale}`);
+function checkScale(scale: number, what: string): void {
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new Error(`${what}: the LoRA weight must be a finite number; got ${scale}`);
 }
 
-/** Opens the files of `specs` (reading headers only); a missing file or a file that is no LoRA fails here. */
+/** Checks a spec and opens its file (the header only): a missing file or one that is no LoRA fails here. */
+export function loadLora(s: LoraSpec, open: (path: string) => LoraFile = LoraFile.open): LoadedLora {
+  if (!s || typeof s.path !== 'string') throw new Error(`a LoRA is given as { path, scale }; got ${JSON.stringify(s)}`);
+  checkScale(s.scale, `LoRA ${s.path}`);
+  if (s.unetScale !== undefined) checkScale(s.unetScale, `LoRA ${s.path}`);
+  return { file: open(resolve(s.path)), scale: s.scale, unetScale: s.unetScale };
+}
+
 export function openLoras(specs: readonly LoraSpec[]): LoadedLora[] {
-  return specs.map((s) => {
-    if (!s || typeof s.path !== 'string') throw new Error(`a LoRA is given as { path, scale }; got ${JSON.stringify(s)}`);
-    const file = LoraFile.open(resolve(s.path));
-    checkScale(s.scale, `LoRA ${s.path}`);
-    if (s.unetScale !== undefined) checkScale(s.unetScale, `LoRA ${s.path}`);
-    return { file, scale: s.scale, unetScale: s.unetScale };
-  });
+  return specs.map((s) => loadLora(s));
 }
 
 /** The LoRA deltas of one component, applied by the graph builder to each weight it loads. */
@@ -62,10 +63,6 @@ export class LoraPatches implements WeightPatches {
     private readonly deltas: ReadonlyMap<string, readonly LowRankDelta[]>,
     private readonly id: string,
   ) {}
-
-  get size(): number {
-    return this.deltas.size;
-  }
 
   apply(g: GraphBuilder, key: string, w: Value): Value {
     const list = this.deltas.get(key);
@@ -132,7 +129,7 @@ export function resolveLoras(loras: readonly LoadedLora[], component: LoraCompon
     }
     if (own.length > 0 && missing.length === own.length) {
       throw new Error(
-        `LoRA ${file.name}: none of its ${own.length} ${componentName(component)} modules (${missing.slice(0, 3).join(', ')}, …) names a layer of this model: ` +
+        `LoRA ${file.name}: none of its ${own.length} ${componentName(component)} modules (${missing.slice(0, 3).join(', ')}${own.length > 3 ? ', …' : ''}) names a layer of this model: ` +
           `it was made for another model architecture; use a LoRA trained for this model`,
       );
     }

@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { applyLoras, loraHashes, type LoraHost } from './apply.js';
 import { LoraFile } from './file.js';
-import { checkScale, type LoadedLora, type LoraSpec } from './merge.js';
+import { loadLora, type LoadedLora, type LoraSpec } from './merge.js';
 import { extractLoraTags, resolvePromptLora } from './prompt-tags.js';
 
 /** A LoRA as one generation used it. */
@@ -63,11 +63,8 @@ export class PipelineLoras {
   /** Puts exactly `specs` onto the components (base ones first); nothing happens when they are already there. */
   private use(specs: readonly (LoraSpec & { name?: string })[], onWarning?: (m: string) => void): UsedLora[] {
     const loaded: (LoadedLora & { name: string })[] = specs.map((s) => {
-      if (!s || typeof s.path !== 'string') throw new Error(`a LoRA is given as { path, scale }; got ${JSON.stringify(s)}`);
-      const file = this.open(s.path);
-      checkScale(s.scale, `LoRA ${s.path}`);
-      if (s.unetScale !== undefined) checkScale(s.unetScale, `LoRA ${s.path}`);
-      return { file, scale: s.scale, unetScale: s.unetScale, name: s.name ?? file.name };
+      const l = loadLora(s, (p) => this.open(p));
+      return { ...l, name: s.name ?? l.file.name };
     });
     const key = loaded.map((l) => `${l.file.fingerprint()}*${l.scale}/${l.unetScale}`).join('|');
     if (key !== this.applied) {
@@ -92,7 +89,8 @@ export class PipelineLoras {
   /** The LoRAs for one generation: load-time ones, `extra` (the options'), and the prompt's tags. */
   forGeneration(prompt: string, extra: readonly LoraSpec[] | undefined, loraDir: string | undefined, onWarning?: (m: string) => void): LorasForGeneration {
     const tags = extractLoraTags(prompt);
-    for (const t of tags.ignored) onWarning?.(`prompt tag ${t} is not supported here (only <lora:…>); it was removed from the prompt`);
+    const warn = onWarning ?? ((m: string) => console.warn(m));
+    for (const t of tags.ignored) warn(`prompt tag ${t} is not supported here (only <lora:…>); it was removed from the prompt`);
     const fromTags = tags.loras.map((t) => ({ ...resolvePromptLora(t, loraDir), name: t.name }));
     if (extra !== undefined && !Array.isArray(extra)) throw new Error('loras must be a list of { path, scale }');
     const used = this.use([...this.base, ...(extra ?? []), ...fromTags], onWarning);
