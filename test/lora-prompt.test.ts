@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BUILTIN_MODEL_DIR, StableDiffusion, type GenerateOptions } from '../src/index.js';
 import { extractLoraTags } from '../src/lora/prompt-tags.js';
+import { parseLoraOption } from '../src/cli/lora-option.js';
 import { fixture, runCli } from './helpers.js';
 
 test('<lora:…> tags: A1111 weights (te, unet, named), other tags removed too', () => {
@@ -77,4 +78,18 @@ test('CLI: bad --lora values and files exit non-zero with the reason; --lora-dir
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual((JSON.parse(r.stdout) as { loras: { name: string; scale: number }[] }).loras.map((l) => [l.name, l.scale]), [['ink', 0.5]]);
   assert.ok(readFileSync(out).length > 0);
+});
+
+test('--lora FILE[:W]: weight after the last colon, default 1, repeatable', () => {
+  let specs = parseLoraOption('a.safetensors:0.8');
+  specs = parseLoraOption('dir/b.safetensors', specs);
+  specs = parseLoraOption('C:\\loras\\c.safetensors:-0.5', specs);
+  assert.deepEqual(specs, [
+    { path: 'a.safetensors', scale: 0.8 },
+    { path: 'dir/b.safetensors', scale: 1 },
+    { path: 'C:\\loras\\c.safetensors', scale: -0.5 },
+  ]);
+  assert.deepEqual(parseLoraOption('C:\\loras\\d.safetensors'), [{ path: 'C:\\loras\\d.safetensors', scale: 1 }]);
+  assert.throws(() => parseLoraOption('a.safetensors:'), /"" after the last ':' is not a weight/);
+  assert.throws(() => parseLoraOption('a.ckpt:0.5'), /LoRAs are read from \.safetensors files/);
 });
