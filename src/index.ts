@@ -35,4 +35,3 @@ export type { LoraSpec } from './lora/merge.js';
 export type { UsedLora } from './lora/pipeline-loras.js';
 export { extractLoraTags } from './lora/prompt-tags.js';
 export type { PromptLora, PromptTags } from './lora/prompt-tags.js';
-export type { TextEncoderLoadOptions } from './models/clip-text.js';
