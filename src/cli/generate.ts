@@ -11,6 +11,8 @@ import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipel
 import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
+import { parseLoraOption } from './lora-option.js';
+import type { LoraSpec } from '../lora/merge.js';
 
 interface GenerateFlags {
   model?: string;
@@ -32,6 +34,8 @@ interface GenerateFlags {
   tome?: number;
   clipSkip: number;
   vaeTiling: 'auto' | 'on' | 'off';
+  lora: LoraSpec[];
+  loraDir?: string;
   out: string;
   json?: boolean;
   provider: string;
@@ -102,6 +106,8 @@ export function registerGenerate(program: Command): void {
     .option('--tome <ratio>', 'ToMe token merging (the baseline ToDo is compared with): fraction of top-level tokens to merge', parseFloatOption('--tome', 0, 0.75))
     .option('--clip-skip <n>', 'use the n-th last CLIP layer (1 = last)', parseIntOption('--clip-skip', 1), 1)
     .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding').choices(['auto', 'on', 'off']).default('auto'))
+    .option('--lora <file[:weight]>', 'merge a LoRA / LoCon .safetensors at this weight (default 1); repeatable', parseLoraOption, [])
+    .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors)')
     .option('-o, --out <file.png>', 'output PNG', 'output.png')
     .option('--json', 'print a JSON summary on stdout')
     .option('--provider <name>', 'onnxruntime execution provider: cpu, webgpu, cuda', 'cpu')
@@ -112,7 +118,7 @@ export function registerGenerate(program: Command): void {
       const modelDir = f.model ?? BUILTIN_MODEL_DIR;
       if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
       const latents = f.latents ? readLatentsFile(f.latents) : undefined;
-      const pipe = await StableDiffusion.load(modelDir, { executionProvider: f.provider, threads: f.threads, onWarning: log });
+      const pipe = await StableDiffusion.load(modelDir, { executionProvider: f.provider, threads: f.threads, onWarning: log, loras: f.lora });
       const opts: GenerateOptions = {
         prompt: f.prompt,
         negativePrompt: f.negativePrompt,
@@ -128,6 +134,7 @@ export function registerGenerate(program: Command): void {
         attention: attentionFromFlags(f),
         clipSkip: f.clipSkip,
         vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
+        loraDir: f.loraDir,
       };
       const progress = new Progress(process.stderr);
       const result = await pipe.generate(opts, {

@@ -183,6 +183,7 @@ export class GraphBuilder {
     this.shared.initializers.set(key, init);
     let v = new Value(key, w.shape, w.type);
     if (w.type !== 'float32') v = this.shared.root!.cast(v, 'float32');
+    if (store.patch) v = store.patch(this.shared.root!, key, v);
     this.shared.weightValues.set(key, v);
     return v;
   }

@@ -6,7 +6,7 @@
 import { statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { SafetensorsFile, type DType } from '../io/safetensors.js';
-import type { ElemType } from './builder.js';
+import type { ElemType, GraphBuilder, Value } from './builder.js';
 
 const FLOAT_TYPES: Partial<Record<DType, ElemType>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
 
@@ -22,11 +22,21 @@ export interface WeightRef {
 /** Where a graph's weights come from: real files, or a recorder that lists what a model needs. */
 export interface WeightSource {
   get(key: string, expectShape?: readonly number[]): WeightRef;
+  /** Graph ops on the fp32 weight `key` (in the root graph) that change it, e.g. a LoRA merge. */
+  patch?(g: GraphBuilder, key: string, w: Value): Value;
+}
+
+/** Changes to some weights, made by graph ops on top of the stored tensors (LoRA deltas). */
+export interface WeightPatches {
+  apply(g: GraphBuilder, key: string, w: Value): Value;
+  /** Identifies the patches in the graph cache key. */
+  fingerprint(): string;
 }
 
 export class WeightStore implements WeightSource {
   readonly folder: string;
   private readonly index = new Map<string, SafetensorsFile>();
+  private patches?: WeightPatches;
 
   constructor(
     readonly files: readonly SafetensorsFile[],
@@ -63,14 +73,23 @@ export class WeightStore implements WeightSource {
     return { file: basename(file.path), offset: t.offset, length: t.byteLength, shape: t.shape, type };
   }
 
-  /** Size and modification time of every file: part of the graph cache key. */
+  /** Replaces the patches applied to the weights of graphs built from now on. */
+  setPatches(patches: WeightPatches | undefined): void {
+    this.patches = patches;
+  }
+
+  patch(g: GraphBuilder, key: string, w: Value): Value {
+    return this.patches ? this.patches.apply(g, key, w) : w;
+  }
+
+  /** Size and modification time of every file, and the patches: part of the graph cache key. */
   fingerprint(): string {
-    return this.files
-      .map((f) => {
-        const s = statSync(f.path);
-        return `${f.path}:${s.size}:${s.mtimeMs}`;
-      })
-      .join('|');
+    const files = this.files.map((f) => {
+      const s = statSync(f.path);
+      return `${f.path}:${s.size}:${s.mtimeMs}`;
+    });
+    const patches = this.patches?.fingerprint();
+    return [...files, ...(patches ? [`patches:${patches}`] : [])].join('|');
   }
 }
 

@@ -6,12 +6,16 @@
  * transformers' (`text_model.encoder.layers.N.self_attn.q_proj`, `text_projection`, …).
  */
 import { GraphBuilder, type Value } from '../graph/builder.js';
-import { WeightStore, type WeightSource } from '../graph/weights.js';
+import { WeightRecorder, WeightStore, type WeightSource } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
 import type { Feed, RuntimeOptions } from '../runtime/session.js';
 import type { IntTensor, Tensor } from '../tensor.js';
 import { ComponentRuntime } from './component.js';
 import { layerNorm, linear } from './layers.js';
+import { applyLoras, type LoraHost } from '../lora/apply.js';
+import type { LoraComponent } from '../lora/file.js';
+import { openLoras, type LoraPatches, type LoraSpec } from '../lora/merge.js';
+import { textEncoderLoraTargets, type LoraTargets } from '../lora/names.js';
 
 export interface ClipTextConfig {
   vocabSize: number;
@@ -140,11 +144,15 @@ export function buildClipTextGraph(
   return g;
 }
 
-export class ClipTextEncoder {
+export class ClipTextEncoder implements LoraHost {
+  private targets?: LoraTargets;
+
   private constructor(
     readonly config: ClipTextConfig,
     private readonly weights: WeightStore,
     private readonly rt: ComponentRuntime,
+    /** Which of a model's text encoders this is, for the LoRA module names meant for it. */
+    readonly loraComponent: LoraComponent,
   ) {}
 
   /** `component`: the folder name in a model folder, `text_encoder` (default) or SDXL's `text_encoder_2`. */
@@ -153,8 +161,25 @@ export class ClipTextEncoder {
     const comp = findComponent(dir, name, { classNames: ['CLIPTextModel', 'CLIPTextModelWithProjection'] });
     const cfg = parseClipTextConfig(comp.config);
     const weights = WeightStore.open(comp.weightFiles, name);
-    buildClipTextGraph(cfg, weights, { batch: 1, length: 1 }, { kind: cfg.projectionDim === null ? 'last' : 'penultimate', clipSkip: 1 });
-    return new ClipTextEncoder(cfg, weights, new ComponentRuntime(name, weights, comp.config, opts));
+    buildClipTextGraph(cfg, weights, { batch: 1, length: 1 }, probeOutputs(cfg));
+    const loraComponent: LoraComponent = name === 'text_encoder_2' ? 'text_encoder_2' : 'text_encoder';
+    const te = new ClipTextEncoder(cfg, weights, new ComponentRuntime(name, weights, comp.config, opts), loraComponent);
+    if (opts.loras?.length) applyLoras(openLoras(opts.loras), [te], { strict: false, onWarning: opts.onWarning });
+    return te;
+  }
+
+  /** The weights a LoRA may change, by every name LoRA files use for them. */
+  loraTargets(): LoraTargets {
+    if (!this.targets) {
+      const recorder = new WeightRecorder();
+      buildClipTextGraph(this.config, recorder, { batch: 1, length: 1 }, probeOutputs(this.config));
+      this.targets = textEncoderLoraTargets(recorder.shapes);
+    }
+    return this.targets;
+  }
+
+  setLoraPatches(patches: LoraPatches): void {
+    this.weights.setPatches(patches);
   }
 
   /** input_ids [B, L] (Int32Array or BigInt64Array) → last hidden state [B, L, D]. */
@@ -213,6 +238,13 @@ function eosMask(ids: BigInt64Array, batch: number, length: number): Tensor {
 export interface TextEncoderLoadOptions extends RuntimeOptions {
   /** `text_encoder` (default) or `text_encoder_2` (SDXL). */
   component?: string;
+  /** LoRAs merged into the weights (their `lora_te_…` / `lora_te1_…` modules, `lora_te2_…` for text_encoder_2). */
+  loras?: LoraSpec[];
+}
+
+/** The outputs whose graph uses every weight: built at load time to check them, and to list LoRA targets. */
+function probeOutputs(cfg: ClipTextConfig): ClipTextOutputs {
+  return { kind: cfg.projectionDim === null ? 'last' : 'penultimate', clipSkip: 1 };
 }
 
 export function loadTextEncoder(dir: string, opts: TextEncoderLoadOptions = {}): Promise<ClipTextEncoder> {

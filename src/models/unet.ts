@@ -6,7 +6,7 @@
 import { GraphBuilder, type AttentionCall, type FlopCount, type GraphDef, type Value } from '../graph/builder.js';
 import { denseAttention } from '../attention/dense.js';
 import type { AttentionVariant } from '../attention/variant.js';
-import { WeightStore, type WeightSource } from '../graph/weights.js';
+import { WeightRecorder, WeightStore, type WeightSource } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
 import type { Feed, RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
@@ -15,6 +15,9 @@ import { ComponentRuntime, checkInput } from './component.js';
 import { conv2d, groupNorm, linear } from './layers.js';
 import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
 import { transformer2D } from './transformer.js';
+import { applyLoras, type LoraHost } from '../lora/apply.js';
+import { openLoras, type LoraPatches, type LoraSpec } from '../lora/merge.js';
+import { unetLoraTargets, type LoraTargets } from '../lora/names.js';
 
 const DOWN_BLOCKS = ['CrossAttnDownBlock2D', 'DownBlock2D'] as const;
 const UP_BLOCKS = ['CrossAttnUpBlock2D', 'UpBlock2D'] as const;
@@ -283,6 +286,8 @@ export interface UNetPlan {
 
 export interface LoadOptions extends RuntimeOptions {
   attention?: AttentionOptions;
+  /** LoRAs merged into the weights (kohya-ss / A1111 / diffusers files). */
+  loras?: LoraSpec[];
 }
 
 export interface UNetForwardOptions {
@@ -294,7 +299,10 @@ export interface UNetForwardOptions {
   timeIds?: Tensor;
 }
 
-export class UNet {
+export class UNet implements LoraHost {
+  readonly loraComponent = 'unet';
+  private targets?: LoraTargets;
+
   private constructor(
     readonly config: UNetConfig,
     private resolved: ResolvedAttention,
@@ -325,7 +333,25 @@ export class UNet {
     // Build once at a small size so that missing or mis-shaped weights fail at load time.
     const probe = 2 ** (cfg.blockOutChannels.length - 1);
     buildUNetGraph(cfg, weights, { batch: 1, height: probe, width: probe, textLength: 1 }, denseAttention);
-    return new UNet(cfg, attention, new ComponentRuntime('unet', weights, comp.config, opts));
+    const unet = new UNet(cfg, attention, new ComponentRuntime('unet', weights, comp.config, opts));
+    if (opts.loras?.length) applyLoras(openLoras(opts.loras), [unet], { strict: false, onWarning: opts.onWarning });
+    return unet;
+  }
+
+  /** The weights a LoRA may change, by every name LoRA files use for them. */
+  loraTargets(): LoraTargets {
+    if (!this.targets) {
+      const recorder = new WeightRecorder();
+      const probe = 2 ** (this.config.blockOutChannels.length - 1);
+      buildUNetGraph(this.config, recorder, { batch: 1, height: probe, width: probe, textLength: 1 }, denseAttention);
+      this.targets = unetLoraTargets(this.config, recorder.shapes);
+    }
+    return this.targets;
+  }
+
+  setLoraPatches(patches: LoraPatches): void {
+    this.rt.weights.setPatches(patches);
+    this.lastPlan = undefined;
   }
 
   /** The graph this U-Net runs for one input shape, with the attention variant that fed it. */

@@ -31,6 +31,8 @@ export interface ParameterSource {
   /** The U-Net's resolution levels with self-attention and the latent grid: ToDo's fields depend on them. */
   attentionLevels: readonly number[];
   latent: readonly [number, number];
+  /** `name: shorthash, …` of the LoRAs used (A1111's `Lora hashes`). */
+  loraHashes?: string;
 }
 
 /** A1111 quotes a value that holds a comma, colon or quote, JSON-style. */
@@ -52,6 +54,7 @@ export function a1111Parameters(p: ParameterSource): string {
   const a = p.attention;
   if (a.method === 'todo') fields.push(...todoInfotext(a, p.attentionLevels, p.latent));
   if (a.method === 'tome') fields.push(['Token merging ratio', a.ratio]);
+  if (p.loraHashes) fields.push(['Lora hashes', p.loraHashes]);
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);

@@ -21,6 +21,8 @@ import { SdxlConditioner, type Conditioning } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { a1111Parameters } from './parameters.js';
 import { decodeTiled } from './vae-tiling.js';
+import type { LoraSpec } from '../lora/merge.js';
+import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 
 export interface GenerateOptions {
   prompt: string;
@@ -44,6 +46,10 @@ export interface GenerateOptions {
   clipSkip?: number;
   /** Tiled VAE decoding: 'auto' (default) tiles above 1024x1024 pixels. */
   vaeTiling?: boolean | 'auto';
+  /** LoRAs for this generation, on top of those given to load(). */
+  loras?: LoraSpec[];
+  /** Folder of the LoRAs that `<lora:name:w>` tags in the prompt name (`name.safetensors`). */
+  loraDir?: string;
 }
 
 export interface StepInfo {
@@ -67,7 +73,12 @@ export interface GeneratedImage extends RgbImage {
 export interface GenerateResult {
   images: GeneratedImage[];
   /** The settings actually used, defaults filled in. */
-  settings: Required<Omit<GenerateOptions, 'latents' | 'negativePrompt'>> & { negativePrompt: string; latentsFromFile: boolean };
+  settings: Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'loras' | 'loraDir'>> & {
+    negativePrompt: string;
+    latentsFromFile: boolean;
+    /** Every LoRA applied: load-time, the options' and the prompt's. */
+    loras: UsedLora[];
+  };
   timings: { textMs: number; denoiseMs: number; decodeMs: number };
 }
 
@@ -91,23 +102,29 @@ export class StableDiffusion {
     readonly unet: UNet,
     readonly vae: VAE,
     readonly schedulerConfig: Record<string, unknown>,
+    private readonly loras: PipelineLoras,
     /** SDXL's two tokenizers and text encoders (the first ones are also `tokenizer`, `textEncoder`). */
     readonly sdxl?: SdxlConditioner,
   ) {}
 
-  static async load(dir: string, opts: RuntimeOptions & { attention?: AttentionOptions } = {}): Promise<StableDiffusion> {
+  static async load(dir: string, options: RuntimeOptions & { attention?: AttentionOptions; loras?: LoraSpec[] } = {}): Promise<StableDiffusion> {
+    const { loras, ...opts } = options;
     const modelDir = resolve(dir);
     const scheduler = findComponent(modelDir, 'scheduler', { configFile: 'scheduler_config.json', needWeights: false });
     const [unet, vae] = await Promise.all([UNet.load(modelDir, opts), VAE.load(modelDir, opts)]);
     if (detectModelFamily(modelDir, unet.config) === 'sdxl') {
       const sdxl = await SdxlConditioner.load(modelDir, unet.config, opts);
-      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler.config, sdxl);
+      const sdxlLoras = new PipelineLoras([...sdxl.textEncoders, unet], loras ?? []);
+      sdxlLoras.useBase(opts.onWarning);
+      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler.config, sdxlLoras, sdxl);
     }
     const [tokenizer, textEncoder] = await Promise.all([loadTokenizer(modelDir, { onWarning: opts.onWarning }), ClipTextEncoder.load(modelDir, opts)]);
     if (textEncoder.config.hiddenSize !== unet.config.crossAttentionDim) {
       fail(`text encoder width ${textEncoder.config.hiddenSize} does not match the U-Net's cross_attention_dim ${unet.config.crossAttentionDim}; the components come from different models`);
     }
-    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler.config);
+    const pipeLoras = new PipelineLoras([textEncoder, unet], loras ?? []);
+    pipeLoras.useBase(opts.onWarning);
+    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler.config, pipeLoras);
   }
 
   get family(): ModelFamily {
@@ -129,7 +146,7 @@ export class StableDiffusion {
     return sampleSize * this.vae.config.scale;
   }
 
-  private resolve(o: GenerateOptions): GenerateResult['settings'] {
+  private resolve(o: GenerateOptions): Omit<GenerateResult['settings'], 'loras'> {
     if (typeof o.prompt !== 'string') fail('prompt must be a string');
     const scale = this.vae.config.scale;
     const width = o.width ?? this.nativeSize;
@@ -180,7 +197,9 @@ export class StableDiffusion {
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
-    const s = this.resolve(o);
+    const resolved = this.resolve(o);
+    const loras = this.loras.forGeneration(resolved.prompt, o.loras, o.loraDir, cb.onWarning);
+    const s = { ...resolved, loras: loras.used };
     const scale = this.vae.config.scale;
     const lh = s.height / scale;
     const lw = s.width / scale;
@@ -203,9 +222,9 @@ export class StableDiffusion {
 
     const t0 = performance.now();
     const guided = s.cfg > 1;
-    const prompts = [...(guided ? Array(s.batch).fill(s.negativePrompt) : []), ...Array(s.batch).fill(s.prompt)];
+    const prompts = [...(guided ? Array(s.batch).fill(s.negativePrompt) : []), ...Array(s.batch).fill(loras.prompt)];
     const cond: Conditioning = this.sdxl
-      ? await this.sdxl.encode({ prompt: s.prompt, negativePrompt: o.negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: s.width, height: s.height })
+      ? await this.sdxl.encode({ prompt: loras.prompt, negativePrompt: o.negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: s.width, height: s.height })
       : { encoderHiddenStates: await this.encodeText(prompts, s.clipSkip) };
     const t1 = performance.now();
 
@@ -235,7 +254,14 @@ export class StableDiffusion {
     cb.onStep?.({ step: total, total, timestep: 0, phase: 'decode' });
     const t3 = performance.now();
 
-    const parameters = a1111Parameters({ ...s, model: this.modelName, attentionLevels: attentionLevels(this.unet.config), latent: [lh, lw] });
+    const parameters = a1111Parameters({
+      ...s,
+      prompt: loras.infotextPrompt,
+      model: this.modelName,
+      attentionLevels: attentionLevels(this.unet.config),
+      latent: [lh, lw],
+      loraHashes: loras.hashes,
+    });
     const images = toRgb(decoded).map((img) => ({ ...img, seed: s.seed, parameters }));
     return { images, settings: s, timings: { textMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 } };
   }
