@@ -11,8 +11,9 @@ import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipel
 import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
+import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 
-interface GenerateFlags {
+interface GenerateFlags extends RuntimeFlags {
   model?: string;
   prompt: string;
   negativePrompt?: string;
@@ -34,8 +35,6 @@ interface GenerateFlags {
   vaeTiling: 'auto' | 'on' | 'off';
   out: string;
   json?: boolean;
-  provider: string;
-  threads?: number;
 }
 
 function parseTodo(v: string): string {
@@ -104,7 +103,10 @@ export function registerGenerate(program: Command): void {
     .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding').choices(['auto', 'on', 'off']).default('auto'))
     .option('-o, --out <file.png>', 'output PNG', 'output.png')
     .option('--json', 'print a JSON summary on stdout')
-    .option('--provider <name>', 'onnxruntime execution provider: cpu, webgpu, cuda', 'cpu')
+    .addOption(providerOption())
+    .addOption(precisionOption())
+    .addOption(attentionFormOption())
+    .addOption(deviceLoopOption())
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
     .action(async (f: GenerateFlags) => {
       checkOutput(f.out);
@@ -112,7 +114,7 @@ export function registerGenerate(program: Command): void {
       const modelDir = f.model ?? BUILTIN_MODEL_DIR;
       if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
       const latents = f.latents ? readLatentsFile(f.latents) : undefined;
-      const pipe = await StableDiffusion.load(modelDir, { executionProvider: f.provider, threads: f.threads, onWarning: log });
+      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), onWarning: log });
       const opts: GenerateOptions = {
         prompt: f.prompt,
         negativePrompt: f.negativePrompt,
