@@ -44,7 +44,7 @@ export function parseVAEConfig(c: Record<string, unknown>): VAEConfig {
     blockOutChannels: boc,
     layersPerBlock: (c.layers_per_block as number | undefined) ?? 1,
     groups: (c.norm_num_groups as number | undefined) ?? 32,
-    // SD 1.x/2.x 0.18215, SDXL 0.13025. SDXL's `force_upcast` asks for fp32 decoding: every graph here computes in fp32.
+    // SD 1.x/2.x 0.18215, SDXL 0.13025. SDXL's `force_upcast` asks for fp32 decoding (forceUpcast below).
     scalingFactor: (c.scaling_factor as number | undefined) ?? 0.18215,
     scale: 2 ** (boc.length - 1),
     forceUpcast: (c.force_upcast as boolean | undefined) ?? true,
