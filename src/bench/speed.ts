@@ -261,7 +261,9 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
     // Dense on its own when no method ran (or only dense was asked for).
     let alone = standalone;
     if (denseAll.length === 0 && !standalone && fits(denseEstimate)) alone = denseRef = await loadDense(size);
-    while (alone && denseAll.length < o.runs && fits(denseEstimate)) {
+    // A run that has measured nothing yet takes one dense step past the budget rather than end empty.
+    const firstAnyway = (): boolean => records.length === 0 && denseAll.length === 0;
+    while (alone && denseAll.length < o.runs && (fits(denseEstimate) || firstAnyway())) {
       const t = await timeRun(alone);
       denseAll.push(t.ms);
       densePeak = Math.max(densePeak, t.peakMiB);
