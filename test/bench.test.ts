@@ -25,21 +25,22 @@ interface Rec {
   step: { medianMs: number; runsMs: number[] };
   denseInterleaved: { medianMs: number; runsMs: number[] };
   topLevelKeys: number;
+  attentionForms: Record<string, number>;
   gflops?: number;
   kernel?: string;
 }
 
 test('bench speed (smoke): JSON records with machine, interleaved speed-ups, FLOPs; Markdown and charts', () => {
   const out = join(root, 'speed');
-  const r = cli('bench', 'speed', '--model', model, '--sizes', '64,128', '--methods', 'dense,todo-2,tome-0.5', '--runs', '2', '--warmup', '0', '--attention', '256', '--matmul', '64', '--out', out);
+  const r = cli('bench', 'speed', '--model', model, '--sizes', '64,128', '--methods', 'dense,todo-2,todo-2@chunked,tome-0.5', '--runs', '2', '--warmup', '0', '--attention', '256', '--matmul', '64', '--out', out);
   assert.equal(r.code, 0, r.stderr);
   const json = JSON.parse(readFileSync(join(out, 'speed.json'), 'utf8')) as { machine: { cores: number; cpu: string }; records: Rec[]; stoppedEarly: boolean };
   assert.ok(json.machine.cores >= 1 && json.machine.cpu.length > 0);
   assert.equal(json.stoppedEarly, false);
   const unet = json.records.filter((x) => x.type === 'unet');
-  assert.deepEqual(unet.map((x) => `${x.size[0]}:${x.method}`), ['64:dense', '64:todo-2', '64:tome-0.5', '128:dense', '128:todo-2', '128:tome-0.5']);
+  assert.deepEqual(unet.map((x) => `${x.size[0]}:${x.method}`), ['64:dense', '64:todo-2', '64:todo-2@chunked', '64:tome-0.5', '128:dense', '128:todo-2', '128:todo-2@chunked', '128:tome-0.5']);
   for (const x of unet) {
-    assert.equal(x.step.runsMs.length, x.method === 'dense' ? 4 : 2);
+    assert.equal(x.step.runsMs.length, x.method === 'dense' ? 6 : 2);
     assert.ok(Math.abs(x.speedup - x.denseInterleaved.medianMs / x.step.medianMs) < 1e-9);
     const dense = unet.find((d) => d.method === 'dense' && d.size[0] === x.size[0])!;
     assert.ok(Math.abs(x.flopIdealSpeedup - dense.flops.total / x.flops.total) < 1e-9);
@@ -48,8 +49,13 @@ test('bench speed (smoke): JSON records with machine, interleaved speed-ups, FLO
   // At 128px the latent is 16x16: ToDo 2 leaves 8x8 key/value tokens at the top level.
   assert.equal(unet.find((x) => x.size[0] === 128 && x.method === 'todo-2')!.topLevelKeys, 64);
   assert.equal(unet.find((x) => x.size[0] === 128 && x.method === 'dense')!.topLevelKeys, 256);
+  // The forced form: every attention chunked, the same FLOPs; the CPU's own choice is MultiHeadAttention.
+  const chunked = unet.find((x) => x.size[0] === 128 && x.method === 'todo-2@chunked')!;
+  assert.deepEqual(Object.keys(chunked.attentionForms), ['chunked']);
+  assert.deepEqual(Object.keys(unet.find((x) => x.size[0] === 128 && x.method === 'todo-2')!.attentionForms), ['mha']);
+  assert.equal(chunked.flops.total, unet.find((x) => x.size[0] === 128 && x.method === 'todo-2')!.flops.total);
   assert.ok(json.records.some((x) => x.type === 'matmul' && x.gflops! > 0));
-  assert.deepEqual(json.records.filter((x) => x.type === 'attention').map((x) => x.kernel), ['flash', 'flash-todo-2', 'flash-todo-4', 'matmul-softmax']);
+  assert.deepEqual(json.records.filter((x) => x.type === 'attention').map((x) => x.kernel), ['flash', 'flash-todo-2', 'flash-todo-4', 'chunked-todo-2', 'chunked-todo-4', 'matmul-softmax']);
   const md = readFileSync(join(out, 'speed.md'), 'utf8');
   assert.match(md, /\| 128x128 \| 1 \| todo-2 \|/);
   assert.match(readFileSync(join(out, 'speed-speedup.svg'), 'utf8'), /<svg[\s\S]*todo-2[\s\S]*<\/svg>/);
@@ -90,5 +96,7 @@ test('bench method names', () => {
   assert.deepEqual(parseMethod('todo-auto').attention, { method: 'todo', factor: 'auto', level2Factor: 1 });
   assert.deepEqual(parseMethod('todo-2-l2').attention, { method: 'todo', factor: 2, level2Factor: 2 });
   assert.deepEqual(parseMethod('tome-0.75').attention, { method: 'tome', ratio: 0.75 });
+  assert.deepEqual(parseMethod('todo-2@chunked'), { label: 'todo-2@chunked', attention: { method: 'todo', factor: 2, level2Factor: 1 }, attentionForm: 'chunked' });
+  assert.throws(() => parseMethod('todo-2@flash'), /unknown attention form "flash"/);
   assert.throws(() => parseMethod('todo'), /unknown method "todo"/);
 });

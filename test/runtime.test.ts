@@ -79,3 +79,16 @@ test('progress: steps, it/s and ETA on a terminal; nothing in a pipe', () => {
   q.finish('decoded');
   assert.equal(pipe.text(), '');
 });
+
+test('WebGPU without an adapter falls back to the CPU with its defaults (fp32), warning once however many sessions open', async () => {
+  const warnings: string[] = [];
+  const unet = await loadUNet(model, { executionProvider: 'webgpu', onWarning: (m) => warnings.push(m) });
+  const cpu = await loadUNet(model);
+  const out = await unet.forward(sample, 10, text);
+  await unet.forward({ data: new Float32Array(4 * 16 * 16), dims: [1, 4, 16, 16] }, 10, text);
+  assert.equal(warnings.length, 1, warnings.join('\n'));
+  assert.match(warnings[0]!, /execution provider "webgpu" is not available here \(.+\); falling back to the CPU/);
+  assert.deepEqual(out.data, (await cpu.forward(sample, 10, text)).data, 'fp32, as on the CPU, not the GPU default fp16');
+  await unet.dispose();
+  await cpu.dispose();
+});

@@ -45,6 +45,8 @@ export interface FidelityResult {
 }
 
 export async function runFidelityBench(o: FidelityOptions): Promise<FidelityResult> {
+  const withForm = o.methods.find((m) => m.attentionForm);
+  if (withForm) throw new Error(`fidelity: "${withForm.label}": attention forms are exact and give the same images; compare them with bench speed (or set --attention-form for the whole run)`);
   const pipe = await StableDiffusion.load(o.model, o);
   const records: FidelityRecord[] = [];
   const images = new Map<number, RgbImage[][]>();

@@ -1,4 +1,5 @@
 /** What a benchmark ran on, recorded with every result; and the process's memory as Linux reports it. */
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, platform, arch } from 'node:os';
 import { createRequire } from 'node:module';
@@ -12,6 +13,18 @@ export interface MachineInfo {
   os: string;
   node: string;
   onnxruntime: string;
+  /** NVIDIA GPUs as nvidia-smi names them, when there are any. */
+  gpu?: string;
+}
+
+/** The GPUs' names (nvidia-smi), or undefined where there is none. */
+function gpuNames(): string | undefined {
+  try {
+    const out = execFileSync('nvidia-smi', ['--query-gpu=name', '--format=csv,noheader'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
+    return out.trim().split('\n').join(', ') || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export function machineInfo(): MachineInfo {
@@ -31,6 +44,7 @@ export function machineInfo(): MachineInfo {
     os: `${platform()} ${arch()}`,
     node: process.version,
     onnxruntime: ortPackage.version,
+    gpu: gpuNames(),
   };
 }
 

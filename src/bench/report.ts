@@ -11,7 +11,7 @@ const x = (v: number): string => `${v.toFixed(2)}x`;
 const tflop = (f: number): string => (f / 1e12).toFixed(2);
 
 export function machineLine(m: MachineInfo): string {
-  return `${m.cpu}, ${m.cores} cores (${m.flags.join(', ') || 'no AVX flags seen'}), ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, onnxruntime-node ${m.onnxruntime}`;
+  return `${m.gpu ? `${m.gpu} with ` : ''}${m.cpu}, ${m.cores} cores (${m.flags.join(', ') || 'no AVX flags seen'}), ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, onnxruntime-node ${m.onnxruntime}`;
 }
 
 function table(head: string[], rows: (string | number)[][]): string {
@@ -22,7 +22,8 @@ export function speedTable(records: readonly UNetRecord[], matmul?: MatMulRecord
   const rows = records.map((r) => [
     `${r.size[0]}x${r.size[1]}`,
     r.batch,
-    r.method,
+    // Records written before attention forms were recorded have none.
+    r.attentionForms?.chunked ? `${r.method} (${r.attentionForms.chunked} chunked)` : r.method,
     `${s(r.step.medianMs)} (${s(r.step.minMs)}–${s(r.step.maxMs)}, n=${r.step.runsMs.length})`,
     r.method === 'dense' ? '1.00x' : `**${x(r.speedup)}**`,
     x(r.flopIdealSpeedup),
@@ -31,10 +32,10 @@ export function speedTable(records: readonly UNetRecord[], matmul?: MatMulRecord
     `${Math.round(r.achievedGflops)}${matmul ? ` (${Math.round((100 * r.achievedGflops) / matmul.gflops)}%)` : ''}`,
     r.topLevelKeys,
     (r.peakMiB / 1024).toFixed(1),
-    `${Math.round(r.buildMs)} / ${s(r.sessionMs)}`,
+    `${Math.round(r.buildMs)} / ${s(r.sessionMs)} / ${r.firstRunMs === undefined ? '–' : s(r.firstRunMs)}`,
   ]);
   return table(
-    ['size', 'batch', 'method', 'step s, median (min–max)', 'speed-up', 'FLOP-ideal', 'of ideal', 'TFLOP', 'GFLOP/s (of MatMul)', 'top-level keys', 'peak GiB', 'build ms / session s'],
+    ['size', 'batch', 'method', 'step s, median (min–max)', 'speed-up', 'FLOP-ideal', 'of ideal', 'TFLOP', 'GFLOP/s (of MatMul)', 'top-level keys', 'peak GiB', 'build ms / session s / first run s'],
     rows,
   );
 }
@@ -110,6 +111,9 @@ export interface SpeedResults {
   command: string;
   model: string;
   machine: MachineInfo;
+  /** Absent in results written before providers and precisions were recorded (CPU, fp32). */
+  provider?: string;
+  precision?: string;
   stoppedEarly: boolean;
   records: (UNetRecord | MatMulRecord | AttentionRecord)[];
 }
@@ -123,11 +127,11 @@ export function speedReport(r: SpeedResults): Record<string, string> {
   const md = [
     `# Speed: ${r.started}`,
     '',
-    `Machine: ${machineLine(r.machine)}. Model: ${r.model}. Command: \`todo-sd ${r.command}\`.${r.stoppedEarly ? ' **Stopped early by --max-seconds.**' : ''}`,
+    `Machine: ${machineLine(r.machine)}. Provider: ${r.provider ?? 'cpu'}, ${r.precision ?? 'fp32'}. Model: ${r.model}. Command: \`todo-sd ${r.command}\`.${r.stoppedEarly ? ' **Stopped early by --max-seconds.**' : ''}`,
     '',
     ...(matmul ? [matmulLine(matmul), ''] : []),
     ...(unet.length ? [speedTable(unet, matmul), ''] : []),
-    ...(attention.length ? ['Attention alone (8 heads x 40, batch 1):', '', attentionTable(attention), ''] : []),
+    ...(attention.length ? [`Attention alone (8 heads x 40, batch ${attention[0]!.batch ?? 1}, ${attention[0]!.precision ?? 'fp32'}):`, '', attentionTable(attention), ''] : []),
     ...Object.keys(charts).map((f) => `![${f}](${f})`),
     '',
   ].join('\n');

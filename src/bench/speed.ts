@@ -4,6 +4,7 @@
  * of the machine cancels out of the ratio; every number is a median over several runs.
  */
 import { denseAttention } from '../attention/dense.js';
+import { checkAttentionForm, type AttentionForm } from '../attention/forms.js';
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
 import { TODO_ACTIVE_INPUT } from '../attention/todo.js';
 import { GraphBuilder } from '../graph/builder.js';
@@ -11,23 +12,32 @@ import { serializeModel } from '../graph/serialize.js';
 import { WeightStore } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
 import { buildUNetGraph, parseUNetConfig, TIME_IDS, type UNetConfig } from '../models/unet.js';
-import { createSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
+import { graphOptions } from '../runtime/graph-options.js';
+import { openSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import { median, peakRssMiB, resetPeak, rssMiB } from './machine.js';
 
 export interface MethodSpec {
-  /** Short name used in reports: dense, todo-2, todo-auto, todo-2-l2, tome-0.5, … */
+  /** Short name used in reports: dense, todo-2, todo-auto, todo-2-l2, tome-0.5, todo-2@chunked, … */
   label: string;
   attention: AttentionOptions;
+  /** An attention form for this method only (`@mha`, `@chunked`); default the run's. */
+  attentionForm?: AttentionForm;
 }
 
-/** Parses `dense`, `todo-K`, `todo-auto`, `todo-K-l2` (also factor 2 at level 2), `tome-R`. */
+/** Parses `dense`, `todo-K`, `todo-auto`, `todo-K-l2` (also factor 2 at level 2), `tome-R`, each optionally `@mha` or `@chunked`. */
 export function parseMethod(label: string): MethodSpec {
+  const at = /^(.*)@(.*)$/.exec(label);
+  if (at) {
+    const form = checkAttentionForm(at[2]!);
+    if (form === 'auto') return parseMethod(at[1]!);
+    return { ...parseMethod(at[1]!), label, attentionForm: form };
+  }
   if (label === 'dense') return { label, attention: { method: 'dense' } };
   let m = /^todo-(auto|\d+)(-l2)?$/.exec(label);
   if (m) return { label, attention: { method: 'todo', factor: m[1] === 'auto' ? 'auto' : Number(m[1]), level2Factor: m[2] ? 2 : 1 } };
   m = /^tome-(0?\.\d+)$/.exec(label);
   if (m) return { label, attention: { method: 'tome', ratio: Number(m[1]) } };
-  throw new Error(`unknown method "${label}"; use dense, todo-2, todo-3, todo-4, todo-auto, todo-2-l2 (level 2 too) or tome-0.5 (a ratio)`);
+  throw new Error(`unknown method "${label}"; use dense, todo-2, todo-3, todo-4, todo-auto, todo-2-l2 (level 2 too) or tome-0.5 (a ratio), optionally with @mha or @chunked (the attention form)`);
 }
 
 export interface Stats {
@@ -55,8 +65,15 @@ export interface UNetRecord {
   achievedGflops: number;
   /** Key/value tokens of the first self-attention (ToDo's and ToMe's target level), per image. */
   topLevelKeys: number;
+  /** How many attentions took each form (attention/forms.ts). */
+  attentionForms: Record<string, number>;
   buildMs: number;
   sessionMs: number;
+  /** The first run, apart from the timed ones: on a GPU it compiles the shaders (0 without warm-up). */
+  firstRunMs: number;
+  /** The provider that ran it (after any fallback) and the compute precision. */
+  provider: string;
+  precision: string;
   /** Memory the session took when created (weights, pre-packed), MiB. */
   sessionMiB: number;
   /** Highest resident memory during a run above the level before it, MiB. */
@@ -89,9 +106,13 @@ export interface SpeedOptions extends RuntimeOptions {
 
 interface Loaded {
   session: ort.InferenceSession;
+  provider: string;
+  precision: string;
+  firstRunMs: number;
   feeds: Record<string, ort.Tensor>;
   flops: { attention: number; other: number };
   topLevelKeys: number;
+  attentionForms: Record<string, number>;
   buildMs: number;
   sessionMs: number;
   sessionMiB: number;
@@ -114,11 +135,12 @@ async function load(cfg: UNetConfig, weights: WeightStore, size: [number, number
   const [h, w] = [size[0] / 8, size[1] / 8];
   const t0 = performance.now();
   const variant = resolveAttention(attention).variant({ latent: [h, w] });
-  const g = buildUNetGraph(cfg, weights, { batch, height: h, width: w, textLength: 77 }, variant);
+  const graph = graphOptions(rt);
+  const g = buildUNetGraph(cfg, weights, { batch, height: h, width: w, textLength: 77 }, variant, graph);
   const bytes = serializeModel(g.build());
   const t1 = performance.now();
   const before = rssMiB();
-  const session = await createSession(bytes, weights.folder, rt);
+  const { session, provider } = await openSession(bytes, weights.folder, rt);
   const t2 = performance.now();
   const feeds: Record<string, ort.Tensor> = {
     sample: new ort.Tensor('float32', deterministic(batch * cfg.inChannels * h * w, 1), [batch, cfg.inChannels, h, w]),
@@ -132,7 +154,7 @@ async function load(cfg: UNetConfig, weights: WeightStore, size: [number, number
     feeds.time_ids = new ort.Tensor('float32', Float32Array.from({ length: batch * TIME_IDS }, (_, i) => ids[i % TIME_IDS]!), [batch, TIME_IDS]);
   }
   for (const f of variant.feeds({ active: true })) feeds[f.name] = toOrt(f);
-  return { session, feeds, flops: g.flops, topLevelKeys: firstSelfAttentionKeys(g), buildMs: t1 - t0, sessionMs: t2 - t1, sessionMiB: rssMiB() - before };
+  return { session, provider, precision: graph.precision, firstRunMs: 0, feeds, flops: g.flops, topLevelKeys: firstSelfAttentionKeys(g), attentionForms: countForms(g.attentionCalls.map((c) => c.form.form)), buildMs: t1 - t0, sessionMs: t2 - t1, sessionMiB: rssMiB() - before };
 }
 
 /** [dense, method] over one session: a ToDo graph with its dense switch off and on (see SpeedOptions.oneSession). */
@@ -142,7 +164,23 @@ async function loadSwitchable(cfg: UNetConfig, weights: WeightStore, size: [numb
   const dense = buildUNetGraph(cfg, weights, { batch, height: size[0] / 8, width: size[1] / 8, textLength: 77 }, denseAttention);
   // A factor that resolves to 1 here leaves no switch: then both views run the same dense graph.
   const off = TODO_ACTIVE_INPUT in m.feeds ? { ...m.feeds, [TODO_ACTIVE_INPUT]: new ort.Tensor('bool', Uint8Array.of(0), [1]) } : m.feeds;
-  return [{ ...m, feeds: off, flops: dense.flops, topLevelKeys: firstSelfAttentionKeys(dense) }, m];
+  return [{ ...m, feeds: off, flops: dense.flops, topLevelKeys: firstSelfAttentionKeys(dense), attentionForms: countForms(dense.attentionCalls.map((c) => c.form.form)) }, m];
+}
+
+function countForms(forms: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const f of forms) out[f] = (out[f] ?? 0) + 1;
+  return out;
+}
+
+/** The warm-up runs; the first one's time is kept apart (shader compilation on a GPU). Returns the last one's. */
+async function warmUp(l: Loaded, runs: number): Promise<number> {
+  let ms = 0;
+  for (let i = 0; i < runs; i++) {
+    ms = (await timeRun(l)).ms;
+    if (i === 0) l.firstRunMs = ms;
+  }
+  return ms;
 }
 
 async function timeRun(l: Loaded): Promise<{ ms: number; peakMiB: number }> {
@@ -184,17 +222,17 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
     let densePeak = 0;
     // Unknown until measured: 0 lets the first run start whatever the budget left.
     let denseEstimate = 0;
-    for (let i = 0; standalone && i < o.warmup; i++) denseEstimate = (await timeRun(standalone)).ms;
+    if (standalone) denseEstimate = await warmUp(standalone, o.warmup);
     for (const method of o.methods) {
       if (method.label === 'dense') continue;
       if (!fits(2 * denseEstimate)) break;
       log(`${size[0]}x${size[1]}: ${method.label}`);
-      const [dense, m] = standalone ? [standalone, await load(cfg, weights, size, o.batch, method.attention, o)] : await loadSwitchable(cfg, weights, size, o.batch, method.attention, o);
+      const rt = { ...o, attentionForm: method.attentionForm ?? o.attentionForm };
+      const [dense, m] = standalone ? [standalone, await load(cfg, weights, size, o.batch, method.attention, rt)] : await loadSwitchable(cfg, weights, size, o.batch, method.attention, rt);
       if (Number.isNaN(sessionMiB)) sessionMiB = m.sessionMiB;
       denseRef ??= dense;
-      for (let i = 0; !standalone && i < o.warmup; i++) denseEstimate = (await timeRun(dense)).ms;
-      let estimate = 0;
-      for (let i = 0; i < o.warmup; i++) estimate = (await timeRun(m)).ms;
+      if (!standalone) denseEstimate = await warmUp(dense, o.warmup);
+      let estimate = await warmUp(m, o.warmup);
       const dRuns: number[] = [];
       const mRuns: number[] = [];
       let peak = 0;
@@ -223,7 +261,9 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
     // Dense on its own when no method ran (or only dense was asked for).
     let alone = standalone;
     if (denseAll.length === 0 && !standalone && fits(denseEstimate)) alone = denseRef = await loadDense(size);
-    while (alone && denseAll.length < o.runs && fits(denseEstimate)) {
+    // A run that has measured nothing yet takes one dense step past the budget rather than end empty.
+    const firstAnyway = (): boolean => records.length === 0 && denseAll.length === 0;
+    while (alone && denseAll.length < o.runs && (fits(denseEstimate) || firstAnyway())) {
       const t = await timeRun(alone);
       denseAll.push(t.ms);
       densePeak = Math.max(densePeak, t.peakMiB);
@@ -259,8 +299,12 @@ function record(size: [number, number], batch: number, method: MethodSpec, m: Lo
     ofIdeal: speedup / ideal,
     achievedGflops: total / step.medianMs / 1e6,
     topLevelKeys: m.topLevelKeys,
+    attentionForms: m.attentionForms,
     buildMs: m.buildMs,
     sessionMs: m.sessionMs,
+    firstRunMs: m.firstRunMs,
+    provider: m.provider,
+    precision: m.precision,
     sessionMiB: m.sessionMiB,
     runPeakMiB,
     peakMiB: residentMiB + runPeakMiB,
@@ -276,11 +320,11 @@ export interface MatMulRecord {
 
 /** onnxruntime's own large square MatMul, the ceiling the U-Net's GFLOP/s is compared with. */
 export async function runMatMulBench(n: number, runs: number, rt: RuntimeOptions = {}): Promise<MatMulRecord> {
-  const g = new GraphBuilder('matmul');
-  const a = g.input('a', [n, n]);
-  const b = g.input('b', [n, n]);
+  const g = new GraphBuilder('matmul', undefined, undefined, { precision: rt.precision });
+  const a = g.toCompute(g.input('a', [n, n]));
+  const b = g.toCompute(g.input('b', [n, n]));
   g.output(g.matmul(a, b), 'c');
-  const session = await createSession(serializeModel(g.build()), undefined, rt);
+  const { session } = await openSession(serializeModel(g.build()), undefined, rt);
   const feeds = { a: new ort.Tensor('float32', deterministic(n * n, 1), [n, n]), b: new ort.Tensor('float32', deterministic(n * n, 0.5), [n, n]) };
   await session.run(feeds);
   const times: number[] = [];

@@ -10,12 +10,15 @@ import { profileUNet } from '../bench/profile.js';
 import { fidelityTable, machineLine, matmulLine, profileTable, speedReport, type SpeedResults } from '../bench/report.js';
 import { parseMethod, runMatMulBench, runSpeedBench } from '../bench/speed.js';
 import { cacheDir } from '../graph/cache.js';
+import { defaultPrecision } from '../graph/precision.js';
+import { resolveRuntime } from '../runtime/provider.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { writeRandomModel } from '../models/random-model.js';
 import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
 import { parseFloatOption, parseIntOption } from './options.js';
+import { attentionFormOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 
 const DEFAULT_PROMPTS = new URL('../../assets/prompts.txt', import.meta.url);
 
@@ -63,20 +66,25 @@ export function registerBench(program: Command): void {
     .option('--matmul <n>', 'size of the MatMul ceiling measurement (0 to skip)', parseIntOption('--matmul', 0), 4096)
     .option('--one-session', 'hold one U-Net session at a time (SDXL in fp32): dense is timed in each ToDo graph with ToDo switched off')
     .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
+    .addOption(providerOption())
+    .addOption(precisionOption())
+    .addOption(attentionFormOption())
     .option('--out <dir>', 'folder for speed.json, speed.md and charts', 'bench-results')
-    .action(async (o: { model?: string; sizes: [number, number][]; batch: number; methods: ReturnType<typeof parseMethod>[]; runs: number; warmup: number; maxSeconds?: number; oneSession?: boolean; attention: number[]; matmul: number; threads?: number; out: string }) => {
+    .action(async (o: RuntimeFlags & { model?: string; sizes: [number, number][]; batch: number; methods: ReturnType<typeof parseMethod>[]; runs: number; warmup: number; maxSeconds?: number; oneSession?: boolean; attention: number[]; matmul: number; out: string }) => {
       mkdirSync(o.out, { recursive: true });
       const started = new Date().toISOString();
       const t0 = performance.now();
       const left = (): number | undefined => (o.maxSeconds ? Math.max(1, o.maxSeconds - (performance.now() - t0) / 1000) : undefined);
       const model = o.model ?? defaultSpeedModel(log);
       const machine = machineInfo();
-      const matmul = o.matmul ? await runMatMulBench(o.matmul, 3, { threads: o.threads }) : undefined;
+      const found = await resolveRuntime({ ...runtimeFromFlags(o), onWarning: log });
+      const rt = { ...found, precision: o.precision ?? defaultPrecision(found.executionProvider ?? 'cpu') };
+      const matmul = o.matmul ? await runMatMulBench(o.matmul, 3, rt) : undefined;
       if (matmul) log(matmulLine(matmul));
-      const speed = await runSpeedBench({ model, sizes: o.sizes, batch: o.batch, methods: o.methods, runs: o.runs, warmup: o.warmup, maxSeconds: left(), oneSession: o.oneSession, threads: o.threads, onLog: log });
-      const attention = o.attention.length ? await runAttentionBench(o.attention, o.runs, { threads: o.threads, maxSeconds: left(), onLog: log }) : [];
+      const speed = await runSpeedBench({ ...rt, model, sizes: o.sizes, batch: o.batch, methods: o.methods, runs: o.runs, warmup: o.warmup, maxSeconds: left(), oneSession: o.oneSession, onLog: log });
+      const attention = o.attention.length ? await runAttentionBench(o.attention, o.runs, { ...rt, batch: o.batch, maxSeconds: left(), onLog: log }) : [];
       const records = [...(matmul ? [matmul] : []), ...speed.records, ...attention];
-      const json = { kind: 'todo-sd speed benchmark', started, command: process.argv.slice(2).join(' '), model, machine, stoppedEarly: speed.stoppedEarly, records };
+      const json = { kind: 'todo-sd speed benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: rt.executionProvider, precision: rt.precision, stoppedEarly: speed.stoppedEarly, records };
       write(o.out, 'speed.json', `${JSON.stringify(json, null, 2)}\n`);
       const files = speedReport(json);
       for (const [name, text] of Object.entries(files)) write(o.out, name, text);
@@ -129,8 +137,12 @@ export function registerBench(program: Command): void {
     .option('--seed <n>', 'seed of the first prompt (the next prompts use seed+1, …)', parseIntOption('--seed', 0), 0)
     .addOption(new Option('--sampler <name>', 'sampler (default: the model scheduler)').choices(SAMPLER_NAMES))
     .option('--limit <n>', 'use only the first n prompts', parseIntOption('--limit', 1))
+    .addOption(providerOption())
+    .addOption(precisionOption())
+    .addOption(attentionFormOption())
+    .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
     .option('--out <dir>', 'folder for fidelity.json, fidelity.md and grids', 'bench-results')
-    .action(async (o: { model?: string; prompts?: string; sizes: number[]; methods: ReturnType<typeof parseMethod>[]; steps: number; cfg: number; seed: number; sampler?: SamplerName; limit?: number; out: string }) => {
+    .action(async (o: RuntimeFlags & { model?: string; prompts?: string; sizes: number[]; methods: ReturnType<typeof parseMethod>[]; steps: number; cfg: number; seed: number; sampler?: SamplerName; limit?: number; out: string }) => {
       if (o.methods[0]?.label !== 'dense') o.methods.unshift(parseMethod('dense'));
       const prompts = readFileSync(o.prompts ?? DEFAULT_PROMPTS, 'utf8')
         .split('\n')
@@ -142,7 +154,7 @@ export function registerBench(program: Command): void {
       const started = new Date().toISOString();
       const model = o.model ?? BUILTIN_MODEL_DIR;
       const machine = machineInfo();
-      const result = await runFidelityBench({ model, prompts, sizes: o.sizes, methods: o.methods, steps: o.steps, cfg: o.cfg, seed: o.seed, sampler: o.sampler, onLog: log });
+      const result = await runFidelityBench({ ...runtimeFromFlags(o), onWarning: log, model, prompts, sizes: o.sizes, methods: o.methods, steps: o.steps, cfg: o.cfg, seed: o.seed, sampler: o.sampler, onLog: log });
       const json = { kind: 'todo-sd fidelity benchmark', started, command: process.argv.slice(2).join(' '), model, machine, sampler: result.sampler, steps: o.steps, cfg: o.cfg, records: result.records };
       write(o.out, 'fidelity.json', `${JSON.stringify(json, null, 2)}\n`);
       const grids: string[] = [];

@@ -13,8 +13,9 @@ import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
 import type { LoraSpec } from '../lora/merge.js';
+import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 
-interface GenerateFlags {
+interface GenerateFlags extends RuntimeFlags {
   model?: string;
   prompt: string;
   negativePrompt?: string;
@@ -38,8 +39,6 @@ interface GenerateFlags {
   loraDir?: string;
   out: string;
   json?: boolean;
-  provider: string;
-  threads?: number;
 }
 
 function parseTodo(v: string): string {
@@ -110,7 +109,10 @@ export function registerGenerate(program: Command): void {
     .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors)')
     .option('-o, --out <file.png>', 'output PNG', 'output.png')
     .option('--json', 'print a JSON summary on stdout')
-    .option('--provider <name>', 'onnxruntime execution provider: cpu, webgpu, cuda', 'cpu')
+    .addOption(providerOption())
+    .addOption(precisionOption())
+    .addOption(attentionFormOption())
+    .addOption(deviceLoopOption())
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
     .action(async (f: GenerateFlags) => {
       checkOutput(f.out);
@@ -118,7 +120,7 @@ export function registerGenerate(program: Command): void {
       const modelDir = f.model ?? BUILTIN_MODEL_DIR;
       if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
       const latents = f.latents ? readLatentsFile(f.latents) : undefined;
-      const pipe = await StableDiffusion.load(modelDir, { executionProvider: f.provider, threads: f.threads, onWarning: log, loras: f.lora });
+      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), onWarning: log, loras: f.lora });
       const opts: GenerateOptions = {
         prompt: f.prompt,
         negativePrompt: f.negativePrompt,

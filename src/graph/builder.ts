@@ -5,6 +5,9 @@
  * weights or inputs fails here with a readable message instead of deep inside onnxruntime,
  * and the FLOPs of the graph are known without running it.
  */
+import { chooseAttentionForm, chunkedAttention, type AttentionChoice, type AttentionShape } from '../attention/forms.js';
+import { encodeF16 } from '../io/safetensors.js';
+import { elemType, type FloatType, type Precision } from './precision.js';
 import type { WeightSource } from './weights.js';
 
 export type ElemType = 'float32' | 'float16' | 'bfloat16' | 'int64' | 'bool';
@@ -38,7 +41,8 @@ export interface InitializerDef {
   dims: readonly number[];
   /** Bytes inside a weights file next to the graph (ONNX external data). */
   external?: { file: string; offset: number; length: number };
-  data?: Float32Array | BigInt64Array;
+  /** Inline values: fp32, fp16 bits, or int64. */
+  data?: Float32Array | Uint16Array | BigInt64Array;
 }
 
 export interface GraphDef {
@@ -55,7 +59,7 @@ export interface FlopCount {
   other: number;
 }
 
-/** One attention as built: how many query and key/value tokens reach it. */
+/** One attention as built: how many query and key/value tokens reach it, and the form chosen. */
 export interface AttentionCall {
   scope: string;
   batch: number;
@@ -63,6 +67,13 @@ export interface AttentionCall {
   keys: number;
   width: number;
   heads: number;
+  form: AttentionChoice;
+}
+
+/** How a graph is computed: its precision, and the attention form for each attention's shape. */
+export interface GraphOptions {
+  precision?: Precision;
+  attentionForm?: (shape: Omit<AttentionShape, 'provider'>) => AttentionChoice;
 }
 
 export class Value {
@@ -109,6 +120,9 @@ interface Shared {
   attention: AttentionCall[];
   /** Counting is switched off inside branches that a forward pass does not take by default. */
   counting: boolean;
+  /** Element type of activations and weights ('float32' or 'float16'). */
+  compute: FloatType;
+  attentionForm: (shape: Omit<AttentionShape, 'provider'>) => AttentionChoice;
 }
 
 export class GraphBuilder {
@@ -123,6 +137,7 @@ export class GraphBuilder {
     readonly name: string,
     weights?: WeightSource,
     shared?: Shared,
+    opts: GraphOptions = {},
   ) {
     this.shared = shared ?? {
       counter: 0,
@@ -132,8 +147,20 @@ export class GraphBuilder {
       flops: { attention: 0, other: 0 },
       attention: [],
       counting: true,
+      compute: elemType(opts.precision ?? 'fp32'),
+      attentionForm: opts.attentionForm ?? ((shape) => chooseAttentionForm({ ...shape, provider: 'cpu' })),
     };
     this.shared.root ??= this;
+  }
+
+  /** The element type activations and weights are computed in. */
+  get computeType(): FloatType {
+    return this.shared.compute;
+  }
+
+  /** `x` in the compute type (a graph input, or a value kept in fp32 on purpose). */
+  toCompute(x: Value): Value {
+    return this.cast(x, this.shared.compute);
   }
 
   get flops(): FlopCount {
@@ -158,15 +185,17 @@ export class GraphBuilder {
     return new Value(name, shape, type);
   }
 
+  /** A graph output; floats leave the graph as fp32 whatever the compute type. */
   output(v: Value, name: string): void {
-    const out = this.op('Identity', [v], {}, v.shape, { type: v.type, outName: name });
+    const src = v.type === 'float16' || v.type === 'bfloat16' ? this.cast(v, 'float32') : v;
+    const out = this.op('Identity', [src], {}, src.shape, { type: src.type, outName: name });
     this.outputs.push({ name, type: out.type, shape: out.shape });
   }
 
   /**
-   * A weight of the model, in fp32. fp16 / bf16 weights stay in their file and are cast by
-   * onnxruntime once, when the session is created (constant folding), so no fp32 copy is made
-   * on disk and the user's model folder is never written to.
+   * A weight of the model, in the compute type. A weight stored in that type feeds the graph
+   * directly; others stay in their file and are cast by onnxruntime once, when the session is
+   * created (constant folding), so no copy is made on disk and the model folder is never written.
    */
   weight(key: string, expectShape?: readonly number[]): Value {
     const cached = this.shared.weightValues.get(key);
@@ -182,8 +211,12 @@ export class GraphBuilder {
     };
     this.shared.initializers.set(key, init);
     let v = new Value(key, w.shape, w.type);
-    if (w.type !== 'float32') v = this.shared.root!.cast(v, 'float32');
-    if (store.patch) v = store.patch(this.shared.root!, key, v);
+    const root = this.shared.root!;
+    if (store.patched?.(key) && store.patch) {
+      // Patches (LoRA deltas) are fp32 constants: merge in fp32, folded once at session creation.
+      v = store.patch(root, key, w.type === 'float32' ? v : root.cast(v, 'float32'));
+    }
+    if (v.type !== this.shared.compute) v = root.cast(v, this.shared.compute);
     this.shared.weightValues.set(key, v);
     return v;
   }
@@ -198,12 +231,13 @@ export class GraphBuilder {
     return v;
   }
 
-  constant(values: Float32Array | readonly number[], shape: readonly number[]): Value {
+  /** A float constant, in the compute type unless `type` says otherwise. */
+  constant(values: Float32Array | readonly number[], shape: readonly number[], type: FloatType = this.shared.compute): Value {
     const data = values instanceof Float32Array ? values : Float32Array.from(values);
     if (data.length !== prod(shape)) throw new Error(`constant: ${data.length} values for shape ${shapeStr(shape)}`);
     const name = this.fresh('const');
-    this.shared.initializers.set(name, { name, type: 'float32', dims: shape, data });
-    return new Value(name, shape);
+    this.shared.initializers.set(name, { name, type, dims: shape, data: type === 'float16' ? encodeF16(data) : data });
+    return new Value(name, shape, type);
   }
 
   constInt64(values: readonly number[]): Value {
@@ -253,7 +287,7 @@ export class GraphBuilder {
   // --- element-wise -------------------------------------------------------------------
 
   private binary(type: string, a: Value, b: Value | number): Value {
-    const bv = typeof b === 'number' ? this.constant([b], []) : b;
+    const bv = typeof b === 'number' ? this.constant([b], [], a.type === 'float16' ? 'float16' : 'float32') : b;
     return this.op(type, [a, bv], {}, broadcastShapes(a.shape, bv.shape, type));
   }
 
@@ -285,7 +319,9 @@ export class GraphBuilder {
   gelu(x: Value): Value {
     return this.op('Gelu', [x], {}, x.shape, { domain: 'com.microsoft' });
   }
+  /** Cast to `to`; a value already of that type is returned as it is. */
   cast(x: Value, to: ElemType): Value {
+    if (x.type === to) return x;
     return this.op('Cast', [x], { to: { i: ONNX_TYPE[to] } }, x.shape, { type: to });
   }
 
@@ -374,12 +410,17 @@ export class GraphBuilder {
 
   // --- normalisation --------------------------------------------------------------------
 
-  /** Normalises each (sample, group) over the rest; no affine part. */
+  /**
+   * Normalises each (sample, group) over the rest; no affine part. The statistics are taken in
+   * fp32 (InstanceNormalization has no stash_type, unlike LayerNormalization): fp16 sums over
+   * a 2048² level's groups lose too much.
+   */
   instanceNorm(x: Value, eps: number): Value {
     const c = x.dim(1);
-    const one = this.constant(new Float32Array(c).fill(1), [c]);
-    const zero = this.constant(new Float32Array(c), [c]);
-    return this.op('InstanceNormalization', [x, one, zero], { epsilon: { f: eps } }, x.shape);
+    const one = this.constant(new Float32Array(c).fill(1), [c], 'float32');
+    const zero = this.constant(new Float32Array(c), [c], 'float32');
+    const y = this.op('InstanceNormalization', [this.cast(x, 'float32'), one, zero], { epsilon: { f: eps } }, x.shape);
+    return this.cast(y, x.type);
   }
 
   layerNorm(x: Value, scale: Value, bias: Value, eps: number): Value {
@@ -403,9 +444,10 @@ export class GraphBuilder {
   // --- attention ------------------------------------------------------------------------
 
   /**
-   * com.microsoft.MultiHeadAttention: q [B, S, D], k and v [B, L, D] → [B, S, D]. Without mask
-   * or bias its CPU kernel takes the tiled (flash) path, and L may differ from S, which is
-   * exactly the shape that ToDo produces.
+   * Attention q [B, S, D], k and v [B, L, D] → [B, S, D], L possibly fewer than S (ToDo's
+   * shape), in the form the graph's policy picks for this shape (attention/forms.ts):
+   * com.microsoft.MultiHeadAttention (without mask or bias its CPU kernel takes the tiled,
+   * flash path) or query-chunked MatMul-Softmax-MatMul.
    */
   multiHeadAttention(q: Value, k: Value, v: Value, heads: number): Value {
     const [b, s, d] = q.shape as [number, number, number];
@@ -415,7 +457,10 @@ export class GraphBuilder {
       throw new Error(`attention: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} do not fit together`);
     }
     this.countFlops('attention', 4 * b * s * l * d);
-    if (this.shared.counting) this.shared.attention.push({ scope: this.scope, batch: b, queries: s, keys: l, width: d, heads });
+    const elementBytes = q.type === 'float16' ? 2 : 4;
+    const form = this.shared.attentionForm({ batch: b, queries: s, keys: l, heads, elementBytes });
+    if (this.shared.counting) this.shared.attention.push({ scope: this.scope, batch: b, queries: s, keys: l, width: d, heads, form });
+    if (form.form === 'chunked') return chunkedAttention(this, q, k, v, heads, form.chunk ?? s);
     return this.op('MultiHeadAttention', [q, k, v], { num_heads: { i: heads } }, q.shape, { domain: 'com.microsoft' });
   }
 

@@ -22,12 +22,15 @@ export interface WeightRef {
 /** Where a graph's weights come from: real files, or a recorder that lists what a model needs. */
 export interface WeightSource {
   get(key: string, expectShape?: readonly number[]): WeightRef;
+  /** Whether `patch` changes the weight `key`. */
+  patched?(key: string): boolean;
   /** Graph ops on the fp32 weight `key` (in the root graph) that change it, e.g. a LoRA merge. */
   patch?(g: GraphBuilder, key: string, w: Value): Value;
 }
 
 /** Changes to some weights, made by graph ops on top of the stored tensors (LoRA deltas). */
 export interface WeightPatches {
+  has(key: string): boolean;
   apply(g: GraphBuilder, key: string, w: Value): Value;
   /** Identifies the patches in the graph cache key. */
   fingerprint(): string;
@@ -76,6 +79,10 @@ export class WeightStore implements WeightSource {
   /** Replaces the patches applied to the weights of graphs built from now on. */
   setPatches(patches: WeightPatches | undefined): void {
     this.patches = patches;
+  }
+
+  patched(key: string): boolean {
+    return this.patches?.has(key) ?? false;
   }
 
   patch(g: GraphBuilder, key: string, w: Value): Value {

@@ -64,6 +64,10 @@ export class LoraPatches implements WeightPatches {
     private readonly id: string,
   ) {}
 
+  has(key: string): boolean {
+    return this.deltas.has(key);
+  }
+
   apply(g: GraphBuilder, key: string, w: Value): Value {
     const list = this.deltas.get(key);
     if (!list) return w;

@@ -5,11 +5,12 @@
  * and for the latter `text_projection` of the pooled (end-of-text) token. Weight keys are
  * transformers' (`text_model.encoder.layers.N.self_attn.q_proj`, `text_projection`, …).
  */
-import { GraphBuilder, type Value } from '../graph/builder.js';
+import { GraphBuilder, type GraphOptions, type Value } from '../graph/builder.js';
 import { WeightRecorder, WeightStore, type WeightSource } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
 import type { Feed, RuntimeOptions } from '../runtime/session.js';
 import type { IntTensor, Tensor } from '../tensor.js';
+import { resolveRuntime } from '../runtime/provider.js';
 import { ComponentRuntime } from './component.js';
 import { layerNorm, linear } from './layers.js';
 import { applyLoras, type LoraHost } from '../lora/apply.js';
@@ -61,10 +62,11 @@ export function parseClipTextConfig(c: Record<string, unknown>): ClipTextConfig 
   };
 }
 
-function causalMask(n: number): Float32Array {
+function causalMask(n: number, fp16: boolean): Float32Array {
   const m = new Float32Array(n * n);
-  // The most negative float32, as transformers uses: exp() of it is exactly 0.
-  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) m[i * n + j] = -3.4028234663852886e38;
+  // The most negative value of the compute type, as transformers uses: exp() of it is exactly 0.
+  const min = fp16 ? -65504 : -3.4028234663852886e38;
+  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) m[i * n + j] = min;
   return m;
 }
 
@@ -106,6 +108,7 @@ export function buildClipTextGraph(
   weights: WeightSource | undefined,
   shape: { batch: number; length: number },
   out: ClipTextOutputs = { kind: 'last', clipSkip: 1 },
+  opts: GraphOptions = {},
 ): GraphBuilder {
   const { clipSkip } = out;
   const maxSkip = out.kind === 'last' ? cfg.layers : cfg.layers - 1;
@@ -113,13 +116,13 @@ export function buildClipTextGraph(
     throw new Error(`clip skip must be an integer from 1 to ${maxSkip}; got ${clipSkip}`);
   }
   if (shape.length > cfg.maxPositions) throw new Error(`text_encoder: ${shape.length} tokens exceed max_position_embeddings ${cfg.maxPositions}`);
-  const g = new GraphBuilder('text_encoder', weights);
+  const g = new GraphBuilder('text_encoder', weights, undefined, opts);
   const d = cfg.hiddenSize;
   const ids = g.input('input_ids', [shape.batch, shape.length], 'int64');
   const tokens = g.embedding(g.weight('text_model.embeddings.token_embedding.weight', [cfg.vocabSize, d]), ids);
   const positions = g.slice(g.weight('text_model.embeddings.position_embedding.weight', [cfg.maxPositions, d]), 0, 0, shape.length);
   let x = g.add(tokens, positions);
-  const mask = g.constant(causalMask(shape.length), [shape.length, shape.length]);
+  const mask = g.constant(causalMask(shape.length, g.computeType === 'float16'), [shape.length, shape.length]);
   const pooled = out.kind === 'penultimate' && cfg.projectionDim !== null;
   // The pooled output needs every layer; hidden states stop where clip skip says.
   const layers = out.kind === 'last' ? cfg.layers - (clipSkip - 1) : pooled ? cfg.layers : cfg.layers - clipSkip;
@@ -136,7 +139,7 @@ export function buildClipTextGraph(
     g.output(layerNorm(g, 'text_model.final_layer_norm', x, cfg.eps), 'last_hidden_state');
   } else if (pooled) {
     // One-hot rows pick each sequence's end-of-text token exactly: [B, 1, L] × [B, L, D].
-    const eos = g.reshape(g.input('eos_mask', [shape.batch, shape.length]), [shape.batch, 1, shape.length]);
+    const eos = g.reshape(g.toCompute(g.input('eos_mask', [shape.batch, shape.length])), [shape.batch, 1, shape.length]);
     const normed = layerNorm(g, 'text_model.final_layer_norm', x, cfg.eps);
     const pooledOut = g.reshape(g.matmul(eos, normed), [shape.batch, d]);
     g.output(linear(g, 'text_projection', pooledOut, cfg.projectionDim!, false), 'text_embeds');
@@ -163,7 +166,7 @@ export class ClipTextEncoder implements LoraHost {
     const weights = WeightStore.open(comp.weightFiles, name);
     buildClipTextGraph(cfg, weights, { batch: 1, length: 1 }, probeOutputs(cfg));
     const loraComponent: LoraComponent = name === 'text_encoder_2' ? 'text_encoder_2' : 'text_encoder';
-    const te = new ClipTextEncoder(cfg, weights, new ComponentRuntime(name, weights, comp.config, opts), loraComponent);
+    const te = new ClipTextEncoder(cfg, weights, new ComponentRuntime(name, weights, comp.config, await resolveRuntime(opts)), loraComponent);
     if (opts.loras?.length) applyLoras(openLoras(opts.loras), [te], { strict: false, onWarning: opts.onWarning });
     return te;
   }
@@ -212,7 +215,7 @@ export class ClipTextEncoder implements LoraHost {
     if (outputs.kind === 'penultimate' && this.config.projectionDim !== null) {
       feeds.push({ name: 'eos_mask', type: 'float32', value: eosMask(ids, shape.batch, shape.length) });
     }
-    const out = await this.rt.run({ shape, ...outputs }, () => buildClipTextGraph(this.config, this.weights, shape, outputs).build(), feeds);
+    const out = await this.rt.run({ shape, ...outputs }, () => buildClipTextGraph(this.config, this.weights, shape, outputs, this.rt.graph).build(), feeds);
     return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, { data: t.data as Float32Array, dims: [...t.dims] }]));
   }
 

@@ -7,35 +7,31 @@ import type { GraphDef } from '../graph/builder.js';
 import { cacheKey, cachedGraph } from '../graph/cache.js';
 import { serializeModel } from '../graph/serialize.js';
 import type { WeightStore } from '../graph/weights.js';
-import { checkExecutionProvider, createSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
+import { graphOptions, type ResolvedGraphOptions } from '../runtime/graph-options.js';
+import { checkExecutionProvider, openSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { numel } from '../tensor.js';
 
 
 export class ComponentRuntime {
   private current?: { key: string; session: Promise<ort.InferenceSession> };
+  /** Precision and attention forms of this component's graphs on this runtime. */
+  readonly graph: ResolvedGraphOptions;
 
   constructor(
     readonly name: string,
     readonly weights: WeightStore,
     readonly config: Record<string, unknown>,
     readonly runtime: RuntimeOptions,
+    fp32Only = false,
   ) {
     // A misspelt provider fails at load time, not at the first run.
     checkExecutionProvider(runtime.executionProvider ?? 'cpu');
+    this.graph = graphOptions(runtime, fp32Only);
   }
 
   /** Runs the graph for `shapeKey`, building (or reading from the cache) and loading it on first use. */
   async run(shapeKey: unknown, build: () => GraphDef, feeds: readonly Feed[]): Promise<Record<string, ort.Tensor>> {
-    const key = cacheKey({ component: this.name, config: this.config, weights: this.weights.fingerprint(), shape: shapeKey });
-    if (this.current?.key !== key) {
-      const old = this.current;
-      this.current = undefined;
-      if (old) await (await old.session).release();
-      const bytes = cachedGraph(key, () => serializeModel(build()));
-      this.current = { key, session: createSession(bytes, this.weights.folder, this.runtime) };
-    }
-    const session = await this.current.session;
     const inputs: Record<string, ort.Tensor> = {};
     for (const f of feeds) {
       inputs[f.name] =
@@ -43,7 +39,28 @@ export class ComponentRuntime {
           ? new ort.Tensor('float32', f.value.data, [...f.value.dims])
           : new ort.Tensor(f.type, f.data, [...f.dims]);
     }
-    return session.run(inputs);
+    return (await this.session(shapeKey, build, false)).run(inputs);
+  }
+
+  /**
+   * Runs on onnxruntime tensors, which may live on the device, and leaves the outputs there
+   * on a WebGPU session (see runtime/device-tensors.ts); elsewhere they come back as CPU tensors.
+   */
+  async runOnDevice(shapeKey: unknown, build: () => GraphDef, inputs: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+    return (await this.session(shapeKey, build, true)).run(inputs);
+  }
+
+  private async session(shapeKey: unknown, build: () => GraphDef, outputsOnDevice: boolean): Promise<ort.InferenceSession> {
+    const key = cacheKey({ component: this.name, config: this.config, weights: this.weights.fingerprint(), shape: shapeKey, graph: this.graph.key });
+    const sessionKey = `${key}:${outputsOnDevice}`;
+    if (this.current?.key !== sessionKey) {
+      const old = this.current;
+      this.current = undefined;
+      if (old) await (await old.session).release();
+      const bytes = cachedGraph(key, () => serializeModel(build()));
+      this.current = { key: sessionKey, session: openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice).then((o) => o.session) };
+    }
+    return this.current.session;
   }
 
   async dispose(): Promise<void> {

@@ -3,14 +3,15 @@
  * weight keys diffusers uses: conv_in, time_embedding, add_embedding (SDXL), down_blocks,
  * mid_block, up_blocks, conv_norm_out, conv_out.
  */
-import { GraphBuilder, type AttentionCall, type FlopCount, type GraphDef, type Value } from '../graph/builder.js';
+import { GraphBuilder, type AttentionCall, type FlopCount, type GraphDef, type GraphOptions, type Value } from '../graph/builder.js';
 import { denseAttention } from '../attention/dense.js';
 import type { AttentionVariant } from '../attention/variant.js';
 import { WeightRecorder, WeightStore, type WeightSource } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
-import type { Feed, RuntimeOptions } from '../runtime/session.js';
+import { ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { resolveAttention, type AttentionOptions, type ResolvedAttention } from '../attention/options.js';
+import { resolveRuntime } from '../runtime/provider.js';
 import { ComponentRuntime, checkInput } from './component.js';
 import { conv2d, groupNorm, linear } from './layers.js';
 import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
@@ -180,11 +181,11 @@ export interface UNetShape {
   textLength: number;
 }
 
-/** diffusers' Timesteps: [B] values → [B, dim] sinusoids (cos half first with flip_sin_to_cos). */
+/** diffusers' Timesteps: [B] values → [B, dim] sinusoids (cos half first with flip_sin_to_cos), in fp32 (values up to 999 times frequencies), as diffusers casts after it. */
 function sinusoidalEmbedding(g: GraphBuilder, values: Value, dim: number, flipSinToCos: boolean, shift: number): Value {
   const n = values.dim(0);
   const freqs = timestepFrequencies(dim, shift);
-  const args = g.mul(g.reshape(values, [n, 1]), g.constant(freqs, [1, freqs.length]));
+  const args = g.mul(g.reshape(values, [n, 1]), g.constant(freqs, [1, freqs.length], 'float32'));
   const sin = g.sin(args);
   const cos = g.cos(args);
   return g.concat(flipSinToCos ? [cos, sin] : [sin, cos], 1);
@@ -194,23 +195,23 @@ function sinusoidalEmbedding(g: GraphBuilder, values: Value, dim: number, flipSi
  * The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states,
  * text_embeds [B, P] and time_ids [B, 6] for a text_time model (+ the variant's).
  */
-export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, variant: AttentionVariant): GraphBuilder {
-  const g = new GraphBuilder('unet', weights);
+export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, variant: AttentionVariant, opts: GraphOptions = {}): GraphBuilder {
+  const g = new GraphBuilder('unet', weights, undefined, opts);
   const { batch: b, height: h, width: w } = shape;
-  let x = g.input('sample', [b, cfg.inChannels, h, w]);
+  let x = g.toCompute(g.input('sample', [b, cfg.inChannels, h, w]));
   const t = g.input('timestep', [b]);
-  const text = g.input('encoder_hidden_states', [b, shape.textLength, cfg.crossAttentionDim]);
+  const text = g.toCompute(g.input('encoder_hidden_states', [b, shape.textLength, cfg.crossAttentionDim]));
 
   const c0 = cfg.blockOutChannels[0]!;
-  const proj = sinusoidalEmbedding(g, t, c0, cfg.flipSinToCos, cfg.freqShift);
+  const proj = g.toCompute(sinusoidalEmbedding(g, t, c0, cfg.flipSinToCos, cfg.freqShift));
   const timeDim = c0 * 4;
   let emb = linear(g, 'time_embedding.linear_2', g.silu(linear(g, 'time_embedding.linear_1', proj, timeDim)), timeDim);
   if (cfg.textTime) {
     // SDXL: pooled text first, then each time id's sinusoid; the sum is activated once, in the resnets.
     const { textEmbedDim, timeEmbedDim } = cfg.textTime;
-    const textEmbeds = g.input('text_embeds', [b, textEmbedDim]);
+    const textEmbeds = g.toCompute(g.input('text_embeds', [b, textEmbedDim]));
     const timeIds = g.input('time_ids', [b, TIME_IDS]);
-    const timeEmbeds = g.reshape(sinusoidalEmbedding(g, g.reshape(timeIds, [b * TIME_IDS]), timeEmbedDim, cfg.flipSinToCos, cfg.freqShift), [b, TIME_IDS * timeEmbedDim]);
+    const timeEmbeds = g.toCompute(g.reshape(sinusoidalEmbedding(g, g.reshape(timeIds, [b * TIME_IDS]), timeEmbedDim, cfg.flipSinToCos, cfg.freqShift), [b, TIME_IDS * timeEmbedDim]));
     const added = g.concat([textEmbeds, timeEmbeds], 1);
     emb = g.add(emb, linear(g, 'add_embedding.linear_2', g.silu(linear(g, 'add_embedding.linear_1', added, timeDim)), timeDim));
   }
@@ -333,7 +334,7 @@ export class UNet implements LoraHost {
     // Build once at a small size so that missing or mis-shaped weights fail at load time.
     const probe = 2 ** (cfg.blockOutChannels.length - 1);
     buildUNetGraph(cfg, weights, { batch: 1, height: probe, width: probe, textLength: 1 }, denseAttention);
-    const unet = new UNet(cfg, attention, new ComponentRuntime('unet', weights, comp.config, opts));
+    const unet = new UNet(cfg, attention, new ComponentRuntime('unet', weights, comp.config, await resolveRuntime(opts)));
     if (opts.loras?.length) applyLoras(openLoras(opts.loras), [unet], { strict: false, onWarning: opts.onWarning });
     return unet;
   }
@@ -359,7 +360,7 @@ export class UNet implements LoraHost {
     const key = JSON.stringify({ shape, attention: this.resolved.options });
     if (this.lastPlan?.key !== key) {
       const variant = this.resolved.variant({ latent: [shape.height, shape.width] });
-      const builder = buildUNetGraph(this.config, this.rt.weights, shape, variant);
+      const builder = buildUNetGraph(this.config, this.rt.weights, shape, variant, this.rt.graph);
       this.lastPlan = { key, graph: builder.build(), flops: builder.flops, attentionCalls: builder.attentionCalls, variant };
     }
     return this.lastPlan;
@@ -400,6 +401,30 @@ export class UNet implements LoraHost {
       { name: 'text_embeds', type: 'float32', value: opts.textEmbeds },
       { name: 'time_ids', type: 'float32', value: opts.timeIds },
     ];
+  }
+
+  /** The runtime options it was loaded with (provider, precision, …). */
+  get runtime(): RuntimeOptions {
+    return this.rt.runtime;
+  }
+
+  /**
+   * forward() on onnxruntime tensors that may live on the device (runtime/device-tensors.ts);
+   * on a WebGPU session the output stays there.
+   */
+  async forwardOnDevice(sample: ort.Tensor, timestep: number, encoderHiddenStates: ort.Tensor, opts: UNetForwardOptions = {}): Promise<ort.Tensor> {
+    const [b, , h, w] = sample.dims as [number, number, number, number];
+    const shape: UNetShape = { batch: b, height: h, width: w, textLength: encoderHiddenStates.dims[1]! };
+    const plan = this.plan(shape);
+    const inputs: Record<string, ort.Tensor> = { sample, encoder_hidden_states: encoderHiddenStates };
+    const feeds: Feed[] = [{ name: 'timestep', type: 'float32', value: { data: new Float32Array(b).fill(timestep), dims: [b] } }];
+    if (this.config.textTime) feeds.push(...this.textTimeFeeds(b, opts));
+    feeds.push(...plan.variant.feeds({ active: opts.attentionActive !== false }));
+    for (const f of feeds) {
+      inputs[f.name] = f.type === 'float32' ? new ort.Tensor('float32', f.value.data, [...f.value.dims]) : new ort.Tensor(f.type, f.data, [...f.dims]);
+    }
+    const out = await this.rt.runOnDevice({ shape, attention: this.resolved.options }, () => plan.graph, inputs);
+    return out.out_sample!;
   }
 
   dispose(): Promise<void> {

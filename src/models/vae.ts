@@ -2,11 +2,12 @@
  * diffusers' AutoencoderKL from `vae/config.json`: Decoder (post_quant_conv → decoder) and
  * Encoder (encoder → quant_conv), with diffusers' weight keys.
  */
-import { GraphBuilder, type GraphDef, type Value } from '../graph/builder.js';
+import { GraphBuilder, type GraphDef, type GraphOptions, type Value } from '../graph/builder.js';
 import { WeightStore, type WeightSource } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
+import { resolveRuntime } from '../runtime/provider.js';
 import { ComponentRuntime, checkInput } from './component.js';
 import { conv2d, fromTokens, groupNorm, linear, toTokens } from './layers.js';
 import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
@@ -21,6 +22,8 @@ export interface VAEConfig {
   scalingFactor: number;
   /** Image pixels per latent pixel: 2^(levels − 1). */
   scale: number;
+  /** diffusers' force_upcast: decode in fp32 even in an fp16 pipeline (SD's VAE overflows fp16). */
+  forceUpcast: boolean;
 }
 
 export function parseVAEConfig(c: Record<string, unknown>): VAEConfig {
@@ -41,9 +44,10 @@ export function parseVAEConfig(c: Record<string, unknown>): VAEConfig {
     blockOutChannels: boc,
     layersPerBlock: (c.layers_per_block as number | undefined) ?? 1,
     groups: (c.norm_num_groups as number | undefined) ?? 32,
-    // SD 1.x/2.x 0.18215, SDXL 0.13025. SDXL's `force_upcast` asks for fp32 decoding: every graph here computes in fp32.
+    // SD 1.x/2.x 0.18215, SDXL 0.13025. SDXL's `force_upcast` asks for fp32 decoding (forceUpcast below).
     scalingFactor: (c.scaling_factor as number | undefined) ?? 0.18215,
     scale: 2 ** (boc.length - 1),
+    forceUpcast: (c.force_upcast as boolean | undefined) ?? true,
   };
 }
 
@@ -76,9 +80,9 @@ function head(g: GraphBuilder, key: string, x: Value, cfg: VAEConfig, out: numbe
 }
 
 /** latents [B, latent, h, w] → image [B, 3, h·scale, w·scale] in [-1, 1] (no scaling factor applied). */
-export function buildDecoderGraph(cfg: VAEConfig, weights: WeightSource | undefined, shape: { batch: number; height: number; width: number }): GraphBuilder {
-  const g = new GraphBuilder('vae_decoder', weights);
-  const z = g.input('latents', [shape.batch, cfg.latentChannels, shape.height, shape.width]);
+export function buildDecoderGraph(cfg: VAEConfig, weights: WeightSource | undefined, shape: { batch: number; height: number; width: number }, opts: GraphOptions = {}): GraphBuilder {
+  const g = new GraphBuilder('vae_decoder', weights, undefined, opts);
+  const z = g.toCompute(g.input('latents', [shape.batch, cfg.latentChannels, shape.height, shape.width]));
   let x = conv2d(g, 'post_quant_conv', z, cfg.latentChannels, 1);
   const rev = [...cfg.blockOutChannels].reverse();
   x = conv2d(g, 'decoder.conv_in', x, rev[0]!, 3, { pad: 1 });
@@ -94,9 +98,9 @@ export function buildDecoderGraph(cfg: VAEConfig, weights: WeightSource | undefi
 }
 
 /** image [B, 3, H, W] in [-1, 1] → the latent distribution's mean and log-variance [B, latent, H/scale, W/scale]. */
-export function buildEncoderGraph(cfg: VAEConfig, weights: WeightSource | undefined, shape: { batch: number; height: number; width: number }): GraphBuilder {
-  const g = new GraphBuilder('vae_encoder', weights);
-  let x = g.input('image', [shape.batch, cfg.inChannels, shape.height, shape.width]);
+export function buildEncoderGraph(cfg: VAEConfig, weights: WeightSource | undefined, shape: { batch: number; height: number; width: number }, opts: GraphOptions = {}): GraphBuilder {
+  const g = new GraphBuilder('vae_encoder', weights, undefined, opts);
+  let x = g.toCompute(g.input('image', [shape.batch, cfg.inChannels, shape.height, shape.width]));
   x = conv2d(g, 'encoder.conv_in', x, cfg.blockOutChannels[0]!, 3, { pad: 1 });
   cfg.blockOutChannels.forEach((out, i) => {
     for (let j = 0; j < cfg.layersPerBlock; j++) {
@@ -125,11 +129,17 @@ export class VAE {
     const weights = WeightStore.open(comp.weightFiles, 'vae');
     // Missing or mis-shaped decoder weights fail here, not at the first decode.
     buildDecoderGraph(cfg, weights, { batch: 1, height: 1, width: 1 });
-    return new VAE(cfg, weights, new ComponentRuntime('vae_decoder', weights, comp.config, opts), new ComponentRuntime('vae_encoder', weights, comp.config, opts));
+    const rt = await resolveRuntime(opts);
+    return new VAE(
+      cfg,
+      weights,
+      new ComponentRuntime('vae_decoder', weights, comp.config, rt, cfg.forceUpcast),
+      new ComponentRuntime('vae_encoder', weights, comp.config, rt, cfg.forceUpcast),
+    );
   }
 
   decoderGraph(shape: { batch: number; height: number; width: number }): GraphDef {
-    return buildDecoderGraph(this.config, this.weights, shape).build();
+    return buildDecoderGraph(this.config, this.weights, shape, this.decoder.graph).build();
   }
 
   /** latents [B, C, h, w] → image [B, 3, h·s, w·s], roughly in [-1, 1]. Divide by the scaling factor first. */
@@ -150,7 +160,7 @@ export class VAE {
       throw new Error(`vae: image height and width must be multiples of ${this.config.scale}; got ${height}x${width}`);
     }
     const shape = { batch, height, width };
-    const out = await this.encoder.run({ shape, part: 'encoder' }, () => buildEncoderGraph(this.config, this.weights, shape).build(), [
+    const out = await this.encoder.run({ shape, part: 'encoder' }, () => buildEncoderGraph(this.config, this.weights, shape, this.encoder.graph).build(), [
       { name: 'image', type: 'float32', value: image },
     ]);
     const t = out.mean!;

@@ -23,6 +23,7 @@ import { a1111Parameters } from './parameters.js';
 import { decodeTiled } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
+import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
 
 export interface GenerateOptions {
   prompt: string;
@@ -231,7 +232,11 @@ export class StableDiffusion {
     this.unet.setAttention(s.attention);
     const stopAt = s.attention.method === 'todo' ? (s.attention.stopAt ?? 1) : 1;
     const total = scheduler.timesteps.length;
-    for (const [i, t] of scheduler.timesteps.entries()) {
+    const onDevice = deviceLoopWanted(this.unet)
+      ? await denoiseOnDevice({ unet: this.unet, sampler: s.sampler, schedulerConfig: this.schedulerConfig, karras: s.karras, steps: s.steps, latents: x, conditioning: cond, cfg: s.cfg, stopAt, onStep: (step, n, timestep) => cb.onStep?.({ step, total: n, timestep, phase: 'denoise' }) })
+      : null;
+    if (onDevice) x = onDevice;
+    else for (const [i, t] of scheduler.timesteps.entries()) {
       const scaled = scheduler.scaleModelInput(x, t);
       const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * s.batch, ...latentDims.slice(1)] } : scaled;
       const out = await this.unet.forward(input, t, cond.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, i, total), ...cond.added });
