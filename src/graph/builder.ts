@@ -203,15 +203,18 @@ export class GraphBuilder {
     const store = this.shared.weights;
     if (!store) throw new Error(`graph ${this.name} has no weights attached (asked for "${key}")`);
     const w = store.get(key, expectShape);
+    const dims = w.transposed ? [w.shape[1]!, w.shape[0]!] : w.shape;
     const init: InitializerDef = {
       name: key,
       type: w.type,
-      dims: w.shape,
+      dims,
       external: { file: w.file, offset: w.offset, length: w.length },
     };
     this.shared.initializers.set(key, init);
-    let v = new Value(key, w.shape, w.type);
+    let v = new Value(key, dims, w.type);
     const root = this.shared.root!;
+    // Stored transposed (OpenCLIP): turned back here, folded once when the session loads.
+    if (w.transposed) v = root.transpose(v, [1, 0]);
     if (store.patched?.(key) && store.patch) {
       // Patches (LoRA deltas) are fp32 constants: merge in fp32, folded once at session creation.
       v = store.patch(root, key, w.type === 'float32' ? v : root.cast(v, 'float32'));

@@ -17,6 +17,8 @@ export interface WeightRef {
   length: number;
   shape: number[];
   type: ElemType;
+  /** The bytes hold the 2-D transpose of `shape` (OpenCLIP's [in, out] matrices): the graph transposes them back. */
+  transposed?: boolean;
 }
 
 /** Where a graph's weights come from: real files, or a recorder that lists what a model needs. */
@@ -36,7 +38,16 @@ export interface WeightPatches {
   fingerprint(): string;
 }
 
-export class WeightStore implements WeightSource {
+/** Weights in files on disk, in one folder: what a component's onnxruntime session reads. */
+export interface WeightFiles extends WeightSource {
+  readonly folder: string;
+  /** Changes whenever the files or the patches do: part of the graph cache key. */
+  fingerprint(): string;
+  /** Replaces the patches applied to the weights of graphs built from now on. */
+  setPatches(patches: WeightPatches | undefined): void;
+}
+
+export class WeightStore implements WeightFiles {
   readonly folder: string;
   private readonly index = new Map<string, SafetensorsFile>();
   private patches?: WeightPatches;

@@ -6,8 +6,8 @@
  * transformers' (`text_model.encoder.layers.N.self_attn.q_proj`, `text_projection`, …).
  */
 import { GraphBuilder, type GraphOptions, type Value } from '../graph/builder.js';
-import { WeightRecorder, WeightStore, type WeightSource } from '../graph/weights.js';
-import { findComponent } from '../io/model-folder.js';
+import { WeightRecorder, type WeightFiles, type WeightSource } from '../graph/weights.js';
+import { openComponent } from './model-source.js';
 import type { Feed, RuntimeOptions } from '../runtime/session.js';
 import type { IntTensor, Tensor } from '../tensor.js';
 import { resolveRuntime } from '../runtime/provider.js';
@@ -152,7 +152,7 @@ export class ClipTextEncoder implements LoraHost {
 
   private constructor(
     readonly config: ClipTextConfig,
-    private readonly weights: WeightStore,
+    private readonly weights: WeightFiles,
     private readonly rt: ComponentRuntime,
     /** Which of a model's text encoders this is, for the LoRA module names meant for it. */
     readonly loraComponent: LoraComponent,
@@ -161,9 +161,9 @@ export class ClipTextEncoder implements LoraHost {
   /** `component`: the folder name in a model folder, `text_encoder` (default) or SDXL's `text_encoder_2`. */
   static async load(dir: string, opts: TextEncoderLoadOptions = {}): Promise<ClipTextEncoder> {
     const name = opts.component ?? 'text_encoder';
-    const comp = findComponent(dir, name, { classNames: ['CLIPTextModel', 'CLIPTextModelWithProjection'] });
+    const comp = openComponent(dir, name, ['CLIPTextModel', 'CLIPTextModelWithProjection']);
     const cfg = parseClipTextConfig(comp.config);
-    const weights = WeightStore.open(comp.weightFiles, name);
+    const weights = comp.weights;
     buildClipTextGraph(cfg, weights, { batch: 1, length: 1 }, probeOutputs(cfg));
     const loraComponent: LoraComponent = name === 'text_encoder_2' ? 'text_encoder_2' : 'text_encoder';
     const te = new ClipTextEncoder(cfg, weights, new ComponentRuntime(name, weights, comp.config, await resolveRuntime(opts)), loraComponent);

@@ -6,7 +6,7 @@
 import type { GraphDef } from '../graph/builder.js';
 import { cacheKey, cachedGraph } from '../graph/cache.js';
 import { serializeModel } from '../graph/serialize.js';
-import type { WeightStore } from '../graph/weights.js';
+import type { WeightFiles } from '../graph/weights.js';
 import { graphOptions, type ResolvedGraphOptions } from '../runtime/graph-options.js';
 import { checkExecutionProvider, openSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
@@ -20,7 +20,7 @@ export class ComponentRuntime {
 
   constructor(
     readonly name: string,
-    readonly weights: WeightStore,
+    readonly weights: WeightFiles,
     readonly config: Record<string, unknown>,
     readonly runtime: RuntimeOptions,
     fp32Only = false,

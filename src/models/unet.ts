@@ -6,8 +6,8 @@
 import { GraphBuilder, type AttentionCall, type FlopCount, type GraphDef, type GraphOptions, type Value } from '../graph/builder.js';
 import { denseAttention } from '../attention/dense.js';
 import type { AttentionVariant } from '../attention/variant.js';
-import { WeightRecorder, WeightStore, type WeightSource } from '../graph/weights.js';
-import { findComponent } from '../io/model-folder.js';
+import { WeightRecorder, type WeightSource } from '../graph/weights.js';
+import { openComponent } from './model-source.js';
 import { ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { resolveAttention, type AttentionOptions, type ResolvedAttention } from '../attention/options.js';
@@ -327,10 +327,10 @@ export class UNet implements LoraHost {
   }
 
   static async load(dir: string, opts: LoadOptions = {}): Promise<UNet> {
-    const comp = findComponent(dir, 'unet', { classNames: ['UNet2DConditionModel'] });
+    const comp = openComponent(dir, 'unet', ['UNet2DConditionModel']);
     const cfg = parseUNetConfig(comp.config);
     const attention = resolveAttention(opts.attention ?? { method: 'dense' });
-    const weights = WeightStore.open(comp.weightFiles, 'unet');
+    const weights = comp.weights;
     // Build once at a small size so that missing or mis-shaped weights fail at load time.
     const probe = 2 ** (cfg.blockOutChannels.length - 1);
     buildUNetGraph(cfg, weights, { batch: 1, height: probe, width: probe, textLength: 1 }, denseAttention);

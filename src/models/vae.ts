@@ -3,14 +3,19 @@
  * Encoder (encoder → quant_conv), with diffusers' weight keys.
  */
 import { GraphBuilder, type GraphDef, type GraphOptions, type Value } from '../graph/builder.js';
-import { WeightStore, type WeightSource } from '../graph/weights.js';
-import { findComponent } from '../io/model-folder.js';
+import type { WeightFiles, WeightSource } from '../graph/weights.js';
+import { openComponent } from './model-source.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { resolveRuntime } from '../runtime/provider.js';
 import { ComponentRuntime, checkInput } from './component.js';
 import { conv2d, fromTokens, groupNorm, linear, toTokens } from './layers.js';
 import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
+
+export interface VAELoadOptions extends RuntimeOptions {
+  /** The latent scaling factor when the VAE's source does not state one (a lone VAE file: the model's). */
+  scalingFactor?: number;
+}
 
 export interface VAEConfig {
   inChannels: number;
@@ -118,15 +123,15 @@ export function buildEncoderGraph(cfg: VAEConfig, weights: WeightSource | undefi
 export class VAE {
   private constructor(
     readonly config: VAEConfig,
-    private readonly weights: WeightStore,
+    private readonly weights: WeightFiles,
     private readonly decoder: ComponentRuntime,
     private readonly encoder: ComponentRuntime,
   ) {}
 
-  static async load(dir: string, opts: RuntimeOptions = {}): Promise<VAE> {
-    const comp = findComponent(dir, 'vae', { classNames: ['AutoencoderKL'] });
-    const cfg = parseVAEConfig(comp.config);
-    const weights = WeightStore.open(comp.weightFiles, 'vae');
+  static async load(dir: string, opts: VAELoadOptions = {}): Promise<VAE> {
+    const comp = openComponent(dir, 'vae', ['AutoencoderKL']);
+    const cfg = parseVAEConfig({ scaling_factor: opts.scalingFactor, ...comp.config });
+    const weights = comp.weights;
     // Missing or mis-shaped decoder weights fail here, not at the first decode.
     buildDecoderGraph(cfg, weights, { batch: 1, height: 1, width: 1 });
     const rt = await resolveRuntime(opts);
@@ -173,6 +178,6 @@ export class VAE {
   }
 }
 
-export function loadVAE(dir: string, opts: RuntimeOptions = {}): Promise<VAE> {
+export function loadVAE(dir: string, opts: VAELoadOptions = {}): Promise<VAE> {
   return VAE.load(dir, opts);
 }
