@@ -7,6 +7,8 @@ import { TODO_MODES, type TodoMode } from '../attention/todo.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
+import { PREDICTIONS } from '../pipeline/model-parts.js';
+import type { Prediction } from '../models/single-file/checkpoint.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
 import { parseFloatOption, parseIntOption } from './options.js';
@@ -17,6 +19,8 @@ import { attentionFormOption, deviceLoopOption, precisionOption, providerOption,
 
 interface GenerateFlags extends RuntimeFlags {
   model?: string;
+  vae?: string;
+  prediction?: Prediction;
   prompt: string;
   negativePrompt?: string;
   width?: number;
@@ -86,7 +90,9 @@ export function registerGenerate(program: Command): void {
   program
     .command('generate')
     .description('generate images from a prompt (text-to-image)')
-    .option('--model <dir>', `diffusers model folder (default: the built-in ${BUILTIN_MODEL_NAME} model)`)
+    .option('--model <dir|file>', `diffusers model folder or single-file .safetensors checkpoint (default: the built-in ${BUILTIN_MODEL_NAME} model)`)
+    .option('--vae <file|dir>', "replace the model's VAE: a VAE .safetensors file or a diffusers VAE folder")
+    .addOption(new Option('--prediction <type>', 'override the prediction type (single files: from the .yaml beside it, else the family)').choices(PREDICTIONS))
     .requiredOption('-p, --prompt <text>', 'what to draw')
     .option('-n, --negative-prompt <text>', 'what not to draw')
     .option('-W, --width <px>', 'image width, a multiple of 8 (default: the model native size)', parseIntOption('--width', 8))
@@ -120,7 +126,7 @@ export function registerGenerate(program: Command): void {
       const modelDir = f.model ?? BUILTIN_MODEL_DIR;
       if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
       const latents = f.latents ? readLatentsFile(f.latents) : undefined;
-      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), onWarning: log, loras: f.lora });
+      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
       const opts: GenerateOptions = {
         prompt: f.prompt,
         negativePrompt: f.negativePrompt,

@@ -7,18 +7,18 @@ import { basename, resolve } from 'node:path';
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
 import { todoActiveAt } from '../attention/todo.js';
 import { SafetensorsFile } from '../io/safetensors.js';
-import { findComponent } from '../io/model-folder.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { attentionLevels, UNet } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { createScheduler, SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
-import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
+import type { ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
-import { SdxlConditioner, type Conditioning } from './conditioning-sdxl.js';
+import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
+import { modelSdxlConditioner, modelTokenizer, modelVAE, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
 import { a1111Parameters } from './parameters.js';
 import { decodeTiled } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
@@ -108,32 +108,37 @@ export class StableDiffusion {
     readonly sdxl?: SdxlConditioner,
   ) {}
 
-  static async load(dir: string, options: RuntimeOptions & { attention?: AttentionOptions; loras?: LoraSpec[] } = {}): Promise<StableDiffusion> {
+  /** `model`: a diffusers folder or a single-file checkpoint (.safetensors, LDM / SGM layout). */
+  static async load(model: string, options: RuntimeOptions & ModelSourceOptions & { attention?: AttentionOptions; loras?: LoraSpec[] } = {}): Promise<StableDiffusion> {
     const { loras, ...opts } = options;
-    const modelDir = resolve(dir);
-    const scheduler = findComponent(modelDir, 'scheduler', { configFile: 'scheduler_config.json', needWeights: false });
-    const [unet, vae] = await Promise.all([UNet.load(modelDir, opts), VAE.load(modelDir, opts)]);
+    const modelDir = resolve(model);
+    const scheduler = schedulerConfig(modelDir, opts);
+    const [unet, vae] = await Promise.all([UNet.load(modelDir, opts), modelVAE(modelDir, opts)]);
+    if (vae.config.latentChannels !== unet.config.outChannels) {
+      fail(`the VAE has ${vae.config.latentChannels} latent channels but the U-Net works on ${unet.config.outChannels}: the VAE belongs to another model family`);
+    }
     if (detectModelFamily(modelDir, unet.config) === 'sdxl') {
-      const sdxl = await SdxlConditioner.load(modelDir, unet.config, opts);
+      const sdxl = await modelSdxlConditioner(modelDir, unet.config, opts);
       const sdxlLoras = new PipelineLoras([...sdxl.textEncoders, unet], loras ?? []);
       sdxlLoras.useBase(opts.onWarning);
-      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler.config, sdxlLoras, sdxl);
+      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, sdxl);
     }
-    const [tokenizer, textEncoder] = await Promise.all([loadTokenizer(modelDir, { onWarning: opts.onWarning }), ClipTextEncoder.load(modelDir, opts)]);
+    const [tokenizer, textEncoder] = await Promise.all([modelTokenizer(modelDir, { onWarning: opts.onWarning }), ClipTextEncoder.load(modelDir, opts)]);
     if (textEncoder.config.hiddenSize !== unet.config.crossAttentionDim) {
       fail(`text encoder width ${textEncoder.config.hiddenSize} does not match the U-Net's cross_attention_dim ${unet.config.crossAttentionDim}; the components come from different models`);
     }
     const pipeLoras = new PipelineLoras([textEncoder, unet], loras ?? []);
     pipeLoras.useBase(opts.onWarning);
-    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler.config, pipeLoras);
+    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras);
   }
 
   get family(): ModelFamily {
     return this.sdxl ? 'sdxl' : 'sd';
   }
 
+  /** The folder's or checkpoint file's name, without `.safetensors` (as A1111 names checkpoints). */
   get modelName(): string {
-    return basename(this.modelDir);
+    return basename(this.modelDir).replace(/\.safetensors$/i, '');
   }
 
   /** The model's own sampler (from its scheduler config), used when none is asked for. */

@@ -23,6 +23,8 @@ export interface ClipTokenizerOptions {
    * ordinary text (`!</w>` = 256); only the padding uses the pad id.
    */
   specialPad?: boolean;
+  /** The pad token, instead of the folder's (single-file checkpoints carry no tokenizer files). */
+  padToken?: string;
 }
 
 /** What a tokenizer is built from, as read from a diffusers `tokenizer/` folder. */
@@ -415,7 +417,7 @@ export async function loadTokenizer(dir: string, options: LoadTokenizerOptions =
   const special = (await isFile(specialPath)) ? readJson(specialPath, 'CLIP tokenizer special tokens') : {};
   const pick = (key: string): string | undefined => tokenString(special[key]) ?? tokenString(config[key]);
 
-  const padToken = pick('pad_token');
+  const padToken = options.padToken ?? pick('pad_token');
   if (padToken === undefined) {
     throw new Error(
       `CLIP tokenizer: no pad_token in ${specialPath} or ${configPath}; ` +
