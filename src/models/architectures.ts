@@ -3,7 +3,7 @@
  * diffusers folders carry them), and tiny ones for tests: `random-model` writes these with
  * random weights.
  */
-export const ARCHITECTURES = ['tiny', 'sd15', 'sd21', 'sdxl', 'sdxl-tiny'] as const;
+export const ARCHITECTURES = ['tiny', 'tiny-sd2', 'sd15', 'sd21', 'sdxl', 'sdxl-tiny'] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
 
 export interface ArchitectureConfigs {
@@ -218,4 +218,15 @@ const SDXL_TINY: ArchitectureConfigs = {
   dtype: 'fp32',
 };
 
-export const ARCHITECTURE_CONFIGS: Record<Architecture, ArchitectureConfigs> = { tiny: TINY, sd15: SD15, sd21: SD21, sdxl: SDXL, 'sdxl-tiny': SDXL_TINY };
+/** A tiny SD 2.x (OpenCLIP text tower, linear projections, v-prediction) that the LDM single-file layout can hold: 32 GroupNorm groups. */
+const TINY_SD2: ArchitectureConfigs = {
+  unet: { ...TINY.unet, attention_head_dim: [2, 2], block_out_channels: [32, 32], use_linear_projection: true, norm_num_groups: 32 },
+  vae: { ...TINY.vae, block_out_channels: [32, 32], norm_num_groups: 32 },
+  textEncoder: { ...SD21.textEncoder, hidden_size: 32, intermediate_size: 64, num_attention_heads: 1, num_hidden_layers: 2, projection_dim: 32 },
+  schedulerClass: 'DDIMScheduler',
+  scheduler: SD21.scheduler,
+  padToken: '!',
+  dtype: 'fp32',
+};
+
+export const ARCHITECTURE_CONFIGS: Record<Architecture, ArchitectureConfigs> = { tiny: TINY, 'tiny-sd2': TINY_SD2, sd15: SD15, sd21: SD21, sdxl: SDXL, 'sdxl-tiny': SDXL_TINY };

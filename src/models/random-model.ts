@@ -22,7 +22,7 @@ export interface RandomModelOptions {
 }
 
 /** xoshiro128**: fast, seedable, good enough for weights. */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let a = seed >>> 0 || 1;
   let b = 0x9e3779b9;
   let c = 0x243f6a88;
@@ -45,7 +45,7 @@ function rng(seed: number): () => number {
  * deviation 1/√fan_in (activations keep their scale through the depth), norm scales near 1,
  * small biases, embeddings of standard deviation 0.02 as CLIP's initialiser.
  */
-function randomTensor(key: string, shape: readonly number[], next: () => number): Float32Array {
+export function randomTensor(key: string, shape: readonly number[], next: () => number): Float32Array {
   const n = shape.reduce((a, b) => a * b, 1);
   const out = new Float32Array(n);
   const fill = (center: number, std: number): void => {

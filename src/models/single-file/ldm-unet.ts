@@ -7,18 +7,25 @@
  */
 import type { TensorInfo } from '../../io/safetensors.js';
 
-const RESNET_NAMES: [RegExp, string][] = [
-  [/^in_layers\.0\./, 'norm1.'],
-  [/^in_layers\.2\./, 'conv1.'],
-  [/^out_layers\.0\./, 'norm2.'],
-  [/^out_layers\.3\./, 'conv2.'],
-  [/^emb_layers\.1\./, 'time_emb_proj.'],
-  [/^skip_connection\./, 'conv_shortcut.'],
+/** ResBlock parts: original name → diffusers'. */
+const RESNET_NAMES: [string, string][] = [
+  ['in_layers.0.', 'norm1.'],
+  ['in_layers.2.', 'conv1.'],
+  ['out_layers.0.', 'norm2.'],
+  ['out_layers.3.', 'conv2.'],
+  ['emb_layers.1.', 'time_emb_proj.'],
+  ['skip_connection.', 'conv_shortcut.'],
 ];
 
 function resnet(rest: string): string | undefined {
-  for (const [re, name] of RESNET_NAMES) if (re.test(rest)) return rest.replace(re, name);
-  return undefined;
+  const hit = RESNET_NAMES.find(([from]) => rest.startsWith(from));
+  return hit ? hit[1] + rest.slice(hit[0].length) : undefined;
+}
+
+function originalResnet(rest: string): string {
+  const hit = RESNET_NAMES.find(([, to]) => rest.startsWith(to));
+  if (!hit) throw new Error(`unet: no original-layout name for resnet part "${rest}"`);
+  return hit[0] + rest.slice(hit[1].length);
 }
 
 const FIXED: [string, string][] = [
@@ -59,6 +66,32 @@ export function diffusersUNetKey(key: string, layersPerBlock: number): string | 
     if (m[2] === '1') return `up_blocks.${level}.attentions.${j}.${m[3]}`;
   }
   return undefined;
+}
+
+/**
+ * The inverse: a diffusers U-Net key → its name in the original layout (for writing checkpoints).
+ * `upAttention[level]`: whether up block `level` has attentions (its upsampler then sits at index 2).
+ */
+export function originalUNetKey(key: string, layersPerBlock: number, upAttention: readonly boolean[]): string {
+  for (const [to, from] of FIXED) if (key.startsWith(from)) return to + key.slice(from.length);
+  const per = layersPerBlock + 1;
+  let m = /^down_blocks\.(\d+)\.(resnets|attentions|downsamplers)\.(\d+)\.(.+)$/.exec(key);
+  if (m) {
+    const level = Number(m[1]);
+    if (m[2] === 'downsamplers') return `input_blocks.${1 + level * per + layersPerBlock}.0.op.${m[4]!.replace(/^conv\./, '')}`;
+    const i = 1 + level * per + Number(m[3]);
+    return m[2] === 'resnets' ? `input_blocks.${i}.0.${originalResnet(m[4]!)}` : `input_blocks.${i}.1.${m[4]}`;
+  }
+  m = /^mid_block\.(resnets|attentions)\.(\d)\.(.+)$/.exec(key);
+  if (m) return m[1] === 'attentions' ? `middle_block.1.${m[3]}` : `middle_block.${m[2] === '0' ? 0 : 2}.${originalResnet(m[3]!)}`;
+  m = /^up_blocks\.(\d+)\.(resnets|attentions|upsamplers)\.(\d+)\.(.+)$/.exec(key);
+  if (m) {
+    const level = Number(m[1]);
+    if (m[2] === 'upsamplers') return `output_blocks.${level * per + layersPerBlock}.${upAttention[level] ? 2 : 1}.${m[4]}`;
+    const i = level * per + Number(m[3]);
+    return m[2] === 'resnets' ? `output_blocks.${i}.0.${originalResnet(m[4]!)}` : `output_blocks.${i}.1.${m[4]}`;
+  }
+  throw new Error(`unet: no original-layout name for "${key}"`);
 }
 
 function prefixed(prefix: string, rest: string | undefined): string | undefined {

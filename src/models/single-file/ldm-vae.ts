@@ -28,6 +28,32 @@ export function diffusersVAEKey(key: string, levels: number): string {
   });
 }
 
+const ORIGINAL_NAMES: [RegExp, string][] = [
+  [/\.conv_shortcut\./, '.nin_shortcut.'],
+  [/\.conv_norm_out\./, '.norm_out.'],
+  [/\.mid_block\.resnets\.0\./, '.mid.block_1.'],
+  [/\.mid_block\.resnets\.1\./, '.mid.block_2.'],
+  [/\.mid_block\.attentions\.0\.group_norm\./, '.mid.attn_1.norm.'],
+  [/\.mid_block\.attentions\.0\.to_([qkv])\./, '.mid.attn_1.$1.'],
+  [/\.mid_block\.attentions\.0\.to_out\.0\./, '.mid.attn_1.proj_out.'],
+  [/^encoder\.down_blocks\.(\d+)\.resnets\./, 'encoder.down.$1.block.'],
+  [/^encoder\.down_blocks\.(\d+)\.downsamplers\.0\./, 'encoder.down.$1.downsample.'],
+];
+
+/** The inverse: a diffusers VAE key → its original name (for writing checkpoints). */
+export function originalVAEKey(key: string, levels: number): string {
+  let k = key;
+  for (const [re, to] of ORIGINAL_NAMES) k = k.replace(re, to);
+  return k.replace(/^decoder\.up_blocks\.(\d+)\.(resnets|upsamplers\.0)\./, (_, i: string, part: string) => {
+    return `decoder.up.${levels - 1 - Number(i)}.${part === 'resnets' ? 'block' : 'upsample'}.`;
+  });
+}
+
+/** Original VAE attention projections are 1×1 convolutions: `[C, C]` is written `[C, C, 1, 1]`. */
+export function originalVAEShape(originalKey: string, shape: readonly number[]): number[] {
+  return /\.mid\.attn_1\.(q|k|v|proj_out)\.weight$/.test(originalKey) ? [...shape, 1, 1] : [...shape];
+}
+
 function count(tensors: TensorsByKey, re: RegExp): number {
   return [...tensors.keys()].filter((k) => re.test(k)).length;
 }

@@ -91,6 +91,26 @@ export function openClipSlots(tensors: TensorsByKey, prefix: string): Map<string
 }
 
 /**
+ * The inverse (writing checkpoints): a CLIPTextModel key → its OpenCLIP name; q/k/v name a third
+ * (`part`) of the fused in_proj, and text_projection is stored transposed.
+ */
+export function originalOpenClipKey(key: string): { key: string; part?: number; transposed?: boolean } {
+  if (key === 'text_model.embeddings.token_embedding.weight') return { key: 'token_embedding.weight' };
+  if (key === 'text_model.embeddings.position_embedding.weight') return { key: 'positional_embedding' };
+  if (key === 'text_projection.weight') return { key: 'text_projection', transposed: true };
+  if (key.startsWith('text_model.final_layer_norm.')) return { key: `ln_final.${key.slice('text_model.final_layer_norm.'.length)}` };
+  const m = /^text_model\.encoder\.layers\.(\d+)\.(.+)$/.exec(key);
+  if (m) {
+    const block = `transformer.resblocks.${m[1]}`;
+    const qkv = /^self_attn\.([qkv])_proj\.(weight|bias)$/.exec(m[2]!);
+    if (qkv) return { key: `${block}.attn.in_proj_${qkv[2]}`, part: 'qkv'.indexOf(qkv[1]!) };
+    const renamed = OPEN_CLIP_LAYER.find(([, to]) => m[2]!.startsWith(to));
+    if (renamed) return { key: `${block}.${renamed[0]}${m[2]!.slice(renamed[1].length)}` };
+  }
+  throw new Error(`text_encoder: no OpenCLIP name for "${key}"`);
+}
+
+/**
  * `layers`: how many resblocks the encoder runs. SD 2.x conditions on the penultimate layer's
  * output through ln_final, which is a CLIPTextModel one layer shorter (as diffusers converts it).
  */
