@@ -7,6 +7,10 @@ import { loadTextEncoder, loadUNet, loadVAE, SafetensorsFile, writeSafetensors }
 import type { WeightRef } from '../src/graph/weights.js';
 import { toFloat32, type DType } from '../src/io/safetensors.js';
 import { SingleFileCheckpoint, type CheckpointComponentName } from '../src/models/single-file/checkpoint.js';
+import { GraphBuilder } from '../src/graph/builder.js';
+import { serializeModel } from '../src/graph/serialize.js';
+import { linear } from '../src/models/layers.js';
+import { createSession, ort } from '../src/runtime/session.js';
 import { fixture, readTensor, relL2 } from './helpers.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'todo-sd-single-'));
@@ -140,4 +144,24 @@ test('single-file: configs read off the shapes and the .yaml equal the diffusers
   assert.deepEqual(xl.component('unet').config.transformer_layers_per_block, [1, 1, 2]);
   const te2 = xl.component('text_encoder_2').config;
   assert.deepEqual([te2.hidden_size, te2.num_hidden_layers, te2.intermediate_size, te2.projection_dim, te2.hidden_act], [16, 3, 64, 12, 'gelu']);
+});
+
+test('single-file/sdxl-tiny: OpenCLIP text_projection, stored [W, E], is transposed in the graph (no copy on disk)', async () => {
+  const { weights } = SingleFileCheckpoint.open(fixture('single-file', 'sdxl-tiny.safetensors')).component('text_encoder_2');
+  const g = new GraphBuilder('projection', weights);
+  const x = g.input('x', [2, 16]);
+  g.output(linear(g, 'text_projection', x, 12, false), 'y');
+  const session = await createSession(serializeModel(g.build()), weights.folder);
+  const input = Float32Array.from({ length: 32 }, (_, i) => Math.sin(i));
+  const y = (await session.run({ x: new ort.Tensor('float32', input, [2, 16]) })).y!.data as Float32Array;
+  // transformers' Linear: y = x · Wᵀ with W [E, W] from the diffusers folder.
+  const w = readTensor(fixture('sdxl-tiny', 'text_encoder_2', 'model.safetensors'), 'text_projection.weight').data;
+  const want = Float32Array.from({ length: 24 }, (_, i) => {
+    const [b, e] = [Math.floor(i / 12), i % 12];
+    let sum = 0;
+    for (let k = 0; k < 16; k++) sum += input[b * 16 + k]! * w[e * 16 + k]!;
+    return sum;
+  });
+  assert.ok(relL2(y, want) <= 1e-6, `relative L2 error ${relL2(y, want)}`);
+  await session.release();
 });
