@@ -53,6 +53,17 @@ for (const name of ['sd1-tiny', 'sd2-tiny']) {
   }
 }
 
+test('single-file/sdxl-tiny-file: the SGM checkpoint VAE (fp32 in a mixed-dtype file) decodes as diffusers', async () => {
+  const io = fixture('single-file', 'checks', 'sdxl-tiny-file', 'io.safetensors');
+  const vae = await loadVAE(fixture('single-file', 'sdxl-tiny.safetensors'));
+  assert.equal(vae.config.scalingFactor, 0.13025);
+  const image = await vae.decode(readTensor(io, 'vae_latents'));
+  const decoded = readTensor(io, 'vae_decoded');
+  assert.deepEqual(image.dims, decoded.dims);
+  assert.ok(relL2(image.data, decoded.data) <= 1e-4, `VAE relative L2 error ${relL2(image.data, decoded.data)}`);
+  await vae.dispose();
+});
+
 /** Token ids with a start token, a few words, then end tokens: any fixed ids do. */
 const ids = { data: Int32Array.from({ length: 2 * 77 }, (_, i) => (i % 77 === 0 ? 49406 : i % 77 < 9 ? (i * 7919) % 49000 : 49407)), dims: [2, 77] };
 
