@@ -6,7 +6,11 @@ export type { UNetConfig, UNetShape, LoadOptions, UNetForwardOptions, TextTimeCo
 export type { AttentionOptions, TodoOptions, TodoMode, DenseOptions } from './attention/options.js';
 export { autoTodoFactor } from './attention/todo.js';
 export { loadVAE, VAE, parseVAEConfig } from './models/vae.js';
-export type { VAEConfig } from './models/vae.js';
+export type { VAEConfig, VAELoadOptions } from './models/vae.js';
+export { SingleFileCheckpoint } from './models/single-file/checkpoint.js';
+export type { CheckpointComponent, CheckpointComponentName, ModelFamily as CheckpointFamily, Prediction } from './models/single-file/checkpoint.js';
+export { writeRandomCheckpoint } from './models/single-file/random-checkpoint.js';
+export type { ModelSourceOptions } from './pipeline/model-parts.js';
 export { loadTextEncoder, ClipTextEncoder, parseClipTextConfig } from './models/clip-text.js';
 export type { ClipTextConfig, ClipTextHiddenStates, TextEncoderLoadOptions } from './models/clip-text.js';
 export { SdxlConditioner, sdxlTimeIds } from './pipeline/conditioning-sdxl.js';
