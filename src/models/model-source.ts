@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { WeightStore, type WeightFiles } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
-import { refusePickle, SingleFileCheckpoint, type CheckpointComponentName } from './single-file/checkpoint.js';
+import { refusePickle, SingleFileCheckpoint } from './single-file/checkpoint.js';
 
 export interface ComponentSource {
   config: Record<string, unknown>;
@@ -20,7 +20,8 @@ export function isSingleFile(path: string): boolean {
   return existsSync(p) && statSync(p).isFile();
 }
 
-export function openComponent(source: string, name: CheckpointComponentName, classNames: readonly string[]): ComponentSource {
+/** `name`: the component's folder name in a diffusers model (unet, vae, text_encoder, text_encoder_2). */
+export function openComponent(source: string, name: string, classNames: readonly string[]): ComponentSource {
   const path = resolve(source);
   if (!existsSync(path) && /\.(safetensors|ckpt|pt|pth|bin)$/i.test(path)) {
     refusePickle(path);

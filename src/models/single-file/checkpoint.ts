@@ -20,7 +20,8 @@ import { clipConfig, clipSlots, openClipConfig, openClipSlots } from './text-enc
 import { CheckpointWeights, type CheckpointSlot } from './weights.js';
 
 export type ModelFamily = 'sd1' | 'sd2' | 'sdxl';
-export type CheckpointComponentName = 'unet' | 'vae' | 'text_encoder' | 'text_encoder_2';
+export const CHECKPOINT_COMPONENTS = ['unet', 'vae', 'text_encoder', 'text_encoder_2'] as const;
+export type CheckpointComponentName = (typeof CHECKPOINT_COMPONENTS)[number];
 export type Prediction = 'epsilon' | 'v';
 
 export interface CheckpointComponent {
@@ -154,8 +155,12 @@ export class SingleFileCheckpoint {
     return text !== undefined && [...this.file.tensors.keys()].some((k) => k.startsWith(text.prefix));
   }
 
-  component(name: CheckpointComponentName): CheckpointComponent {
-    if (!this.has(name)) throw new Error(this.missing(name));
+  /** `name`: a diffusers component folder name (unet, vae, text_encoder, text_encoder_2). */
+  component(name: string): CheckpointComponent {
+    if (!(CHECKPOINT_COMPONENTS as readonly string[]).includes(name)) {
+      throw new Error(`a single-file checkpoint has no component "${name}"; it holds ${CHECKPOINT_COMPONENTS.join(', ')}`);
+    }
+    if (!this.has(name as CheckpointComponentName)) throw new Error(this.missing(name as CheckpointComponentName));
     if (name === 'unet') return this.unet();
     if (name === 'vae') return this.vae();
     return this.textEncoder(name === 'text_encoder' ? 0 : 1);
