@@ -58,16 +58,24 @@ test('single file in bf16 with EMA keys: the same U-Net as the folder in bf16', 
   assert.ok(relL2(a, readTensor(io, 'out_full').data) < 0.05);
 });
 
-test('position_ids in a CLIP checkpoint are ignored', async () => {
-  const file = rewrite(sd1(), join(root, 'sd1-position-ids.safetensors'), (_, t) => t, {
+test('CLIP in a checkpoint: position_ids are ignored, old transformers names (no text_model.) are read', async () => {
+  const ids = { data: Int32Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 5 ? 320 + i : 49407)), dims: [1, 77] };
+  const reference = await loadTextEncoder(sd1());
+  const want = (await reference.forward(ids)).data;
+  await reference.dispose();
+  const withIds = rewrite(sd1(), join(root, 'sd1-position-ids.safetensors'), (_, t) => t, {
     'cond_stage_model.transformer.text_model.embeddings.position_ids': { dtype: 'I64', shape: [1, 77], data: BigInt64Array.from({ length: 77 }, (_, i) => BigInt(i)) },
   });
-  const ids = { data: Int32Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 5 ? 320 + i : 49407)), dims: [1, 77] };
-  const a = await loadTextEncoder(file);
-  const b = await loadTextEncoder(sd1());
-  assert.deepEqual((await a.forward(ids)).data, (await b.forward(ids)).data);
-  await a.dispose();
-  await b.dispose();
+  const src = SafetensorsFile.open(sd1());
+  const old: Record<string, TensorToWrite> = {};
+  for (const t of src.tensors.values()) old[t.name.replace('cond_stage_model.transformer.text_model.', 'cond_stage_model.transformer.')] = { dtype: t.dtype, shape: t.shape, data: new Uint8Array(src.readBytes(t.name)) };
+  const oldNames = join(root, 'sd1-old-names.safetensors');
+  writeSafetensors(oldNames, old);
+  for (const file of [withIds, oldNames]) {
+    const encoder = await loadTextEncoder(file);
+    assert.deepEqual((await encoder.forward(ids)).data, want, file);
+    await encoder.dispose();
+  }
 });
 
 test('keys that match no known layout: the error names the prefixes it found', async () => {
@@ -134,6 +142,9 @@ test('a VAE of another family is refused; a lone VAE file decodes as the checkpo
   const pipe = await StableDiffusion.load(sd2(), { vae: lone });
   assert.equal(pipe.vae.config.scalingFactor, 0.18215, "a lone VAE file takes the model's scaling factor");
   await pipe.dispose();
+  // A diffusers VAE weights file: its config.json beside it says what it is.
+  const diffusersFile = await StableDiffusion.load(sd1(), { vae: fixture('single-file', 'sd2-tiny', 'vae', 'diffusion_pytorch_model.safetensors') });
+  await diffusersFile.dispose();
   await assert.rejects(loadUNet(lone), /lone-vae\.safetensors is a lone VAE; it has no unet/);
 });
 
