@@ -19,17 +19,23 @@ function folderComponent(folder: string, name: string): DiffusersComponent {
   return { config: JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>, tensors };
 }
 
-for (const [name, family] of [
-  ['sd1-tiny', 'sd1'],
-  ['sd2-tiny', 'sd2'],
+for (const [name, family, folder] of [
+  ['sd1-tiny', 'sd1', ['single-file', 'sd1-tiny']],
+  ['sd2-tiny', 'sd2', ['single-file', 'sd2-tiny']],
+  ['sdxl-tiny', 'sdxl', ['sdxl-tiny']],
 ] as const) {
   test(`writing the original layout: the ${name} folder becomes the tensors of ${name}.safetensors`, () => {
-    const folder = fixture('single-file', name);
-    const parts = { unet: folderComponent(folder, 'unet'), vae: folderComponent(folder, 'vae'), textEncoder: folderComponent(folder, 'text_encoder') };
+    const dir = fixture(...folder);
+    const parts = {
+      unet: folderComponent(dir, 'unet'),
+      vae: folderComponent(dir, 'vae'),
+      textEncoder: folderComponent(dir, 'text_encoder'),
+      ...(family === 'sdxl' ? { textEncoder2: folderComponent(dir, 'text_encoder_2') } : {}),
+    };
     const written = toOriginalLayout(family, parts);
     const file = SafetensorsFile.open(fixture('single-file', `${name}.safetensors`));
-    // The fixture's extras (see its models.json): the unused last OpenCLIP layer, text_projection, logit_scale.
-    const extra = /^cond_stage_model\.model\.(transformer\.resblocks\.23\.|text_projection|logit_scale)/;
+    // The fixtures' extras (see models.json): SD 2.x's unused last OpenCLIP layer, its text_projection, logit_scale.
+    const extra = /^(cond_stage_model\.model\.(transformer\.resblocks\.23\.|text_projection|logit_scale)|conditioner\.embedders\.1\.model\.logit_scale)/;
     const expected = [...file.tensors.keys()].filter((k) => !extra.test(k)).sort();
     assert.deepEqual([...written.keys()].filter((k) => !extra.test(k)).sort(), expected);
     for (const key of expected) {

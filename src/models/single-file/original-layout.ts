@@ -1,7 +1,7 @@
 /**
- * diffusers-named tensors → one LDM single-file checkpoint (SD 1.x with CLIP, SD 2.x with
- * OpenCLIP), as the original repositories and model sites lay them out: the writing side of
- * the name maps, for `random-model --format single-file`.
+ * diffusers-named tensors → one single-file checkpoint as the original repositories and model
+ * sites lay them out: LDM (SD 1.x with CLIP, SD 2.x with OpenCLIP) or SGM (SDXL, both): the
+ * writing side of the name maps, for `random-model --format single-file`.
  */
 import type { ModelFamily } from './checkpoint.js';
 import { originalUNetKey } from './ldm-unet.js';
@@ -22,15 +22,23 @@ export interface DiffusersParts {
   unet: DiffusersComponent;
   vae: DiffusersComponent;
   textEncoder: DiffusersComponent;
+  /** SDXL's CLIPTextModelWithProjection. */
+  textEncoder2?: DiffusersComponent;
 }
 
-function openClip(tensors: ReadonlyMap<string, NamedTensor>): Map<string, NamedTensor> {
+function transpose({ shape, data }: NamedTensor): NamedTensor {
+  const [rows, cols] = shape as [number, number];
+  return { shape: [cols, rows], data: Float32Array.from({ length: data.length }, (_, i) => data[(i % rows) * cols + Math.floor(i / rows)]!) };
+}
+
+/** `extraLayer`: SD 2.x files carry one more resblock than diffusers keeps (see below). */
+function openClip(tensors: ReadonlyMap<string, NamedTensor>, extraLayer: boolean): Map<string, NamedTensor> {
   const out = new Map<string, NamedTensor>();
   const fused = new Map<string, NamedTensor[]>();
   for (const [key, t] of tensors) {
     const o = originalOpenClipKey(key);
     if (o.part === undefined) {
-      out.set(o.key, t);
+      out.set(o.key, o.transposed ? transpose(t) : t);
       continue;
     }
     const parts = fused.get(o.key) ?? [];
@@ -43,6 +51,7 @@ function openClip(tensors: ReadonlyMap<string, NamedTensor>): Map<string, NamedT
     [q, k, v].forEach((p, i) => data.set(p.data, i * q.data.length));
     out.set(key, { shape: [q.shape[0]! * 3, ...q.shape.slice(1)], data });
   }
+  if (!extraLayer) return out;
   // SD 2.x files carry OpenCLIP's whole tower, whose last layer SD does not use; diffusers keeps one
   // layer less. As kohya's converter does, the last kept layer stands in for it.
   const last = Math.max(...[...out.keys()].map((k) => Number(/^transformer\.resblocks\.(\d+)\./.exec(k)?.[1] ?? -1)));
@@ -53,8 +62,8 @@ function openClip(tensors: ReadonlyMap<string, NamedTensor>): Map<string, NamedT
   return out;
 }
 
-/** The checkpoint's tensors, original names, for an SD 1.x (`sd1`) or SD 2.x (`sd2`) model. */
-export function toOriginalLayout(family: Exclude<ModelFamily, 'sdxl'>, parts: DiffusersParts): Map<string, NamedTensor> {
+/** The checkpoint's tensors, original names, for an SD 1.x (`sd1`), SD 2.x (`sd2`) or SDXL (`sdxl`) model. */
+export function toOriginalLayout(family: ModelFamily, parts: DiffusersParts): Map<string, NamedTensor> {
   const out = new Map<string, NamedTensor>();
   const u = parts.unet.config;
   const upAttention = (u.up_block_types as string[]).map((t) => t === 'CrossAttnUpBlock2D');
@@ -66,8 +75,12 @@ export function toOriginalLayout(family: Exclude<ModelFamily, 'sdxl'>, parts: Di
   }
   if (family === 'sd1') {
     for (const [key, t] of parts.textEncoder.tensors) out.set(`cond_stage_model.transformer.${key}`, t);
+  } else if (family === 'sd2') {
+    for (const [key, t] of openClip(parts.textEncoder.tensors, true)) out.set(`cond_stage_model.model.${key}`, t);
   } else {
-    for (const [key, t] of openClip(parts.textEncoder.tensors)) out.set(`cond_stage_model.model.${key}`, t);
+    if (!parts.textEncoder2) throw new Error('an SDXL checkpoint needs both text encoders');
+    for (const [key, t] of parts.textEncoder.tensors) out.set(`conditioner.embedders.0.transformer.${key}`, t);
+    for (const [key, t] of openClip(parts.textEncoder2.tensors, false)) out.set(`conditioner.embedders.1.model.${key}`, t);
   }
   return out;
 }
