@@ -137,10 +137,6 @@ export class SingleFileCheckpoint {
     return new SingleFileCheckpoint(file, family === 'vae' ? undefined : family, yaml ? readOriginalConfig(yaml) : undefined, opts);
   }
 
-  get path(): string {
-    return this.file.path;
-  }
-
   /** The latent scaling factor: the .yaml's `scale_factor`, else the family's; undefined for a lone VAE. */
   get scalingFactor(): number | undefined {
     if (this.original?.scaleFactor !== undefined) return this.original.scaleFactor;
