@@ -118,6 +118,8 @@ test('pickles are refused, by extension and by content, with the reason and a co
   const r = runCli(root, 'generate', '--model', ckpt, '-p', 'x', '--out', join(root, 'x.png'));
   assert.equal(r.code, 1);
   assert.match(r.stderr, /todo-sd: error: model\.ckpt is a PyTorch pickle/);
+  await assert.rejects(StableDiffusion.load(join(root, 'absent.ckpt')), /absent\.ckpt is a PyTorch pickle/);
+  await assert.rejects(StableDiffusion.load(join(root, 'absent.safetensors')), /model file .*absent\.safetensors not found/);
 });
 
 test('a VAE of another family is refused; a lone VAE file decodes as the checkpoint VAE it came from', async () => {

@@ -20,13 +20,17 @@ export function isSingleFile(path: string): boolean {
   return existsSync(p) && statSync(p).isFile();
 }
 
+/** A missing checkpoint file is named as a file (a missing folder is named by findComponent); a pickle is refused by its name. */
+export function checkModelFile(path: string): void {
+  if (existsSync(path) || !/\.(safetensors|ckpt|pt|pth|bin)$/i.test(path)) return;
+  refusePickle(path);
+  throw new Error(`model file ${path} not found`);
+}
+
 /** `name`: the component's folder name in a diffusers model (unet, vae, text_encoder, text_encoder_2). */
 export function openComponent(source: string, name: string, classNames: readonly string[]): ComponentSource {
   const path = resolve(source);
-  if (!existsSync(path) && /\.(safetensors|ckpt|pt|pth|bin)$/i.test(path)) {
-    refusePickle(path);
-    throw new Error(`model file ${path} not found`);
-  }
+  checkModelFile(path);
   if (isSingleFile(path)) {
     refusePickle(path);
     // A diffusers component's weights file, with its config.json beside it.

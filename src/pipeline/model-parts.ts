@@ -4,7 +4,7 @@
  * own or a replacement (`--vae`) checked against the model's latent family.
  */
 import { findComponent } from '../io/model-folder.js';
-import { isSingleFile, openComponent } from '../models/model-source.js';
+import { checkModelFile, isSingleFile, openComponent } from '../models/model-source.js';
 import { CLIP_VOCAB_DIR, SingleFileCheckpoint, type Prediction } from '../models/single-file/checkpoint.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import type { UNetConfig } from '../models/unet.js';
@@ -26,6 +26,7 @@ export function schedulerConfig(model: string, opts: ModelSourceOptions): Record
   if (opts.prediction !== undefined && !PREDICTIONS.includes(opts.prediction)) {
     throw new Error(`prediction must be ${PREDICTIONS.join(' or ')}; got ${JSON.stringify(opts.prediction)}`);
   }
+  checkModelFile(model);
   if (isSingleFile(model)) return SingleFileCheckpoint.open(model, { prediction: opts.prediction }).schedulerConfig();
   const config = findComponent(model, 'scheduler', { configFile: 'scheduler_config.json', needWeights: false }).config;
   if (opts.prediction === undefined) return config;
