@@ -1,14 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SafetensorsFile, StableDiffusion } from '../src/index.js';
+import { BUILTIN_MODEL_DIR, loadUNet, SafetensorsFile, StableDiffusion, writeSafetensors } from '../src/index.js';
 import { encodeF16 } from '../src/io/safetensors.js';
 import { writeRandomModel } from '../src/models/random-model.js';
 import { diffusersUNetKey, originalUNetKey, unetLayersPerBlock } from '../src/models/single-file/ldm-unet.js';
 import { toOriginalLayout, type DiffusersComponent } from '../src/models/single-file/original-layout.js';
-import { fixture, runCli } from './helpers.js';
+import { fixture, readTensor, relL2, runCli } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-single-writer-'));
 
@@ -87,4 +87,19 @@ test('random-model --format single-file: the same weights as the folder of the s
   assert.match(bad.stderr, /written as FILE\.safetensors/);
   const groups = runCli(root, 'random-model', '--arch', 'tiny', '--format', 'single-file', '--out', join(root, 'tiny8.safetensors'));
   assert.match(groups.stderr, /--format single-file writes the LDM layout of tiny-sd2, sd15, sd21; got --arch tiny/);
+});
+
+test('LoRAs apply to a single-file U-Net as to its folder (the lora fixture on tiny-photo as a checkpoint)', async () => {
+  const folder = BUILTIN_MODEL_DIR;
+  const parts = { unet: folderComponent(folder, 'unet'), vae: folderComponent(folder, 'vae'), textEncoder: folderComponent(folder, 'text_encoder') };
+  const file = join(root, 'tiny-photo-unet.safetensors');
+  const tensors = [...toOriginalLayout('sd1', parts)].filter(([k]) => k.startsWith('model.diffusion_model.'));
+  writeSafetensors(file, Object.fromEntries(tensors.map(([k, t]) => [k, { dtype: 'F32', shape: t.shape, data: t.data }])));
+  // tiny-photo's U-Net has 4 heads, not SD 1.x's 8: its .yaml says so.
+  writeFileSync(join(root, 'tiny-photo-unet.yaml'), 'model:\n  params:\n    unet_config:\n      params:\n        num_heads: 4\n');
+  const io = fixture('lora', 'io.safetensors');
+  const unet = await loadUNet(file, { loras: [{ path: fixture('lora', 'lora-kohya.safetensors'), scale: 0.8 }] });
+  const out = await unet.forward(readTensor(io, 'unet_sample'), readTensor(io, 'unet_timestep').data[0]!, readTensor(io, 'unet_encoder_hidden_states'));
+  assert.ok(relL2(out.data, readTensor(io, 'unet_out_lora').data) <= 1e-4, `relative L2 error ${relL2(out.data, readTensor(io, 'unet_out_lora').data)}`);
+  await unet.dispose();
 });
