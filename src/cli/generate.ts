@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
+import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
@@ -34,6 +35,7 @@ interface GenerateFlags extends RuntimeFlags {
   todoLevel2: number;
   tome?: number;
   clipSkip: number;
+  promptSyntax: PromptSyntax;
   vaeTiling: 'auto' | 'on' | 'off';
   lora: LoraSpec[];
   loraDir?: string;
@@ -104,6 +106,7 @@ export function registerGenerate(program: Command): void {
     .option('--todo-level2 <factor>', 'ToDo factor at the second attention level', parseFloatOption('--todo-level2', 1, 64), 1)
     .option('--tome <ratio>', 'ToMe token merging (the baseline ToDo is compared with): fraction of top-level tokens to merge', parseFloatOption('--tome', 0, 0.75))
     .option('--clip-skip <n>', 'use the n-th last CLIP layer (1 = last)', parseIntOption('--clip-skip', 1), 1)
+    .addOption(new Option('--prompt-syntax <syntax>', 'a1111: (emphasis:1.2), BREAK, [from:to:0.5], prompts past 75 tokens; plain: diffusers (cut at 75 tokens)').choices(PROMPT_SYNTAXES).default('a1111'))
     .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding').choices(['auto', 'on', 'off']).default('auto'))
     .option('--lora <file[:weight]>', 'merge a LoRA / LoCon .safetensors at this weight (default 1); repeatable', parseLoraOption, [])
     .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors)')
@@ -135,6 +138,7 @@ export function registerGenerate(program: Command): void {
         latents,
         attention: attentionFromFlags(f),
         clipSkip: f.clipSkip,
+        promptSyntax: f.promptSyntax,
         vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
         loraDir: f.loraDir,
       };

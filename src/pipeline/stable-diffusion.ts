@@ -17,7 +17,8 @@ import { createScheduler, SAMPLER_NAMES, type SamplerName } from '../scheduler/i
 import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
-import { SdxlConditioner, type Conditioning } from './conditioning-sdxl.js';
+import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../prompt/index.js';
+import { SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { a1111Parameters } from './parameters.js';
 import { decodeTiled } from './vae-tiling.js';
@@ -51,6 +52,8 @@ export interface GenerateOptions {
   loras?: LoraSpec[];
   /** Folder of the LoRAs that `<lora:name:w>` tags in the prompt name (`name.safetensors`). */
   loraDir?: string;
+  /** 'a1111' (default): AUTOMATIC1111's emphasis, BREAK, chunks of 75 and prompt editing; 'plain': diffusers' truncation at 77 tokens. */
+  promptSyntax?: PromptSyntax;
 }
 
 export interface StepInfo {
@@ -173,6 +176,8 @@ export class StableDiffusion {
     const attention = resolveAttention(o.attention ?? this.unet.attention.options).options;
     const clipSkip = o.clipSkip ?? 1;
     const vaeTiling = o.vaeTiling ?? 'auto';
+    const promptSyntax = o.promptSyntax ?? 'a1111';
+    if (!PROMPT_SYNTAXES.includes(promptSyntax)) fail(`promptSyntax must be one of ${PROMPT_SYNTAXES.join(', ')}; got "${String(promptSyntax)}"`);
     return {
       prompt: o.prompt,
       negativePrompt: o.negativePrompt ?? '',
@@ -187,14 +192,9 @@ export class StableDiffusion {
       attention,
       clipSkip,
       vaeTiling,
+      promptSyntax,
       latentsFromFile: o.latents !== undefined,
     };
-  }
-
-  private async encodeText(prompts: string[], clipSkip: number): Promise<Tensor> {
-    const ids = new Int32Array(prompts.length * 77);
-    prompts.forEach((p, i) => ids.set(this.tokenizer.encode(p), i * 77));
-    return this.textEncoder.forward({ data: ids, dims: [prompts.length, 77] }, { clipSkip });
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
@@ -223,10 +223,12 @@ export class StableDiffusion {
 
     const t0 = performance.now();
     const guided = s.cfg > 1;
-    const prompts = [...(guided ? Array(s.batch).fill(s.negativePrompt) : []), ...Array(s.batch).fill(loras.prompt)];
-    const cond: Conditioning = this.sdxl
+    // SDXL: diffusers' two-encoder conditioning; A1111's prompt syntax is wired for SD 1.x/2.x.
+    const sdxlCond = this.sdxl
       ? await this.sdxl.encode({ prompt: loras.prompt, negativePrompt: o.negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: s.width, height: s.height })
-      : { encoderHiddenStates: await this.encodeText(prompts, s.clipSkip) };
+      : undefined;
+    const request = { prompt: loras.prompt, negativePrompt: s.negativePrompt, steps: s.steps, batch: s.batch, guided, syntax: s.promptSyntax };
+    const conditioning = sdxlCond ? undefined : await PromptConditioning.build(request, this.tokenizer, (ids) => this.textEncoder.forward(ids, { clipSkip: s.clipSkip }));
     const t1 = performance.now();
 
     this.unet.setAttention(s.attention);
@@ -239,7 +241,8 @@ export class StableDiffusion {
     else for (const [i, t] of scheduler.timesteps.entries()) {
       const scaled = scheduler.scaleModelInput(x, t);
       const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * s.batch, ...latentDims.slice(1)] } : scaled;
-      const out = await this.unet.forward(input, t, cond.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, i, total), ...cond.added });
+      const text = conditioning?.at(i) ?? sdxlCond!.encoderHiddenStates;
+      const out = await this.unet.forward(input, t, text, { attentionActive: todoActiveAt(stopAt, i, total), ...sdxlCond?.added });
       let eps = out;
       if (guided) {
         const n = numel(latentDims);
