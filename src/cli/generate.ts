@@ -9,7 +9,7 @@ import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
-import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
+import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
@@ -25,7 +25,7 @@ interface GenerateFlags extends RuntimeFlags {
   steps: number;
   cfg: number;
   seed?: number;
-  sampler?: SamplerName;
+  sampler?: SamplerChoice;
   karras?: boolean;
   batch: number;
   latents?: string;
@@ -96,8 +96,8 @@ export function registerGenerate(program: Command): void {
     .option('--steps <n>', 'denoising steps', parseIntOption('--steps', 1, 1000), 20)
     .option('--cfg <scale>', 'classifier-free guidance scale (1 = off)', parseFloatOption('--cfg', 0, 100), 7.5)
     .option('-s, --seed <n>', 'seed (the same noise as torch.Generator("cpu").manual_seed(n)); default: random', parseIntOption('--seed', 0, 2 ** 53 - 1))
-    .addOption(new Option('--sampler <name>', 'sampler (default: the model scheduler)').choices(SAMPLER_NAMES))
-    .option('--karras', 'Karras noise schedule (euler, euler-a, dpmpp-2m)')
+    .option('--sampler <name>', 'sampler, ours or AUTOMATIC1111\'s name ("DPM++ 2M Karras", "Euler a", UniPC, …; default: the model scheduler)', parseSamplerOption)
+    .option('--karras', 'Karras noise schedule (all samplers but ddim and pndm)')
     .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
     .option('--latents <file>', 'initial noise from a safetensors file (tensor "latents", [batch, 4, h/8, w/8])')
     .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
@@ -133,8 +133,8 @@ export function registerGenerate(program: Command): void {
         cfg: f.cfg,
         seed: f.seed,
         batch: f.batch,
-        sampler: f.sampler,
-        karras: f.karras,
+        sampler: f.sampler?.sampler,
+        karras: f.karras ?? f.sampler?.karras,
         latents,
         attention: attentionFromFlags(f),
         clipSkip: f.clipSkip,

@@ -5,15 +5,8 @@
  */
 import type { AttentionOptions } from '../attention/options.js';
 import type { SamplerName } from '../scheduler/index.js';
+import { a1111SamplerName } from '../scheduler/names.js';
 import { todoInfotext } from './todo-infotext.js';
-
-const A1111_SAMPLERS: Record<SamplerName, string> = {
-  euler: 'Euler',
-  'euler-a': 'Euler a',
-  ddim: 'DDIM',
-  pndm: 'PLMS',
-  'dpmpp-2m': 'DPM++ 2M',
-};
 
 export interface ParameterSource {
   prompt: string;
@@ -44,7 +37,7 @@ function value(v: string | number): string {
 export function a1111Parameters(p: ParameterSource): string {
   const fields: [string, string | number][] = [
     ['Steps', p.steps],
-    ['Sampler', A1111_SAMPLERS[p.sampler] + (p.karras ? ' Karras' : '')],
+    ['Sampler', a1111SamplerName(p.sampler, p.karras)],
     ['CFG scale', p.cfg],
     ['Seed', p.seed],
     ['Size', `${p.width}x${p.height}`],

@@ -14,6 +14,7 @@ import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { createScheduler, SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
+import { resolveSampler } from '../scheduler/names.js';
 import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
@@ -92,6 +93,9 @@ const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
   EulerDiscreteScheduler: 'euler',
   EulerAncestralDiscreteScheduler: 'euler-a',
   DPMSolverMultistepScheduler: 'dpmpp-2m',
+  HeunDiscreteScheduler: 'heun',
+  LMSDiscreteScheduler: 'lms',
+  UniPCMultistepScheduler: 'unipc',
 };
 
 function fail(msg: string): never {
@@ -170,7 +174,7 @@ export class StableDiffusion {
     const cfg = o.cfg ?? 7.5;
     if (!Number.isFinite(cfg) || cfg < 0) fail(`cfg must be a number >= 0; got ${cfg}`);
     const sampler = o.sampler ?? this.defaultSampler;
-    if (!SAMPLER_NAMES.includes(sampler)) fail(`unknown sampler "${sampler}"; use one of ${SAMPLER_NAMES.join(', ')}`);
+    if (!SAMPLER_NAMES.includes(sampler)) resolveSampler(sampler);
     const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
     if (!Number.isSafeInteger(seed) || seed < 0) fail(`seed must be a non-negative integer; got ${seed}`);
     const attention = resolveAttention(o.attention ?? this.unet.attention.options).options;
@@ -241,7 +245,7 @@ export class StableDiffusion {
     else for (const [i, t] of scheduler.timesteps.entries()) {
       const scaled = scheduler.scaleModelInput(x, t);
       const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * s.batch, ...latentDims.slice(1)] } : scaled;
-      const text = conditioning?.at(i) ?? sdxlCond!.encoderHiddenStates;
+      const text = conditioning?.at(Math.ceil(i / scheduler.order)) ?? sdxlCond!.encoderHiddenStates;
       const out = await this.unet.forward(input, t, text, { attentionActive: todoActiveAt(stopAt, i, total), ...sdxlCond?.added });
       let eps = out;
       if (guided) {
