@@ -9,6 +9,7 @@ import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
+import { mergeFromPng, readFromPng } from './from-png.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
@@ -18,7 +19,8 @@ import { attentionFormOption, deviceLoopOption, precisionOption, providerOption,
 
 interface GenerateFlags extends RuntimeFlags {
   model?: string;
-  prompt: string;
+  prompt?: string;
+  fromPng?: string;
   negativePrompt?: string;
   width?: number;
   height?: number;
@@ -89,7 +91,8 @@ export function registerGenerate(program: Command): void {
     .command('generate')
     .description('generate images from a prompt (text-to-image)')
     .option('--model <dir>', `diffusers model folder (default: the built-in ${BUILTIN_MODEL_NAME} model)`)
-    .requiredOption('-p, --prompt <text>', 'what to draw')
+    .option('-p, --prompt <text>', 'what to draw (required unless --from-png)')
+    .option('--from-png <image.png>', 'make an image again from the parameters in its PNG (todo-sd or AUTOMATIC1111); flags given override them')
     .option('-n, --negative-prompt <text>', 'what not to draw')
     .option('-W, --width <px>', 'image width, a multiple of 8 (default: the model native size)', parseIntOption('--width', 8))
     .option('-H, --height <px>', 'image height, a multiple of 8 (default: the model native size)', parseIntOption('--height', 8))
@@ -117,15 +120,17 @@ export function registerGenerate(program: Command): void {
     .addOption(attentionFormOption())
     .addOption(deviceLoopOption())
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
-    .action(async (f: GenerateFlags) => {
+    .action(async (f: GenerateFlags, cmd: Command) => {
+      if (f.prompt === undefined && f.fromPng === undefined) throw new Error('--prompt is required (or --from-png image.png to take it from an image)');
       checkOutput(f.out);
+      const png = f.fromPng === undefined ? undefined : readFromPng(f.fromPng);
       const log = (m: string): void => void process.stderr.write(`${m}\n`);
       const modelDir = f.model ?? BUILTIN_MODEL_DIR;
       if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
       const latents = f.latents ? readLatentsFile(f.latents) : undefined;
       const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), onWarning: log, loras: f.lora });
-      const opts: GenerateOptions = {
-        prompt: f.prompt,
+      const fromFlags: GenerateOptions = {
+        prompt: f.prompt ?? '',
         negativePrompt: f.negativePrompt,
         width: f.width,
         height: f.height,
@@ -142,6 +147,7 @@ export function registerGenerate(program: Command): void {
         vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
         loraDir: f.loraDir,
       };
+      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, cmd, log, pipe.modelName);
       const progress = new Progress(process.stderr);
       const result = await pipe.generate(opts, {
         onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total)),
