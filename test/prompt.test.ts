@@ -101,6 +101,22 @@ test('prompt editing schedules follow A1111: [from:to:when], [to:when], [from::w
   assert.deepEqual(at('[a:b:0.1] x', 5), [[5, 'b x']]); // switches before step 1: never before
   // Emphasis, stray brackets and the grammar's failures stay the prompt itself.
   for (const p of ['a (b:1.2) [c] (unbalanced', 'a | b', '[a (b:c:0.5)', 'end \\', 'x [a:b:] y']) assert.deepEqual(at(p, 5), [[5, p]], p);
+  // The cases of A1111's doctests (modules/prompt_parser.py), results derived from its grammar.
+  const g = (p: string): [number, string][] => at(p, 10);
+  assert.deepEqual(g('a [b:3]'), [[3, 'a '], [10, 'a b']]);
+  assert.deepEqual(g('a [b: 3]'), [[3, 'a '], [10, 'a b']]);
+  assert.deepEqual(g('a [[[b]]:2]'), [[2, 'a '], [10, 'a [[b]]']]);
+  assert.deepEqual(g('[(a:2):3]'), [[3, ''], [10, '(a:2)']]);
+  assert.deepEqual(g('a [b : c : 1] d'), [[1, 'a b  d'], [10, 'a  c  d']]);
+  assert.deepEqual(g('a[b:[c:d:2]:1]e'), [[1, 'abe'], [2, 'ace'], [10, 'ade']]);
+  assert.deepEqual(g('a [unbalanced'), [[10, 'a [unbalanced']]);
+  assert.deepEqual(g('a [b:.5] c'), [[5, 'a  c'], [10, 'a b c']]);
+  assert.deepEqual(g('((a][:b:c [d:3]'), [[3, '((a][:b:c '], [10, '((a][:b:c d']]);
+  assert.deepEqual(g('[fe|||]male').slice(0, 5), [[1, 'female'], [2, 'male'], [3, 'male'], [4, 'male'], [5, 'female']]);
+  // Hires fix second pass: integers count from the first pass's end, fractions from 1.0.
+  assert.deepEqual(promptSchedule('a [b:.5] c', 10, 10), [{ endAt: 10, prompt: 'a b c' }]);
+  assert.deepEqual(promptSchedule('a [b:1.5] c', 10, 10).map((e) => [e.endAt, e.prompt]), [[5, 'a  c'], [10, 'a b c']]);
+  assert.deepEqual(promptSchedule('a [b:13] c', 10, 10).map((e) => [e.endAt, e.prompt]), [[3, 'a  c'], [10, 'a b c']]);
   const s = promptSchedule('[a:b:0.5]', 20);
   assert.deepEqual([0, 10, 11, 19].map((i) => entryAt(s, i)), [0, 0, 1, 1]);
 });

@@ -120,39 +120,49 @@ class Parser {
   }
 }
 
-/** The step at which a `scheduled` node switches, as A1111 computes it (0 or less: never before). */
-function switchStep(when: string, steps: number): number {
-  const v = Number(when);
-  return Math.min(steps, Math.trunc(when.includes('.') ? v * steps : v));
+/**
+ * Where the schedule's numbers count from. In a hires fix's second pass A1111 offsets them:
+ * integers count from the end of the first pass, fractions from 1.0 (`[a:b:1.5]` switches
+ * halfway through the second pass).
+ */
+interface Offsets {
+  int: number;
+  float: number;
 }
 
-function collectSteps(nodes: Node[], steps: number, out: Set<number>): void {
+/** The step at which a `scheduled` node switches, as A1111 computes it (0 or less: never before). */
+function switchStep(when: string, steps: number, o: Offsets): number {
+  const v = Number(when);
+  return Math.min(steps, Math.trunc(when.includes('.') ? (v - o.float) * steps : v - o.int));
+}
+
+function collectSteps(nodes: Node[], steps: number, o: Offsets, out: Set<number>): void {
   for (const n of nodes) {
-    if (n.kind === 'group') n.parts.forEach((p) => collectSteps(p, steps, out));
+    if (n.kind === 'group') n.parts.forEach((p) => collectSteps(p, steps, o, out));
     else if (n.kind === 'alternate') {
       for (let s = 1; s <= steps; s++) out.add(s);
-      n.options.forEach((o) => collectSteps(o, steps, out));
+      n.options.forEach((option) => collectSteps(option, steps, o, out));
     } else if (n.kind === 'scheduled') {
-      const at = switchStep(n.when, steps);
+      const at = switchStep(n.when, steps, o);
       if (at >= 1) out.add(at);
-      collectSteps(n.before, steps, out);
-      collectSteps(n.after, steps, out);
+      collectSteps(n.before, steps, o, out);
+      collectSteps(n.after, steps, o, out);
     }
   }
 }
 
-function textAt(nodes: Node[], step: number, steps: number): string {
+function textAt(nodes: Node[], step: number, steps: number, o: Offsets): string {
   return nodes
     .map((n) => {
       switch (n.kind) {
         case 'text':
           return n.text;
         case 'group':
-          return n.open + n.parts.map((p) => textAt(p, step, steps)).join(':') + n.close;
+          return n.open + n.parts.map((p) => textAt(p, step, steps, o)).join(':') + n.close;
         case 'alternate':
-          return textAt(n.options[(step - 1) % n.options.length]!, step, steps);
+          return textAt(n.options[(step - 1) % n.options.length]!, step, steps, o);
         case 'scheduled':
-          return textAt(step <= switchStep(n.when, steps) ? n.before : n.after, step, steps);
+          return textAt(step <= switchStep(n.when, steps, o) ? n.before : n.after, step, steps, o);
       }
     })
     .join('');
@@ -160,14 +170,16 @@ function textAt(nodes: Node[], step: number, steps: number): string {
 
 /**
  * The plain prompts `prompt` stands for over `steps` sampling steps, in order of `endAt`; the
- * last one ends at `steps`. A prompt without editing syntax gives one entry, itself.
+ * last one ends at `steps`. A prompt without editing syntax gives one entry, itself. For a hires
+ * fix's second pass, `firstPassSteps` is the first pass's step count (A1111's offsets).
  */
-export function promptSchedule(prompt: string, steps: number): ScheduledPrompt[] {
+export function promptSchedule(prompt: string, steps: number, firstPassSteps?: number): ScheduledPrompt[] {
   const tree = new Parser(prompt).start();
   if (tree === null) return [{ endAt: steps, prompt }];
+  const o: Offsets = firstPassSteps === undefined ? { int: 0, float: 0 } : { int: firstPassSteps, float: 1 };
   const ends = new Set([steps]);
-  collectSteps(tree, steps, ends);
-  return [...ends].sort((a, b) => a - b).map((endAt) => ({ endAt, prompt: textAt(tree, endAt, steps) }));
+  collectSteps(tree, steps, o, ends);
+  return [...ends].sort((a, b) => a - b).map((endAt) => ({ endAt, prompt: textAt(tree, endAt, steps, o) }));
 }
 
 /**
