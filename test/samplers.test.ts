@@ -176,6 +176,133 @@ describe('order of accuracy on a Gaussian ODE with a closed-form solution', () =
   });
 });
 
+/** Solves a small dense system (Gaussian elimination with partial pivoting). */
+function solve(a: number[][], b: number[]): number[] {
+  const n = b.length;
+  const m = a.map((row, i) => [...row, b[i]!]);
+  for (let c = 0; c < n; c++) {
+    let p = c;
+    for (let r = c + 1; r < n; r++) if (Math.abs(m[r]![c]!) > Math.abs(m[p]![c]!)) p = r;
+    [m[c], m[p]] = [m[p]!, m[c]!];
+    for (let r = c + 1; r < n; r++) {
+      const k = m[r]![c]! / m[c]![c]!;
+      for (let j = c; j <= n; j++) m[r]![j]! -= k * m[c]![j]!;
+    }
+  }
+  const x = Array<number>(n).fill(0);
+  for (let r = n - 1; r >= 0; r--) {
+    let v = m[r]![n]!;
+    for (let j = r + 1; j < n; j++) v -= m[r]![j]! * x[j]!;
+    x[r] = v / m[r]![r]!;
+  }
+  return x;
+}
+
+describe('unipc', () => {
+  /**
+   * UniPC (arXiv 2302.04867) as diffusers' UniPCMultistepScheduler runs it, in float64 and in the
+   * general form (any order p: R = [rk^(i-1)], b_i = h·φ_i(h)·i!/B(h), solved): the corrector
+   * UniC-p with the new model output, then the predictor UniP-p (ρ = ½ at p = 2).
+   */
+  function uniPcReference(sigmas: readonly number[], steps: number, x: Float64Array, model: (x: ArrayLike<number>) => Float64Array, bh1: boolean): Float64Array[] {
+    const lam = (sg: number): number => -Math.log(sg);
+    const vp = (sg: number) => ({ alpha: 1 / Math.hypot(sg, 1), sigma: sg / Math.hypot(sg, 1) });
+    const coeffs = (h: number, order: number, rks: number[]) => {
+      const hh = -h;
+      const hPhi1 = Math.expm1(hh);
+      let hPhiK = hPhi1 / hh - 1;
+      let fact = 1;
+      const bh = bh1 ? hh : Math.expm1(hh);
+      const R: number[][] = [];
+      const b: number[] = [];
+      for (let i = 1; i <= order; i++) {
+        R.push(rks.map((r) => r ** (i - 1)));
+        b.push((hPhiK * fact) / bh);
+        fact *= i + 1;
+        hPhiK = hPhiK / hh - 1 / fact;
+      }
+      return { hPhi1, bh, R, b };
+    };
+    const outs: Float64Array[] = [];
+    const x0s: Float64Array[] = [];
+    let last: Float64Array | null = null;
+    let lastOrder = 1;
+    for (let i = 0; i < steps; i++) {
+      const s = vp(sigmas[i]!);
+      const eps = model(x);
+      const x0 = x.map((v, j) => (v - s.sigma * eps[j]!) / s.alpha);
+      if (i > 0 && last !== null) {
+        // UniC-p from last (sigma i-1) to x (sigma i), with p = the previous step's order.
+        const h = lam(sigmas[i]!) - lam(sigmas[i - 1]!);
+        const m0 = x0s[x0s.length - 1]!;
+        const rks: number[] = [];
+        const d1s: Float64Array[] = [];
+        for (let k = 1; k < lastOrder; k++) {
+          const rk = (lam(sigmas[i - 1 - k]!) - lam(sigmas[i - 1]!)) / h;
+          rks.push(rk);
+          d1s.push(x0s[x0s.length - 1 - k]!.map((v, j) => (v - m0[j]!) / rk));
+        }
+        rks.push(1);
+        const c = coeffs(h, lastOrder, rks);
+        const rho = lastOrder === 1 ? [0.5] : solve(c.R, c.b);
+        const t = vp(sigmas[i]!);
+        const from = vp(sigmas[i - 1]!);
+        x = last.map((v, j) => {
+          let corr = 0;
+          d1s.forEach((d, k) => (corr += rho[k]! * d[j]!));
+          return (t.sigma / from.sigma) * v - t.alpha * c.hPhi1 * m0[j]! - t.alpha * c.bh * (corr + rho[rho.length - 1]! * (x0[j]! - m0[j]!));
+        });
+      }
+      x0s.push(x0);
+      const order = Math.min(2, steps - i, i + 1);
+      lastOrder = order;
+      last = x;
+      // UniP-p from sigma i to i+1.
+      const h = lam(sigmas[i + 1]!) - lam(sigmas[i]!);
+      const m0 = x0;
+      const rks: number[] = [];
+      const d1s: Float64Array[] = [];
+      for (let k = 1; k < order; k++) {
+        const rk = (lam(sigmas[i - k]!) - lam(sigmas[i]!)) / h;
+        rks.push(rk);
+        d1s.push(x0s[x0s.length - 1 - k]!.map((v, j) => (v - m0[j]!) / rk));
+      }
+      rks.push(1);
+      const c = coeffs(h, order, rks);
+      const rho = order === 2 ? [0.5] : order > 2 ? solve(c.R.slice(0, -1).map((r) => r.slice(0, -1)), c.b.slice(0, -1)) : [];
+      const t = vp(sigmas[i + 1]!);
+      const cur = x;
+      x = cur.map((v, j) => {
+        let pred = 0;
+        d1s.forEach((d, k) => (pred += rho[k]! * d[j]!));
+        return (t.sigma / s.sigma) * v - t.alpha * c.hPhi1 * m0[j]! - t.alpha * c.bh * pred;
+      });
+      outs.push(x);
+    }
+    return outs;
+  }
+
+  for (const [what, config, opts] of [
+    ['bh2, 10 steps', SD, {}],
+    ['bh1, 7 steps', { ...SD, solver_type: 'bh1' }, {}],
+    ['bh2, karras, leading', LEADING, { karras: true }],
+  ] as const) {
+    it(`matches a float64 transcription of the predictor-corrector (${what})`, () => {
+      const s = createScheduler('unipc', config, opts);
+      const steps = what.includes('7') ? 7 : 10;
+      s.setTimesteps(steps);
+      const model = (xh: ArrayLike<number>): Float64Array => Float64Array.from(xh, (v, i) => 0.3 * Math.tanh(v) + 0.05 * Math.cos(i));
+      const start = Float64Array.from({ length: N }, (_, i) => Math.cos(0.7 * i));
+      const expected = uniPcReference(s.sigmas, steps, start, model, what.startsWith('bh1'));
+      let cur = t4(start);
+      s.timesteps.forEach((t, k) => {
+        cur = s.step(t4(model(cur.data)), t, cur);
+        assert.ok(relL2(cur.data, expected[k]!) < 1e-5, `step ${k}: ${relL2(cur.data, expected[k]!)}`);
+      });
+    });
+  }
+});
+
 describe('dpmpp-2m-sde', () => {
   it('follows diffusers\' sde-dpmsolver++ midpoint update with the injected noise, one draw per step', () => {
     const draws: Float64Array[] = [];
