@@ -13,7 +13,7 @@ import { attentionLevels, UNet } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import type { RuntimeOptions } from '../runtime/session.js';
-import { createScheduler, SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
+import { createScheduler, type SamplerName } from '../scheduler/index.js';
 import { resolveSampler } from '../scheduler/names.js';
 import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type Tensor } from '../tensor.js';
@@ -40,7 +40,8 @@ export interface GenerateOptions {
   seed?: number;
   /** Images per prompt (one batch, one seed, as diffusers' num_images_per_prompt). */
   batch?: number;
-  sampler?: SamplerName;
+  /** Our name or AUTOMATIC1111's (`'DPM++ 2M Karras'` also sets `karras` unless it is given). */
+  sampler?: SamplerName | (string & Record<never, never>);
   karras?: boolean;
   /** Initial noise [batch, 4, height/8, width/8] instead of the seed's (scaled by the scheduler's init sigma, as diffusers does). */
   latents?: Tensor;
@@ -78,7 +79,8 @@ export interface GeneratedImage extends RgbImage {
 export interface GenerateResult {
   images: GeneratedImage[];
   /** The settings actually used, defaults filled in. */
-  settings: Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'loras' | 'loraDir'>> & {
+  settings: Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'loras' | 'loraDir' | 'sampler'>> & {
+    sampler: SamplerName;
     negativePrompt: string;
     latentsFromFile: boolean;
     /** Every LoRA applied: load-time, the options' and the prompt's. */
@@ -173,8 +175,7 @@ export class StableDiffusion {
     if (!Number.isInteger(batch) || batch < 1 || batch > 64) fail(`batch must be an integer from 1 to 64; got ${batch}`);
     const cfg = o.cfg ?? 7.5;
     if (!Number.isFinite(cfg) || cfg < 0) fail(`cfg must be a number >= 0; got ${cfg}`);
-    const sampler = o.sampler ?? this.defaultSampler;
-    if (!SAMPLER_NAMES.includes(sampler)) resolveSampler(sampler);
+    const picked = resolveSampler(o.sampler ?? this.defaultSampler);
     const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
     if (!Number.isSafeInteger(seed) || seed < 0) fail(`seed must be a non-negative integer; got ${seed}`);
     const attention = resolveAttention(o.attention ?? this.unet.attention.options).options;
@@ -191,8 +192,8 @@ export class StableDiffusion {
       cfg,
       seed,
       batch,
-      sampler,
-      karras: o.karras ?? false,
+      sampler: picked.sampler,
+      karras: o.karras ?? picked.karras ?? false,
       attention,
       clipSkip,
       vaeTiling,
@@ -237,16 +238,22 @@ export class StableDiffusion {
 
     this.unet.setAttention(s.attention);
     const stopAt = s.attention.method === 'todo' ? (s.attention.stopAt ?? 1) : 1;
-    const total = scheduler.timesteps.length;
-    const onDevice = deviceLoopWanted(this.unet)
-      ? await denoiseOnDevice({ unet: this.unet, sampler: s.sampler, schedulerConfig: this.schedulerConfig, karras: s.karras, steps: s.steps, latents: x, conditioning: cond, cfg: s.cfg, stopAt, onStep: (step, n, timestep) => cb.onStep?.({ step, total: n, timestep, phase: 'denoise' }) })
-      : null;
+    // Heun (order 2) evaluates the U-Net 2·steps − 1 times; steps are counted as diffusers counts them.
+    const evaluations = scheduler.timesteps.length;
+    const total = s.steps;
+    // The device loop takes one conditioning for every step; prompt editing runs the loop below.
+    const fixedCond = sdxlCond ?? (conditioning && !conditioning.scheduled ? { encoderHiddenStates: conditioning.at(0) } : undefined);
+    const onDevice =
+      deviceLoopWanted(this.unet) && fixedCond
+        ? await denoiseOnDevice({ unet: this.unet, sampler: s.sampler, schedulerConfig: this.schedulerConfig, karras: s.karras, steps: s.steps, latents: x, conditioning: fixedCond, cfg: s.cfg, stopAt, onStep: (step, n, timestep) => cb.onStep?.({ step, total: n, timestep, phase: 'denoise' }) })
+        : null;
     if (onDevice) x = onDevice;
     else for (const [i, t] of scheduler.timesteps.entries()) {
       const scaled = scheduler.scaleModelInput(x, t);
       const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * s.batch, ...latentDims.slice(1)] } : scaled;
-      const text = conditioning?.at(Math.ceil(i / scheduler.order)) ?? sdxlCond!.encoderHiddenStates;
-      const out = await this.unet.forward(input, t, text, { attentionActive: todoActiveAt(stopAt, i, total), ...sdxlCond?.added });
+      const step = Math.ceil(i / scheduler.order);
+      const text = conditioning?.at(step) ?? sdxlCond!.encoderHiddenStates;
+      const out = await this.unet.forward(input, t, text, { attentionActive: todoActiveAt(stopAt, step, total), ...sdxlCond?.added });
       let eps = out;
       if (guided) {
         const n = numel(latentDims);
@@ -255,7 +262,7 @@ export class StableDiffusion {
         eps = { data: uncond.map((u, k) => u + s.cfg * (cond[k]! - u)), dims: latentDims };
       }
       x = scheduler.step(eps, t, x);
-      cb.onStep?.({ step: i + 1, total, timestep: t, phase: 'denoise' });
+      if ((i + 1) % scheduler.order === 0 || i === evaluations - 1) cb.onStep?.({ step: Math.ceil((i + 1) / scheduler.order), total, timestep: t, phase: 'denoise' });
     }
     const t2 = performance.now();
 

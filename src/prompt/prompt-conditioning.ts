@@ -26,6 +26,8 @@ export interface ConditioningRequest {
   /** With guidance the negative half comes first; without, only the prompt is encoded. */
   guided: boolean;
   syntax: PromptSyntax;
+  /** For a hires fix's second pass: the first pass's steps (prompt editing counts from there, as A1111). */
+  firstPassSteps?: number;
 }
 
 interface Scheduled {
@@ -54,7 +56,7 @@ export class PromptConditioning {
       return new PromptConditioning(positive, req.guided ? await plain(req.negativePrompt) : null, positive.conds[0]!, req.batch);
     }
     const scheduled = async (text: string): Promise<Scheduled> => {
-      const schedule = promptSchedule(text, req.steps);
+      const schedule = promptSchedule(text, req.steps, req.firstPassSteps);
       return { schedule, conds: await encodeWeighted(schedule.map((e) => e.prompt), tokenizer, encode) };
     };
     const positive = await scheduled(req.prompt);
