@@ -303,6 +303,67 @@ describe('unipc', () => {
   }
 });
 
+describe('heun and lms against float64 transcriptions, with a nonlinear model', () => {
+  const model = (xh: ArrayLike<number>, t: number): Float64Array => Float64Array.from(xh, (v, i) => 0.3 * Math.tanh(v) + 0.01 * (t / 1000) * Math.cos(i));
+
+  it('heun: Euler predictor, trapezoidal corrector with the model at the predicted point, Euler to 0 at the end', () => {
+    const s = createScheduler('heun', LEADING);
+    s.setTimesteps(6);
+    const ts = Array.from({ length: 6 }, (_, i) => 166 * (5 - i) + 1);
+    const sg = [...ts.map(sigmaAt), 0];
+    let x = Float64Array.from({ length: N }, (_, i) => 3 * Math.cos(0.7 * i));
+    const expected: Float64Array[] = [];
+    for (let k = 0; k < 6; k++) {
+      const scaled = (v: Float64Array, sigma: number): Float64Array => v.map((u) => u / Math.hypot(sigma, 1));
+      const d1 = model(scaled(x, sg[k]!), ts[k]!);
+      const xe = x.map((v, i) => v + d1[i]! * (sg[k + 1]! - sg[k]!));
+      expected.push(xe);
+      if (k === 5) break;
+      const d2 = model(scaled(xe, sg[k + 1]!), ts[k + 1]!);
+      x = x.map((v, i) => v + ((d1[i]! + d2[i]!) / 2) * (sg[k + 1]! - sg[k]!));
+      expected.push(x);
+    }
+    let cur = t4(Float64Array.from({ length: N }, (_, i) => 3 * Math.cos(0.7 * i)));
+    assert.equal(s.timesteps.length, 11);
+    s.timesteps.forEach((t, k) => {
+      cur = s.step(t4(model(s.scaleModelInput(cur, t).data, t)), t, cur);
+      assert.ok(relL2(cur.data, expected[k]!) < 1e-5, `evaluation ${k}: ${relL2(cur.data, expected[k]!)}`);
+    });
+  });
+
+  it('lms: x += Σ c_j·d_(i−j) over the last 4 derivatives, coefficients by quadrature of the Lagrange basis', () => {
+    const s = createScheduler('lms', LEADING);
+    s.setTimesteps(8);
+    const sg = s.sigmas;
+    const nodes = [-Math.sqrt(3 / 5), 0, Math.sqrt(3 / 5)];
+    const weights = [5 / 9, 8 / 9, 5 / 9];
+    let x = Float64Array.from({ length: N }, (_, i) => 3 * Math.cos(0.7 * i));
+    let cur = t4(x);
+    const ds: Float64Array[] = [];
+    s.timesteps.forEach((t, i) => {
+      const eps = model(x.map((v) => v / Math.hypot(sg[i]!, 1)), t);
+      cur = s.step(t4(model(s.scaleModelInput(cur, t).data, t)), t, cur);
+      ds.unshift(eps);
+      const order = Math.min(i + 1, 4);
+      x = x.map((v, e) => {
+        let acc = v;
+        for (let j = 0; j < order; j++) {
+          const basis = (tau: number): number => {
+            let p = 1;
+            for (let k = 0; k < order; k++) if (k !== j) p *= (tau - sg[i - k]!) / (sg[i - j]! - sg[i - k]!);
+            return p;
+          };
+          const [a, b] = [sg[i]!, sg[i + 1]!];
+          const c = nodes.reduce((sum, z, n) => sum + weights[n]! * basis(((b - a) / 2) * z + (a + b) / 2), 0) * ((b - a) / 2);
+          acc += c * ds[j]![e]!;
+        }
+        return acc;
+      });
+      assert.ok(relL2(cur.data, x) < 1e-5, `step ${i}: ${relL2(cur.data, x)}`);
+    });
+  });
+});
+
 describe('dpmpp-2m-sde', () => {
   it('follows diffusers\' sde-dpmsolver++ midpoint update with the injected noise, one draw per step', () => {
     const draws: Float64Array[] = [];
