@@ -12,8 +12,8 @@ export type EncodeTokens = (ids: IntTensor) => Promise<Tensor>;
 /**
  * Conditioning for each of `texts`, each [1, L·chunks, C] with one chunk count for all: texts
  * with fewer chunks are padded with empty chunks, as A1111 does for the texts it encodes in one
- * call (the steps of one prompt's edit schedule). Chunk i of every text goes through the encoder
- * together, and the emphasis mean is taken over that whole batch, as in A1111.
+ * call (the steps of one prompt's edit schedule). The emphasis mean is taken over chunk i of
+ * every text together, as A1111 encodes them in one batch.
  */
 export async function encodeWeighted(texts: readonly string[], tokenizer: ChunkTokenizer, encode: EncodeTokens): Promise<Tensor[]> {
   if (texts.length === 0) return [];
@@ -23,19 +23,23 @@ export async function encodeWeighted(texts: readonly string[], tokenizer: ChunkT
   const padded = perText.map((c) => [...c, ...Array<PromptChunk>(count - c.length).fill(empty)]);
   const length = empty.tokens.length;
 
-  const ids = new Int32Array(count * texts.length * length);
-  // Rows ordered chunk-major (chunk 0 of every text, then chunk 1, …): one batch per chunk index.
-  padded.forEach((chunks, t) => chunks.forEach((c, i) => ids.set(c.tokens, (i * texts.length + t) * length)));
-  const z = await encode({ data: ids, dims: [count * texts.length, length] });
-  const width = z.dims[2]!;
+  // One row at a time: the encoder keeps one session for one input shape, whatever the chunk count.
+  const rows: Float32Array[] = [];
+  for (let i = 0; i < count; i++) {
+    for (const chunks of padded) rows.push((await encode({ data: Int32Array.from(chunks[i]!.tokens), dims: [1, length] })).data);
+  }
+  const width = rows[0]!.length / length;
   const rowSize = length * width;
   const batchSize = texts.length * rowSize;
+  // Rows ordered chunk-major (chunk 0 of every text, then chunk 1, …): one batch per chunk index.
+  const z = new Float32Array(count * batchSize);
+  rows.forEach((r, k) => z.set(r, k * rowSize));
   for (let i = 0; i < count; i++) {
-    applyEmphasis(z.data.subarray(i * batchSize, (i + 1) * batchSize), padded.map((c) => c[i]!.multipliers), width);
+    applyEmphasis(z.subarray(i * batchSize, (i + 1) * batchSize), padded.map((c) => c[i]!.multipliers), width);
   }
   return padded.map((_, t) => {
     const out = new Float32Array(count * rowSize);
-    for (let i = 0; i < count; i++) out.set(z.data.subarray((i * texts.length + t) * rowSize, (i * texts.length + t + 1) * rowSize), i * rowSize);
+    for (let i = 0; i < count; i++) out.set(z.subarray((i * texts.length + t) * rowSize, (i * texts.length + t + 1) * rowSize), i * rowSize);
     return { data: out, dims: [1, count * length, width] };
   });
 }

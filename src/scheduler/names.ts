@@ -25,8 +25,8 @@ const ALIASES: Record<string, SamplerName> = {
   k_dpmpp_2m_sde: 'dpmpp-2m-sde',
 };
 
-/** The A1111 sampler names accepted, `… Karras` variants included. */
-export const A1111_SAMPLERS: readonly string[] = SAMPLER_NAMES.flatMap((s) =>
+/** The A1111 sampler names accepted, `… Karras` variants included, in A1111's menu order. */
+export const A1111_SAMPLERS: readonly string[] = (Object.keys(A1111_NAME) as SamplerName[]).flatMap((s) =>
   KARRAS_SAMPLERS.includes(s) ? [A1111_NAME[s], `${A1111_NAME[s]} Karras`] : [A1111_NAME[s]],
 );
 
