@@ -22,5 +22,6 @@ test('the pipeline takes A1111 sampler names and counts Heun steps as diffusers 
   assert.deepEqual(denoise.map((s) => [s.step, s.total]), [[1, 3], [2, 3], [3, 3]]);
   assert.equal(heun.settings.sampler, 'heun');
   await assert.rejects(pipe.generate({ ...base, sampler: 'DPM++ 7M' }), /unknown sampler "DPM\+\+ 7M"/);
+  await assert.rejects(pipe.generate({ ...base, promptSyntax: 'markdown' as 'plain' }), /promptSyntax must be one of a1111, plain; got "markdown"/);
   await pipe.dispose();
 });

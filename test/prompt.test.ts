@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from 'fast-png';
@@ -162,4 +162,17 @@ test('the CLI reproduces the A1111-conditioned fixture image; --prompt-syntax pl
   assert.equal(p.code, 0, p.stderr);
   assert.match(p.stderr, /only 75 fit; dropped the last/);
   assert.ok(compare(plainOut).psnr < 35);
+});
+
+test('CLI: unbalanced brackets generate an image; a weight that is no number fails clearly with nothing written', () => {
+  const root = mkdtempSync(join(tmpdir(), 'todo-sd-prompt-bad-'));
+  const gen = (prompt: string, out: string): ReturnType<typeof runCli> =>
+    runCli(root, 'generate', '--model', model, '-p', prompt, '--steps', '1', '-W', '32', '-H', '32', '--seed', '1', '-o', join(root, out));
+  const ok = gen('((unbalanced [prompt] with a stray ) and [a|b', 'ok.png');
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.ok(existsSync(join(root, 'ok.png')));
+  const bad = gen('a (cat:1.2.3)', 'bad.png');
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /the emphasis weight in ":1\.2\.3\)" is not a number/);
+  assert.ok(!existsSync(join(root, 'bad.png')));
 });

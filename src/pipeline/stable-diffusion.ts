@@ -147,7 +147,8 @@ export class StableDiffusion {
 
   /** The model's own sampler (from its scheduler config), used when none is asked for. */
   get defaultSampler(): SamplerName {
-    return CLASS_TO_SAMPLER[String(this.schedulerConfig._class_name)] ?? 'euler';
+    const sampler = CLASS_TO_SAMPLER[String(this.schedulerConfig._class_name)] ?? 'euler';
+    return sampler === 'dpmpp-2m' && this.schedulerConfig.algorithm_type === 'sde-dpmsolver++' ? 'dpmpp-2m-sde' : sampler;
   }
 
   /** The size the model was trained at: unet sample_size × VAE scale. */
