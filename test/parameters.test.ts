@@ -82,6 +82,8 @@ test('optionsFromParameters: A1111 sampler + Schedule type, settings it cannot a
   assert.deepEqual([options.width, options.height, options.steps, options.cfg, options.seed], [32, 48, 12, 6.5, 3170]);
   assert.deepEqual(options.attention, { method: 'dense' });
   assert.deepEqual(notApplied, ['Denoising strength', 'Hires upscale', 'Lora hashes']);
+  const exponential = optionsFromParameters(parseParameters('x\nSteps: 2, Sampler: Euler, Schedule type: Exponential, Seed: 1'));
+  assert.deepEqual([exponential.options.karras, exponential.notApplied], [false, ['Schedule type']]);
   assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 1.5, Seed: 1, Size: 8x8')), /"Steps: 1\.5" is not an integer/);
   assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 2, Sampler: DPM++ 9M, Size: 8x8')), /unknown sampler "DPM\+\+ 9M"/);
   assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 2, Seed: 1, Size: big')), /"Size: big" is not WIDTHxHEIGHT/);

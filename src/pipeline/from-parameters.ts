@@ -19,7 +19,7 @@ export interface ParametersAsOptions {
 }
 
 /** Keys that describe the image or the program, not the generation. */
-const INFORMATIONAL = new Set(['Model', 'Model hash', 'Version', 'Schedule type']);
+const INFORMATIONAL = new Set(['Model', 'Model hash', 'Version']);
 
 function number(key: string, v: string, integer: boolean): number {
   const n = Number(v);
@@ -44,8 +44,11 @@ export function optionsFromParameters(p: ParsedParameters): ParametersAsOptions 
   if (sampler !== undefined) {
     const r = resolveSampler(sampler);
     options.sampler = r.sampler;
-    // A1111 1.9+ writes the schedule apart: `Sampler: DPM++ 2M, Schedule type: Karras`.
-    options.karras = r.karras === true || s['Schedule type'] === 'Karras';
+    // A1111 1.9+ writes the schedule apart: `Sampler: DPM++ 2M, Schedule type: Karras`;
+    // 'Automatic' is the sampler's own, the others (Exponential, …) are not offered here.
+    const schedule = s['Schedule type'];
+    if (schedule === 'Karras' || schedule === 'Automatic') used.add('Schedule type');
+    options.karras = r.karras === true || schedule === 'Karras';
   }
   const cfg = take('CFG scale');
   if (cfg !== undefined) options.cfg = number('CFG scale', cfg, false);

@@ -27,7 +27,7 @@ export interface ScheduledPrompt {
 }
 
 const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?/;
-const PLAIN = /^([^\\[\]():|]|\\[^])+/u;
+const PLAIN = /^([^\\[\]():|]|\\.)+/u;
 const WHITESPACE = /^\s+/u;
 
 class Parser {
