@@ -11,6 +11,9 @@ import { runCli, sharedDir } from './helpers.js';
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-params-'));
 const model = join(sharedDir, 'models', 'tiny-photo');
 
+/** SD 1.x's U-Net: self-attention at resolution levels 0, 1, 2. */
+const SD_LEVELS = [0, 1, 2];
+
 /** An infotext as AUTOMATIC1111 v1.10 writes it. */
 const A1111_TEXT = [
   'masterpiece, (a red fox:1.2) in the snow,',
@@ -51,12 +54,14 @@ test('a1111Parameters round-trips through parseParameters, quoting what needs it
     model: 'my, model',
     clipSkip: 2,
     attention: { method: 'todo', factor: 2, mode: 'avg-pool', level2Factor: 1, stopAt: 0.5 },
+    attentionLevels: SD_LEVELS,
+    latent: [4, 8],
     promptSyntax: 'plain',
   });
   const p = parseParameters(text);
   assert.equal(p.prompt, 'a "quoted", odd: prompt');
   assert.equal(p.settings.Model, 'my, model');
-  const { options, model, notApplied } = optionsFromParameters(p);
+  const { options, model, notApplied } = optionsFromParameters(p, SD_LEVELS);
   assert.equal(model, 'my, model');
   assert.deepEqual(notApplied, []);
   assert.deepEqual(options, {
@@ -76,17 +81,17 @@ test('a1111Parameters round-trips through parseParameters, quoting what needs it
 });
 
 test('optionsFromParameters: A1111 sampler + Schedule type, settings it cannot apply are listed, bad values are errors', () => {
-  const { options, notApplied } = optionsFromParameters(parseParameters(A1111_TEXT));
+  const { options, notApplied } = optionsFromParameters(parseParameters(A1111_TEXT), SD_LEVELS);
   assert.equal(options.sampler, 'dpmpp-2m');
   assert.equal(options.karras, true);
   assert.deepEqual([options.width, options.height, options.steps, options.cfg, options.seed], [32, 48, 12, 6.5, 3170]);
   assert.deepEqual(options.attention, { method: 'dense' });
   assert.deepEqual(notApplied, ['Denoising strength', 'Hires upscale', 'Lora hashes']);
-  const exponential = optionsFromParameters(parseParameters('x\nSteps: 2, Sampler: Euler, Schedule type: Exponential, Seed: 1'));
+  const exponential = optionsFromParameters(parseParameters('x\nSteps: 2, Sampler: Euler, Schedule type: Exponential, Seed: 1'), SD_LEVELS);
   assert.deepEqual([exponential.options.karras, exponential.notApplied], [false, ['Schedule type']]);
-  assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 1.5, Seed: 1, Size: 8x8')), /"Steps: 1\.5" is not an integer/);
-  assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 2, Sampler: DPM++ 9M, Size: 8x8')), /unknown sampler "DPM\+\+ 9M"/);
-  assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 2, Seed: 1, Size: big')), /"Size: big" is not WIDTHxHEIGHT/);
+  assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 1.5, Seed: 1, Size: 8x8'), SD_LEVELS), /"Steps: 1\.5" is not an integer/);
+  assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 2, Sampler: DPM++ 9M, Size: 8x8'), SD_LEVELS), /unknown sampler "DPM\+\+ 9M"/);
+  assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 2, Seed: 1, Size: big'), SD_LEVELS), /"Size: big" is not WIDTHxHEIGHT/);
 });
 
 test('info prints the parameters (--json: the parsed record); --from-png makes the same bytes again; flags override', () => {

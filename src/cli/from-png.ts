@@ -3,8 +3,8 @@
  * the command line (a flag the user typed wins; defaults do not).
  */
 import type { Command } from 'commander';
-import { optionsFromParameters, type ParametersAsOptions } from '../pipeline/from-parameters.js';
-import { parseParameters } from '../pipeline/parameters.js';
+import { optionsFromParameters } from '../pipeline/from-parameters.js';
+import { parseParameters, type ParsedParameters } from '../pipeline/parameters.js';
 import type { GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { readPngParameters } from './png-parameters.js';
 
@@ -24,19 +24,27 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   promptSyntax: ['promptSyntax'],
 };
 
-/** The options stored in `file`; fails (before any model is loaded) when it has none. */
-export function readFromPng(file: string): ParametersAsOptions & { file: string } {
-  return { ...optionsFromParameters(parseParameters(readPngParameters(file))), file };
+/** The parameters stored in `file`; fails (before any model is loaded) when it has none. */
+export function readFromPng(file: string): ParsedParameters & { file: string } {
+  return { ...parseParameters(readPngParameters(file)), file };
 }
 
-export function mergeFromPng(png: ReturnType<typeof readFromPng>, fromFlags: GenerateOptions, cmd: Command, log: (m: string) => void, modelName: string): GenerateOptions {
-  const { options, model, notApplied, file } = png;
+/** `model`: the loaded model's name and its U-Net's attention levels (ToDo's depth is read against them). */
+export function mergeFromPng(
+  png: ReturnType<typeof readFromPng>,
+  fromFlags: GenerateOptions,
+  cmd: Command,
+  log: (m: string) => void,
+  loaded: { name: string; attentionLevels: readonly number[] },
+): GenerateOptions {
+  const { file } = png;
+  const { options, model, notApplied } = optionsFromParameters(png, loaded.attentionLevels);
   const explicit = (key: keyof GenerateOptions): boolean => (FLAGS[key] ?? []).some((flag) => cmd.getOptionValueSource(flag) === 'cli');
   const merged: GenerateOptions = { ...fromFlags };
   for (const key of Object.keys(options) as (keyof GenerateOptions)[]) {
     if (!explicit(key)) Object.assign(merged, { [key]: options[key] });
   }
-  if (model !== undefined && model !== modelName) log(`${file} was made with model "${model}"; regenerating with "${modelName}" gives a different image`);
+  if (model !== undefined && model !== loaded.name) log(`${file} was made with model "${model}"; regenerating with "${loaded.name}" gives a different image`);
   if (notApplied.length > 0) log(`${file}: settings not applied: ${notApplied.join(', ')}`);
   return merged;
 }

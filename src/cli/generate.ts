@@ -7,6 +7,7 @@ import { TODO_MODES, type TodoMode } from '../attention/todo.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
+import { attentionLevels } from '../models/unet.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { mergeFromPng, readFromPng } from './from-png.js';
@@ -147,7 +148,7 @@ export function registerGenerate(program: Command): void {
         vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
         loraDir: f.loraDir,
       };
-      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, cmd, log, pipe.modelName);
+      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
       const progress = new Progress(process.stderr);
       const result = await pipe.generate(opts, {
         onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total)),

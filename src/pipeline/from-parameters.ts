@@ -4,11 +4,12 @@
  * listed so a caller can say what was not applied.
  */
 import type { AttentionOptions } from '../attention/options.js';
-import { TODO_MODES, type TodoMode } from '../attention/todo.js';
+import { TODO_MODES } from '../attention/todo.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { resolveSampler } from '../scheduler/names.js';
 import type { ParsedParameters } from './parameters.js';
 import type { GenerateOptions } from './stable-diffusion.js';
+import { todoFromInfotext } from './todo-infotext.js';
 
 export interface ParametersAsOptions {
   options: GenerateOptions;
@@ -29,7 +30,11 @@ function number(key: string, v: string, integer: boolean): number {
   return n;
 }
 
-export function optionsFromParameters(p: ParsedParameters): ParametersAsOptions {
+/**
+ * `attentionLevels`: the resolution levels with self-attention of the U-Net that will run
+ * (attentionLevels in models/unet.ts), which the ToDo depth is read against.
+ */
+export function optionsFromParameters(p: ParsedParameters, attentionLevels: readonly number[]): ParametersAsOptions {
   const s = p.settings;
   const options: GenerateOptions = { prompt: p.prompt, negativePrompt: p.negativePrompt };
   const used = new Set<string>();
@@ -68,28 +73,23 @@ export function optionsFromParameters(p: ParsedParameters): ParametersAsOptions 
     if (!(PROMPT_SYNTAXES as readonly string[]).includes(syntax)) throw new Error(`parameters: "Prompt syntax: ${syntax}" is not one of ${PROMPT_SYNTAXES.join(', ')}`);
     options.promptSyntax = syntax as PromptSyntax;
   }
-  options.attention = attentionFrom(take);
+  options.attention = attentionFrom(s, attentionLevels, used);
   const notApplied = Object.keys(s).filter((k) => !used.has(k) && !INFORMATIONAL.has(k));
   return { options, model: s.Model, notApplied };
 }
 
-/** ToDo / ToMe as a1111Parameters writes them; no such key means dense attention. */
-function attentionFrom(take: (key: string) => string | undefined): AttentionOptions {
-  const factor = take('ToDo factor');
-  const mode = take('ToDo mode');
-  const level2 = take('ToDo level 2 factor');
-  const stopAt = take('ToDo stop at');
-  const tome = take('Token merging ratio');
-  if (factor !== undefined) {
-    if (mode !== undefined && !(TODO_MODES as readonly string[]).includes(mode)) throw new Error(`parameters: "ToDo mode: ${mode}" is not one of ${TODO_MODES.join(', ')}`);
-    return {
-      method: 'todo',
-      factor: factor === 'auto' ? 'auto' : number('ToDo factor', factor, true),
-      mode: (mode ?? 'nearest') as TodoMode,
-      level2Factor: level2 === undefined ? 1 : number('ToDo level 2 factor', level2, true),
-      stopAt: stopAt === undefined ? 1 : number('ToDo stop at', stopAt, false),
-    };
+const TODO_KEYS = ['ToDo factor', 'ToDo max depth', 'ToDo disable after', 'ToDo level 2 factor', 'ToDo mode'];
+
+/** ToDo (the A1111 extension's keys, see todo-infotext.ts) or ToMe; neither means dense attention. */
+function attentionFrom(s: Readonly<Record<string, string>>, attentionLevels: readonly number[], used: Set<string>): AttentionOptions {
+  const todo = todoFromInfotext(s, attentionLevels);
+  TODO_KEYS.forEach((k) => k in s && used.add(k));
+  if (todo !== undefined) {
+    if (!(TODO_MODES as readonly string[]).includes(todo.mode ?? 'nearest')) throw new Error(`parameters: "ToDo mode: ${todo.mode}" is not one of ${TODO_MODES.join(', ')}`);
+    return todo;
   }
-  if (tome !== undefined) return { method: 'tome', ratio: number('Token merging ratio', tome, false) };
-  return { method: 'dense' };
+  const tome = s['Token merging ratio'];
+  if (tome === undefined) return { method: 'dense' };
+  used.add('Token merging ratio');
+  return { method: 'tome', ratio: number('Token merging ratio', tome, false) };
 }
