@@ -18,7 +18,7 @@ import { resolveSampler } from '../scheduler/names.js';
 import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
-import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../prompt/index.js';
+import { PROMPT_SYNTAXES, PromptConditioning, usesPromptSyntax, type PromptSyntax } from '../prompt/index.js';
 import { SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { a1111Parameters } from './parameters.js';
@@ -230,6 +230,9 @@ export class StableDiffusion {
     const t0 = performance.now();
     const guided = s.cfg > 1;
     // SDXL: diffusers' two-encoder conditioning; A1111's prompt syntax is wired for SD 1.x/2.x.
+    if (this.sdxl && s.promptSyntax === 'a1111' && [s.prompt, s.negativePrompt].some(usesPromptSyntax)) {
+      cb.onWarning?.('SDXL prompts are read as plain text for now (no emphasis, BREAK or prompt editing; cut at 75 tokens)');
+    }
     const sdxlCond = this.sdxl
       ? await this.sdxl.encode({ prompt: loras.prompt, negativePrompt: o.negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: s.width, height: s.height })
       : undefined;
