@@ -108,7 +108,7 @@ test('the pipeline runs on a model folder assembled from the tiny fixtures', () 
 const bad: [string, string[], RegExp][] = [
   ['missing model folder', ['--model', join(root, 'nope')], /model folder .*nope not found/],
   ['width not a multiple of 8', ['--width', '513'], /width must be a positive multiple of 8; got 513 \(try 512\)/],
-  ['unknown sampler', ['--sampler', 'heun'], /argument 'heun' is invalid\. Allowed choices are ddim, pndm, euler, euler-a, dpmpp-2m/],
+  ['unknown sampler', ['--sampler', 'dpm3'], /argument 'dpm3' is invalid\. unknown sampler "dpm3"; use one of ddim, pndm, .* or an AUTOMATIC1111 name: Euler a/],
   ['negative steps', ['--steps', '-3'], /--steps must be an integer from 1 to 1000; got "-3"/],
   ['unknown option', ['--strength', '0.5'], /unknown option '--strength'/],
   ['bad ToDo factor', ['--todo', 'x2'], /--todo must be off, auto or a factor/],

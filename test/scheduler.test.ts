@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { SafetensorsFile } from '../src/io/safetensors.js';
-import { createScheduler, type Scheduler } from '../src/scheduler/index.js';
+import { createScheduler, SAMPLER_NAMES, type Scheduler } from '../src/scheduler/index.js';
 import type { Tensor } from '../src/tensor.js';
 import { relL2 } from './helpers.js';
 
@@ -480,7 +480,7 @@ describe('dpmpp-2m second-order updates', () => {
 
 describe('scheduler errors', () => {
   it('unknown sampler names the valid ones', () => {
-    assert.throws(() => createScheduler('lms', SD_CONFIG), /unknown sampler "lms".*ddim, pndm, euler, euler-a, dpmpp-2m/);
+    assert.throws(() => createScheduler('dpmpp-3m', SD_CONFIG), /unknown sampler "dpmpp-3m".*ddim, pndm, euler, euler-a, dpmpp-2m, dpmpp-2m-sde, heun, lms, unipc/);
   });
 
   it('karras is refused for ddim and pndm', () => {
@@ -488,7 +488,7 @@ describe('scheduler errors', () => {
   });
 
   it('steps must be an integer >= 1 and at most num_train_timesteps', () => {
-    for (const name of ['ddim', 'pndm', 'euler', 'euler-a', 'dpmpp-2m']) {
+    for (const name of SAMPLER_NAMES) {
       const s = createScheduler(name, SD_CONFIG);
       for (const bad of [0, -3, 2.5, NaN]) assert.throws(() => s.setTimesteps(bad), /integer >= 1/, `${name} ${bad}`);
       assert.throws(() => s.setTimesteps(1001), /exceed the 1000 training timesteps/);
@@ -504,13 +504,17 @@ describe('scheduler errors', () => {
     assert.throws(() => createScheduler('pndm', { ...SD_CONFIG, timestep_spacing: 'even' }), /"timestep_spacing" is "even"; accepted values: leading, trailing, linspace/);
     assert.throws(() => createScheduler('euler-a', { ...SD_CONFIG, prediction_type: 'sample' }), /accepted values: epsilon, v_prediction/);
     assert.throws(() => createScheduler('ddim', { ...SD_CONFIG, thresholding: true }), /"thresholding" = true is not supported/);
-    assert.throws(() => createScheduler('dpmpp-2m', { ...SD_CONFIG, algorithm_type: 'sde-dpmsolver++' }), /"algorithm_type" = "sde-dpmsolver\+\+" is not supported/);
+    assert.throws(() => createScheduler('dpmpp-2m', { ...SD_CONFIG, solver_order: 3 }), /"solver_order" = 3 is not supported/);
+    assert.throws(() => createScheduler('unipc', { ...SD_CONFIG, solver_type: 'bh3' }), /"solver_type" is "bh3"; accepted values: bh1, bh2/);
+    assert.throws(() => createScheduler('unipc', { ...SD_CONFIG, disable_corrector: 'all' }), /"disable_corrector" must be a list of step indices/);
+    assert.throws(() => createScheduler('heun', { ...SD_CONFIG, clip_sample: true }), /"clip_sample" = true is not supported/);
+    assert.throws(() => createScheduler('lms', { ...SD_CONFIG, prediction_type: 'sample' }), /LMS scheduler config: "prediction_type" is "sample"/);
     assert.throws(() => createScheduler('ddim', { ...SD_CONFIG, beta_start: '0.1' }), /"beta_start" must be a finite number/);
   });
 
   it('stepping needs setTimesteps and stops at the end of the schedule', () => {
     const x = t4(new Float32Array(SIZE));
-    for (const name of ['ddim', 'pndm', 'euler', 'euler-a', 'dpmpp-2m']) {
+    for (const name of SAMPLER_NAMES) {
       const s = createScheduler(name, SD_CONFIG);
       assert.throws(() => s.step(x, 1, x), /setTimesteps/, name);
       s.setTimesteps(2);

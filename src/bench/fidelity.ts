@@ -19,6 +19,7 @@ export interface FidelityOptions extends RuntimeOptions {
   cfg: number;
   seed: number;
   sampler?: SamplerName;
+  karras?: boolean;
   onLog?: (m: string) => void;
 }
 
@@ -61,7 +62,7 @@ export async function runFidelityBench(o: FidelityOptions): Promise<FidelityResu
         for (const method of o.methods) {
           o.onLog?.(`${size}px, prompt ${pi + 1}/${o.prompts.length}, ${method.label}`);
           const t0 = performance.now();
-          const { images: [img] } = await pipe.generate({ prompt, width: size, height: size, steps: o.steps, cfg: o.cfg, seed, sampler, attention: method.attention, vaeTiling: false });
+          const { images: [img] } = await pipe.generate({ prompt, width: size, height: size, steps: o.steps, cfg: o.cfg, seed, sampler, karras: o.karras, attention: method.attention, vaeTiling: false });
           const seconds = (performance.now() - t0) / 1000;
           dense ??= img!;
           row.push(img!);

@@ -1,7 +1,7 @@
 /** `todo-sd bench speed` and `todo-sd bench fidelity`: measurements written as JSON, Markdown and charts. */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Command, Option } from 'commander';
+import { Command } from 'commander';
 import { runAttentionBench } from '../bench/attention.js';
 import { runFidelityBench } from '../bench/fidelity.js';
 import { imageGrid } from '../bench/grid.js';
@@ -16,9 +16,9 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { writeRandomModel } from '../models/random-model.js';
-import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { attentionFormOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
+import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 
 const DEFAULT_PROMPTS = new URL('../../assets/prompts.txt', import.meta.url);
 
@@ -135,14 +135,14 @@ export function registerBench(program: Command): void {
     .option('--steps <n>', 'denoising steps', parseIntOption('--steps', 1, 1000), 20)
     .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7.5)
     .option('--seed <n>', 'seed of the first prompt (the next prompts use seed+1, …)', parseIntOption('--seed', 0), 0)
-    .addOption(new Option('--sampler <name>', 'sampler (default: the model scheduler)').choices(SAMPLER_NAMES))
+    .option('--sampler <name>', 'sampler, ours or AUTOMATIC1111\'s name (default: the model scheduler)', parseSamplerOption)
     .option('--limit <n>', 'use only the first n prompts', parseIntOption('--limit', 1))
     .addOption(providerOption())
     .addOption(precisionOption())
     .addOption(attentionFormOption())
     .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
     .option('--out <dir>', 'folder for fidelity.json, fidelity.md and grids', 'bench-results')
-    .action(async (o: RuntimeFlags & { model?: string; prompts?: string; sizes: number[]; methods: ReturnType<typeof parseMethod>[]; steps: number; cfg: number; seed: number; sampler?: SamplerName; limit?: number; out: string }) => {
+    .action(async (o: RuntimeFlags & { model?: string; prompts?: string; sizes: number[]; methods: ReturnType<typeof parseMethod>[]; steps: number; cfg: number; seed: number; sampler?: SamplerChoice; limit?: number; out: string }) => {
       if (o.methods[0]?.label !== 'dense') o.methods.unshift(parseMethod('dense'));
       const prompts = readFileSync(o.prompts ?? DEFAULT_PROMPTS, 'utf8')
         .split('\n')
@@ -154,7 +154,7 @@ export function registerBench(program: Command): void {
       const started = new Date().toISOString();
       const model = o.model ?? BUILTIN_MODEL_DIR;
       const machine = machineInfo();
-      const result = await runFidelityBench({ ...runtimeFromFlags(o), onWarning: log, model, prompts, sizes: o.sizes, methods: o.methods, steps: o.steps, cfg: o.cfg, seed: o.seed, sampler: o.sampler, onLog: log });
+      const result = await runFidelityBench({ ...runtimeFromFlags(o), onWarning: log, model, prompts, sizes: o.sizes, methods: o.methods, steps: o.steps, cfg: o.cfg, seed: o.seed, sampler: o.sampler?.sampler, karras: o.sampler?.karras, onLog: log });
       const json = { kind: 'todo-sd fidelity benchmark', started, command: process.argv.slice(2).join(' '), model, machine, sampler: result.sampler, steps: o.steps, cfg: o.cfg, records: result.records };
       write(o.out, 'fidelity.json', `${JSON.stringify(json, null, 2)}\n`);
       const grids: string[] = [];

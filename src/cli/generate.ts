@@ -9,8 +9,11 @@ import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { PREDICTIONS } from '../pipeline/model-parts.js';
 import type { Prediction } from '../models/single-file/checkpoint.js';
+import { attentionLevels } from '../models/unet.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
-import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
+import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
+import { mergeFromPng, readFromPng } from './from-png.js';
+import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
@@ -21,14 +24,15 @@ interface GenerateFlags extends RuntimeFlags {
   model?: string;
   vae?: string;
   prediction?: Prediction;
-  prompt: string;
+  prompt?: string;
+  fromPng?: string;
   negativePrompt?: string;
   width?: number;
   height?: number;
   steps: number;
   cfg: number;
   seed?: number;
-  sampler?: SamplerName;
+  sampler?: SamplerChoice;
   karras?: boolean;
   batch: number;
   latents?: string;
@@ -38,6 +42,7 @@ interface GenerateFlags extends RuntimeFlags {
   todoLevel2: number;
   tome?: number;
   clipSkip: number;
+  promptSyntax: PromptSyntax;
   vaeTiling: 'auto' | 'on' | 'off';
   lora: LoraSpec[];
   loraDir?: string;
@@ -93,15 +98,16 @@ export function registerGenerate(program: Command): void {
     .option('--model <dir|file>', `diffusers model folder or single-file .safetensors checkpoint (default: the built-in ${BUILTIN_MODEL_NAME} model)`)
     .option('--vae <file|dir>', "replace the model's VAE: a VAE .safetensors file or a diffusers VAE folder")
     .addOption(new Option('--prediction <type>', 'override the prediction type (single files: from the .yaml beside it, else the family)').choices(PREDICTIONS))
-    .requiredOption('-p, --prompt <text>', 'what to draw')
+    .option('-p, --prompt <text>', 'what to draw (required unless --from-png)')
+    .option('--from-png <image.png>', 'make an image again from the parameters in its PNG (todo-sd or AUTOMATIC1111); flags given override them')
     .option('-n, --negative-prompt <text>', 'what not to draw')
     .option('-W, --width <px>', 'image width, a multiple of 8 (default: the model native size)', parseIntOption('--width', 8))
     .option('-H, --height <px>', 'image height, a multiple of 8 (default: the model native size)', parseIntOption('--height', 8))
     .option('--steps <n>', 'denoising steps', parseIntOption('--steps', 1, 1000), 20)
     .option('--cfg <scale>', 'classifier-free guidance scale (1 = off)', parseFloatOption('--cfg', 0, 100), 7.5)
     .option('-s, --seed <n>', 'seed (the same noise as torch.Generator("cpu").manual_seed(n)); default: random', parseIntOption('--seed', 0, 2 ** 53 - 1))
-    .addOption(new Option('--sampler <name>', 'sampler (default: the model scheduler)').choices(SAMPLER_NAMES))
-    .option('--karras', 'Karras noise schedule (euler, euler-a, dpmpp-2m)')
+    .option('--sampler <name>', 'sampler, ours or AUTOMATIC1111\'s name ("DPM++ 2M Karras", "Euler a", UniPC, …; default: the model scheduler)', parseSamplerOption)
+    .option('--karras', 'Karras noise schedule (all samplers but ddim and pndm)')
     .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
     .option('--latents <file>', 'initial noise from a safetensors file (tensor "latents", [batch, 4, h/8, w/8])')
     .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
@@ -110,6 +116,7 @@ export function registerGenerate(program: Command): void {
     .option('--todo-level2 <factor>', 'ToDo factor at the second attention level', parseFloatOption('--todo-level2', 1, 64), 1)
     .option('--tome <ratio>', 'ToMe token merging (the baseline ToDo is compared with): fraction of top-level tokens to merge', parseFloatOption('--tome', 0, 0.75))
     .option('--clip-skip <n>', 'use the n-th last CLIP layer (1 = last)', parseIntOption('--clip-skip', 1), 1)
+    .addOption(new Option('--prompt-syntax <syntax>', 'a1111: (emphasis:1.2), BREAK, [from:to:0.5], prompts past 75 tokens; plain: diffusers (cut at 75 tokens)').choices(PROMPT_SYNTAXES).default('a1111'))
     .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding').choices(['auto', 'on', 'off']).default('auto'))
     .option('--lora <file[:weight]>', 'merge a LoRA / LoCon .safetensors at this weight (default 1); repeatable', parseLoraOption, [])
     .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors)')
@@ -120,15 +127,17 @@ export function registerGenerate(program: Command): void {
     .addOption(attentionFormOption())
     .addOption(deviceLoopOption())
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
-    .action(async (f: GenerateFlags) => {
+    .action(async (f: GenerateFlags, cmd: Command) => {
+      if (f.prompt === undefined && f.fromPng === undefined) throw new Error('--prompt is required (or --from-png image.png to take it from an image)');
       checkOutput(f.out);
+      const png = f.fromPng === undefined ? undefined : readFromPng(f.fromPng);
       const log = (m: string): void => void process.stderr.write(`${m}\n`);
       const modelDir = f.model ?? BUILTIN_MODEL_DIR;
       if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
       const latents = f.latents ? readLatentsFile(f.latents) : undefined;
       const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
-      const opts: GenerateOptions = {
-        prompt: f.prompt,
+      const fromFlags: GenerateOptions = {
+        prompt: f.prompt ?? '',
         negativePrompt: f.negativePrompt,
         width: f.width,
         height: f.height,
@@ -136,14 +145,16 @@ export function registerGenerate(program: Command): void {
         cfg: f.cfg,
         seed: f.seed,
         batch: f.batch,
-        sampler: f.sampler,
-        karras: f.karras,
+        sampler: f.sampler?.sampler,
+        karras: f.karras ?? f.sampler?.karras,
         latents,
         attention: attentionFromFlags(f),
         clipSkip: f.clipSkip,
+        promptSyntax: f.promptSyntax,
         vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
         loraDir: f.loraDir,
       };
+      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
       const progress = new Progress(process.stderr);
       const result = await pipe.generate(opts, {
         onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total)),

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { registerBench } from './bench.js';
 import { registerGenerate } from './generate.js';
+import { registerInfo } from './info.js';
 import { registerRandomModel } from './random-model.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -15,6 +16,7 @@ const program = new Command('todo-sd')
   .exitOverride();
 
 registerGenerate(program);
+registerInfo(program);
 registerRandomModel(program);
 registerBench(program);
 

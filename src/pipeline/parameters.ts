@@ -2,18 +2,13 @@
  * Generation parameters in AUTOMATIC1111's PNG `parameters` text, which A1111, ComfyUI,
  * stable-diffusion.cpp and image browsers read back:
  *   prompt \n Negative prompt: … \n Steps: 20, Sampler: Euler a, CFG scale: 7.5, Seed: 1, Size: 512x512, Model: …
+ * Written by a1111Parameters, read by parseParameters (A1111's parse_generation_parameters rules).
  */
 import type { AttentionOptions } from '../attention/options.js';
+import type { PromptSyntax } from '../prompt/index.js';
 import type { SamplerName } from '../scheduler/index.js';
+import { a1111SamplerName } from '../scheduler/names.js';
 import { todoInfotext } from './todo-infotext.js';
-
-const A1111_SAMPLERS: Record<SamplerName, string> = {
-  euler: 'Euler',
-  'euler-a': 'Euler a',
-  ddim: 'DDIM',
-  pndm: 'PLMS',
-  'dpmpp-2m': 'DPM++ 2M',
-};
 
 export interface ParameterSource {
   prompt: string;
@@ -33,18 +28,20 @@ export interface ParameterSource {
   latent: readonly [number, number];
   /** `name: shorthash, …` of the LoRAs used (A1111's `Lora hashes`). */
   loraHashes?: string;
+  /** Written only when 'plain' (A1111's syntax is the default, as in A1111). */
+  promptSyntax?: PromptSyntax;
 }
 
-/** A1111 quotes a value that holds a comma, colon or quote, JSON-style. */
+/** A1111 quotes a value that holds a comma, colon or newline, JSON-style (a quote too, so it reads back). */
 function value(v: string | number): string {
   const s = String(v);
-  return /[,:"]/.test(s) ? JSON.stringify(s) : s;
+  return /[,:"\n]/.test(s) ? JSON.stringify(s) : s;
 }
 
 export function a1111Parameters(p: ParameterSource): string {
   const fields: [string, string | number][] = [
     ['Steps', p.steps],
-    ['Sampler', A1111_SAMPLERS[p.sampler] + (p.karras ? ' Karras' : '')],
+    ['Sampler', a1111SamplerName(p.sampler, p.karras)],
     ['CFG scale', p.cfg],
     ['Seed', p.seed],
     ['Size', `${p.width}x${p.height}`],
@@ -55,9 +52,60 @@ export function a1111Parameters(p: ParameterSource): string {
   if (a.method === 'todo') fields.push(...todoInfotext(a, p.attentionLevels, p.latent));
   if (a.method === 'tome') fields.push(['Token merging ratio', a.ratio]);
   if (p.loraHashes) fields.push(['Lora hashes', p.loraHashes]);
+  if (p.promptSyntax === 'plain') fields.push(['Prompt syntax', 'plain']);
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);
   lines.push(fields.map(([k, v]) => `${k}: ${value(v)}`).join(', '));
   return lines.join('\n');
+}
+
+export interface ParsedParameters {
+  prompt: string;
+  negativePrompt: string;
+  /** The `key: value` settings of the last line, quoted values unquoted (`Size` stays `512x512`). */
+  settings: Record<string, string>;
+}
+
+/** A1111's re_param: `key: value` pairs, a value either JSON-quoted or running to the next comma. */
+const PARAM = /\s*([\p{L}\p{N}_][\p{L}\p{N}_ \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)/gu;
+
+function unquote(v: string): string {
+  if (v.length < 2 || !v.startsWith('"') || !v.endsWith('"')) return v;
+  try {
+    const parsed: unknown = JSON.parse(v);
+    return typeof parsed === 'string' ? parsed : v;
+  } catch {
+    return v;
+  }
+}
+
+/**
+ * Reads a `parameters` text back, as A1111's parse_generation_parameters: the last line holds
+ * the settings when it has at least 3 `key: value` pairs (else it is prompt text); lines up to
+ * `Negative prompt:` are the prompt, the rest the negative prompt; each line is trimmed.
+ */
+export function parseParameters(text: string): ParsedParameters {
+  if (typeof text !== 'string') throw new Error('parseParameters: expected the text of a PNG "parameters" chunk');
+  const lines = text.trim().split('\n');
+  let last = lines.pop()!;
+  if ([...last.matchAll(PARAM)].length < 3) {
+    lines.push(last);
+    last = '';
+  }
+  let prompt = '';
+  let negativePrompt = '';
+  let inNegative = false;
+  for (let line of lines) {
+    line = line.trim();
+    if (line.startsWith('Negative prompt:')) {
+      inNegative = true;
+      line = line.slice('Negative prompt:'.length).trim();
+    }
+    if (inNegative) negativePrompt += (negativePrompt === '' ? '' : '\n') + line;
+    else prompt += (prompt === '' ? '' : '\n') + line;
+  }
+  const settings: Record<string, string> = {};
+  for (const m of last.matchAll(PARAM)) settings[m[1]!] = unquote(m[2]!);
+  return { prompt, negativePrompt, settings };
 }

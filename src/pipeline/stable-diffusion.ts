@@ -12,11 +12,13 @@ import { attentionLevels, UNet } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import type { RuntimeOptions } from '../runtime/session.js';
-import { createScheduler, SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
+import { createScheduler, type SamplerName } from '../scheduler/index.js';
+import { resolveSampler } from '../scheduler/names.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
-import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
+import { PROMPT_SYNTAXES, PromptConditioning, usesPromptSyntax, type PromptSyntax } from '../prompt/index.js';
+import type { SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { modelSdxlConditioner, modelTokenizer, modelVAE, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
 import { a1111Parameters } from './parameters.js';
@@ -38,7 +40,8 @@ export interface GenerateOptions {
   seed?: number;
   /** Images per prompt (one batch, one seed, as diffusers' num_images_per_prompt). */
   batch?: number;
-  sampler?: SamplerName;
+  /** Our name or AUTOMATIC1111's (`'DPM++ 2M Karras'` also sets `karras` unless it is given). */
+  sampler?: SamplerName | (string & Record<never, never>);
   karras?: boolean;
   /** Initial noise [batch, 4, height/8, width/8] instead of the seed's (scaled by the scheduler's init sigma, as diffusers does). */
   latents?: Tensor;
@@ -51,6 +54,8 @@ export interface GenerateOptions {
   loras?: LoraSpec[];
   /** Folder of the LoRAs that `<lora:name:w>` tags in the prompt name (`name.safetensors`). */
   loraDir?: string;
+  /** 'a1111' (default): AUTOMATIC1111's emphasis, BREAK, chunks of 75 and prompt editing; 'plain': diffusers' truncation at 77 tokens. */
+  promptSyntax?: PromptSyntax;
 }
 
 export interface StepInfo {
@@ -74,7 +79,8 @@ export interface GeneratedImage extends RgbImage {
 export interface GenerateResult {
   images: GeneratedImage[];
   /** The settings actually used, defaults filled in. */
-  settings: Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'loras' | 'loraDir'>> & {
+  settings: Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'loras' | 'loraDir' | 'sampler'>> & {
+    sampler: SamplerName;
     negativePrompt: string;
     latentsFromFile: boolean;
     /** Every LoRA applied: load-time, the options' and the prompt's. */
@@ -89,6 +95,9 @@ const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
   EulerDiscreteScheduler: 'euler',
   EulerAncestralDiscreteScheduler: 'euler-a',
   DPMSolverMultistepScheduler: 'dpmpp-2m',
+  HeunDiscreteScheduler: 'heun',
+  LMSDiscreteScheduler: 'lms',
+  UniPCMultistepScheduler: 'unipc',
 };
 
 function fail(msg: string): never {
@@ -143,7 +152,8 @@ export class StableDiffusion {
 
   /** The model's own sampler (from its scheduler config), used when none is asked for. */
   get defaultSampler(): SamplerName {
-    return CLASS_TO_SAMPLER[String(this.schedulerConfig._class_name)] ?? 'euler';
+    const sampler = CLASS_TO_SAMPLER[String(this.schedulerConfig._class_name)] ?? 'euler';
+    return sampler === 'dpmpp-2m' && this.schedulerConfig.algorithm_type === 'sde-dpmsolver++' ? 'dpmpp-2m-sde' : sampler;
   }
 
   /** The size the model was trained at: unet sample_size × VAE scale. */
@@ -171,13 +181,14 @@ export class StableDiffusion {
     if (!Number.isInteger(batch) || batch < 1 || batch > 64) fail(`batch must be an integer from 1 to 64; got ${batch}`);
     const cfg = o.cfg ?? 7.5;
     if (!Number.isFinite(cfg) || cfg < 0) fail(`cfg must be a number >= 0; got ${cfg}`);
-    const sampler = o.sampler ?? this.defaultSampler;
-    if (!SAMPLER_NAMES.includes(sampler)) fail(`unknown sampler "${sampler}"; use one of ${SAMPLER_NAMES.join(', ')}`);
+    const picked = resolveSampler(o.sampler ?? this.defaultSampler);
     const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
     if (!Number.isSafeInteger(seed) || seed < 0) fail(`seed must be a non-negative integer; got ${seed}`);
     const attention = resolveAttention(o.attention ?? this.unet.attention.options).options;
     const clipSkip = o.clipSkip ?? 1;
     const vaeTiling = o.vaeTiling ?? 'auto';
+    const promptSyntax = o.promptSyntax ?? 'a1111';
+    if (!PROMPT_SYNTAXES.includes(promptSyntax)) fail(`promptSyntax must be one of ${PROMPT_SYNTAXES.join(', ')}; got "${String(promptSyntax)}"`);
     return {
       prompt: o.prompt,
       negativePrompt: o.negativePrompt ?? '',
@@ -187,19 +198,14 @@ export class StableDiffusion {
       cfg,
       seed,
       batch,
-      sampler,
-      karras: o.karras ?? false,
+      sampler: picked.sampler,
+      karras: o.karras ?? picked.karras ?? false,
       attention,
       clipSkip,
       vaeTiling,
+      promptSyntax,
       latentsFromFile: o.latents !== undefined,
     };
-  }
-
-  private async encodeText(prompts: string[], clipSkip: number): Promise<Tensor> {
-    const ids = new Int32Array(prompts.length * 77);
-    prompts.forEach((p, i) => ids.set(this.tokenizer.encode(p), i * 77));
-    return this.textEncoder.forward({ data: ids, dims: [prompts.length, 77] }, { clipSkip });
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
@@ -228,23 +234,35 @@ export class StableDiffusion {
 
     const t0 = performance.now();
     const guided = s.cfg > 1;
-    const prompts = [...(guided ? Array(s.batch).fill(s.negativePrompt) : []), ...Array(s.batch).fill(loras.prompt)];
-    const cond: Conditioning = this.sdxl
+    // SDXL: diffusers' two-encoder conditioning; A1111's prompt syntax is wired for SD 1.x/2.x.
+    if (this.sdxl && s.promptSyntax === 'a1111' && [s.prompt, s.negativePrompt].some(usesPromptSyntax)) {
+      cb.onWarning?.('SDXL prompts are read as plain text for now (no emphasis, BREAK or prompt editing; cut at 75 tokens)');
+    }
+    const sdxlCond = this.sdxl
       ? await this.sdxl.encode({ prompt: loras.prompt, negativePrompt: o.negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: s.width, height: s.height })
-      : { encoderHiddenStates: await this.encodeText(prompts, s.clipSkip) };
+      : undefined;
+    const request = { prompt: loras.prompt, negativePrompt: s.negativePrompt, steps: s.steps, batch: s.batch, guided, syntax: s.promptSyntax };
+    const conditioning = sdxlCond ? undefined : await PromptConditioning.build(request, this.tokenizer, (ids) => this.textEncoder.forward(ids, { clipSkip: s.clipSkip }));
     const t1 = performance.now();
 
     this.unet.setAttention(s.attention);
     const stopAt = s.attention.method === 'todo' ? (s.attention.stopAt ?? 1) : 1;
-    const total = scheduler.timesteps.length;
-    const onDevice = deviceLoopWanted(this.unet)
-      ? await denoiseOnDevice({ unet: this.unet, sampler: s.sampler, schedulerConfig: this.schedulerConfig, karras: s.karras, steps: s.steps, latents: x, conditioning: cond, cfg: s.cfg, stopAt, onStep: (step, n, timestep) => cb.onStep?.({ step, total: n, timestep, phase: 'denoise' }) })
-      : null;
+    // Heun (order 2) evaluates the U-Net 2·steps − 1 times; steps are counted as diffusers counts them.
+    const evaluations = scheduler.timesteps.length;
+    const total = s.steps;
+    // The device loop takes one conditioning for every step; prompt editing runs the loop below.
+    const fixedCond = sdxlCond ?? (conditioning && !conditioning.scheduled ? { encoderHiddenStates: conditioning.at(0) } : undefined);
+    const onDevice =
+      deviceLoopWanted(this.unet) && fixedCond
+        ? await denoiseOnDevice({ unet: this.unet, sampler: s.sampler, schedulerConfig: this.schedulerConfig, karras: s.karras, steps: s.steps, latents: x, conditioning: fixedCond, cfg: s.cfg, stopAt, onStep: (step, n, timestep) => cb.onStep?.({ step, total: n, timestep, phase: 'denoise' }) })
+        : null;
     if (onDevice) x = onDevice;
     else for (const [i, t] of scheduler.timesteps.entries()) {
       const scaled = scheduler.scaleModelInput(x, t);
       const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * s.batch, ...latentDims.slice(1)] } : scaled;
-      const out = await this.unet.forward(input, t, cond.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, i, total), ...cond.added });
+      const step = Math.ceil(i / scheduler.order);
+      const text = conditioning?.at(step) ?? sdxlCond!.encoderHiddenStates;
+      const out = await this.unet.forward(input, t, text, { attentionActive: todoActiveAt(stopAt, step, total), ...sdxlCond?.added });
       let eps = out;
       if (guided) {
         const n = numel(latentDims);
@@ -253,7 +271,7 @@ export class StableDiffusion {
         eps = { data: uncond.map((u, k) => u + s.cfg * (cond[k]! - u)), dims: latentDims };
       }
       x = scheduler.step(eps, t, x);
-      cb.onStep?.({ step: i + 1, total, timestep: t, phase: 'denoise' });
+      if ((i + 1) % scheduler.order === 0 || i === evaluations - 1) cb.onStep?.({ step: Math.ceil((i + 1) / scheduler.order), total, timestep: t, phase: 'denoise' });
     }
     const t2 = performance.now();
 

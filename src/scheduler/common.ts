@@ -124,3 +124,25 @@ export function checkSameShape(modelOutput: Tensor, sample: Tensor, owner: strin
     throw new Error(`${owner} scheduler: model output dims [${a.join(', ')}] differ from sample dims [${b.join(', ')}]`);
   }
 }
+
+/**
+ * The integer timesteps of diffusers' multistep solvers (DPM-Solver, UniPC), descending: their
+ * linspace and leading spacings divide the range into steps + 1 parts and drop the last.
+ * `last` is the number of usable training timesteps (DPM-Solver clips by lambda).
+ */
+export function multistepTimesteps(spacing: TimestepSpacing, last: number, numTrain: number, steps: number, offset: number): number[] {
+  if (spacing === 'linspace') return npLinspace(0, last - 1, steps + 1).map(roundHalfEven).reverse().slice(0, -1);
+  if (spacing === 'leading') {
+    const ratio = Math.floor(last / (steps + 1));
+    return Array.from({ length: steps }, (_, i) => (steps - i) * ratio + offset);
+  }
+  return trailingTimesteps(last, numTrain, steps);
+}
+
+/** The VP coefficients of a sigma, and lambda = log(alpha / sigma_t), in float32 as diffusers. */
+export function vp(sigma: number): { alpha: number; sigmaT: number; lambda: number } {
+  const f = Math.fround;
+  const alpha = f(1 / f(Math.sqrt(f(f(sigma * sigma) + 1))));
+  const sigmaT = f(sigma * alpha);
+  return { alpha, sigmaT, lambda: f(f(Math.log(alpha)) - f(Math.log(sigmaT))) };
+}

@@ -1,35 +1,31 @@
 /**
  * diffusers' DPMSolverMultistepScheduler (v0.26) with algorithm_type "dpmsolver++" (DPM-Solver++,
- * arXiv 2211.01095): multistep updates on the data prediction x0, second order by default,
- * first order on the first step and, with lower_order_final, near the end of short schedules.
+ * arXiv 2211.01095) or "sde-dpmsolver++" (its SDE form, A1111's "DPM++ 2M SDE"): multistep
+ * updates on the data prediction x0, second order by default, first order on the first step and,
+ * with lower_order_final, near the end of short schedules. The SDE form draws fresh noise on
+ * every step from `randn` (diffusers: randn_tensor from the pipeline's generator).
  * solver_order 3 is not implemented.
  */
-import { tensor, type Tensor } from '../tensor.js';
+import { numel, tensor, type Tensor } from '../tensor.js';
 import {
   checkSameShape,
   checkSteps,
   findStepIndex,
   karrasSigmas,
+  multistepTimesteps,
   npInterp,
-  npLinspace,
   roundHalfEven,
   sigmaToT,
-  trailingTimesteps,
+  vp,
 } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule, TIMESTEP_SPACINGS, trainingSigmas, type TimestepSpacing } from './config.js';
+import type { Randn } from './euler-ancestral.js';
 import type { Scheduler } from './index.js';
 
 const f = Math.fround;
 const OWNER = 'DPM-Solver++';
 
 type DpmPrediction = 'epsilon' | 'sample' | 'v_prediction';
-
-/** The VP coefficients of a sigma, and lambda = log(alpha / sigma_t), in float32 as diffusers. */
-function vp(sigma: number): { alpha: number; sigmaT: number; lambda: number } {
-  const alpha = f(1 / f(Math.sqrt(f(f(sigma * sigma) + 1))));
-  const sigmaT = f(sigma * alpha);
-  return { alpha, sigmaT, lambda: f(f(Math.log(alpha)) - f(Math.log(sigmaT))) };
-}
 
 export class DpmSolverMultistepScheduler implements Scheduler {
   readonly order = 1;
@@ -53,8 +49,10 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   private readonly spacing: TimestepSpacing;
   private readonly stepsOffset: number;
   private readonly karras: boolean;
+  /** Set for sde-dpmsolver++: the source of each step's noise. */
+  private readonly randn: Randn | null;
 
-  constructor(config: object, karras?: boolean) {
+  constructor(config: object, karras?: boolean, randn?: Randn) {
     const r = new ConfigReader(config, OWNER);
     const schedule = readNoiseSchedule(r, false);
     this.numTrain = schedule.numTrainTimesteps;
@@ -64,7 +62,9 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     r.unsupported('solver_order', [1, 2], 2);
     this.solverOrder = r.integer('solver_order', 2, 1);
     // diffusers maps "deis" to dpmsolver++ and the UniPC/DEIS solver types to midpoint.
-    r.unsupported('algorithm_type', ['dpmsolver++', 'deis'], 'dpmsolver++');
+    const sde = r.choice('algorithm_type', ['dpmsolver++', 'deis', 'sde-dpmsolver++'], 'dpmsolver++') === 'sde-dpmsolver++';
+    if (sde && randn === undefined) throw new Error(`${OWNER} scheduler: algorithm_type "sde-dpmsolver++" needs a noise source (randn)`);
+    this.randn = sde ? randn! : null;
     const solverType = r.choice('solver_type', ['midpoint', 'heun', 'logrho', 'bh1', 'bh2'], 'midpoint');
     this.heun = solverType === 'heun';
     this.lowerOrderFinal = r.bool('lower_order_final', true);
@@ -96,15 +96,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
       if (lambda < this.lambdaMinClipped) clipped++;
     }
     const last = this.numTrain - clipped;
-    let ts: number[];
-    if (this.spacing === 'linspace') {
-      ts = npLinspace(0, last - 1, steps + 1).map(roundHalfEven).reverse().slice(0, -1);
-    } else if (this.spacing === 'leading') {
-      const ratio = Math.floor(last / (steps + 1));
-      ts = Array.from({ length: steps }, (_, i) => (steps - i) * ratio + this.stepsOffset);
-    } else {
-      ts = trailingTimesteps(last, this.numTrain, steps);
-    }
+    let ts = multistepTimesteps(this.spacing, last, this.numTrain, steps, this.stepsOffset);
     let sigmas: number[];
     if (this.karras) {
       sigmas = karrasSigmas(this.trainSigmas[0]!, this.trainSigmas[this.numTrain - 1]!, steps);
@@ -138,9 +130,10 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     const finalFirstOrder = i === n - 1 && (this.eulerAtFinal || (this.lowerOrderFinal && n < 15) || this.finalSigmaZero);
 
     this.modelOutputs = [...this.modelOutputs, this.dataPrediction(modelOutput.data, x.data, i)].slice(-this.solverOrder);
+    const noise = this.randn === null ? null : this.noise(x.dims);
     let out: Float32Array;
-    if (this.solverOrder === 1 || this.lowerOrderNums < 1 || finalFirstOrder) out = this.firstOrder(x.data, i);
-    else out = this.secondOrder(x.data, i);
+    if (this.solverOrder === 1 || this.lowerOrderNums < 1 || finalFirstOrder) out = this.firstOrder(x.data, i, noise);
+    else out = this.secondOrder(x.data, i, noise);
     if (this.lowerOrderNums < this.solverOrder) this.lowerOrderNums++;
     this.stepIndex = i + 1;
     return tensor(out, x.dims);
@@ -154,17 +147,41 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     return x.map((v, j) => f(f(alpha * v) - f(sigmaT * m[j]!)));
   }
 
-  private firstOrder(x: Float32Array, i: number): Float32Array {
+  private noise(dims: readonly number[]): Float32Array {
+    const noise = this.randn!(dims);
+    if (noise.length !== numel(dims)) throw new Error(`${OWNER} scheduler: randn returned ${noise.length} values for dims [${dims.join(', ')}]`);
+    return noise;
+  }
+
+  /**
+   * The SDE form's coefficients: x·(sigma_t/sigma_s)·e^-h + alpha_t·(1 − e^-2h)·x0 (+ the
+   * second-order term) + sigma_t·√(1 − e^-2h)·noise, each product in float32 as diffusers.
+   */
+  private sdeCoefficients(t: { alpha: number; sigmaT: number }, sigmaS: number, h: number): { ratio: number; c0: number; cNoise: number } {
+    const e2h = f(Math.exp(f(-2 * h)));
+    return {
+      ratio: f(f(t.sigmaT / sigmaS) * f(Math.exp(-h))),
+      c0: f(t.alpha * f(1 - e2h)),
+      cNoise: f(t.sigmaT * f(Math.sqrt(f(1 - e2h)))),
+    };
+  }
+
+  private firstOrder(x: Float32Array, i: number, noise: Float32Array | null): Float32Array {
     const t = vp(this.sg[i + 1]!);
     const s = vp(this.sg[i]!);
     const h = f(t.lambda - s.lambda);
+    if (noise !== null) {
+      const c = this.sdeCoefficients(t, s.sigmaT, h);
+      const d0 = this.modelOutputs[this.modelOutputs.length - 1]!;
+      return x.map((v, j) => f(f(f(c.ratio * v) + f(c.c0 * d0[j]!)) + f(c.cNoise * noise[j]!)));
+    }
     const ratio = f(t.sigmaT / s.sigmaT);
     const c0 = f(t.alpha * f(f(Math.exp(-h)) - 1));
     const d0 = this.modelOutputs[this.modelOutputs.length - 1]!;
     return x.map((v, j) => f(f(ratio * v) - f(c0 * d0[j]!)));
   }
 
-  private secondOrder(x: Float32Array, i: number): Float32Array {
+  private secondOrder(x: Float32Array, i: number, noise: Float32Array | null): Float32Array {
     const t = vp(this.sg[i + 1]!);
     const s0 = vp(this.sg[i]!);
     const s1 = vp(this.sg[i - 1]!);
@@ -177,6 +194,14 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     const mos = this.modelOutputs;
     const m0 = mos[mos.length - 1]!;
     const m1 = mos[mos.length - 2]!;
+    if (noise !== null) {
+      const c = this.sdeCoefficients(t, s0.sigmaT, h);
+      const c1 = this.heun ? f(t.alpha * f(f(f(1 - f(Math.exp(f(-2 * h)))) / f(-2 * h)) + 1)) : f(0.5 * c.c0);
+      return x.map((v, j) => {
+        const d1 = f(invR0 * f(m0[j]! - m1[j]!));
+        return f(f(f(f(c.ratio * v) + f(c.c0 * m0[j]!)) + f(c1 * d1)) + f(c.cNoise * noise[j]!));
+      });
+    }
     if (this.heun) {
       const c1 = f(t.alpha * f(f(expm1 / h) + 1));
       return x.map((v, j) => {

@@ -17,6 +17,8 @@ export interface EulerVariant {
   predictions: readonly EulerPrediction[];
   /** EulerDiscrete's own keys: use_karras_sigmas, sigma_min/max, interpolation_type, timestep_type. */
   readsEulerKeys: boolean;
+  /** Only use_karras_sigmas of those (Heun, LMS). */
+  readsKarrasKey?: boolean;
 }
 
 const EULER: EulerVariant = {
@@ -26,13 +28,13 @@ const EULER: EulerVariant = {
 };
 
 export class EulerScheduler implements Scheduler {
-  readonly order = 1;
+  readonly order: number = 1;
   protected readonly owner: string;
   protected readonly prediction: EulerPrediction;
   /** Position in the schedule; found from the first timestep seen, then counted (as diffusers). */
   protected stepIndex: number | null = null;
-  private ts: number[] = [];
-  private sg: number[] = [];
+  protected ts: number[] = [];
+  protected sg: number[] = [];
   private readonly numTrain: number;
   private readonly trainSigmas: Float32Array;
   private readonly spacing: TimestepSpacing;
@@ -60,7 +62,7 @@ export class EulerScheduler implements Scheduler {
       r.unsupported('interpolation_type', ['linear'], 'linear');
       r.unsupported('timestep_type', ['discrete'], 'discrete');
     } else {
-      this.karras = karras ?? false;
+      this.karras = karras ?? (variant.readsKarrasKey === true && r.bool('use_karras_sigmas', false));
       this.sigmaMin = null;
       this.sigmaMax = null;
     }

@@ -5,19 +5,26 @@
 import type { Tensor } from '../tensor.js';
 import { DdimScheduler } from './ddim.js';
 import { DpmSolverMultistepScheduler } from './dpmpp-2m.js';
-import { EulerAncestralScheduler } from './euler-ancestral.js';
+import { EulerAncestralScheduler, seededRandn } from './euler-ancestral.js';
 import { EulerScheduler } from './euler.js';
+import { HeunScheduler } from './heun.js';
+import { LmsScheduler } from './lms.js';
 import { PndmScheduler } from './pndm.js';
+import { UniPcMultistepScheduler } from './unipc.js';
 
-export type SamplerName = 'ddim' | 'pndm' | 'euler' | 'euler-a' | 'dpmpp-2m';
+export const SAMPLER_NAMES = ['ddim', 'pndm', 'euler', 'euler-a', 'dpmpp-2m', 'dpmpp-2m-sde', 'heun', 'lms', 'unipc'] as const;
 
-export const SAMPLER_NAMES: readonly SamplerName[] = ['ddim', 'pndm', 'euler', 'euler-a', 'dpmpp-2m'];
+export type SamplerName = (typeof SAMPLER_NAMES)[number];
+
+/** The samplers whose sigmas can follow Karras et al.'s schedule. */
+export const KARRAS_SAMPLERS: readonly SamplerName[] = ['euler', 'euler-a', 'dpmpp-2m', 'dpmpp-2m-sde', 'heun', 'lms', 'unipc'];
 
 /**
  * The denoising-loop contract: for each `t` of `timesteps`, feed the model
  * `scaleModelInput(x, t)` and advance with `x = step(modelOutput, t, x)`. Start from noise
  * scaled by `initNoiseSigma`. Schedulers keep state between steps (step counter, past model
- * outputs), so one instance serves one denoising run per setTimesteps call.
+ * outputs), so one instance serves one denoising run per setTimesteps call. A scheduler of
+ * `order` 2 (Heun) lists 2·steps − 1 timesteps: one model evaluation per entry.
  */
 export interface Scheduler {
   readonly timesteps: number[];
@@ -33,7 +40,7 @@ export interface Scheduler {
 export interface SchedulerOptions {
   /** Karras sigmas (rho 7); overrides the config's use_karras_sigmas. Not offered for ddim/pndm. */
   karras?: boolean;
-  /** Standard normal samples for the given dims (ancestral sampling); see EulerAncestralScheduler. */
+  /** Standard normal samples for the given dims (euler-a, dpmpp-2m-sde); see EulerAncestralScheduler. */
   randn?: (dims: readonly number[]) => Float32Array;
 }
 
@@ -43,9 +50,10 @@ export function createScheduler(name: string, config: object, opts: SchedulerOpt
   if (sampler === undefined) {
     throw new Error(`unknown sampler ${JSON.stringify(name)}; valid samplers: ${SAMPLER_NAMES.join(', ')}`);
   }
-  if (opts.karras === true && (sampler === 'ddim' || sampler === 'pndm')) {
-    throw new Error(`Karras sigmas are not available for the ${sampler} sampler (diffusers offers them for euler, dpmpp-2m; here also euler-a)`);
+  if (opts.karras === true && !KARRAS_SAMPLERS.includes(sampler)) {
+    throw new Error(`Karras sigmas are not available for the ${sampler} sampler (only for ${KARRAS_SAMPLERS.join(', ')})`);
   }
+  const randn = opts.randn ?? seededRandn(0);
   switch (sampler) {
     case 'ddim':
       return new DdimScheduler(config);
@@ -54,10 +62,19 @@ export function createScheduler(name: string, config: object, opts: SchedulerOpt
     case 'euler':
       return new EulerScheduler(config, opts.karras);
     case 'euler-a':
-      return new EulerAncestralScheduler(config, opts.karras, opts.randn);
+      return new EulerAncestralScheduler(config, opts.karras, randn);
+    // The sampler's name picks the DPM-Solver++ form, whatever the model's config says.
     case 'dpmpp-2m':
-      return new DpmSolverMultistepScheduler(config, opts.karras);
+      return new DpmSolverMultistepScheduler({ ...config, algorithm_type: 'dpmsolver++' }, opts.karras);
+    case 'dpmpp-2m-sde':
+      return new DpmSolverMultistepScheduler({ ...config, algorithm_type: 'sde-dpmsolver++' }, opts.karras, randn);
+    case 'heun':
+      return new HeunScheduler(config, opts.karras);
+    case 'lms':
+      return new LmsScheduler(config, opts.karras);
+    case 'unipc':
+      return new UniPcMultistepScheduler(config, opts.karras);
   }
 }
 
-export { DdimScheduler, DpmSolverMultistepScheduler, EulerAncestralScheduler, EulerScheduler, PndmScheduler };
+export { DdimScheduler, DpmSolverMultistepScheduler, EulerAncestralScheduler, EulerScheduler, HeunScheduler, LmsScheduler, PndmScheduler, UniPcMultistepScheduler };
