@@ -111,6 +111,19 @@ export function findStepIndex(timesteps: readonly number[], t: number): number {
   return hits.length > 1 ? hits[1]! : (hits[0] ?? -1);
 }
 
+/** DDPM's forward process in float32: sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise (DDIM's and PNDM's add_noise). */
+export function addNoiseVp(alphasCumprod: Float32Array, x0: Tensor, noise: Tensor, t: number, owner: string): Tensor {
+  checkSameShape(noise, x0, owner);
+  if (!Number.isInteger(t) || t < 0 || t >= alphasCumprod.length) {
+    throw new Error(`${owner} scheduler: timestep ${t} is not an integer in [0, ${alphasCumprod.length})`);
+  }
+  const a = alphasCumprod[t]!;
+  const sqrtA = Math.fround(Math.sqrt(a));
+  const sqrtB = Math.fround(Math.sqrt(Math.fround(1 - a)));
+  const n = noise.data;
+  return { data: x0.data.map((v, i) => Math.fround(Math.fround(sqrtA * v) + Math.fround(sqrtB * n[i]!))), dims: [...x0.dims] };
+}
+
 /** Throws unless setTimesteps ran; returns the steps the schedule was set to. */
 export function requireSteps(steps: number | null, owner: string): number {
   if (steps === null) throw new Error(`${owner} scheduler: call setTimesteps(steps) before scaleModelInput/step`);

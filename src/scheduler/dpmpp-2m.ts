@@ -124,6 +124,16 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     return x;
   }
 
+  /** α_t·x0 + σ_t·noise with α_t = 1/sqrt(σ² + 1), σ_t = σ·α_t, σ at the position of `t` (the last one when absent, as diffusers). */
+  addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {
+    if (this.ts.length === 0) throw new Error(`${OWNER} scheduler: call setTimesteps(steps) before addNoise`);
+    checkSameShape(noise, x0, OWNER);
+    const found = findStepIndex(this.ts, t);
+    const { alpha, sigmaT } = vp(this.sg[found < 0 ? this.ts.length - 1 : found]!);
+    const n = noise.data;
+    return tensor(x0.data.map((v, j) => f(f(alpha * v) + f(sigmaT * n[j]!))), x0.dims);
+  }
+
   step(modelOutput: Tensor, t: number, x: Tensor): Tensor {
     if (this.ts.length === 0) throw new Error(`${OWNER} scheduler: call setTimesteps(steps) before step`);
     checkSameShape(modelOutput, x, OWNER);
