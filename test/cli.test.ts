@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decode } from 'fast-png';
+import { decode, encode } from 'fast-png';
 import { readPngText, writeRandomModel, writeSafetensors, randn } from '../src/index.js';
 import { fixture, runCli } from './helpers.js';
 
@@ -110,7 +110,7 @@ const bad: [string, string[], RegExp][] = [
   ['width not a multiple of 8', ['--width', '513'], /width must be a positive multiple of 8; got 513 \(try 512\)/],
   ['unknown sampler', ['--sampler', 'dpm3'], /argument 'dpm3' is invalid\. unknown sampler "dpm3"; use one of ddim, pndm, .* or an AUTOMATIC1111 name: Euler a/],
   ['negative steps', ['--steps', '-3'], /--steps must be an integer from 1 to 1000; got "-3"/],
-  ['unknown option', ['--strength', '0.5'], /unknown option '--strength'/],
+  ['unknown option', ['--strenght', '0.5'], /unknown option '--strenght'/],
   ['bad ToDo factor', ['--todo', 'x2'], /--todo must be off, auto or a factor/],
   ['fractional ToDo factor with pooling', ['--todo', '1.5', '--todo-mode', 'avg-pool'], /factor 1\.5 is fractional, but mode "avg-pool" pools whole k x k windows/],
   ['ToDo and ToMe together', ['--todo', '2', '--tome', '0.5'], /--todo and --tome .*choose one/],
@@ -118,10 +118,20 @@ const bad: [string, string[], RegExp][] = [
   ['output path is a folder', ['--out', join(root, 'folder.png')], /cannot write .*folder\.png: it is a folder/],
   ['output folder missing', ['--out', join(root, 'absent-dir', 'x.png')], /folder .*absent-dir does not exist/],
   ['missing latents file', ['--latents', join(root, 'none.safetensors')], /none\.safetensors: file not found/],
+  ['init image not a PNG', ['--init-image', join(root, 'not-a-png.png')], /--init-image .*not-a-png\.png is not a PNG file; convert it to PNG first/],
+  ['init image missing', ['--init-image', join(root, 'absent.png')], /--init-image .*absent\.png: file not found/],
+  ['strength above 1', ['--init-image', join(root, 'init.png'), '--strength', '1.5'], /--strength must be a number from 0 to 1; got "1\.5"/],
+  ['strength 0', ['--init-image', join(root, 'init.png'), '--strength', '0'], /strength must be a number in \(0, 1\]/],
+  ['strength without an init image', ['--strength', '0.5'], /strength applies to image-to-image: give an init image/],
+  ['mask without an init image', ['--mask', join(root, 'init.png')], /a mask needs the image it masks/],
+  ['hires scale off the grid', ['--width', '32', '--height', '48', '--hires-scale', '1.3'], /hires scale 1\.3 gives 41\.6x62\.4 px, .*the nearest valid scale is 1\.5 \(48x72\)/],
+  ['unknown hires upscaler', ['--hires-scale', '2', '--hires-upscaler', 'esrgan'], /argument 'esrgan' is invalid\. Allowed choices are latent, latent-nearest, lanczos/],
 ];
 
 test('bad input: clear message, non-zero exit, no file left behind', () => {
   mkdirSync(join(root, 'folder.png'));
+  writeFileSync(join(root, 'not-a-png.png'), 'JFIF pretending to be a PNG');
+  writeFileSync(join(root, 'init.png'), encode({ width: 32, height: 48, data: new Uint8Array(32 * 48 * 3).fill(128), channels: 3, depth: 8 }));
   const m = join(root, 'broken-model');
   cpSync(model, m, { recursive: true });
   writeFileSync(join(m, 'vae', 'config.json'), '{ not json');
@@ -136,4 +146,38 @@ test('bad input: clear message, non-zero exit, no file left behind', () => {
     const added = readdirSync(root).filter((f) => !before.has(f));
     assert.deepEqual(added, [], `${what}: nothing written`);
   }
+});
+
+test('img2img, inpainting and hires fix from the command line', () => {
+  const init = join(root, 'cli-init.png');
+  const mask = join(root, 'cli-mask.png');
+  assert.equal(cli(...base, '--seed', '3', '--out', init).code, 0);
+  // A mask of another size (16x24 for 32x48) is resized, not refused; its right half repaints.
+  const m = new Uint8Array(16 * 24).map((_, p) => (p % 16 >= 8 ? 255 : 0));
+  writeFileSync(mask, encode({ width: 16, height: 24, data: m, channels: 1, depth: 8 }));
+  const out = join(root, 'cli-inpaint.png');
+  const r = cli(...base, '--seed', '4', '--init-image', init, '--strength', '0.8', '--mask', mask, '--mask-blur', '0', '--out', out, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const summary = JSON.parse(r.stdout) as { strength: number; mask: { blur: number; fill: string }; passes: { steps: number }[] };
+  assert.deepEqual([summary.strength, summary.mask.blur, summary.mask.fill], [0.8, 0, 'original']);
+  const a = decode(readFileSync(init)).data as Uint8Array;
+  const b = decode(readFileSync(out)).data as Uint8Array;
+  let keptDiff = 0;
+  let paintedDiff = 0;
+  for (let p = 0; p < 32 * 48; p++) {
+    for (let c = 0; c < 3; c++) {
+      const d = Math.abs(a[p * 3 + c]! - b[p * 3 + c]!);
+      if (p % 32 < 4) keptDiff += d;
+      if (p % 32 >= 20) paintedDiff += d;
+    }
+  }
+  assert.equal(keptDiff, 0, 'unmasked pixels kept');
+  assert.ok(paintedDiff > 0, 'masked pixels repainted');
+
+  const hires = join(root, 'cli-hires.png');
+  const h = cli(...base, '--seed', '4', '--hires-scale', '2', '--hires-steps', '2', '--hires-denoise', '0.5', '--hires-upscaler', 'lanczos', '--hires-todo', '2', '--out', hires);
+  assert.equal(h.code, 0, h.stderr);
+  const png = decode(readFileSync(hires));
+  assert.deepEqual([png.width, png.height], [64, 96]);
+  assert.match(readPngText(readFileSync(hires)).parameters!, /Size: 32x48, .*Denoising strength: 0\.5, Hires upscale: 2, Hires steps: 2, Hires upscaler: Lanczos, Hires ToDo factor: 2\.0/);
 });

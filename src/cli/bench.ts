@@ -1,10 +1,11 @@
 /** `todo-sd bench speed` and `todo-sd bench fidelity`: measurements written as JSON, Markdown and charts. */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { runAttentionBench } from '../bench/attention.js';
 import { runFidelityBench } from '../bench/fidelity.js';
 import { imageGrid } from '../bench/grid.js';
+import { hiresTable, runHiresBench } from '../bench/hires.js';
 import { machineInfo } from '../bench/machine.js';
 import { profileUNet } from '../bench/profile.js';
 import { fidelityTable, machineLine, matmulLine, profileTable, speedReport, type SpeedResults } from '../bench/report.js';
@@ -16,6 +17,8 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { writeRandomModel } from '../models/random-model.js';
+import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
+import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { attentionFormOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
@@ -89,6 +92,43 @@ export function registerBench(program: Command): void {
       const files = speedReport(json);
       for (const [name, text] of Object.entries(files)) write(o.out, name, text);
       const md = files['speed.md']!;
+      process.stdout.write(md);
+    });
+
+  bench
+    .command('hires')
+    .description('whole hires-fix generations (both passes, upscale, decode): dense vs ToDo in the second pass, interleaved medians')
+    .option('--model <dir>', 'model folder (default: a random SD 1.5 made once in the cache)')
+    .option('--size <px>', 'first-pass size, e.g. 512 or 512x768', size, [512, 512] as [number, number])
+    .option('--scale <x>', 'hires scale', parseFloatOption('--scale', 1, 8), 2)
+    .option('--steps <n>', 'first-pass steps', parseIntOption('--steps', 1, 1000), 4)
+    .option('--hires-steps <n>', 'second-pass steps before the strength cut', parseIntOption('--hires-steps', 1, 1000), 4)
+    .option('--denoise <s>', 'second-pass strength', parseFloatOption('--denoise', 0.01, 1), 0.5)
+    .addOption(new Option('--upscaler <name>', 'hires upscaler').choices(HIRES_UPSCALERS).default('latent'))
+    .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLER_NAMES).default('ddim'))
+    .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7)
+    .option('--methods <list>', 'second-pass methods compared with dense', list(parseMethod), [parseMethod('todo-auto')])
+    .option('--runs <n>', 'timed generations per method', parseIntOption('--runs', 1, 100), 2)
+    .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
+    .option('--provider <name>', 'onnxruntime execution provider: cpu, webgpu, cuda', 'cpu')
+    .option('--out <dir>', 'folder for hires.json and hires.md', 'bench-results')
+    .action(async (o: { model?: string; size: [number, number]; scale: number; steps: number; hiresSteps: number; denoise: number; upscaler: HiresUpscaler; sampler: SamplerName; cfg: number; methods: ReturnType<typeof parseMethod>[]; runs: number; threads?: number; provider: string; out: string }) => {
+      mkdirSync(o.out, { recursive: true });
+      const started = new Date().toISOString();
+      const model = o.model ?? defaultSpeedModel(log);
+      const machine = machineInfo();
+      const records = await runHiresBench({ ...o, model, executionProvider: o.provider, onLog: log });
+      const json = { kind: 'todo-sd hires benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: o.provider, sampler: o.sampler, cfg: o.cfg, records };
+      write(o.out, 'hires.json', `${JSON.stringify(json, null, 2)}\n`);
+      const md = [
+        `# Hires fix: ${started}`,
+        '',
+        `Machine: ${machineLine(machine)}, provider ${o.provider}. Model: ${model}. ${o.sampler}, CFG ${o.cfg}, ${o.upscaler} upscaler, denoise ${o.denoise}. Command: \`todo-sd ${json.command}\`.`,
+        '',
+        hiresTable(records),
+        '',
+      ].join('\n');
+      write(o.out, 'hires.md', md);
       process.stdout.write(md);
     });
 

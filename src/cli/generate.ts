@@ -1,15 +1,17 @@
 /** `todo-sd generate`: prompt in, PNG out. */
-import { accessSync, constants, existsSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import type { AttentionOptions } from '../attention/options.js';
 import { TODO_MODES, type TodoMode } from '../attention/todo.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { encodePng } from '../io/png.js';
+import { decodePngRgb, encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { PREDICTIONS } from '../pipeline/model-parts.js';
 import type { Prediction } from '../models/single-file/checkpoint.js';
 import { attentionLevels } from '../models/unet.js';
+import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
+import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { mergeFromPng, readFromPng } from './from-png.js';
@@ -36,6 +38,17 @@ interface GenerateFlags extends RuntimeFlags {
   karras?: boolean;
   batch: number;
   latents?: string;
+  initImage?: string;
+  strength?: number;
+  mask?: string;
+  maskBlur: number;
+  maskInvert?: boolean;
+  inpaintingFill: InpaintFill;
+  hiresScale?: number;
+  hiresSteps?: number;
+  hiresDenoise: number;
+  hiresUpscaler: HiresUpscaler;
+  hiresTodo?: string;
   todo: string;
   todoMode: TodoMode;
   todoStop: number;
@@ -69,6 +82,12 @@ export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 
     level2Factor: f.todoLevel2,
     stopAt: f.todoStop,
   };
+}
+
+/** A PNG named by a flag, as RGB (plus its alpha, if any). */
+function readPng(path: string, flag: string): ReturnType<typeof decodePngRgb> {
+  if (!existsSync(path) || !statSync(path).isFile()) throw new Error(`${flag} ${path}: file not found`);
+  return decodePngRgb(readFileSync(path), `${flag} ${path}`);
 }
 
 /** Output file names: `out.png` for one image, `out-0.png`, `out-1.png`, … for a batch. */
@@ -110,6 +129,17 @@ export function registerGenerate(program: Command): void {
     .option('--karras', 'Karras noise schedule (all samplers but ddim and pndm)')
     .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
     .option('--latents <file>', 'initial noise from a safetensors file (tensor "latents", [batch, 4, h/8, w/8])')
+    .option('--init-image <file.png>', 'image-to-image: start from this picture (resized with Lanczos to --width x --height if given)')
+    .option('--strength <s>', 'image-to-image: how much is repainted, 0 < s <= 1 (default 0.75)', parseFloatOption('--strength', 0, 1))
+    .option('--mask <file.png>', 'inpainting (with --init-image): white repaints, black keeps; another size is resized')
+    .option('--mask-blur <px>', 'Gaussian blur of the mask, in pixels', parseFloatOption('--mask-blur', 0, 64), 4)
+    .option('--mask-invert', 'repaint the black part of the mask instead')
+    .addOption(new Option('--inpainting-fill <how>', 'what the masked area starts from').choices(INPAINT_FILLS).default('original'))
+    .option('--hires-scale <x>', 'hires fix: second pass at x times the size', parseFloatOption('--hires-scale', 1, 8))
+    .option('--hires-steps <n>', 'hires fix: second-pass steps (default: --steps)', parseIntOption('--hires-steps', 1, 1000))
+    .option('--hires-denoise <s>', 'hires fix: second-pass strength, 0 < s <= 1', parseFloatOption('--hires-denoise', 0, 1), 0.5)
+    .addOption(new Option('--hires-upscaler <name>', 'hires fix: how the first pass is enlarged').choices(HIRES_UPSCALERS).default('latent'))
+    .option('--hires-todo <factor>', 'hires fix: ToDo in the second pass (off, auto or a factor; default: as --todo)', parseTodo)
     .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
     .addOption(new Option('--todo-mode <mode>', 'ToDo downsampling operator').choices(TODO_MODES).default('nearest'))
     .option('--todo-stop <fraction>', 'go back to dense attention after this fraction of the steps', parseFloatOption('--todo-stop', 0, 1), 1)
@@ -135,6 +165,9 @@ export function registerGenerate(program: Command): void {
       const modelDir = f.model ?? BUILTIN_MODEL_DIR;
       if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
       const latents = f.latents ? readLatentsFile(f.latents) : undefined;
+      const initImage = f.initImage ? readPng(f.initImage, '--init-image') : undefined;
+      const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
+      const attention = attentionFromFlags(f);
       const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
       const fromFlags: GenerateOptions = {
         prompt: f.prompt ?? '',
@@ -148,16 +181,29 @@ export function registerGenerate(program: Command): void {
         sampler: f.sampler?.sampler,
         karras: f.karras ?? f.sampler?.karras,
         latents,
-        attention: attentionFromFlags(f),
+        attention,
         clipSkip: f.clipSkip,
         promptSyntax: f.promptSyntax,
         vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
         loraDir: f.loraDir,
+        initImage,
+        strength: f.strength,
+        mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
+        hires:
+          f.hiresScale === undefined
+            ? undefined
+            : {
+                scale: f.hiresScale,
+                steps: f.hiresSteps,
+                denoise: f.hiresDenoise,
+                upscaler: f.hiresUpscaler,
+                attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
+              },
       };
       const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
       const progress = new Progress(process.stderr);
       const result = await pipe.generate(opts, {
-        onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total)),
+        onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total, s.phase === 'hires' ? 'hires pass' : 'denoising')),
         onWarning: log,
       });
       await pipe.dispose();

@@ -4,6 +4,7 @@ import cliProgress from 'cli-progress';
 export class Progress {
   private bar?: cliProgress.SingleBar;
   private started = 0;
+  private label = '';
 
   constructor(private readonly stream: NodeJS.WriteStream) {}
 
@@ -11,11 +12,17 @@ export class Progress {
     return Boolean(this.stream.isTTY);
   }
 
-  update(step: number, total: number): void {
+  /** A new label (the hires fix's second pass) closes the current bar and starts another. */
+  update(step: number, total: number, label = 'denoising'): void {
     if (!this.enabled) return;
+    if (this.bar && label !== this.label) {
+      this.bar.stop();
+      this.bar = undefined;
+    }
     if (!this.bar) {
+      this.label = label;
       this.bar = new cliProgress.SingleBar(
-        { stream: this.stream, format: 'denoising |{bar}| {value}/{total} steps | {rate} it/s | ETA {eta_formatted}', hideCursor: true, etaBuffer: 4 },
+        { stream: this.stream, format: `${label.padEnd(10)} |{bar}| {value}/{total} steps | {rate} it/s | ETA {eta_formatted}`, hideCursor: true, etaBuffer: 4 },
         cliProgress.Presets.shades_classic,
       );
       this.bar.start(total, 0, { rate: '-' });

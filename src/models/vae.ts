@@ -159,6 +159,11 @@ export class VAE {
 
   /** image [B, 3, H, W] in [-1, 1], H and W multiples of the VAE's scale → the latent mean (unscaled). */
   async encode(image: Tensor): Promise<Tensor> {
+    return (await this.encodeDistribution(image)).mean;
+  }
+
+  /** The encoder's diagonal Gaussian over the latents: its mean and log-variance, [B, latent, H/scale, W/scale]. */
+  async encodeDistribution(image: Tensor): Promise<{ mean: Tensor; logvar: Tensor }> {
     checkInput('vae', 'image', image, [null, this.config.inChannels, null, null], 'batch, channels, height, width');
     const [batch, , height, width] = image.dims as [number, number, number, number];
     if (height % this.config.scale || width % this.config.scale) {
@@ -168,8 +173,8 @@ export class VAE {
     const out = await this.encoder.run({ shape, part: 'encoder' }, () => buildEncoderGraph(this.config, this.weights, shape, this.encoder.graph).build(), [
       { name: 'image', type: 'float32', value: image },
     ]);
-    const t = out.mean!;
-    return { data: t.data as Float32Array, dims: [...t.dims] };
+    const t = (name: string): Tensor => ({ data: out[name]!.data as Float32Array, dims: [...out[name]!.dims] });
+    return { mean: t('mean'), logvar: t('logvar') };
   }
 
   async dispose(): Promise<void> {

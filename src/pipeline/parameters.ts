@@ -8,6 +8,7 @@ import type { AttentionOptions } from '../attention/options.js';
 import type { PromptSyntax } from '../prompt/index.js';
 import type { SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName } from '../scheduler/names.js';
+import { A1111_UPSCALER_NAMES, type HiresUpscaler } from './hires.js';
 import { todoInfotext } from './todo-infotext.js';
 
 export interface ParameterSource {
@@ -30,6 +31,12 @@ export interface ParameterSource {
   loraHashes?: string;
   /** Written only when 'plain' (A1111's syntax is the default, as in A1111). */
   promptSyntax?: PromptSyntax;
+  /** Image-to-image strength. */
+  strength?: number;
+  mask?: { blur: number };
+  hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler };
+  /** The attention each pass used (ToDo's 'auto' resolved). */
+  passes?: { attention: AttentionOptions }[];
 }
 
 /** A1111 quotes a value that holds a comma, colon or newline, JSON-style (a quote too, so it reads back). */
@@ -53,6 +60,16 @@ export function a1111Parameters(p: ParameterSource): string {
   if (a.method === 'tome') fields.push(['Token merging ratio', a.ratio]);
   if (p.loraHashes) fields.push(['Lora hashes', p.loraHashes]);
   if (p.promptSyntax === 'plain') fields.push(['Prompt syntax', 'plain']);
+  const strength = p.hires?.denoise ?? p.strength;
+  if (strength !== undefined) fields.push(['Denoising strength', strength]);
+  if (p.mask) fields.push(['Mask blur', p.mask.blur]);
+  if (p.hires) {
+    fields.push(['Hires upscale', p.hires.scale], ['Hires steps', p.hires.steps], ['Hires upscaler', A1111_UPSCALER_NAMES[p.hires.upscaler]]);
+    const second = p.passes?.[1]?.attention;
+    // Written like the extension's `ToDo factor` (a Python float: "2.0").
+    if (second?.method === 'todo') fields.push(['Hires ToDo factor', Number.isInteger(second.factor) ? Number(second.factor).toFixed(1) : String(second.factor)]);
+    if (second?.method === 'tome') fields.push(['Hires token merging ratio', second.ratio]);
+  }
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);

@@ -1,26 +1,32 @@
 /**
- * Text-to-image for SD 1.x / 2.x / XL: tokenize → encode the prompts (negative and positive
- * halves in one batch for classifier-free guidance) → denoise with a scheduler → VAE decode →
- * RGB images. SDXL's two-encoder conditioning lives in conditioning-sdxl.ts.
+/**
+ * Stable Diffusion 1.x / 2.x / XL: tokenize → encode the prompts (negative and positive halves in
+ * one batch for classifier-free guidance; SDXL's two-encoder conditioning lives in
+ * conditioning-sdxl.ts) → start from noise, or from an init image (img2img.ts), with an optional
+ * inpainting mask (inpaint.ts) → denoise with a scheduler → optionally a hires-fix second pass
+ * (hires.ts) → VAE decode → RGB images.
  */
 import { basename, resolve } from 'node:path';
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
-import { todoActiveAt } from '../attention/todo.js';
+import { autoTodoFactor, todoActiveAt } from '../attention/todo.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { attentionLevels, UNet } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import type { RuntimeOptions } from '../runtime/session.js';
-import { createScheduler, type SamplerName } from '../scheduler/index.js';
+import { createScheduler, type SamplerName, type Scheduler } from '../scheduler/index.js';
 import { resolveSampler } from '../scheduler/names.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
 import { PROMPT_SYNTAXES, PromptConditioning, usesPromptSyntax, type PromptSyntax } from '../prompt/index.js';
-import type { SdxlConditioner } from './conditioning-sdxl.js';
+import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { modelSdxlConditioner, modelTokenizer, modelVAE, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
+import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
+import { checkRgbImage, encodeImage, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
+import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
 import { a1111Parameters } from './parameters.js';
 import { decodeTiled } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
@@ -50,6 +56,17 @@ export interface GenerateOptions {
   clipSkip?: number;
   /** Tiled VAE decoding: 'auto' (default) tiles above 1024x1024 pixels. */
   vaeTiling?: boolean | 'auto';
+  /**
+   * Image-to-image: the starting picture. Resized with Lanczos to width x height when those are
+   * given and differ; without them the size is the image's, rounded down to a multiple of 8.
+   */
+  initImage?: RgbImage;
+  /** How far the init image is noised, 0 < strength ≤ 1 (default 0.75): the share of the steps that run. */
+  strength?: number;
+  /** Inpainting with an ordinary model (needs initImage): white repaints. */
+  mask?: InpaintMask;
+  /** Hires fix: a second, image-to-image pass at scale × the size. */
+  hires?: HiresOptions;
   /** LoRAs for this generation, on top of those given to load(). */
   loras?: LoraSpec[];
   /** Folder of the LoRAs that `<lora:name:w>` tags in the prompt name (`name.safetensors`). */
@@ -62,13 +79,42 @@ export interface StepInfo {
   step: number;
   total: number;
   timestep: number;
-  phase: 'denoise' | 'decode';
+  /** 'hires' for the steps of the hires fix's second pass. */
+  phase: 'denoise' | 'decode' | 'hires';
+  /** The latents after this step (for previews). */
+  latents?: Tensor;
+  /** 1, or 2 in the hires fix's second pass. */
+  pass?: 1 | 2;
 }
 
 export interface GenerateCallbacks {
   onStep?: (info: StepInfo) => void;
   onWarning?: (message: string) => void;
+  /** Aborting stops after the current step; generate then rejects with an Error named 'AbortError'. */
+  signal?: AbortSignal;
 }
+
+/** What one denoising pass used. */
+export interface PassInfo {
+  pass: 1 | 2;
+  width: number;
+  height: number;
+  /** Steps actually run (after the strength cut). */
+  steps: number;
+  /** The attention as used: ToDo's 'auto' factor resolved for this size. */
+  attention: AttentionOptions;
+}
+
+/** The settings actually used, defaults filled in. */
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler'>> & {
+  sampler: SamplerName;
+  negativePrompt: string;
+  latentsFromFile: boolean;
+  initImage?: { width: number; height: number };
+  strength?: number;
+  mask?: { blur: number; invert: boolean; fill: InpaintFill };
+  hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler; attention: AttentionOptions; width: number; height: number };
+};
 
 export interface GeneratedImage extends RgbImage {
   seed: number;
@@ -78,11 +124,8 @@ export interface GeneratedImage extends RgbImage {
 
 export interface GenerateResult {
   images: GeneratedImage[];
-  /** The settings actually used, defaults filled in. */
-  settings: Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'loras' | 'loraDir' | 'sampler'>> & {
-    sampler: SamplerName;
-    negativePrompt: string;
-    latentsFromFile: boolean;
+  settings: GenerateSettings & {
+    passes: PassInfo[];
     /** Every LoRA applied: load-time, the options' and the prompt's. */
     loras: UsedLora[];
   };
@@ -104,6 +147,33 @@ function fail(msg: string): never {
   throw new Error(msg);
 }
 
+function abortError(): Error {
+  const e = new Error('generation aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
+
+/** A pass's text conditioning: per sampling step (prompt editing), and SDXL's added inputs. */
+interface PassConditioning {
+  at(step: number): Tensor;
+  added?: Conditioning['added'];
+  /** The same conditioning at every step, when it is (the device loop needs that). */
+  fixed?: Conditioning;
+}
+
+interface DenoiseRun {
+  x: Tensor;
+  scheduler: Scheduler;
+  timesteps: readonly number[];
+  cond: PassConditioning;
+  cfg: number;
+  attention: AttentionOptions;
+  pass: 1 | 2;
+  /** Inpainting: resets the unmasked latents after a step, given the next timestep (undefined after the last). */
+  blend?: (x: Tensor, next: number | undefined) => Tensor;
+}
+
 export class StableDiffusion {
   private constructor(
     readonly modelDir: string,
@@ -115,7 +185,12 @@ export class StableDiffusion {
     private readonly loras: PipelineLoras,
     /** SDXL's two tokenizers and text encoders (the first ones are also `tokenizer`, `textEncoder`). */
     readonly sdxl?: SdxlConditioner,
-  ) {}
+  ) {
+    this.defaultAttention = unet.attention.options;
+  }
+
+  /** The attention given at load time: generate() switches the U-Net per pass, this stays the default. */
+  private readonly defaultAttention: AttentionOptions;
 
   /** `model`: a diffusers folder or a single-file checkpoint (.safetensors, LDM / SGM layout). */
   static async load(model: string, options: RuntimeOptions & ModelSourceOptions & { attention?: AttentionOptions; loras?: LoraSpec[] } = {}): Promise<StableDiffusion> {
@@ -162,17 +237,21 @@ export class StableDiffusion {
     return sampleSize * this.vae.config.scale;
   }
 
-  private resolve(o: GenerateOptions): Omit<GenerateResult['settings'], 'loras'> {
+  private resolve(o: GenerateOptions): GenerateSettings {
     if (typeof o.prompt !== 'string') fail('prompt must be a string');
     const scale = this.vae.config.scale;
-    const width = o.width ?? this.nativeSize;
-    const height = o.height ?? this.nativeSize;
+    const grid = Math.max(8, scale);
+    const init = o.initImage;
+    if (init !== undefined) checkRgbImage(init, 'initImage');
+    // Without a size, img2img keeps the image's, rounded down to the grid (diffusers' preprocess).
+    const width = o.width ?? (init ? init.width - (init.width % grid) : this.nativeSize);
+    const height = o.height ?? (init ? init.height - (init.height % grid) : this.nativeSize);
     for (const [name, v] of [
       ['width', width],
       ['height', height],
     ] as const) {
       if (!Number.isInteger(v) || v <= 0 || v % 8 !== 0 || v % scale !== 0) {
-        fail(`${name} must be a positive multiple of ${Math.max(8, scale)}; got ${v} (try ${Math.max(8, Math.round(v / 8) * 8) || 8})`);
+        fail(`${name} must be a positive multiple of ${grid}; got ${v} (try ${Math.max(8, Math.round(v / 8) * 8) || 8})`);
       }
     }
     const steps = o.steps ?? 20;
@@ -184,12 +263,12 @@ export class StableDiffusion {
     const picked = resolveSampler(o.sampler ?? this.defaultSampler);
     const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
     if (!Number.isSafeInteger(seed) || seed < 0) fail(`seed must be a non-negative integer; got ${seed}`);
-    const attention = resolveAttention(o.attention ?? this.unet.attention.options).options;
+    const attention = resolveAttention(o.attention ?? this.defaultAttention).options;
     const clipSkip = o.clipSkip ?? 1;
     const vaeTiling = o.vaeTiling ?? 'auto';
     const promptSyntax = o.promptSyntax ?? 'a1111';
     if (!PROMPT_SYNTAXES.includes(promptSyntax)) fail(`promptSyntax must be one of ${PROMPT_SYNTAXES.join(', ')}; got "${String(promptSyntax)}"`);
-    return {
+    const settings: GenerateSettings = {
       prompt: o.prompt,
       negativePrompt: o.negativePrompt ?? '',
       width,
@@ -206,10 +285,109 @@ export class StableDiffusion {
       promptSyntax,
       latentsFromFile: o.latents !== undefined,
     };
+    if (init) {
+      if (o.latents) fail('initial latents and an init image exclude each other: img2img draws its noise from the seed');
+      const strength = o.strength ?? 0.75;
+      if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) fail(`strength must be a number in (0, 1] (1 repaints everything); got ${strength}`);
+      settings.initImage = { width: init.width, height: init.height };
+      settings.strength = strength;
+    } else {
+      if (o.strength !== undefined) fail('strength applies to image-to-image: give an init image too (or drop strength)');
+      if (o.mask) fail('a mask needs the image it masks: give an init image too');
+    }
+    if (o.mask) {
+      if (o.hires) fail('hires fix and inpainting do not combine: inpaint at the final size instead');
+      const m = o.mask;
+      checkRgbImage(m.image, 'mask.image');
+      const blur = m.blur ?? 4;
+      if (typeof blur !== 'number' || !(blur >= 0 && blur <= 64)) fail(`mask blur must be a number of pixels from 0 to 64; got ${blur}`);
+      const fill = m.fill ?? 'original';
+      if (!INPAINT_FILLS.includes(fill)) fail(`unknown mask fill "${String(fill)}"; use one of ${INPAINT_FILLS.join(', ')}`);
+      settings.mask = { blur, invert: m.invert ?? false, fill };
+    }
+    if (o.hires) {
+      const h = o.hires;
+      const size = hiresSize(width, height, h.scale, grid);
+      const hSteps = h.steps ?? steps;
+      if (!Number.isInteger(hSteps) || hSteps < 1 || hSteps > 1000) fail(`hires steps must be an integer from 1 to 1000; got ${hSteps}`);
+      if (typeof h.denoise !== 'number' || !(h.denoise > 0 && h.denoise <= 1)) fail(`hires denoise must be a number in (0, 1]; got ${h.denoise}`);
+      if (!HIRES_UPSCALERS.includes(h.upscaler)) fail(`unknown hires upscaler "${String(h.upscaler)}"; use one of ${HIRES_UPSCALERS.join(', ')}`);
+      const hAttention = h.attention ? resolveAttention(h.attention).options : attention;
+      settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler, attention: hAttention, ...size };
+    }
+    return settings;
+  }
+
+  /**
+   * The text conditioning of one pass. SDXL: diffusers' two-encoder conditioning, its time ids
+   * carrying this pass's size; SD 1.x/2.x: A1111's prompt syntax (or plain), per step.
+   */
+  private async passConditioning(s: GenerateSettings, prompt: string, negativePrompt: string | undefined, size: { width: number; height: number; steps: number; firstPassSteps?: number }): Promise<PassConditioning> {
+    const guided = s.cfg > 1;
+    if (this.sdxl) {
+      const c = await this.sdxl.encode({ prompt, negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: size.width, height: size.height });
+      return { at: () => c.encoderHiddenStates, added: c.added, fixed: c };
+    }
+    const request = { prompt, negativePrompt: s.negativePrompt, steps: size.steps, batch: s.batch, guided, syntax: s.promptSyntax, firstPassSteps: size.firstPassSteps };
+    const c = await PromptConditioning.build(request, this.tokenizer, (ids) => this.textEncoder.forward(ids, { clipSkip: s.clipSkip }));
+    return { at: (step) => c.at(step), fixed: c.scheduled ? undefined : { encoderHiddenStates: c.at(0) } };
+  }
+
+  /** One denoising pass: guidance, the scheduler's steps, the inpainting blend, callbacks and abort. */
+  private async denoise(run: DenoiseRun, cb: GenerateCallbacks): Promise<Tensor> {
+    const { scheduler, timesteps, cond, cfg } = run;
+    let x = run.x;
+    const dims = x.dims;
+    const batch = dims[0]!;
+    const guided = cfg > 1;
+    this.unet.setAttention(run.attention);
+    const stopAt = run.attention.method === 'todo' ? (run.attention.stopAt ?? 1) : 1;
+    // Heun (order 2) evaluates the U-Net twice per step; steps are counted as diffusers counts them.
+    const total = Math.ceil(timesteps.length / scheduler.order);
+    const phase = run.pass === 2 ? 'hires' : 'denoise';
+    for (const [i, t] of timesteps.entries()) {
+      const scaled = scheduler.scaleModelInput(x, t);
+      const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * batch, ...dims.slice(1)] } : scaled;
+      const step = Math.floor(i / scheduler.order);
+      const out = await this.unet.forward(input, t, cond.at(step), { attentionActive: todoActiveAt(stopAt, step, total), ...cond.added });
+      let eps = out;
+      if (guided) {
+        const n = numel(dims);
+        const uncond = out.data.subarray(0, n);
+        const cond = out.data.subarray(n);
+        eps = { data: uncond.map((u, k) => u + cfg * (cond[k]! - u)), dims };
+      }
+      x = scheduler.step(eps, t, x);
+      if (run.blend) x = run.blend(x, timesteps[i + 1]);
+      if ((i + 1) % scheduler.order === 0 || i === timesteps.length - 1) {
+        cb.onStep?.({ step: Math.ceil((i + 1) / scheduler.order), total, timestep: t, phase, latents: x, pass: run.pass });
+      }
+      if (cb.signal?.aborted) throw abortError();
+    }
+    return x;
+  }
+
+  /** The attention options as a pass of this latent size runs them: ToDo's 'auto' resolved on the first attention level's grid. */
+  private attentionUsed(a: AttentionOptions, latent: readonly [number, number]): AttentionOptions {
+    if (a.method !== 'todo' || a.factor !== 'auto') return a;
+    let [h, w] = latent;
+    for (let i = 0; i < (attentionLevels(this.unet.config)[0] ?? 0); i++) [h, w] = [Math.ceil(h / 2), Math.ceil(w / 2)];
+    return { ...a, factor: autoTodoFactor([h, w]) };
+  }
+
+  /** Latents → image [B, 3, H, W] in [-1, 1], tiled when asked or (auto) above 1024x1024. */
+  private async decodeLatents(x: Tensor, tiling: boolean | 'auto'): Promise<Tensor> {
+    const scale = this.vae.config.scale;
+    const z = { data: x.data.map((v) => v / this.vae.config.scalingFactor), dims: x.dims };
+    const [, , h, w] = x.dims as [number, number, number, number];
+    const tiled = tiling === true || (tiling === 'auto' && h * w * scale * scale > 1024 * 1024);
+    const tile = Math.max(16, Math.round(512 / scale));
+    return tiled ? decodeTiled(z, scale, (t) => this.vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : this.vae.decode(z);
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
     const resolved = this.resolve(o);
+    if (cb.signal?.aborted) throw abortError();
     const loras = this.loras.forGeneration(resolved.prompt, o.loras, o.loraDir, cb.onWarning);
     const s = { ...resolved, loras: loras.used };
     const scale = this.vae.config.scale;
@@ -217,69 +395,66 @@ export class StableDiffusion {
     const lw = s.width / scale;
     const latentDims = [s.batch, this.unet.config.inChannels, lh, lw];
     const generator = new TorchGenerator(s.seed);
-    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn: (dims) => generator.randn(dims) });
+    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
+    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
     scheduler.setTimesteps(s.steps);
 
-    let noise: Float32Array;
-    if (o.latents) {
-      const d = o.latents.dims;
-      if (d.length !== 4 || d.some((v, i) => v !== latentDims[i]) || o.latents.data.length !== numel(d)) {
-        fail(`initial latents have shape [${d.join(', ')}] but batch ${s.batch} at ${s.width}x${s.height} needs [${latentDims.join(', ')}]`);
-      }
-      noise = Float32Array.from(o.latents.data);
-    } else {
-      noise = generator.randn(latentDims);
-    }
-    let x: Tensor = { data: noise.map((v) => v * scheduler.initNoiseSigma), dims: latentDims };
-
     const t0 = performance.now();
-    const guided = s.cfg > 1;
-    // SDXL: diffusers' two-encoder conditioning; A1111's prompt syntax is wired for SD 1.x/2.x.
     if (this.sdxl && s.promptSyntax === 'a1111' && [s.prompt, s.negativePrompt].some(usesPromptSyntax)) {
       cb.onWarning?.('SDXL prompts are read as plain text for now (no emphasis, BREAK or prompt editing; cut at 75 tokens)');
     }
-    const sdxlCond = this.sdxl
-      ? await this.sdxl.encode({ prompt: loras.prompt, negativePrompt: o.negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: s.width, height: s.height })
-      : undefined;
-    const request = { prompt: loras.prompt, negativePrompt: s.negativePrompt, steps: s.steps, batch: s.batch, guided, syntax: s.promptSyntax };
-    const conditioning = sdxlCond ? undefined : await PromptConditioning.build(request, this.tokenizer, (ids) => this.textEncoder.forward(ids, { clipSkip: s.clipSkip }));
+    const cond = await this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps });
     const t1 = performance.now();
 
-    this.unet.setAttention(s.attention);
-    const stopAt = s.attention.method === 'todo' ? (s.attention.stopAt ?? 1) : 1;
-    // Heun (order 2) evaluates the U-Net 2·steps − 1 times; steps are counted as diffusers counts them.
-    const evaluations = scheduler.timesteps.length;
-    const total = s.steps;
-    // The device loop takes one conditioning for every step; prompt editing runs the loop below.
-    const fixedCond = sdxlCond ?? (conditioning && !conditioning.scheduled ? { encoderHiddenStates: conditioning.at(0) } : undefined);
-    const onDevice =
-      deviceLoopWanted(this.unet) && fixedCond
-        ? await denoiseOnDevice({ unet: this.unet, sampler: s.sampler, schedulerConfig: this.schedulerConfig, karras: s.karras, steps: s.steps, latents: x, conditioning: fixedCond, cfg: s.cfg, stopAt, onStep: (step, n, timestep) => cb.onStep?.({ step, total: n, timestep, phase: 'denoise' }) })
-        : null;
-    if (onDevice) x = onDevice;
-    else for (const [i, t] of scheduler.timesteps.entries()) {
-      const scaled = scheduler.scaleModelInput(x, t);
-      const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * s.batch, ...latentDims.slice(1)] } : scaled;
-      const step = Math.ceil(i / scheduler.order);
-      const text = conditioning?.at(step) ?? sdxlCond!.encoderHiddenStates;
-      const out = await this.unet.forward(input, t, text, { attentionActive: todoActiveAt(stopAt, step, total), ...sdxlCond?.added });
-      let eps = out;
-      if (guided) {
-        const n = numel(latentDims);
-        const uncond = out.data.subarray(0, n);
-        const cond = out.data.subarray(n);
-        eps = { data: uncond.map((u, k) => u + s.cfg * (cond[k]! - u)), dims: latentDims };
+    let x: Tensor;
+    let timesteps: readonly number[] = scheduler.timesteps;
+    let blend: DenoiseRun['blend'];
+    let inpaint: { original: RgbImage; mask: Uint8Array } | undefined;
+    if (o.initImage) {
+      const original = fitImage(o.initImage, s.width, s.height);
+      const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
+      const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
+      timesteps = img2imgTimesteps(scheduler, s.steps, s.strength!);
+      let init = (await encodeImage(this.vae, imagesToTensor([source]), randn, s.batch)).latents;
+      if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
+        // A1111 draws this noise from a fresh generator of the seed.
+        const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
+        init = blendLatents({ data: inside, dims: init.dims }, init, mask.latent);
       }
-      x = scheduler.step(eps, t, x);
-      if ((i + 1) % scheduler.order === 0 || i === evaluations - 1) cb.onStep?.({ step: Math.ceil((i + 1) / scheduler.order), total, timestep: t, phase: 'denoise' });
+      const start = noiseLatents(scheduler, init, timesteps, randn);
+      x = start.latents;
+      if (mask) {
+        const keep = init;
+        blend = (cur, next) => blendLatents(cur, next === undefined ? keep : scheduler.addNoise(keep, start.noise, next), mask.latent);
+        inpaint = { original, mask: mask.pixels };
+      }
+    } else {
+      let noise: Float32Array;
+      if (o.latents) {
+        const d = o.latents.dims;
+        if (d.length !== 4 || d.some((v, i) => v !== latentDims[i]) || o.latents.data.length !== numel(d)) {
+          fail(`initial latents have shape [${d.join(', ')}] but batch ${s.batch} at ${s.width}x${s.height} needs [${latentDims.join(', ')}]`);
+        }
+        noise = Float32Array.from(o.latents.data);
+      } else {
+        noise = generator.randn(latentDims);
+      }
+      x = { data: noise.map((v) => v * scheduler.initNoiseSigma), dims: latentDims };
     }
+
+    // The device loop keeps plain text-to-image on the GPU; img2img, inpainting and prompt editing run here.
+    const onDevice =
+      !o.initImage && cond.fixed && deviceLoopWanted(this.unet)
+        ? await this.denoiseOnDevice(x, s, cond.fixed, cb)
+        : null;
+    x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend }, cb));
+    const passes: PassInfo[] = [{ pass: 1, width: s.width, height: s.height, steps: timesteps.length, attention: this.attentionUsed(s.attention, [lh, lw]) }];
+    if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb);
     const t2 = performance.now();
 
-    const z = { data: x.data.map((v) => v / this.vae.config.scalingFactor), dims: latentDims };
-    const tiled = s.vaeTiling === true || (s.vaeTiling === 'auto' && s.width * s.height > 1024 * 1024);
-    const tile = Math.max(16, Math.round(512 / scale));
-    const decoded = tiled ? await decodeTiled(z, scale, (t) => this.vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : await this.vae.decode(z);
-    cb.onStep?.({ step: total, total, timestep: 0, phase: 'decode' });
+    const decoded = await this.decodeLatents(x, s.vaeTiling);
+    const last = passes[passes.length - 1]!;
+    cb.onStep?.({ step: last.steps, total: last.steps, timestep: 0, phase: 'decode', pass: last.pass });
     const t3 = performance.now();
 
     const parameters = a1111Parameters({
@@ -288,10 +463,62 @@ export class StableDiffusion {
       model: this.modelName,
       attentionLevels: attentionLevels(this.unet.config),
       latent: [lh, lw],
+      passes,
       loraHashes: loras.hashes,
     });
-    const images = toRgb(decoded).map((img) => ({ ...img, seed: s.seed, parameters }));
-    return { images, settings: s, timings: { textMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 } };
+    const rgb = toRgb(decoded).map((img) => (inpaint ? pasteOriginal(img, inpaint.original, inpaint.mask) : img));
+    const images = rgb.map((img) => ({ ...img, seed: s.seed, parameters }));
+    return { images, settings: { ...s, passes }, timings: { textMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 } };
+  }
+
+  /**
+   * The hires fix's second pass: upscale (latents, or decode → Lanczos → encode), then img2img at
+   * the target size with a fresh generator of the seed (A1111 draws the second pass's noise anew
+   * from the seed).
+   */
+  private async hiresPass(x: Tensor, s: GenerateSettings, prompt: string, negativePrompt: string | undefined, passes: PassInfo[], cb: GenerateCallbacks): Promise<Tensor> {
+    const hr = s.hires!;
+    // SDXL's time ids carry the image size; prompt editing counts on from the first pass's steps (A1111).
+    const cond = await this.passConditioning(s, prompt, negativePrompt, { width: hr.width, height: hr.height, steps: hr.steps, firstPassSteps: s.steps });
+    const scale = this.vae.config.scale;
+    const lh = hr.height / scale;
+    const lw = hr.width / scale;
+    const generator = new TorchGenerator(s.seed);
+    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
+    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
+    scheduler.setTimesteps(hr.steps);
+    const timesteps = img2imgTimesteps(scheduler, hr.steps, hr.denoise);
+    let init: Tensor;
+    if (hr.upscaler === 'lanczos') {
+      const images = toRgb(await this.decodeLatents(x, s.vaeTiling)).map((img) => fitImage(img, hr.width, hr.height));
+      init = (await encodeImage(this.vae, imagesToTensor(images), randn, s.batch)).latents;
+    } else {
+      init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
+    }
+    const start = noiseLatents(scheduler, init, timesteps, randn);
+    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2 }, cb);
+    passes.push({ pass: 2, width: hr.width, height: hr.height, steps: timesteps.length, attention: this.attentionUsed(hr.attention, [lh, lw]) });
+    return out;
+  }
+
+  private async denoiseOnDevice(x: Tensor, s: GenerateSettings, fixed: Conditioning, cb: GenerateCallbacks): Promise<Tensor | null> {
+    this.unet.setAttention(s.attention);
+    const stopAt = s.attention.method === 'todo' ? (s.attention.stopAt ?? 1) : 1;
+    return denoiseOnDevice({
+      unet: this.unet,
+      sampler: s.sampler,
+      schedulerConfig: this.schedulerConfig,
+      karras: s.karras,
+      steps: s.steps,
+      latents: x,
+      conditioning: fixed,
+      cfg: s.cfg,
+      stopAt,
+      onStep: (step, n, timestep) => {
+        cb.onStep?.({ step, total: n, timestep, phase: 'denoise', pass: 1 });
+        if (cb.signal?.aborted) throw abortError();
+      },
+    });
   }
 
   async dispose(): Promise<void> {

@@ -111,6 +111,19 @@ export function findStepIndex(timesteps: readonly number[], t: number): number {
   return hits.length > 1 ? hits[1]! : (hits[0] ?? -1);
 }
 
+/** DDPM's forward process in float32: sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise (DDIM's and PNDM's add_noise). */
+export function addNoiseVp(alphasCumprod: Float32Array, x0: Tensor, noise: Tensor, t: number, owner: string): Tensor {
+  checkSameShape(noise, x0, owner);
+  if (!Number.isInteger(t) || t < 0 || t >= alphasCumprod.length) {
+    throw new Error(`${owner} scheduler: timestep ${t} is not an integer in [0, ${alphasCumprod.length})`);
+  }
+  const a = alphasCumprod[t]!;
+  const sqrtA = Math.fround(Math.sqrt(a));
+  const sqrtB = Math.fround(Math.sqrt(Math.fround(1 - a)));
+  const n = noise.data;
+  return { data: x0.data.map((v, i) => Math.fround(Math.fround(sqrtA * v) + Math.fround(sqrtB * n[i]!))), dims: [...x0.dims] };
+}
+
 /** Throws unless setTimesteps ran; returns the steps the schedule was set to. */
 export function requireSteps(steps: number | null, owner: string): number {
   if (steps === null) throw new Error(`${owner} scheduler: call setTimesteps(steps) before scaleModelInput/step`);
@@ -137,6 +150,20 @@ export function multistepTimesteps(spacing: TimestepSpacing, last: number, numTr
     return Array.from({ length: steps }, (_, i) => (steps - i) * ratio + offset);
   }
   return trailingTimesteps(last, numTrain, steps);
+}
+
+/**
+ * The multistep solvers' add_noise (DPM-Solver, UniPC): α·x0 + σ_t·noise at the sigma of `t` in
+ * the schedule (the last one when `t` is absent), α = 1/sqrt(σ² + 1), σ_t = σ·α, in float32.
+ */
+export function addNoiseSigmaVp(timesteps: readonly number[], sigmas: readonly number[], x0: Tensor, noise: Tensor, t: number, owner: string): Tensor {
+  if (timesteps.length === 0) throw new Error(`${owner} scheduler: call setTimesteps(steps) before addNoise`);
+  checkSameShape(noise, x0, owner);
+  const found = findStepIndex(timesteps, t);
+  const { alpha, sigmaT } = vp(sigmas[found < 0 ? timesteps.length - 1 : found]!);
+  const f = Math.fround;
+  const n = noise.data;
+  return { data: x0.data.map((v, j) => f(f(alpha * v) + f(sigmaT * n[j]!))), dims: [...x0.dims] };
 }
 
 /** The VP coefficients of a sigma, and lambda = log(alpha / sigma_t), in float32 as diffusers. */

@@ -8,6 +8,7 @@
  */
 import { numel, tensor, type Tensor } from '../tensor.js';
 import {
+  addNoiseSigmaVp,
   checkSameShape,
   checkSteps,
   findStepIndex,
@@ -114,6 +115,11 @@ export class DpmSolverMultistepScheduler implements Scheduler {
 
   scaleModelInput(x: Tensor): Tensor {
     return x;
+  }
+
+  /** α_t·x0 + σ_t·noise with α_t = 1/sqrt(σ² + 1), σ_t = σ·α_t, σ at the position of `t` (the last one when absent, as diffusers). */
+  addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {
+    return addNoiseSigmaVp(this.ts, this.sg, x0, noise, t, OWNER);
   }
 
   step(modelOutput: Tensor, t: number, x: Tensor): Tensor {

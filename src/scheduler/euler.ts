@@ -119,6 +119,16 @@ export class EulerScheduler implements Scheduler {
     return tensor(x.data.map((v) => f(v / scale)), x.dims);
   }
 
+  /** x0 + σ_t·noise, σ_t at the position of `t` in the schedule (init_noise_sigma plays no part). */
+  addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {
+    checkSameShape(noise, x0, this.owner);
+    const i = findStepIndex(this.ts, t);
+    if (i < 0) throw new Error(`${this.owner} scheduler: timestep ${t} is not in the schedule set by setTimesteps`);
+    const sigma = this.sg[i]!;
+    const n = noise.data;
+    return tensor(x0.data.map((v, j) => f(v + f(n[j]! * sigma))), x0.dims);
+  }
+
   /** The denoised estimate x0 from the model output at noise level sigma. */
   protected predictOriginal(m: Float32Array, x: Float32Array, sigma: number): Float32Array {
     if (this.prediction === 'epsilon') return x.map((v, i) => f(v - f(sigma * m[i]!)));

@@ -35,6 +35,8 @@ export interface Scheduler {
   setTimesteps(steps: number): void;
   scaleModelInput(x: Tensor, t: number): Tensor;
   step(modelOutput: Tensor, t: number, x: Tensor): Tensor;
+  /** diffusers' `add_noise`: `x0` noised to the level of timestep `t` of the current schedule (image-to-image). */
+  addNoise(x0: Tensor, noise: Tensor, t: number): Tensor;
 }
 
 export interface SchedulerOptions {

@@ -6,7 +6,7 @@
  * (UniC), then predict the next sample (UniP).
  */
 import { tensor, type Tensor } from '../tensor.js';
-import { checkSameShape, checkSteps, findStepIndex, karrasSigmas, multistepTimesteps, npInterp, roundHalfEven, sigmaToT, vp } from './common.js';
+import { addNoiseSigmaVp, checkSameShape, checkSteps, findStepIndex, karrasSigmas, multistepTimesteps, npInterp, roundHalfEven, sigmaToT, vp } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule, TIMESTEP_SPACINGS, trainingSigmas, type TimestepSpacing } from './config.js';
 import type { Scheduler } from './index.js';
 
@@ -70,6 +70,10 @@ export class UniPcMultistepScheduler implements Scheduler {
     this.spacing = r.choice('timestep_spacing', TIMESTEP_SPACINGS, 'linspace');
     this.stepsOffset = r.integer('steps_offset', 0, 0);
     this.karras = karras ?? r.bool('use_karras_sigmas', false);
+  }
+
+  addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {
+    return addNoiseSigmaVp(this.ts, this.sg, x0, noise, t, OWNER);
   }
 
   get timesteps(): number[] {
