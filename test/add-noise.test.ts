@@ -30,7 +30,8 @@ for (const name of SAMPLER_NAMES) {
       // The sigma at t's position, from the training schedule: sqrt((1 − ᾱ)/ᾱ).
       const sigma = s.sigmas[4]!;
       assert.ok(Math.abs(sigma - Math.sqrt((1 - alphasCumprod[t]!) / alphasCumprod[t]!)) / sigma < 1e-5);
-      const alpha = name === 'dpmpp-2m' ? 1 / Math.sqrt(sigma * sigma + 1) : 1;
+      // The multistep solvers (DPM-Solver, UniPC) work in VP form: α·x0 + α·σ·noise.
+      const alpha = ['dpmpp-2m', 'dpmpp-2m-sde', 'unipc'].includes(name) ? 1 / Math.sqrt(sigma * sigma + 1) : 1;
       want = Array.from(x0.data, (v, i) => alpha * v + alpha * sigma * noise.data[i]!);
     }
     assert.ok(relL2(got, want) < 1e-6, `rel ${relL2(got, want)}`);
