@@ -63,6 +63,8 @@ export interface StepInfo {
   total: number;
   timestep: number;
   phase: 'denoise' | 'decode';
+  /** The current latents (denoise phase), for previews. */
+  latents?: Tensor;
 }
 
 export interface GenerateCallbacks {
@@ -271,7 +273,7 @@ export class StableDiffusion {
         eps = { data: uncond.map((u, k) => u + s.cfg * (cond[k]! - u)), dims: latentDims };
       }
       x = scheduler.step(eps, t, x);
-      if ((i + 1) % scheduler.order === 0 || i === evaluations - 1) cb.onStep?.({ step: Math.ceil((i + 1) / scheduler.order), total, timestep: t, phase: 'denoise' });
+      if ((i + 1) % scheduler.order === 0 || i === evaluations - 1) cb.onStep?.({ step: Math.ceil((i + 1) / scheduler.order), total, timestep: t, phase: 'denoise', latents: x });
     }
     const t2 = performance.now();
 

@@ -1,0 +1,141 @@
+/**
+ * Jobs on Redis through BullMQ: the server adds a job and waits for its result, workers on any
+ * machine take jobs one at a time. Progress comes back as BullMQ progress events. A worker that
+ * dies mid-job stops renewing its lock; BullMQ's stalled-job check hands the job to another
+ * worker, so it finishes once. Interrupt and skip travel as custom queue events that every
+ * worker hears and the one running the job acts on.
+ */
+import { randomUUID } from 'node:crypto';
+import { Queue, QueueEvents, QueueEventsProducer, Worker, type Job } from 'bullmq';
+import type { JobProgress, JobQueue, JobResult, JobSpec } from './jobs.js';
+import { JobControl, type JobRunner } from './runner.js';
+
+const QUEUE = 'todo-sd';
+const CONTROL_EVENT = 'todo-sd-control';
+
+interface ControlMessage {
+  eventName: typeof CONTROL_EVENT;
+  action: 'interrupt' | 'skip';
+  jobId: string;
+}
+
+const connection = (url: string): { url: string; maxRetriesPerRequest: null } => ({ url, maxRetriesPerRequest: null });
+
+export class RedisQueue implements JobQueue {
+  /** This server's jobs that a worker has started, by BullMQ job id. */
+  private readonly active = new Map<string, { startedAt: number; progress?: JobProgress }>();
+
+  private constructor(
+    private readonly queue: Queue<JobSpec, JobResult>,
+    private readonly events: QueueEvents,
+    private readonly control: QueueEventsProducer,
+    private readonly mine: Set<string>,
+  ) {
+    events.on('active', ({ jobId }) => {
+      if (mine.has(jobId)) this.active.set(jobId, { startedAt: Date.now() });
+    });
+    events.on('progress', ({ jobId, data }) => {
+      const a = this.active.get(jobId);
+      if (a) a.progress = data as JobProgress;
+    });
+  }
+
+  static async connect(url: string): Promise<RedisQueue> {
+    const queue = new Queue<JobSpec, JobResult>(QUEUE, { connection: connection(url) });
+    const events = new QueueEvents(QUEUE, { connection: connection(url) });
+    const control = new QueueEventsProducer(QUEUE, { connection: connection(url) });
+    await Promise.all([queue.waitUntilReady(), events.waitUntilReady(), control.waitUntilReady()]);
+    return new RedisQueue(queue, events, control, new Set());
+  }
+
+  async run(spec: JobSpec): Promise<JobResult> {
+    const job = await this.queue.add('generate', spec, { jobId: randomUUID(), removeOnComplete: { age: 3600 }, removeOnFail: { age: 3600 } });
+    const id = job.id!;
+    this.mine.add(id);
+    try {
+      return await job.waitUntilFinished(this.events);
+    } finally {
+      this.mine.delete(id);
+      this.active.delete(id);
+    }
+  }
+
+  async status(): ReturnType<JobQueue['status']> {
+    const running = [...this.active].map(([id, a]) => ({ id, ...a })).sort((a, b) => a.startedAt - b.startedAt);
+    return { running, waiting: await this.queue.getWaitingCount() };
+  }
+
+  private async send(action: ControlMessage['action']): Promise<void> {
+    await Promise.all([...this.active.keys()].map((jobId) => this.control.publishEvent<ControlMessage>({ eventName: CONTROL_EVENT, action, jobId })));
+  }
+
+  interrupt(): Promise<void> {
+    return this.send('interrupt');
+  }
+
+  skip(): Promise<void> {
+    return this.send('skip');
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.events.close(), this.control.close(), this.queue.close()]);
+  }
+}
+
+export interface WorkerTiming {
+  /**
+   * How long a job's lock lasts without renewal; workers also look for stalled jobs this often,
+   * so a dead worker's job is taken over within about twice this.
+   */
+  lockDurationMs?: number;
+}
+
+export class RedisWorker {
+  readonly id = randomUUID().slice(0, 8);
+  private readonly running = new Map<string, JobControl>();
+
+  private constructor(
+    private readonly worker: Worker<JobSpec, JobResult>,
+    private readonly events: QueueEvents,
+    private readonly runner: JobRunner,
+  ) {}
+
+  static async start(url: string, runner: JobRunner, timing: WorkerTiming = {}): Promise<RedisWorker> {
+    const events = new QueueEvents(QUEUE, { connection: connection(url) });
+    let self: RedisWorker | undefined;
+    const process = async (job: Job<JobSpec, JobResult>): Promise<JobResult> => {
+      const control = new JobControl();
+      self!.running.set(job.id!, control);
+      try {
+        return await runner.run(job.data, control, (p) => void job.updateProgress(p).catch(() => undefined));
+      } finally {
+        self!.running.delete(job.id!);
+      }
+    };
+    const worker = new Worker<JobSpec, JobResult>(QUEUE, process, {
+      connection: connection(url),
+      concurrency: 1,
+      lockDuration: timing.lockDurationMs ?? 30_000,
+      stalledInterval: timing.lockDurationMs ?? 30_000,
+      maxStalledCount: 1,
+      autorun: false,
+    });
+    self = new RedisWorker(worker, events, runner);
+    events.on(CONTROL_EVENT as 'progress', (msg: unknown) => {
+      const m = msg as ControlMessage;
+      const control = self!.running.get(m.jobId);
+      if (m.action === 'interrupt') control?.interrupt();
+      else control?.skip();
+    });
+    await Promise.all([events.waitUntilReady(), worker.waitUntilReady()]);
+    void worker.run();
+    return self;
+  }
+
+  /** Stops taking jobs and finishes the one it is running. */
+  async close(): Promise<void> {
+    await this.worker.close();
+    await this.events.close();
+    await this.runner.dispose();
+  }
+}
