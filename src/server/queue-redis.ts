@@ -6,7 +6,7 @@
  * worker hears and the one running the job acts on.
  */
 import { randomUUID } from 'node:crypto';
-import { Queue, QueueEvents, QueueEventsProducer, Worker, type Job } from 'bullmq';
+import { Queue, QueueEvents, QueueEventsProducer, Worker, type Job, type QueueEventsListener } from 'bullmq';
 import type { JobProgress, JobQueue, JobResult, JobSpec } from './jobs.js';
 import { JobControl, type JobRunner } from './runner.js';
 
@@ -17,6 +17,10 @@ interface ControlMessage {
   eventName: typeof CONTROL_EVENT;
   action: 'interrupt' | 'skip';
   jobId: string;
+}
+
+interface ControlListener extends QueueEventsListener {
+  [CONTROL_EVENT]: (message: ControlMessage, id: string) => void;
 }
 
 const connection = (url: string): { url: string; maxRetriesPerRequest: null } => ({ url, maxRetriesPerRequest: null });
@@ -92,7 +96,6 @@ export interface WorkerTiming {
 
 export class RedisWorker {
   readonly id = randomUUID().slice(0, 8);
-  private readonly running = new Map<string, JobControl>();
 
   private constructor(
     private readonly worker: Worker<JobSpec, JobResult>,
@@ -101,15 +104,21 @@ export class RedisWorker {
   ) {}
 
   static async start(url: string, runner: JobRunner, timing: WorkerTiming = {}): Promise<RedisWorker> {
+    /** Controls of the job this worker runs, by job id. */
+    const running = new Map<string, JobControl>();
     const events = new QueueEvents(QUEUE, { connection: connection(url) });
-    let self: RedisWorker | undefined;
+    events.on<ControlListener>(CONTROL_EVENT, (m) => {
+      const control = running.get(m.jobId);
+      if (m.action === 'interrupt') control?.interrupt();
+      else control?.skip();
+    });
     const process = async (job: Job<JobSpec, JobResult>): Promise<JobResult> => {
       const control = new JobControl();
-      self!.running.set(job.id!, control);
+      running.set(job.id!, control);
       try {
         return await runner.run(job.data, control, (p) => void job.updateProgress(p).catch(() => undefined));
       } finally {
-        self!.running.delete(job.id!);
+        running.delete(job.id!);
       }
     };
     const worker = new Worker<JobSpec, JobResult>(QUEUE, process, {
@@ -120,16 +129,9 @@ export class RedisWorker {
       maxStalledCount: 1,
       autorun: false,
     });
-    self = new RedisWorker(worker, events, runner);
-    events.on(CONTROL_EVENT as 'progress', (msg: unknown) => {
-      const m = msg as ControlMessage;
-      const control = self!.running.get(m.jobId);
-      if (m.action === 'interrupt') control?.interrupt();
-      else control?.skip();
-    });
     await Promise.all([events.waitUntilReady(), worker.waitUntilReady()]);
     void worker.run();
-    return self;
+    return new RedisWorker(worker, events, runner);
   }
 
   /** Stops taking jobs and finishes the one it is running. */
