@@ -99,7 +99,7 @@ export function registerServe(program: Command): void {
     .action(async (f: Pick<ServeFlags, 'modelsDir' | 'provider' | 'threads'> & { redis: string; lockDuration: number }) => {
       const registry = new ModelRegistry(f.modelsDir);
       const runner = new JobRunner(registry, { executionProvider: f.provider, threads: f.threads, onWarning: log });
-      const worker = await RedisWorker.start(f.redis, runner, { lockDurationMs: f.lockDuration });
+      const worker = await RedisWorker.start(f.redis, runner, { lockDurationMs: f.lockDuration }, log);
       log(`todo-sd worker ${worker.id} taking jobs from ${f.redis}`);
       onShutdown(() => worker.close());
     });

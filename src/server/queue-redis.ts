@@ -103,11 +103,11 @@ export class RedisWorker {
     private readonly runner: JobRunner,
   ) {}
 
-  static async start(url: string, runner: JobRunner, timing: WorkerTiming = {}): Promise<RedisWorker> {
+  static async start(url: string, runner: JobRunner, timing: WorkerTiming = {}, log: (message: string) => void = () => {}): Promise<RedisWorker> {
     /** Controls of the job this worker runs, by job id. */
     const running = new Map<string, JobControl>();
     const events = new QueueEvents(QUEUE, { connection: connection(url) });
-    events.on<ControlListener>(CONTROL_EVENT, (m) => {
+    events.on<ControlListener>(CONTROL_EVENT, (m: ControlMessage) => {
       const control = running.get(m.jobId);
       if (m.action === 'interrupt') control?.interrupt();
       else control?.skip();
@@ -115,8 +115,11 @@ export class RedisWorker {
     const process = async (job: Job<JobSpec, JobResult>): Promise<JobResult> => {
       const control = new JobControl();
       running.set(job.id!, control);
+      log(`job ${job.id} started`);
       try {
-        return await runner.run(job.data, control, (p) => void job.updateProgress(p).catch(() => undefined));
+        const result = await runner.run(job.data, control, (p) => void job.updateProgress(p).catch(() => undefined));
+        log(`job ${job.id} finished: ${result.images.length} images${result.interrupted ? ' (interrupted)' : ''}`);
+        return result;
       } finally {
         running.delete(job.id!);
       }
