@@ -35,7 +35,7 @@ function updateSpeedup() {
     const q = new URLSearchParams({ width: $('width').value, height: $('height').value, factor: t.token_downsampling_factor, max_depth: t.token_downsampling_max_depth, disable_after: t.token_downsampling_disable_after });
     try {
       const s = await call(`/todo-sd/v1/speedup?${q}`);
-      $('speedup').textContent = `FLOP-ideal speed-up at ${s.width}x${s.height}: ${s.flopIdealSpeedup.toFixed(2)}x (${s.denseGflops.toFixed(0)} → ${s.todoGflops.toFixed(0)} GFLOP per step)`;
+      $('speedup').textContent = `FLOP-ideal speed-up at ${s.width}x${s.height}: ${s.flopIdealSpeedup.toFixed(2)}x (U-Net ${s.denseGflops.toPrecision(3)} → ${s.todoGflops.toPrecision(3)} GFLOP per step)`;
     } catch (e) {
       $('speedup').textContent = e.message;
     }
