@@ -6,9 +6,9 @@ import { repoRoot } from './helpers.js';
 
 export interface Child {
   proc: ChildProcess;
-  /** Everything it wrote to stderr so far. */
+  /** Everything it wrote so far. */
   log: () => string;
-  /** Resolves with the first match of `re` in its stderr (rejects if it exits first or after `ms`). */
+  /** Resolves with the first match of `re` in its output (rejects if it exits first or after `ms`). */
   waitFor: (re: RegExp, ms?: number) => Promise<RegExpMatchArray>;
   exited: Promise<number | null>;
 }
@@ -19,10 +19,11 @@ export function startCli(args: string[], cwd = repoRoot): Child {
   return watch(proc);
 }
 
-export function watch(proc: ChildProcess): Child {
+/** Follows a child's output (stderr unless another stream is given). */
+export function watch(proc: ChildProcess, stream = proc.stderr!): Child {
   let text = '';
   const listeners = new Set<() => void>();
-  proc.stderr!.on('data', (d: Buffer) => {
+  stream.on('data', (d: Buffer) => {
     text += d.toString();
     for (const l of listeners) l();
   });

@@ -57,7 +57,7 @@ export function estimateJobMemory(job: Pick<JobSpec, 'width' | 'height' | 'cfg' 
   const scale = job.hires?.scale ?? 1;
   const w = Math.round(job.width * scale);
   const h = Math.round(job.height * scale);
-  // fp16 files are cast to fp32 once when the sessions start: count them twice.
+  // Twice the files, erring high: fp16 weights double when cast to fp32, and loading reads them through buffers of their own.
   const weights = 2 * weightBytes(modelPath);
   const passes = job.cfg > 1 ? 2 : 1;
   const unet = UNET_LIVE_MAPS * passes * UNET_TOP_CHANNELS * (w / 8) * (h / 8) * 4;

@@ -117,9 +117,7 @@ export class RedisWorker {
       running.set(job.id!, control);
       log(`job ${job.id} started`);
       try {
-        const result = await runner.run(job.data, control, (p) => void job.updateProgress(p).catch(() => undefined));
-        log(`job ${job.id} finished: ${result.images.length} images${result.interrupted ? ' (interrupted)' : ''}`);
-        return result;
+        return await runner.run(job.data, control, (p) => void job.updateProgress(p).catch(() => undefined));
       } finally {
         running.delete(job.id!);
       }
@@ -132,6 +130,9 @@ export class RedisWorker {
       maxStalledCount: 1,
       autorun: false,
     });
+    // Logged once BullMQ has recorded the outcome: a job whose lock was lost is not reported as finished here.
+    worker.on('completed', (job, r) => log(`job ${job.id} finished: ${r.images.length} images${r.interrupted ? ' (interrupted)' : ''}`));
+    worker.on('failed', (job, e) => log(`job ${job?.id ?? '?'} failed: ${e.message}`));
     await Promise.all([events.waitUntilReady(), worker.waitUntilReady()]);
     void worker.run();
     return new RedisWorker(worker, events, runner);
