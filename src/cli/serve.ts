@@ -81,6 +81,7 @@ export function registerServe(program: Command): void {
         apiAuth: f.apiAuth,
         outputsDir: f.outputs,
         maxMemoryMiB: f.maxMemory,
+        log,
         flags: { listen: Boolean(f.listen), port: f.port, api_auth: f.apiAuth ? '(set)' : null, redis: f.redis ?? null, outputs: f.outputs, max_memory: f.maxMemory },
       });
       const url = await app.listen({ host, port: f.port });

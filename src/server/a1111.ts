@@ -11,7 +11,7 @@ import type { SamplerName } from '../scheduler/index.js';
 import { NotSupportedError, RequestError } from './errors.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
-import { todoAttention, type ServerSettings, type Settings, type SettingsPatch } from './settings.js';
+import { todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
 
 /** The A1111 sampler names todo-sd has, with the sampler each means. */
 export const A1111_SAMPLER_MAP: { name: string; sampler: SamplerName; karras: boolean; aliases: string[] }[] = [
@@ -116,7 +116,7 @@ export function fitImage(img: RgbImage, width: number, height: number, mode: num
 }
 
 /** A1111 request → JobSpec, every check made before the job is queued. */
-export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings): { job: JobSpec; settings: Settings; samplerLabel: string } {
+export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings): { job: JobSpec; samplerLabel: string } {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
@@ -159,7 +159,7 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     }
   }
   refuseMissingPipelineFeatures(job);
-  return { job, settings: s, samplerLabel: label };
+  return { job, samplerLabel: label };
 }
 
 /**
@@ -173,7 +173,7 @@ function refuseMissingPipelineFeatures(job: JobSpec): void {
 }
 
 /** The `info` JSON string A1111 returns with generated images. */
-export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult, samplerLabel: string, s: Settings): string {
+export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult, samplerLabel: string, modelName: string): string {
   const seeds = result.images.map((i) => i.seed);
   return JSON.stringify({
     prompt: job.prompt,
@@ -193,7 +193,7 @@ export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult,
     batch_size: body.batch_size,
     restore_faces: false,
     face_restoration_model: null,
-    sd_model_name: s.sd_model_checkpoint,
+    sd_model_name: modelName,
     sd_model_hash: null,
     sd_vae_name: null,
     sd_vae_hash: null,

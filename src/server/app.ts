@@ -29,12 +29,14 @@ export interface ServerOptions {
   maxMemoryMiB?: number;
   /** Facts for GET /sdapi/v1/cmd-flags. */
   flags?: Record<string, unknown>;
+  /** Where server errors (500s) are reported. */
+  log?: (message: string) => void;
 }
 
 /** Both the source (src/server) and the build (dist/server) find the page in src/web. */
 export const WEB_DIR = fileURLToPath(new URL('../../src/web/', import.meta.url));
 
-export interface ServerContext extends Required<Omit<ServerOptions, 'apiAuth' | 'model'>> {
+export interface ServerContext extends Required<Omit<ServerOptions, 'apiAuth' | 'model' | 'log'>> {
   settings: ServerSettings;
   speedup: SpeedupEstimator;
 }
@@ -72,7 +74,7 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
       return reply.status(413).send({ error: 'PayloadTooLarge', detail: `request body over ${LIMITS.bodyBytes / 2 ** 20} MiB; send smaller images` });
     }
     if (err.statusCode && err.statusCode < 500) return reply.status(err.statusCode).send({ error: err.name, detail: err.message });
-    app.log.error(err);
+    o.log?.(`error: ${err.stack ?? err.message}`);
     return reply.status(500).send({ error: err.name, detail: err.message });
   });
 

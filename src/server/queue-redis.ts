@@ -53,10 +53,11 @@ export class RedisQueue implements JobQueue {
   }
 
   async run(spec: JobSpec): Promise<JobResult> {
-    const job = await this.queue.add('generate', spec, { jobId: randomUUID(), removeOnComplete: { age: 3600 }, removeOnFail: { age: 3600 } });
-    const id = job.id!;
+    const id = randomUUID();
+    // Known as ours before it is added: a worker may take it at once.
     this.mine.add(id);
     try {
+      const job = await this.queue.add('generate', spec, { jobId: id, removeOnComplete: { age: 3600 }, removeOnFail: { age: 3600 } });
       return await job.waitUntilFinished(this.events);
     } finally {
       this.mine.delete(id);

@@ -29,13 +29,14 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   const { registry, settings, queue } = ctx;
 
   const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
-    const { job, settings: s, samplerLabel } = toJob(kind, body, settings);
-    const refusal = memoryRefusal(estimateJobMemory(job, registry.resolve(job.model).path), ctx.maxMemoryMiB);
+    const { job, samplerLabel } = toJob(kind, body, settings);
+    const model = registry.resolve(job.model);
+    const refusal = memoryRefusal(estimateJobMemory(job, model.path), ctx.maxMemoryMiB);
     if (refusal) throw new RequestError('width', refusal, 'value_error.memory');
     const result = await queue.run(job);
     if (body.save_images) saveImages(ctx.outputsDir, result);
     const parameters = kind === 'img2img' && !body.include_init_images ? { ...body, init_images: null, mask: null } : body;
-    return { images: body.send_images ? result.images.map((i) => i.png) : [], parameters, info: a1111Info(body, job, result, samplerLabel, s) };
+    return { images: body.send_images ? result.images.map((i) => i.png) : [], parameters, info: a1111Info(body, job, result, samplerLabel, model.name) };
   };
 
   app.post(`${api}/txt2img`, { schema: { body: TXT2IMG_SCHEMA } }, (req) => generate('txt2img', req.body as GenerationBody));
