@@ -16,7 +16,8 @@ let api: string;
 const workers: Child[] = [];
 
 function startWorker(): Child {
-  const w = startCli(['worker', '--redis', redisUrl, '--lock-duration', '3000'], root);
+  // Long enough that a worker busy loading a model on a loaded machine keeps its lock.
+  const w = startCli(['worker', '--redis', redisUrl, '--lock-duration', '8000'], root);
   workers.push(w);
   return w;
 }
@@ -89,28 +90,35 @@ test('interrupt reaches the worker that runs the job', async () => {
   assert.ok(r.images.length < 3);
 });
 
+const alive = (w: Child): boolean => w.proc.exitCode === null && w.proc.signalCode === null;
+
 test('20 concurrent requests are all answered, each job finished exactly once', async () => {
-  const live = workers.filter((w) => w.proc.exitCode === null && w.proc.signalCode === null);
+  const live = workers.filter(alive);
   const before = live.flatMap(finished);
   const rs = await Promise.all(Array.from({ length: 20 }, (_, i) => txt2img({ prompt: `job ${i}`, steps: 2, width: 32, height: 32, seed: 100 + i })));
   assert.deepEqual(rs.map((r) => r.status), Array(20).fill(200));
   assert.deepEqual(rs.map((r) => r.info.all_seeds[0]), Array.from({ length: 20 }, (_, i) => 100 + i));
-  const ids = live.flatMap(finished).filter((id) => !before.includes(id));
-  assert.equal(ids.length, 20);
-  assert.equal(new Set(ids).size, 20);
+  // A worker logs a job once BullMQ has recorded it, which may reach us just after the answer.
+  const ids = (): string[] => live.flatMap(finished).filter((id) => !before.includes(id));
+  await until('the workers to log 20 finished jobs', () => ids().length >= 20, 10_000);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(ids().length, 20);
+  assert.equal(new Set(ids()).size, 20);
   // Both live workers took part.
-  assert.ok(live.every((w) => finished(w).some((id) => ids.includes(id))));
+  assert.ok(live.every((w) => finished(w).some((id) => ids().includes(id))));
 });
 
 test('SIGTERM: a worker finishes its current job, then exits', async () => {
+  const live = workers.filter(alive);
+  const startedBefore = live.map((w) => started(w).length);
   const pending = txt2img({ prompt: 'finish me', steps: 30, width: 32, height: 32, seed: 8 });
-  await until('a job to start', () => workers.some((w) => w.proc.exitCode === null && w.proc.signalCode === null && started(w).length > finished(w).length));
-  const w = workers.find((x) => x.proc.exitCode === null && x.proc.signalCode === null && started(x).length > finished(x).length)!;
+  await until('a worker to start the job', () => live.some((w, i) => started(w).length > startedBefore[i]!));
+  const w = live.find((x, i) => started(x).length > startedBefore[i]!)!;
   const jobId = started(w).at(-1)!;
   w.proc.kill('SIGTERM');
   const r = await pending;
   assert.equal(r.status, 200);
   assert.equal(r.images.length, 1);
   assert.equal(await w.exited, 0);
-  assert.equal(finished(w).at(-1), jobId);
+  assert.ok(finished(w).includes(jobId), w.log());
 });

@@ -72,7 +72,7 @@ export function registerServe(program: Command): void {
     .action(async (f: ServeFlags) => {
       const registry = new ModelRegistry(f.modelsDir);
       const runtime = { executionProvider: f.provider, threads: f.threads, onWarning: log };
-      const queue = f.redis ? await RedisQueue.connect(f.redis) : new LocalQueue(new JobRunner(registry, runtime));
+      const queue = f.redis ? await RedisQueue.connect(f.redis, log) : new LocalQueue(new JobRunner(registry, runtime));
       const host = f.listen ? '0.0.0.0' : '127.0.0.1';
       const app = await createServer({
         registry,

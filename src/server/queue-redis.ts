@@ -6,7 +6,8 @@
  * worker hears and the one running the job acts on.
  */
 import { randomUUID } from 'node:crypto';
-import { Queue, QueueEvents, QueueEventsProducer, Worker, type Job, type QueueEventsListener } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Queue, QueueEvents, QueueEventsProducer, Worker, type Job, type QueueBase, type QueueEventsListener } from 'bullmq';
 import type { JobProgress, JobQueue, JobResult, JobSpec } from './jobs.js';
 import { JobControl, type JobRunner } from './runner.js';
 
@@ -21,6 +22,26 @@ interface ControlMessage {
 
 interface ControlListener extends QueueEventsListener {
   [CONTROL_EVENT]: (message: ControlMessage, id: string) => void;
+}
+
+/** Fails at once, naming the URL, when Redis does not answer (BullMQ itself would retry forever). */
+async function probe(url: string): Promise<void> {
+  const client = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0, connectTimeout: 5_000 });
+  let cause: string | undefined;
+  client.on('error', (e: Error) => (cause ??= e.message));
+  try {
+    await client.connect();
+    await client.ping();
+  } catch (e) {
+    throw new Error(`cannot reach Redis at ${url} (${cause ?? (e as Error).message}); start redis-server there or fix --redis`);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** Connection errors after start-up (Redis restarting, network) are reported; BullMQ reconnects. */
+function reportErrors(parts: QueueBase[], log: (message: string) => void): void {
+  for (const p of parts) p.on('error', (e: Error) => log(`redis: ${e.message}`));
 }
 
 const connection = (url: string): { url: string; maxRetriesPerRequest: null } => ({ url, maxRetriesPerRequest: null });
@@ -44,10 +65,12 @@ export class RedisQueue implements JobQueue {
     });
   }
 
-  static async connect(url: string): Promise<RedisQueue> {
+  static async connect(url: string, log: (message: string) => void = () => {}): Promise<RedisQueue> {
+    await probe(url);
     const queue = new Queue<JobSpec, JobResult>(QUEUE, { connection: connection(url) });
     const events = new QueueEvents(QUEUE, { connection: connection(url) });
     const control = new QueueEventsProducer(QUEUE, { connection: connection(url) });
+    reportErrors([queue, events, control], log);
     await Promise.all([queue.waitUntilReady(), events.waitUntilReady(), control.waitUntilReady()]);
     return new RedisQueue(queue, events, control, new Set());
   }
@@ -105,6 +128,7 @@ export class RedisWorker {
   ) {}
 
   static async start(url: string, runner: JobRunner, timing: WorkerTiming = {}, log: (message: string) => void = () => {}): Promise<RedisWorker> {
+    await probe(url);
     /** Controls of the job this worker runs, by job id. */
     const running = new Map<string, JobControl>();
     const events = new QueueEvents(QUEUE, { connection: connection(url) });
@@ -134,6 +158,7 @@ export class RedisWorker {
     // Logged once BullMQ has recorded the outcome: a job whose lock was lost is not reported as finished here.
     worker.on('completed', (job, r) => log(`job ${job.id} finished: ${r.images.length} images${r.interrupted ? ' (interrupted)' : ''}`));
     worker.on('failed', (job, e) => log(`job ${job?.id ?? '?'} failed: ${e.message}`));
+    reportErrors([events, worker], log);
     await Promise.all([events.waitUntilReady(), worker.waitUntilReady()]);
     void worker.run();
     return new RedisWorker(worker, events, runner);
