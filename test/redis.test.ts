@@ -94,6 +94,8 @@ const alive = (w: Child): boolean => w.proc.exitCode === null && w.proc.signalCo
 
 test('20 concurrent requests are all answered, each job finished exactly once', async () => {
   const live = workers.filter(alive);
+  // Earlier jobs' log lines first, so that only this test's jobs are counted below.
+  await until('earlier jobs to be logged', () => live.every((w) => started(w).length === finished(w).length), 10_000);
   const before = live.flatMap(finished);
   const rs = await Promise.all(Array.from({ length: 20 }, (_, i) => txt2img({ prompt: `job ${i}`, steps: 2, width: 32, height: 32, seed: 100 + i })));
   assert.deepEqual(rs.map((r) => r.status), Array(20).fill(200));
