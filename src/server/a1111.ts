@@ -4,7 +4,7 @@
  * `parameters`, `info` as a JSON string).
  */
 import { randomInt } from 'node:crypto';
-import { decodeBase64, decodeRgb } from '../image/decode.js';
+import { decodeBase64, decodeMask, decodeRgb } from '../image/decode.js';
 import { resizeLanczos } from '../image/resize.js';
 import type { RgbImage } from '../io/png.js';
 import type { SamplerName } from '../scheduler/index.js';
@@ -85,9 +85,9 @@ export function resolveA1111Sampler(name: string, scheduler: string | null): { s
   return { sampler: hit.sampler, karras, label: karras ? `${base} Karras` : base };
 }
 
-function readImage(b64: string, field: string): RgbImage {
+function readImage(b64: string, field: string, as = decodeRgb): RgbImage {
   try {
-    return decodeRgb(decodeBase64(b64));
+    return as(decodeBase64(b64));
   } catch (e) {
     throw new RequestError(field, `${field}: ${(e as Error).message}`);
   }
@@ -151,7 +151,7 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     job.strength = body.denoising_strength ?? 0.75;
     if (body.mask) {
       job.mask = {
-        image: toWire(fitImage(readImage(body.mask, 'mask'), body.width, body.height, mode)),
+        image: toWire(fitImage(readImage(body.mask, 'mask', decodeMask), body.width, body.height, mode)),
         blur: body.mask_blur ?? 4,
         invert: body.inpainting_mask_invert === 1,
         fill: INPAINTING_FILL[body.inpainting_fill ?? 1]!,
