@@ -189,16 +189,22 @@ test('ToDo through the extension settings keys, in options and in override_setti
   const todo = { token_downsampling_factor: 2, token_downsampling_max_depth: 1, token_downsampling_disable_after: 0.5 };
   const r = await post('txt2img', { prompt: 'x', steps: 2, width: 32, height: 32, seed: 3, override_settings: todo });
   assert.equal(r.status, 200, JSON.stringify(r.body));
-  assert.match(JSON.parse(r.body.info).infotexts[0], /ToDo factor: 2, ToDo mode: nearest-exact, ToDo stop at: 0.5/);
+  // The extension's infotext keys; its operator (nearest-exact) goes unsaid.
+  assert.match(JSON.parse(r.body.info).infotexts[0], /ToDo factor: 2\.0, ToDo max depth: 1, ToDo disable after: 0\.5/);
   const dense = await post('txt2img', { prompt: 'x', steps: 2, width: 32, height: 32, seed: 3 });
   assert.doesNotMatch(JSON.parse(dense.body.info).infotexts[0], /ToDo/);
   assert.equal((await post('options', { token_downsampling_factor: 3 })).status, 200);
   assert.equal((await get<Record<string, unknown>>('options')).token_downsampling_factor, 3);
   const viaOptions = await post('txt2img', { prompt: 'x', steps: 2, width: 32, height: 32, seed: 3 });
-  assert.match(JSON.parse(viaOptions.body.info).infotexts[0], /ToDo factor: 3/);
+  assert.match(JSON.parse(viaOptions.body.info).infotexts[0], /ToDo factor: 3\.0/);
   await post('options', { token_downsampling_factor: 1 });
-  const frac = await post<{ detail: { loc: string[] }[] }>('txt2img', { prompt: 'x', steps: 2, width: 32, height: 32, override_settings: { token_downsampling_factor: 10 } });
-  assert.equal(frac.status, 422);
+  // Fractional factors and both attention levels, as the extension allows.
+  const both = await post('txt2img', { prompt: 'x', steps: 2, width: 32, height: 32, seed: 3, override_settings: { token_downsampling_factor: 1.5, token_downsampling_max_depth: 2 } });
+  assert.equal(both.status, 200, JSON.stringify(both.body));
+  assert.match(JSON.parse(both.body.info).infotexts[0], /ToDo factor: 1\.5, ToDo max depth: 2,/);
+  const big = await post<{ detail: { loc: string[] }[] }>('txt2img', { prompt: 'x', steps: 2, width: 32, height: 32, override_settings: { token_downsampling_factor: 10 } });
+  assert.equal(big.status, 422);
+  assert.deepEqual(big.body.detail[0]!.loc, ['body', 'override_settings', 'token_downsampling_factor']);
 });
 
 test('the FLOP-ideal ToDo speed-up grows with the size and is 1 when off', async () => {

@@ -11,7 +11,7 @@ import type { SamplerName } from '../scheduler/index.js';
 import { NotSupportedError, RequestError } from './errors.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
-import { todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
+import { modelAttentionLevels, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
 
 /** The A1111 sampler names todo-sd has, with the sampler each means. */
 export const A1111_SAMPLER_MAP: { name: string; sampler: SamplerName; karras: boolean; aliases: string[] }[] = [
@@ -116,7 +116,7 @@ export function fitImage(img: RgbImage, width: number, height: number, mode: num
 }
 
 /** A1111 request → JobSpec, every check made before the job is queued. */
-export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings): { job: JobSpec; samplerLabel: string } {
+export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings, modelPath: (name: string) => string): { job: JobSpec; samplerLabel: string } {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
@@ -133,7 +133,7 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     sampler,
     karras,
     clipSkip: s.CLIP_stop_at_last_layers,
-    attention: todoAttention(s, 'override_settings.'),
+    attention: todoAttention(s, () => modelAttentionLevels(modelPath(s.sd_model_checkpoint)), 'override_settings.'),
     seeds: Array.from({ length: count }, (_, i) => seed + i),
   };
   if (kind === 'txt2img' && body.enable_hr) {

@@ -3,7 +3,10 @@
  * extension's keys (sd-webui-token-downsampling). A request's `override_settings` applies on top,
  * for that request only.
  */
-import type { AttentionOptions } from '../attention/options.js';
+import { resolveAttention, type AttentionOptions } from '../attention/options.js';
+import { findComponent } from '../io/model-folder.js';
+import { attentionLevels, parseUNetConfig } from '../models/unet.js';
+import { todoFromInfotext } from '../pipeline/todo-infotext.js';
 import { RequestError } from './errors.js';
 import type { ModelRegistry } from './models.js';
 
@@ -54,7 +57,7 @@ export class ServerSettings {
     for (const k of ['CLIP_stop_at_last_layers', 'token_downsampling_factor', 'token_downsampling_max_depth', 'token_downsampling_disable_after'] as const) {
       if (patch[k] !== undefined) next[k] = patch[k];
     }
-    todoAttention(next, field);
+    todoAttention(next, () => modelAttentionLevels(this.registry.resolve(next.sd_model_checkpoint).path), field);
     return next;
   }
 
@@ -65,23 +68,28 @@ export class ServerSettings {
 }
 
 /**
- * The ToDo extension's settings as AttentionOptions. Its "max depth" counts attention levels from
- * the top (1 = the latent's own resolution); its operator is nearest-exact.
+ * The ToDo extension's settings as AttentionOptions, with the extension's meaning of "max depth"
+ * (resolution levels from the top) on the model's own attention levels: the same mapping as
+ * reading its infotext keys back.
  */
-export function todoAttention(s: Settings, field = ''): AttentionOptions {
-  const factor = s.token_downsampling_factor;
-  if (factor <= 1) return { method: 'dense' };
-  if (s.token_downsampling_max_depth > 2) {
-    throw new RequestError(`${field}token_downsampling_max_depth`, `token_downsampling_max_depth ${s.token_downsampling_max_depth} is beyond the two ToDo levels this build has; use 1 or 2`);
-  }
-  if (!Number.isInteger(factor)) {
-    throw new RequestError(`${field}token_downsampling_factor`, `token_downsampling_factor must be a whole number in this build (fractional factors are not supported yet); got ${factor}`);
-  }
-  return {
-    method: 'todo',
-    factor,
-    mode: 'nearest-exact',
-    level2Factor: s.token_downsampling_max_depth >= 2 ? factor : 1,
-    stopAt: s.token_downsampling_disable_after,
+export function todoAttention(s: Settings, attentionLevels: () => readonly number[], field = ''): AttentionOptions {
+  if (s.token_downsampling_factor <= 1) return { method: 'dense' };
+  const fields = {
+    'ToDo factor': String(s.token_downsampling_factor),
+    'ToDo max depth': String(s.token_downsampling_max_depth),
+    'ToDo disable after': String(s.token_downsampling_disable_after),
   };
+  let options: AttentionOptions;
+  try {
+    options = todoFromInfotext(fields, attentionLevels()) ?? { method: 'dense' };
+    resolveAttention(options);
+  } catch (e) {
+    throw new RequestError(`${field}token_downsampling_max_depth`, (e as Error).message.replace(/^(infotext|attention options): /, ''));
+  }
+  return options;
+}
+
+/** The U-Net's attention levels of a model (for the ToDo settings), from its config alone. */
+export function modelAttentionLevels(modelPath: string): number[] {
+  return attentionLevels(parseUNetConfig(findComponent(modelPath, 'unet').config));
 }

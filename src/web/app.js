@@ -129,9 +129,9 @@ async function loadParameters(file) {
     set('width', p['Size-1']);
     set('height', p['Size-2']);
     if ([...$('sampler_name').options].some((o) => o.value === p.Sampler)) $('sampler_name').value = p.Sampler;
-    set('todo_factor', p['ToDo factor'] ?? '1');
+    set('todo_factor', String(Number(p['ToDo factor'] ?? 1)));
     set('todo_depth', p['ToDo max depth'] ?? (p['ToDo level 2 factor'] ? '2' : '1'));
-    set('todo_disable_after', p['ToDo disable after'] ?? p['ToDo stop at'] ?? '1');
+    set('todo_disable_after', String(Number(p['ToDo disable after'] ?? p['ToDo stop at'] ?? 1)));
     $('error').textContent = '';
     updateSpeedup();
   } catch (e) {
