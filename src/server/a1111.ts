@@ -7,21 +7,12 @@ import { randomInt } from 'node:crypto';
 import { decodeBase64, decodeMask, decodeRgb } from '../image/decode.js';
 import { resizeLanczos } from '../image/resize.js';
 import type { RgbImage } from '../io/png.js';
-import type { SamplerName } from '../scheduler/index.js';
+import { KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
+import { a1111SamplerName, resolveSampler } from '../scheduler/names.js';
 import { NotSupportedError, RequestError } from './errors.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
 import { modelAttentionLevels, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
-
-/** The A1111 sampler names todo-sd has, with the sampler each means. */
-export const A1111_SAMPLER_MAP: { name: string; sampler: SamplerName; karras: boolean; aliases: string[] }[] = [
-  { name: 'Euler a', sampler: 'euler-a', karras: false, aliases: ['k_euler_a', 'k_euler_ancestral'] },
-  { name: 'Euler', sampler: 'euler', karras: false, aliases: ['k_euler'] },
-  { name: 'DPM++ 2M', sampler: 'dpmpp-2m', karras: false, aliases: ['k_dpmpp_2m'] },
-  { name: 'DPM++ 2M Karras', sampler: 'dpmpp-2m', karras: true, aliases: ['k_dpmpp_2m_ka'] },
-  { name: 'DDIM', sampler: 'ddim', karras: false, aliases: ['ddim'] },
-  { name: 'PLMS', sampler: 'pndm', karras: false, aliases: ['plms'] },
-];
 
 /** A1111's schedulers (noise schedules) that todo-sd has. */
 export const A1111_SCHEDULERS = [
@@ -72,17 +63,22 @@ export type GenerationBody = Record<string, unknown> & {
   inpainting_mask_invert?: number;
 };
 
+/** A sampler by A1111 name (or ours) and A1111's scheduler field: Automatic keeps what the name says. */
 export function resolveA1111Sampler(name: string, scheduler: string | null): { sampler: SamplerName; karras: boolean; label: string } {
-  const lower = name.trim().toLowerCase();
-  const hit = A1111_SAMPLER_MAP.find((s) => s.name.toLowerCase() === lower || s.aliases.includes(lower) || s.sampler === lower);
-  if (!hit) throw new RequestError('sampler_name', `unknown sampler "${name}"; available: ${A1111_SAMPLER_MAP.map((s) => s.name).join(', ')}`);
+  let named: { sampler: SamplerName; karras?: boolean };
+  try {
+    named = resolveSampler(name);
+  } catch (e) {
+    throw new RequestError('sampler_name', (e as Error).message);
+  }
   const sched = (scheduler ?? 'automatic').toLowerCase();
   const known = A1111_SCHEDULERS.find((s) => s.name === sched || s.label.toLowerCase() === sched || s.aliases?.includes(sched));
   if (!known) throw new RequestError('scheduler', `unknown scheduler "${scheduler}"; available: ${A1111_SCHEDULERS.map((s) => s.label).join(', ')}`);
-  const karras = known.name === 'automatic' ? hit.karras : known.name === 'karras';
-  if (karras && (hit.sampler === 'ddim' || hit.sampler === 'pndm')) throw new RequestError('scheduler', `the Karras schedule is not available for ${hit.name}; use Automatic`);
-  const base = A1111_SAMPLER_MAP.find((s) => s.sampler === hit.sampler && !s.karras)!.name;
-  return { sampler: hit.sampler, karras, label: karras ? `${base} Karras` : base };
+  const karras = known.name === 'automatic' ? (named.karras ?? false) : known.name === 'karras';
+  if (karras && !KARRAS_SAMPLERS.includes(named.sampler)) {
+    throw new RequestError('scheduler', `the Karras schedule is not available for ${a1111SamplerName(named.sampler)}; use Automatic`);
+  }
+  return { sampler: named.sampler, karras, label: a1111SamplerName(named.sampler, karras) };
 }
 
 function readImage(b64: string, field: string, as = decodeRgb): RgbImage {

@@ -6,7 +6,8 @@ import { decodeBase64, decodeRgb } from '../../image/decode.js';
 import { resizeLanczos } from '../../image/resize.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { encodePng, readPngText } from '../../io/png.js';
-import { A1111_SAMPLER_MAP, A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
+import { A1111_SAMPLERS } from '../../scheduler/names.js';
+import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
 import type { ServerContext } from '../app.js';
 import { RequestError } from '../errors.js';
 import { infotextFields } from '../infotext.js';
@@ -102,7 +103,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
     registry.list().map((m) => ({ title: m.title, model_name: m.name, hash: null, sha256: null, filename: m.path, config: null })),
   );
   app.post(`${api}/refresh-checkpoints`, async () => null);
-  app.get(`${api}/samplers`, async () => A1111_SAMPLER_MAP.map((s) => ({ name: s.name, aliases: s.aliases, options: s.karras ? { scheduler: 'karras' } : {} })));
+  app.get(`${api}/samplers`, async () => A1111_SAMPLERS.map((name) => ({ name, aliases: [], options: name.endsWith(' Karras') ? { scheduler: 'karras' } : {} })));
   app.get(`${api}/schedulers`, async () => A1111_SCHEDULERS);
   app.get(`${api}/upscalers`, async () =>
     ['None', 'Lanczos'].map((name) => ({ name, model_name: null, model_path: null, model_url: null, scale: 4 })),
