@@ -74,6 +74,8 @@ test('a worker killed mid-job: another worker takes the job over and it finishes
   assert.equal(r.images.length, 1);
   assert.deepEqual(r.info.all_seeds, [3]);
   const survivor = workers.find((w) => w !== victim)!;
+  // Its log line may reach us just after the answer.
+  await until('the survivor to log the job', () => finished(survivor).length > 0, 10_000);
   assert.deepEqual(started(survivor), [jobId]);
   assert.deepEqual(finished(survivor), [jobId]);
   assert.deepEqual(finished(victim), []);
