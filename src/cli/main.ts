@@ -6,6 +6,7 @@ import { registerBench } from './bench.js';
 import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
 import { registerRandomModel } from './random-model.js';
+import { registerServe } from './serve.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -19,6 +20,7 @@ registerGenerate(program);
 registerInfo(program);
 registerRandomModel(program);
 registerBench(program);
+registerServe(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,198 @@
+/**
+ * AUTOMATIC1111's API vocabulary mapped onto todo-sd's: request bodies → JobSpec (pipeline
+ * options under the contracts' names), results → A1111's response shapes (`images`,
+ * `parameters`, `info` as a JSON string).
+ */
+import { randomInt } from 'node:crypto';
+import { decodeBase64, decodeMask, decodeRgb } from '../image/decode.js';
+import { fitImage as resizeLanczos } from '../pipeline/img2img.js';
+import type { RgbImage } from '../io/png.js';
+import { KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
+import { a1111SamplerName, resolveSampler } from '../scheduler/names.js';
+import { RequestError } from './errors.js';
+import type { JobResult, JobSpec } from './jobs.js';
+import { toWire } from './runner.js';
+import { modelAttentionLevels, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
+
+/** A1111's schedulers (noise schedules) that todo-sd has. */
+export const A1111_SCHEDULERS = [
+  { name: 'automatic', label: 'Automatic', aliases: null, default_rho: -1, need_inner_model: false },
+  { name: 'uniform', label: 'Uniform', aliases: ['normal'], default_rho: -1, need_inner_model: false },
+  { name: 'karras', label: 'Karras', aliases: null, default_rho: 7, need_inner_model: false },
+];
+
+const HIRES_UPSCALERS: Record<string, NonNullable<JobSpec['hires']>['upscaler']> = {
+  Latent: 'latent',
+  'Latent (nearest)': 'latent-nearest',
+  Lanczos: 'lanczos',
+};
+
+export const LATENT_UPSCALE_MODES = ['Latent', 'Latent (nearest)'];
+
+const INPAINTING_FILL = ['fill', 'original', 'latent-noise', 'latent-nothing'] as const;
+
+/** The body after schema validation (defaults filled in). */
+export type GenerationBody = Record<string, unknown> & {
+  prompt: string;
+  negative_prompt: string;
+  seed: number;
+  sampler_name: string | null;
+  sampler_index: string | null;
+  scheduler: string | null;
+  batch_size: number;
+  n_iter: number;
+  steps: number;
+  cfg_scale: number;
+  width: number;
+  height: number;
+  denoising_strength: number | null;
+  override_settings: SettingsPatch | null;
+  send_images: boolean;
+  save_images: boolean;
+  enable_hr?: boolean | null;
+  hr_scale?: number | null;
+  hr_upscaler?: string | null;
+  hr_second_pass_steps?: number | null;
+  hr_resize_x?: number | null;
+  hr_resize_y?: number | null;
+  init_images?: string[];
+  resize_mode?: number;
+  mask?: string | null;
+  mask_blur?: number | null;
+  inpainting_fill?: number;
+  inpainting_mask_invert?: number;
+};
+
+/** A sampler by A1111 name (or ours) and A1111's scheduler field: Automatic keeps what the name says. */
+export function resolveA1111Sampler(name: string, scheduler: string | null): { sampler: SamplerName; karras: boolean; label: string } {
+  let named: { sampler: SamplerName; karras?: boolean };
+  try {
+    named = resolveSampler(name);
+  } catch (e) {
+    throw new RequestError('sampler_name', (e as Error).message);
+  }
+  const sched = (scheduler ?? 'automatic').toLowerCase();
+  const known = A1111_SCHEDULERS.find((s) => s.name === sched || s.label.toLowerCase() === sched || s.aliases?.includes(sched));
+  if (!known) throw new RequestError('scheduler', `unknown scheduler "${scheduler}"; available: ${A1111_SCHEDULERS.map((s) => s.label).join(', ')}`);
+  const karras = known.name === 'automatic' ? (named.karras ?? false) : known.name === 'karras';
+  if (karras && !KARRAS_SAMPLERS.includes(named.sampler)) {
+    throw new RequestError('scheduler', `the Karras schedule is not available for ${a1111SamplerName(named.sampler)}; use Automatic`);
+  }
+  return { sampler: named.sampler, karras, label: a1111SamplerName(named.sampler, karras) };
+}
+
+function readImage(b64: string, field: string, as = decodeRgb): RgbImage {
+  try {
+    return as(decodeBase64(b64));
+  } catch (e) {
+    throw new RequestError(field, `${field}: ${(e as Error).message}`);
+  }
+}
+
+/** A1111's resize modes: 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent (as 0 here). */
+export function fitImage(img: RgbImage, width: number, height: number, mode: number): RgbImage {
+  if (img.width === width && img.height === height) return img;
+  if (mode !== 1 && mode !== 2) return resizeLanczos(img, width, height);
+  const ratio = mode === 1 ? Math.max(width / img.width, height / img.height) : Math.min(width / img.width, height / img.height);
+  const sw = Math.max(1, Math.round(img.width * ratio));
+  const sh = Math.max(1, Math.round(img.height * ratio));
+  const scaled = resizeLanczos(img, sw, sh);
+  // Crop (mode 1) or pad with the nearest edge pixel (mode 2) around the centre.
+  const ox = Math.floor((sw - width) / 2);
+  const oy = Math.floor((sh - height) / 2);
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    const sy = Math.min(sh - 1, Math.max(0, y + oy));
+    for (let x = 0; x < width; x++) {
+      const sx = Math.min(sw - 1, Math.max(0, x + ox));
+      data.set(scaled.data.subarray((sy * sw + sx) * 3, (sy * sw + sx) * 3 + 3), (y * width + x) * 3);
+    }
+  }
+  return { width, height, data };
+}
+
+/** A1111 request → JobSpec, every check made before the job is queued. */
+export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings, modelPath: (name: string) => string): { job: JobSpec; samplerLabel: string } {
+  const s = settings.merged(body.override_settings, 'override_settings.');
+  const { sampler, karras, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
+  const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
+  const count = body.batch_size * body.n_iter;
+  const job: JobSpec = {
+    kind,
+    model: s.sd_model_checkpoint,
+    prompt: body.prompt,
+    negativePrompt: body.negative_prompt,
+    width: body.width,
+    height: body.height,
+    steps: body.steps,
+    cfg: body.cfg_scale,
+    sampler,
+    karras,
+    clipSkip: s.CLIP_stop_at_last_layers,
+    attention: todoAttention(s, () => modelAttentionLevels(modelPath(s.sd_model_checkpoint)), 'override_settings.'),
+    seeds: Array.from({ length: count }, (_, i) => seed + i),
+  };
+  if (kind === 'txt2img' && body.enable_hr) {
+    const upscaler = HIRES_UPSCALERS[body.hr_upscaler ?? 'Latent'];
+    if (!upscaler) throw new RequestError('hr_upscaler', `unknown hr_upscaler "${body.hr_upscaler}"; available: ${Object.keys(HIRES_UPSCALERS).join(', ')}`);
+    const scale = body.hr_resize_x ? body.hr_resize_x / body.width : body.hr_resize_y ? body.hr_resize_y / body.height : (body.hr_scale ?? 2);
+    if (![body.width, body.height].every((v) => Number.isInteger((v * scale) / 8))) {
+      throw new RequestError('hr_scale', `hr_scale ${scale} gives a size of ${body.width * scale}x${body.height * scale}; both sides must be multiples of 8`);
+    }
+    job.hires = { scale, denoise: body.denoising_strength ?? 0.7, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}) };
+  }
+  if (kind === 'img2img') {
+    const mode = body.resize_mode ?? 0;
+    job.initImage = toWire(fitImage(readImage(body.init_images![0]!, 'init_images.0'), body.width, body.height, mode));
+    job.strength = body.denoising_strength ?? 0.75;
+    if (body.mask) {
+      job.mask = {
+        image: toWire(fitImage(readImage(body.mask, 'mask', decodeMask), body.width, body.height, mode)),
+        blur: body.mask_blur ?? 4,
+        invert: body.inpainting_mask_invert === 1,
+        fill: INPAINTING_FILL[body.inpainting_fill ?? 1]!,
+      };
+    }
+  }
+  return { job, samplerLabel: label };
+}
+
+/** The `info` JSON string A1111 returns with generated images. */
+export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult, samplerLabel: string, modelName: string): string {
+  const seeds = result.images.map((i) => i.seed);
+  return JSON.stringify({
+    prompt: job.prompt,
+    all_prompts: seeds.map(() => job.prompt),
+    negative_prompt: job.negativePrompt,
+    all_negative_prompts: seeds.map(() => job.negativePrompt),
+    seed: job.seeds[0],
+    all_seeds: seeds,
+    subseed: -1,
+    all_subseeds: seeds.map(() => -1),
+    subseed_strength: 0,
+    width: job.width,
+    height: job.height,
+    sampler_name: samplerLabel,
+    cfg_scale: job.cfg,
+    steps: job.steps,
+    batch_size: body.batch_size,
+    restore_faces: false,
+    face_restoration_model: null,
+    sd_model_name: modelName,
+    sd_model_hash: null,
+    sd_vae_name: null,
+    sd_vae_hash: null,
+    seed_resize_from_w: -1,
+    seed_resize_from_h: -1,
+    denoising_strength: job.strength ?? job.hires?.denoise ?? null,
+    extra_generation_params: {},
+    index_of_first_image: 0,
+    infotexts: result.images.map((i) => i.parameters),
+    styles: [],
+    job_timestamp: new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14),
+    clip_skip: job.clipSkip,
+    is_using_inpainting_conditioning: false,
+    interrupted: result.interrupted,
+    version: 'todo-sd',
+  });
+}

@@ -1,0 +1,72 @@
+/**
+ * A job is one A1111 request (n_iter × batch_size images) in a JSON-safe form, so the same job
+ * runs in this process or on a BullMQ worker on another machine.
+ */
+import type { AttentionOptions } from '../attention/options.js';
+import type { SamplerName } from '../scheduler/index.js';
+
+/** An image on the wire: RGB bytes as base64. */
+export interface WireImage {
+  width: number;
+  height: number;
+  rgb: string;
+}
+
+export interface JobSpec {
+  kind: 'txt2img' | 'img2img';
+  /** A model name from the registry (never a path). */
+  model: string;
+  prompt: string;
+  negativePrompt: string;
+  width: number;
+  height: number;
+  steps: number;
+  cfg: number;
+  sampler: SamplerName;
+  karras: boolean;
+  clipSkip: number;
+  attention: AttentionOptions;
+  /** Seed of each image, in order; A1111's seed + index, so each image's infotext reproduces it. */
+  seeds: number[];
+  /** Contract fields of the pipeline (GenerateOptions): img2img, inpainting, hires fix. */
+  initImage?: WireImage;
+  strength?: number;
+  mask?: { image: WireImage; blur: number; invert: boolean; fill: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
+  hires?: { scale: number; steps?: number; denoise: number; upscaler: 'latent' | 'latent-nearest' | 'lanczos' };
+}
+
+export interface JobImage {
+  /** PNG with its `parameters` chunk, base64. */
+  png: string;
+  seed: number;
+  parameters: string;
+}
+
+export interface JobResult {
+  images: JobImage[];
+  /** True when `interrupt` stopped the job: images holds the ones finished before. */
+  interrupted: boolean;
+}
+
+export interface JobProgress {
+  /** Images finished and the image in progress (0-based). */
+  image: number;
+  images: number;
+  step: number;
+  steps: number;
+  /** A cheap preview of the current latents (PNG, base64), when the pipeline reports them. */
+  preview?: string;
+}
+
+/** Where jobs wait and run: in this process, or on Redis workers. */
+export interface JobQueue {
+  /** Runs a job when its turn comes; resolves with its result. */
+  run(job: JobSpec): Promise<JobResult>;
+  /** Progress of the running jobs (oldest first) and how many wait. */
+  status(): Promise<{ running: { id: string; startedAt: number; progress?: JobProgress }[]; waiting: number }>;
+  /** Stops every running job after its current step; the finished images are returned. */
+  interrupt(): Promise<void>;
+  /** Skips the image in progress of every running job. */
+  skip(): Promise<void>;
+  close(): Promise<void>;
+}

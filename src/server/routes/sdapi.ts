@@ -1,0 +1,130 @@
+/** AUTOMATIC1111's `/sdapi/v1` endpoints, with its request fields and response shapes. */
+import { mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { decodeBase64, decodeRgb } from '../../image/decode.js';
+import { fitImage as resizeLanczos } from '../../pipeline/img2img.js';
+import { writeFileAtomic } from '../../io/atomic.js';
+import { encodePng, readPngText } from '../../io/png.js';
+import { A1111_SAMPLERS } from '../../scheduler/names.js';
+import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
+import type { ServerContext } from '../app.js';
+import { RequestError } from '../errors.js';
+import { infotextFields } from '../infotext.js';
+import type { JobResult, JobSpec } from '../jobs.js';
+import { estimateJobMemory, memoryRefusal } from '../limits.js';
+import { EXTRA_SINGLE_IMAGE_SCHEMA, IMG2IMG_SCHEMA, OPTIONS_SCHEMA, PNG_INFO_SCHEMA, TXT2IMG_SCHEMA } from '../schemas.js';
+import type { SettingsPatch } from '../settings.js';
+
+const EMPTY_LIST_ENDPOINTS = ['face-restorers', 'realesrgan-models', 'hypernetworks', 'sd-vae', 'sd-modules', 'script-info', 'extensions'];
+
+/** Saves PNGs as A1111 names them (`00000-seed.png`), each through an atomic write. */
+function saveImages(dir: string, result: JobResult): void {
+  mkdirSync(dir, { recursive: true });
+  let n = readdirSync(dir).reduce((m, f) => Math.max(m, (/^(\d{5})-/.exec(f)?.[1] ?? -1) as number), -1) + 1;
+  for (const img of result.images) writeFileAtomic(join(dir, `${String(n++).padStart(5, '0')}-${img.seed}.png`), Buffer.from(img.png, 'base64'));
+}
+
+export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
+  const api = '/sdapi/v1';
+  const { registry, settings, queue } = ctx;
+
+  const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
+    const { job, samplerLabel } = toJob(kind, body, settings, (name) => registry.resolve(name).path);
+    const model = registry.resolve(job.model);
+    const refusal = memoryRefusal(estimateJobMemory(job, model.path), ctx.maxMemoryMiB);
+    if (refusal) throw new RequestError('width', refusal, 'value_error.memory');
+    const result = await queue.run(job);
+    if (body.save_images) saveImages(ctx.outputsDir, result);
+    const parameters = kind === 'img2img' && !body.include_init_images ? { ...body, init_images: null, mask: null } : body;
+    return { images: body.send_images ? result.images.map((i) => i.png) : [], parameters, info: a1111Info(body, job, result, samplerLabel, model.name) };
+  };
+
+  app.post(`${api}/txt2img`, { schema: { body: TXT2IMG_SCHEMA } }, (req) => generate('txt2img', req.body as GenerationBody));
+  app.post(`${api}/img2img`, { schema: { body: IMG2IMG_SCHEMA } }, (req) => generate('img2img', req.body as GenerationBody));
+
+  app.post(`${api}/extra-single-image`, { schema: { body: EXTRA_SINGLE_IMAGE_SCHEMA } }, async (req) => {
+    const b = req.body as { image: string; resize_mode: number; upscaling_resize: number; upscaling_resize_w: number; upscaling_resize_h: number; upscaler_1: string | null };
+    if (!['None', 'Lanczos', null].includes(b.upscaler_1)) throw new RequestError('upscaler_1', `unknown upscaler "${b.upscaler_1}"; available: None, Lanczos (both resize with Lanczos)`);
+    let img;
+    try {
+      img = decodeRgb(decodeBase64(b.image));
+    } catch (e) {
+      throw new RequestError('image', `image: ${(e as Error).message}`);
+    }
+    const [w, h] = b.resize_mode === 1 ? [b.upscaling_resize_w, b.upscaling_resize_h] : [Math.round(img.width * b.upscaling_resize), Math.round(img.height * b.upscaling_resize)];
+    if (w * h > (4 * 2048) ** 2) throw new RequestError('upscaling_resize', `the result would be ${w}x${h}; at most ${4 * 2048}x${4 * 2048} pixels`);
+    const out = resizeLanczos(img, w, h);
+    return { html_info: `<p>Lanczos ${img.width}x${img.height} → ${w}x${h}</p>`, image: Buffer.from(encodePng(out)).toString('base64') };
+  });
+
+  app.get(`${api}/progress`, async () => {
+    const { running, waiting } = await queue.status();
+    const job = running[0];
+    const p = job?.progress;
+    const done = p ? (p.image + p.step / p.steps) / p.images : 0;
+    const elapsed = job ? (Date.now() - job.startedAt) / 1000 : 0;
+    return {
+      progress: done,
+      eta_relative: done > 0 ? (elapsed / done) * (1 - done) : 0,
+      state: {
+        skipped: false,
+        interrupted: false,
+        stopping_generation: false,
+        job: job ? `job ${job.id}` : '',
+        job_count: job ? (p?.images ?? 1) + waiting : 0,
+        job_timestamp: job ? new Date(job.startedAt).toISOString().replace(/[-:T]/g, '').slice(0, 14) : '0',
+        job_no: p?.image ?? 0,
+        sampling_step: p?.step ?? 0,
+        sampling_steps: p?.steps ?? 0,
+      },
+      current_image: p?.preview ?? null,
+      textinfo: job ? `${running.length} running, ${waiting} waiting` : null,
+      current_task: job?.id ?? null,
+    };
+  });
+
+  app.post(`${api}/interrupt`, async () => {
+    await queue.interrupt();
+    return {};
+  });
+  app.post(`${api}/skip`, async () => {
+    await queue.skip();
+    return {};
+  });
+
+  app.get(`${api}/options`, async () => settings.get());
+  app.post(`${api}/options`, { schema: { body: OPTIONS_SCHEMA } }, async (req) => {
+    settings.update(req.body as SettingsPatch);
+    return null;
+  });
+
+  app.get(`${api}/sd-models`, async () =>
+    registry.list().map((m) => ({ title: m.title, model_name: m.name, hash: null, sha256: null, filename: m.path, config: null })),
+  );
+  app.post(`${api}/refresh-checkpoints`, async () => null);
+  app.get(`${api}/samplers`, async () => A1111_SAMPLERS.map((name) => ({ name, aliases: [], options: name.endsWith(' Karras') ? { scheduler: 'karras' } : {} })));
+  app.get(`${api}/schedulers`, async () => A1111_SCHEDULERS);
+  app.get(`${api}/upscalers`, async () =>
+    ['None', 'Lanczos'].map((name) => ({ name, model_name: null, model_path: null, model_url: null, scale: 4 })),
+  );
+  app.get(`${api}/latent-upscale-modes`, async () => LATENT_UPSCALE_MODES.map((name) => ({ name })));
+  app.get(`${api}/loras`, async () => registry.loras().map((l) => ({ name: l.name, alias: l.name, path: l.path, metadata: {} })));
+  app.post(`${api}/refresh-loras`, async () => null);
+  app.get(`${api}/embeddings`, async () => ({ loaded: {}, skipped: {} }));
+  app.get(`${api}/prompt-styles`, async () => []);
+  app.get(`${api}/scripts`, async () => ({ txt2img: [], img2img: [] }));
+  for (const name of EMPTY_LIST_ENDPOINTS) app.get(`${api}/${name}`, async () => []);
+  app.get(`${api}/cmd-flags`, async () => ({ api: true, nowebui: false, ckpt_dir: registry.modelsDir ?? null, lora_dir: registry.loraDir ?? null, ...ctx.flags }));
+
+  app.post(`${api}/png-info`, { schema: { body: PNG_INFO_SCHEMA } }, async (req) => {
+    let text: Record<string, string>;
+    try {
+      text = readPngText(decodeBase64((req.body as { image: string }).image));
+    } catch (e) {
+      throw new RequestError('image', `image: not a readable PNG (${(e as Error).message})`);
+    }
+    const info = text.parameters ?? '';
+    return { info, items: Object.fromEntries(Object.entries(text).filter(([k]) => k !== 'parameters')), parameters: info ? infotextFields(info) : {} };
+  });
+}

@@ -1,0 +1,102 @@
+/**
+ * Runs jobs on a pipeline: loads the job's model (one at a time, kept for the next job), draws
+ * each image with its own seed, reports progress with a latent preview, and honours interrupt
+ * (stop after the current step, keep the finished images) and skip (drop the current image).
+ */
+import { encodePng, type RgbImage } from '../io/png.js';
+import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipeline/stable-diffusion.js';
+import type { RuntimeOptions } from '../runtime/session.js';
+import type { JobProgress, JobResult, JobSpec, WireImage } from './jobs.js';
+import type { ModelRegistry } from './models.js';
+import { latentPreview } from './preview.js';
+
+/** GenerateOptions with the fields other branches add under the contracts' names. */
+type PipelineOptions = GenerateOptions & {
+  initImage?: RgbImage;
+  strength?: number;
+  mask?: { image: RgbImage; blur?: number; invert?: boolean; fill?: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
+  hires?: JobSpec['hires'];
+  loraDir?: string;
+};
+
+/** Interrupt and skip requests for one running job. */
+export class JobControl {
+  interrupted = false;
+  skipped = false;
+  interrupt(): void {
+    this.interrupted = true;
+  }
+  skip(): void {
+    this.skipped = true;
+  }
+}
+
+class Stopped extends Error {}
+
+const fromWire = (w: WireImage): RgbImage => ({ width: w.width, height: w.height, data: new Uint8Array(Buffer.from(w.rgb, 'base64')) });
+
+export function toWire(img: RgbImage): WireImage {
+  return { width: img.width, height: img.height, rgb: Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength).toString('base64') };
+}
+
+export class JobRunner {
+  private loaded?: { name: string; pipe: StableDiffusion };
+
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly runtime: RuntimeOptions = {},
+  ) {}
+
+  /** The job's model, loading it (and letting go of the previous one) when it changes. */
+  private async pipeline(name: string): Promise<StableDiffusion> {
+    const entry = this.registry.resolve(name);
+    if (this.loaded?.name !== entry.name) {
+      await this.loaded?.pipe.dispose();
+      this.loaded = undefined;
+      this.loaded = { name: entry.name, pipe: await StableDiffusion.load(entry.path, this.runtime) };
+    }
+    return this.loaded.pipe;
+  }
+
+  async run(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void = () => {}): Promise<JobResult> {
+    const pipe = await this.pipeline(job.model);
+    const base: PipelineOptions = {
+      prompt: job.prompt,
+      negativePrompt: job.negativePrompt,
+      width: job.width,
+      height: job.height,
+      steps: job.steps,
+      cfg: job.cfg,
+      sampler: job.sampler,
+      karras: job.karras,
+      clipSkip: job.clipSkip,
+      attention: job.attention,
+      loraDir: this.registry.loraDir,
+      ...(job.initImage && { initImage: fromWire(job.initImage), strength: job.strength }),
+      ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
+      ...(job.hires && { hires: job.hires }),
+    };
+    const images: JobResult['images'] = [];
+    for (const [index, seed] of job.seeds.entries()) {
+      if (control.interrupted) break;
+      control.skipped = false;
+      const onStep = (s: StepInfo): void => {
+        if (control.interrupted || control.skipped) throw new Stopped();
+        const preview = s.latents && latentPreview(s.latents);
+        onProgress({ image: index, images: job.seeds.length, step: s.step, steps: s.total, ...(preview && { preview: Buffer.from(preview).toString('base64') }) });
+      };
+      try {
+        const r = await pipe.generate({ ...base, seed }, { onStep });
+        for (const img of r.images) images.push({ png: Buffer.from(encodePng(img, { parameters: img.parameters })).toString('base64'), seed, parameters: img.parameters });
+      } catch (e) {
+        if (!(e instanceof Stopped)) throw e;
+      }
+    }
+    return { images, interrupted: control.interrupted };
+  }
+
+  async dispose(): Promise<void> {
+    await this.loaded?.pipe.dispose();
+    this.loaded = undefined;
+  }
+}

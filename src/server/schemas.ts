@@ -1,0 +1,105 @@
+/**
+ * JSON schemas of the A1111 request bodies: the fields todo-sd reads, with A1111's defaults and
+ * this server's limits. Other fields (A1111 has many legacy ones) are accepted and ignored.
+ * A1111 clients send null for "not set", so optional fields accept null too.
+ */
+import { LIMITS } from './limits.js';
+
+const int = (def: number | null, min: number, max?: number): object => ({ type: ['integer', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
+const num = (def: number | null, min: number, max?: number): object => ({ type: ['number', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
+const str = (def: string | null): object => ({ type: ['string', 'null'], default: def });
+const bool = (def: boolean): object => ({ type: ['boolean', 'null'], default: def });
+const size = { type: 'integer', default: 512, minimum: LIMITS.minSize, maximum: LIMITS.maxSize, multipleOf: 8 };
+
+/** The settings todo-sd acts on (GET/POST options, override_settings). */
+export const OPTIONS_SCHEMA = {
+  type: 'object',
+  properties: {
+    sd_model_checkpoint: { type: 'string' },
+    CLIP_stop_at_last_layers: { type: 'integer', minimum: 1, maximum: 12 },
+    token_downsampling_factor: { type: 'number', minimum: 1, maximum: 8 },
+    token_downsampling_max_depth: { type: 'integer', minimum: 1, maximum: 4 },
+    token_downsampling_disable_after: { type: 'number', minimum: 0, maximum: 1 },
+  },
+} as const;
+
+const generation = {
+  prompt: { type: 'string', default: '' },
+  negative_prompt: { type: 'string', default: '' },
+  styles: { type: ['array', 'null'], items: { type: 'string' } },
+  seed: { type: 'integer', default: -1, minimum: -1, maximum: 2 ** 32 - 1 },
+  sampler_name: str(null),
+  sampler_index: str('Euler'),
+  scheduler: str(null),
+  batch_size: { type: 'integer', default: 1, minimum: 1, maximum: LIMITS.maxBatchSize },
+  n_iter: { type: 'integer', default: 1, minimum: 1, maximum: LIMITS.maxIterations },
+  steps: { type: 'integer', default: 50, minimum: 1, maximum: LIMITS.maxSteps },
+  cfg_scale: { type: 'number', default: 7.0, minimum: 0, maximum: LIMITS.maxCfg },
+  width: size,
+  height: size,
+  denoising_strength: num(null, 0, 1),
+  tiling: bool(false),
+  override_settings: { type: ['object', 'null'], default: null, properties: OPTIONS_SCHEMA.properties },
+  override_settings_restore_afterwards: bool(true),
+  send_images: { type: 'boolean', default: true },
+  save_images: { type: 'boolean', default: false },
+} as const;
+
+export const TXT2IMG_SCHEMA = {
+  type: 'object',
+  properties: {
+    ...generation,
+    enable_hr: bool(false),
+    hr_scale: num(2.0, 1, LIMITS.maxHiresScale),
+    hr_upscaler: str(null),
+    hr_second_pass_steps: int(0, 0, LIMITS.maxSteps),
+    hr_resize_x: int(0, 0, LIMITS.maxSize),
+    hr_resize_y: int(0, 0, LIMITS.maxSize),
+  },
+} as const;
+
+export const IMG2IMG_SCHEMA = {
+  type: 'object',
+  required: ['init_images'],
+  properties: {
+    ...generation,
+    init_images: { type: 'array', minItems: 1, items: { type: 'string' } },
+    resize_mode: { type: 'integer', default: 0, minimum: 0, maximum: 3 },
+    denoising_strength: { type: 'number', default: 0.75, minimum: 0, maximum: 1, exclusiveMinimum: 0 },
+    mask: str(null),
+    mask_blur: int(4, 0, 64),
+    inpainting_fill: { type: 'integer', default: 0, minimum: 0, maximum: 3 },
+    inpainting_mask_invert: { type: 'integer', default: 0, minimum: 0, maximum: 1 },
+    include_init_images: bool(false),
+  },
+} as const;
+
+export const EXTRA_SINGLE_IMAGE_SCHEMA = {
+  type: 'object',
+  required: ['image'],
+  properties: {
+    image: { type: 'string', minLength: 1 },
+    resize_mode: { type: 'integer', default: 0, minimum: 0, maximum: 1 },
+    upscaling_resize: { type: 'number', default: 2, minimum: 1, maximum: 8 },
+    upscaling_resize_w: { type: 'integer', default: 512, minimum: 1, maximum: LIMITS.maxSize * 4 },
+    upscaling_resize_h: { type: 'integer', default: 512, minimum: 1, maximum: LIMITS.maxSize * 4 },
+    upscaler_1: str('None'),
+  },
+} as const;
+
+export const PNG_INFO_SCHEMA = {
+  type: 'object',
+  required: ['image'],
+  properties: { image: { type: 'string', minLength: 1 } },
+} as const;
+
+export const SPEEDUP_SCHEMA = {
+  type: 'object',
+  properties: {
+    width: size,
+    height: size,
+    factor: { type: 'number', default: 2, minimum: 1, maximum: 8 },
+    max_depth: { type: 'integer', default: 1, minimum: 1, maximum: 4 },
+    disable_after: { type: 'number', default: 1, minimum: 0, maximum: 1 },
+  },
+} as const;

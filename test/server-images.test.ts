@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { encode } from 'fast-png';
+import { decodeBase64, decodeMask, decodeRgb } from '../src/image/decode.js';
+import { fitImage as resizeLanczos } from '../src/pipeline/img2img.js';
+import { fitImage } from '../src/server/a1111.js';
+
+const pngOf = (width: number, height: number, channels: number, data: number[]): Uint8Array => encode({ width, height, channels, data: Uint8Array.from(data) });
+
+test('client pictures: RGBA flattened onto white, grey replicated; data: URLs and plain base64 alike', () => {
+  const rgba = pngOf(2, 1, 4, [255, 0, 0, 255, 0, 0, 255, 0]);
+  assert.deepEqual([...decodeRgb(rgba).data], [255, 0, 0, 255, 255, 255]);
+  assert.deepEqual([...decodeRgb(pngOf(1, 1, 1, [77])).data], [77, 77, 77]);
+  const b64 = Buffer.from(rgba).toString('base64');
+  assert.deepEqual(decodeBase64(`data:image/png;base64,${b64}`), decodeBase64(b64));
+  assert.throws(() => decodeRgb(new Uint8Array([1, 2, 3])), /not a readable PNG/);
+});
+
+test('masks: the alpha channel when it has transparency (as A1111), else the luminance', () => {
+  const painted = pngOf(2, 1, 4, [0, 0, 0, 255, 0, 0, 0, 0]);
+  assert.deepEqual([...decodeMask(painted).data], [255, 255, 255, 0, 0, 0]);
+  const opaque = pngOf(2, 1, 3, [255, 255, 255, 255, 0, 0]);
+  assert.deepEqual([...decodeMask(opaque).data], [255, 255, 255, 76, 76, 76]);
+});
+
+test('Lanczos: a flat image stays flat; shrinking averages a checkerboard to grey', () => {
+  const flat = { width: 5, height: 3, data: new Uint8Array(45).fill(90) };
+  assert.ok([...resizeLanczos(flat, 13, 7).data].every((v) => v === 90));
+  const checker = { width: 8, height: 8, data: new Uint8Array(192).map((_, i) => ((Math.floor(i / 3) % 8) + Math.floor(i / 24)) % 2 ? 255 : 0) };
+  const small = resizeLanczos(checker, 2, 2);
+  assert.ok([...small.data].every((v) => Math.abs(v - 127.5) < 8), String([...small.data]));
+});
+
+test('resize modes: just resize, crop and resize, resize and fill all give the asked size', () => {
+  // A wide image whose left half is black and right half white.
+  const img = { width: 8, height: 2, data: new Uint8Array(48).map((_, i) => (Math.floor(i / 3) % 8 < 4 ? 0 : 255)) };
+  for (const mode of [0, 1, 2, 3]) {
+    const out = fitImage(img, 4, 4, mode);
+    assert.deepEqual([out.width, out.height, out.data.length], [4, 4, 48], `mode ${mode}`);
+  }
+  // Crop keeps the centre: the middle columns of a 2:1 image scaled to cover 4x4 are 2 black, 2 white.
+  const crop = fitImage(img, 4, 4, 1);
+  const row = [0, 1, 2, 3].map((x) => crop.data[x * 3]!);
+  assert.ok(row[0]! < 128 && row[3]! > 128, String(row));
+});
