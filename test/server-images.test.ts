@@ -13,7 +13,7 @@ test('client pictures: RGBA flattened onto white, grey replicated; data: URLs an
   assert.deepEqual([...decodeRgb(pngOf(1, 1, 1, [77])).data], [77, 77, 77]);
   const b64 = Buffer.from(rgba).toString('base64');
   assert.deepEqual(decodeBase64(`data:image/png;base64,${b64}`), decodeBase64(b64));
-  assert.throws(() => decodeRgb(new Uint8Array([1, 2, 3])), /not a readable PNG/);
+  assert.throws(() => decodeRgb(new Uint8Array([1, 2, 3])), /not a PNG file/);
 });
 
 test('masks: the alpha channel when it has transparency (as A1111), else the luminance', () => {
