@@ -47,15 +47,33 @@ export interface WeightFiles extends WeightSource {
   setPatches(patches: WeightPatches | undefined): void;
 }
 
-export class WeightStore implements WeightFiles {
+/** Weight files whose tensors LoRA-style patches may change, as graph ops, in graphs built from now on. */
+export abstract class PatchableWeights {
+  protected patches?: WeightPatches;
+
+  /** Replaces the patches applied to the weights of graphs built from now on. */
+  setPatches(patches: WeightPatches | undefined): void {
+    this.patches = patches;
+  }
+
+  patched(key: string): boolean {
+    return this.patches?.has(key) ?? false;
+  }
+
+  patch(g: GraphBuilder, key: string, w: Value): Value {
+    return this.patches ? this.patches.apply(g, key, w) : w;
+  }
+}
+
+export class WeightStore extends PatchableWeights implements WeightFiles {
   readonly folder: string;
   private readonly index = new Map<string, SafetensorsFile>();
-  private patches?: WeightPatches;
 
   constructor(
     readonly files: readonly SafetensorsFile[],
     readonly component: string,
   ) {
+    super();
     if (files.length === 0) throw new Error(`${component}: no weight files`);
     this.folder = dirname(files[0]!.path);
     for (const f of files) {
@@ -85,19 +103,6 @@ export class WeightStore implements WeightFiles {
       );
     }
     return { file: basename(file.path), offset: t.offset, length: t.byteLength, shape: t.shape, type };
-  }
-
-  /** Replaces the patches applied to the weights of graphs built from now on. */
-  setPatches(patches: WeightPatches | undefined): void {
-    this.patches = patches;
-  }
-
-  patched(key: string): boolean {
-    return this.patches?.has(key) ?? false;
-  }
-
-  patch(g: GraphBuilder, key: string, w: Value): Value {
-    return this.patches ? this.patches.apply(g, key, w) : w;
   }
 
   /** Size and modification time of every file, and the patches: part of the graph cache key. */

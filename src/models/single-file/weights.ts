@@ -6,8 +6,8 @@
  */
 import { statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { ElemType, GraphBuilder, Value } from '../../graph/builder.js';
-import type { WeightFiles, WeightPatches, WeightRef } from '../../graph/weights.js';
+import type { ElemType } from '../../graph/builder.js';
+import { PatchableWeights, type WeightFiles, type WeightRef } from '../../graph/weights.js';
 import type { DType, SafetensorsFile } from '../../io/safetensors.js';
 
 const FLOAT_TYPES: Partial<Record<DType, ElemType>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
@@ -33,9 +33,8 @@ function sameSqueezed(a: readonly number[], b: readonly number[]): boolean {
   return x.length === y.length && x.every((d, i) => d === y[i]);
 }
 
-export class CheckpointWeights implements WeightFiles {
+export class CheckpointWeights extends PatchableWeights implements WeightFiles {
   readonly folder: string;
-  private patches?: WeightPatches;
 
   constructor(
     readonly file: SafetensorsFile,
@@ -43,6 +42,7 @@ export class CheckpointWeights implements WeightFiles {
     /** diffusers key → where it is in the file. */
     readonly slots: ReadonlyMap<string, CheckpointSlot>,
   ) {
+    super();
     this.folder = dirname(file.path);
   }
 
@@ -82,18 +82,6 @@ export class CheckpointWeights implements WeightFiles {
       shape = [...expectShape];
     }
     return { file: basename(this.file.path), offset, length, shape, type, ...(slot.transposed ? { transposed: true } : {}) };
-  }
-
-  setPatches(patches: WeightPatches | undefined): void {
-    this.patches = patches;
-  }
-
-  patched(key: string): boolean {
-    return this.patches?.has(key) ?? false;
-  }
-
-  patch(g: GraphBuilder, key: string, w: Value): Value {
-    return this.patches ? this.patches.apply(g, key, w) : w;
   }
 
   fingerprint(): string {
