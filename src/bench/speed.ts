@@ -205,7 +205,13 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
   const baseMiB = rssMiB();
   let sessionMiB = NaN;
   const records: UNetRecord[] = [];
-  const fits = (estimateMs: number): boolean => performance.now() + estimateMs < deadline;
+  // Any run skipped for lack of budget ends the bench after this size, and says so.
+  let cut = false;
+  const fits = (estimateMs: number): boolean => {
+    if (performance.now() + estimateMs < deadline) return true;
+    cut = true;
+    return false;
+  };
   const loadDense = async (size: [number, number]): Promise<Loaded> => {
     log(`${size[0]}x${size[1]}: building and loading dense`);
     const dense = await load(cfg, weights, size, o.batch, { method: 'dense' }, o);
@@ -275,9 +281,9 @@ export async function runSpeedBench(o: SpeedOptions): Promise<{ records: UNetRec
       records.push(record(size, o.batch, { label: 'dense', attention: { method: 'dense' } }, denseRef, s, s, denseRef, densePeak, baseMiB + sessionMiB));
     }
     records.push(...atSize);
-    if (performance.now() >= deadline) return { records, stoppedEarly: true };
+    if (cut || performance.now() >= deadline) return { records, stoppedEarly: true };
   }
-  return { records, stoppedEarly: performance.now() >= deadline };
+  return { records, stoppedEarly: false };
 }
 
 function record(size: [number, number], batch: number, method: MethodSpec, m: Loaded, step: Stats, denseRuns: Stats, dense: Loaded, runPeakMiB: number, residentMiB: number): UNetRecord {

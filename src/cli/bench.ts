@@ -62,7 +62,7 @@ export function registerBench(program: Command): void {
     .option('--sizes <list>', 'image sizes, e.g. 512,768,1024 or 768x1216', list(size), [[512, 512], [768, 768], [1024, 1024]])
     .option('--batch <n>', 'batch size', parseIntOption('--batch', 1, 64), 1)
     .option('--methods <list>', 'dense, todo-2, todo-3, todo-4, todo-auto, todo-2-l2, tome-0.5, tome-0.75', list(parseMethod), ['dense', 'todo-2', 'todo-3', 'todo-4', 'todo-auto', 'todo-2-l2', 'tome-0.5', 'tome-0.75'].map(parseMethod))
-    .option('--runs <n>', 'timed runs per method (after warm-up)', parseIntOption('--runs', 1, 100), 3)
+    .option('--runs <n>', 'timed runs per method (after warm-up); with --max-seconds, an upper bound', parseIntOption('--runs', 1, 10000), 3)
     .option('--warmup <n>', 'untimed runs first', parseIntOption('--warmup', 0, 10), 1)
     .option('--max-seconds <s>', 'stop cleanly after this long, keeping what was measured', parseFloatOption('--max-seconds', 1, 1e7))
     .option('--attention <tokens>', 'attention micro-benchmark token counts (empty to skip)', (v) => (v ? v.split(',').map(Number) : []), [4096, 16384])
