@@ -1,12 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodePng, readPngText } from '../src/io/png.js';
 import { optionsFromParameters } from '../src/pipeline/from-parameters.js';
 import { a1111Parameters, parseParameters } from '../src/pipeline/parameters.js';
-import { runCli, sharedDir } from './helpers.js';
+import type { AttentionOptions } from '../src/attention/options.js';
+import type { TodoOptions } from '../src/attention/todo.js';
+import { fixture, runCli, sharedDir } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-params-'));
 const model = join(sharedDir, 'models', 'tiny-photo');
@@ -86,7 +88,9 @@ test('optionsFromParameters: A1111 sampler + Schedule type, settings it cannot a
   assert.equal(options.karras, true);
   assert.deepEqual([options.width, options.height, options.steps, options.cfg, options.seed], [32, 48, 12, 6.5, 3170]);
   assert.deepEqual(options.attention, { method: 'dense' });
-  assert.deepEqual(notApplied, ['Denoising strength', 'Hires upscale', 'Lora hashes']);
+  // The hires fix is applied; the LoRAs are not, since the prompt has no <lora:…> tags to find them by.
+  assert.deepEqual(options.hires, { scale: 2, denoise: 0.5, upscaler: 'latent' });
+  assert.deepEqual(notApplied, ['Lora hashes']);
   const exponential = optionsFromParameters(parseParameters('x\nSteps: 2, Sampler: Euler, Schedule type: Exponential, Seed: 1'), SD_LEVELS);
   assert.deepEqual([exponential.options.karras, exponential.notApplied], [false, ['Schedule type']]);
   assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 1.5, Seed: 1, Size: 8x8'), SD_LEVELS), /"Steps: 1\.5" is not an integer/);
@@ -125,8 +129,8 @@ test('--from-png with A1111 settings we do not apply says so; bad inputs fail wi
   const r = runCli(root, 'generate', '--model', model, '--from-png', a1111, '-o', out);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /made with model "v1-5-pruned-emaonly"; regenerating with "tiny-photo"/);
-  assert.match(r.stderr, /settings not applied: Denoising strength, Hires upscale, Lora hashes/);
-  assert.match(readPngText(readFileSync(out)).parameters!, /Sampler: DPM\+\+ 2M Karras, CFG scale: 6\.5, Seed: 3170, Size: 32x48/);
+  assert.match(r.stderr, /settings not applied: Lora hashes\n/);
+  assert.match(readPngText(readFileSync(out)).parameters!, /Sampler: DPM\+\+ 2M Karras, CFG scale: 6\.5, Seed: 3170, Size: 32x48, .*Denoising strength: 0\.5, Hires upscale: 2, Hires steps: 2, Hires upscaler: Latent/);
 
   const notPng = join(root, 'not.png');
   writeFileSync(notPng, 'hello');
@@ -143,4 +147,110 @@ test('--from-png with A1111 settings we do not apply says so; bad inputs fail wi
     assert.notEqual(b.code, 0, args.join(' '));
     assert.match(b.stderr, message);
   }
+});
+
+/** a1111Parameters for a hires-fix image whose passes used `first` and `second`. */
+function hiresText(first: AttentionOptions, second: AttentionOptions): string {
+  return a1111Parameters({
+    prompt: 'p',
+    negativePrompt: '',
+    steps: 4,
+    sampler: 'ddim',
+    karras: false,
+    cfg: 7,
+    seed: 1,
+    width: 64,
+    height: 64,
+    model: 'm',
+    clipSkip: 1,
+    attention: first,
+    attentionLevels: SD_LEVELS,
+    latent: [8, 8],
+    hires: { scale: 2, steps: 3, denoise: 0.4, upscaler: 'lanczos' },
+    passes: [{ attention: first }, { attention: second }],
+  });
+}
+
+test('hires fix in the parameters: each pass\'s attention round-trips, the second written only where it differs', () => {
+  const todo = (factor: number, more: Partial<TodoOptions> = {}): AttentionOptions => ({ method: 'todo', factor, mode: 'nearest-exact', level2Factor: 1, stopAt: 1, ...more });
+  const cases: [AttentionOptions, AttentionOptions, AttentionOptions | undefined][] = [
+    [todo(2), todo(2), todo(2)],
+    [todo(2, { mode: 'avg-pool', stopAt: 0.5 }), todo(3, { mode: 'avg-pool', stopAt: 0.5 }), todo(3, { mode: 'avg-pool', stopAt: 0.5 })],
+    [{ method: 'dense' }, todo(2, { mode: 'avg-pool', level2Factor: 1.5 }), todo(2, { mode: 'avg-pool', level2Factor: 1.5 })],
+    [todo(2, { mode: 'bilinear', level2Factor: 2 }), todo(2), todo(2)],
+    [todo(2), { method: 'dense' }, { method: 'dense' }],
+    [{ method: 'tome', ratio: 0.5 }, { method: 'dense' }, { method: 'dense' }],
+    [{ method: 'tome', ratio: 0.5 }, todo(2), todo(2)],
+    [todo(2), { method: 'tome', ratio: 0.3 }, { method: 'tome', ratio: 0.3 }],
+    [{ method: 'dense' }, { method: 'dense' }, undefined],
+  ];
+  for (const [first, second, expected] of cases) {
+    const text = hiresText(first, second);
+    const { options, notApplied } = optionsFromParameters(parseParameters(text), SD_LEVELS);
+    const label = `${JSON.stringify(first)} then ${JSON.stringify(second)}: ${text}`;
+    assert.deepEqual(notApplied, [], label);
+    assert.deepEqual(options.attention, first, label);
+    assert.deepEqual(options.hires, { scale: 2, steps: 3, denoise: 0.4, upscaler: 'lanczos', ...(expected ? { attention: expected } : {}) }, label);
+  }
+  // Equal passes: only the factor is repeated.
+  assert.match(hiresText(todo(2), todo(2)), /Hires ToDo factor: 2\.0, Version/);
+});
+
+test('hires fix in A1111 parameters: Hires resize, absent steps, upscalers we do not have; img2img strength needs the image', () => {
+  const read = (settings: string): ReturnType<typeof optionsFromParameters> => optionsFromParameters(parseParameters(`p\nSteps: 6, Seed: 1, Size: 32x48, ${settings}`), SD_LEVELS);
+  const resize = read('Denoising strength: 0.45, Hires resize: 64x96, Hires upscaler: Latent (nearest)');
+  assert.deepEqual(resize.options.hires, { scale: 2, denoise: 0.45, upscaler: 'latent-nearest' });
+  assert.deepEqual(resize.notApplied, []);
+  const uneven = read('Denoising strength: 0.45, Hires resize: 64x64');
+  assert.equal(uneven.options.hires, undefined);
+  assert.deepEqual(uneven.notApplied, ['Denoising strength', 'Hires resize (only a resize by the same factor on both sides is offered)']);
+  const esrgan = read('Denoising strength: 0.3, Hires upscale: 1.5, Hires steps: 0, Hires upscaler: R-ESRGAN 4x+, Hires sampler: Euler');
+  assert.deepEqual(esrgan.options.hires, { scale: 1.5, denoise: 0.3, upscaler: 'latent' });
+  assert.deepEqual(esrgan.notApplied, ['Hires upscaler ("R-ESRGAN 4x+" is not offered here (Latent, Latent (nearest), Lanczos): Latent used)', 'Hires sampler']);
+  const img2img = read('Denoising strength: 0.6, Mask blur: 3');
+  assert.deepEqual(img2img.imageToImage, { strength: 0.6, maskBlur: 3 });
+  assert.equal(img2img.options.hires, undefined);
+  assert.deepEqual(img2img.notApplied, ['Denoising strength', 'Mask blur']);
+});
+
+test('--from-png remakes hires-fix, LoRA and image-to-image pictures byte for byte; hires flags override field by field', () => {
+  const loraDir = fixture('lora');
+  const made = join(root, 'hires-lora.png');
+  const gen = ['generate', '--model', model, '-p', 'a lighthouse', '--steps', '3', '--seed', '4', '-W', '32', '-H', '32', '--sampler', 'ddim'];
+  const r = runCli(root, ...gen, '--hires-scale', '1.5', '--hires-steps', '2', '--hires-denoise', '0.6', '--hires-todo', '2', '--todo-mode', 'avg-pool', '--lora', `${join(loraDir, 'lora-kohya.safetensors')}:0.7`, '-o', made);
+  assert.equal(r.code, 0, r.stderr);
+  const again = join(root, 'hires-lora-again.png');
+  const a = runCli(root, 'generate', '--model', model, '--from-png', made, '--lora-dir', loraDir, '-o', again);
+  assert.equal(a.code, 0, a.stderr);
+  assert.doesNotMatch(a.stderr, /not applied|differ/);
+  assert.deepEqual(readFileSync(again), readFileSync(made));
+  // Without the LoRA folder the prompt's tag cannot be found: a clear error, nothing written.
+  const noDir = runCli(root, 'generate', '--model', model, '--from-png', made, '-o', join(root, 'no-dir.png'));
+  assert.notEqual(noDir.code, 0);
+  assert.match(noDir.stderr, /<lora:lora-kohya> but no LoRA folder is set: pass --lora-dir DIR/);
+  assert.equal(existsSync(join(root, 'no-dir.png')), false);
+  // Another file under the same name: made, with a warning that the LoRA is not the one used.
+  const otherDir = mkdtempSync(join(root, 'other-loras-'));
+  copyFileSync(join(loraDir, 'lora-ldm.safetensors'), join(otherDir, 'lora-kohya.safetensors'));
+  const swapped = runCli(root, 'generate', '--model', model, '--from-png', made, '--lora-dir', otherDir, '-o', join(root, 'swapped.png'));
+  assert.equal(swapped.code, 0, swapped.stderr);
+  assert.match(swapped.stderr, /the LoRAs differ from those the image was made with/);
+  // A typed hires flag replaces that field only.
+  const steps = join(root, 'hires-steps.png');
+  const s = runCli(root, 'generate', '--model', model, '--from-png', made, '--lora-dir', loraDir, '--hires-steps', '4', '-o', steps);
+  assert.equal(s.code, 0, s.stderr);
+  assert.match(readPngText(readFileSync(steps)).parameters!, /Denoising strength: 0\.6, Hires upscale: 1\.5, Hires steps: 4, Hires upscaler: Latent, Hires ToDo factor: 2\.0, .*Hires ToDo mode: avg-pool/);
+
+  // Image-to-image: the strength applies once the init image is given again.
+  const img = join(root, 'img2img.png');
+  const i = runCli(root, ...gen, '--init-image', made, '--strength', '0.55', '-o', img);
+  assert.equal(i.code, 0, i.stderr);
+  const bare = runCli(root, 'generate', '--model', model, '--from-png', img, '-o', join(root, 'bare.png'));
+  assert.equal(bare.code, 0, bare.stderr);
+  assert.match(bare.stderr, /Denoising strength \(the image was made from an init image: give --init-image to apply it\)/);
+  const withInit = join(root, 'img2img-again.png');
+  const w = runCli(root, 'generate', '--model', model, '--from-png', img, '--init-image', made, '-o', withInit);
+  assert.equal(w.code, 0, w.stderr);
+  assert.doesNotMatch(w.stderr, /not applied/);
+  assert.deepEqual(readFileSync(withInit), readFileSync(img));
 });

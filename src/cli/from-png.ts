@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { optionsFromParameters } from '../pipeline/from-parameters.js';
+import type { HiresOptions } from '../pipeline/hires.js';
 import { parseParameters, type ParsedParameters } from '../pipeline/parameters.js';
 import type { GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { readPngParameters } from './png-parameters.js';
@@ -29,22 +30,60 @@ export function readFromPng(file: string): ParsedParameters & { file: string } {
   return { ...parseParameters(readPngParameters(file)), file };
 }
 
-/** `model`: the loaded model's name and its U-Net's attention levels (ToDo's depth is read against them). */
+/** The hires flags over the PNG's hires fix, field by field. */
+const HIRES_FLAGS: [keyof HiresOptions, string][] = [
+  ['scale', 'hiresScale'],
+  ['steps', 'hiresSteps'],
+  ['denoise', 'hiresDenoise'],
+  ['upscaler', 'hiresUpscaler'],
+];
+
+/**
+ * `model`: the loaded model's name and its U-Net's attention levels (ToDo's depth is read against them).
+ * `hiresFlags`: the hires fix the flags describe, used field by field where a flag was typed.
+ */
 export function mergeFromPng(
   png: ReturnType<typeof readFromPng>,
   fromFlags: GenerateOptions,
+  hiresFlags: Partial<HiresOptions>,
   cmd: Command,
   log: (m: string) => void,
   loaded: { name: string; attentionLevels: readonly number[] },
 ): GenerateOptions {
   const { file } = png;
-  const { options, model, notApplied } = optionsFromParameters(png, loaded.attentionLevels);
-  const explicit = (key: keyof GenerateOptions): boolean => (FLAGS[key] ?? []).some((flag) => cmd.getOptionValueSource(flag) === 'cli');
+  const { options, model, notApplied, imageToImage } = optionsFromParameters(png, loaded.attentionLevels);
+  const given = (flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
+  const explicit = (key: keyof GenerateOptions): boolean => (FLAGS[key] ?? []).some(given);
   const merged: GenerateOptions = { ...fromFlags };
   for (const key of Object.keys(options) as (keyof GenerateOptions)[]) {
-    if (!explicit(key)) Object.assign(merged, { [key]: options[key] });
+    if (key !== 'hires' && !explicit(key)) Object.assign(merged, { [key]: options[key] });
   }
+  if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'));
+  const skipped = notApplied.filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask));
+  if (imageToImage?.strength !== undefined) {
+    if (!merged.initImage) skipped[skipped.indexOf('Denoising strength')] = 'Denoising strength (the image was made from an init image: give --init-image to apply it)';
+    else if (!given('strength')) merged.strength = imageToImage.strength;
+  }
+  if (imageToImage?.maskBlur !== undefined && merged.mask && !given('maskBlur')) merged.mask = { ...merged.mask, blur: imageToImage.maskBlur };
   if (model !== undefined && model !== loaded.name) log(`${file} was made with model "${model}"; regenerating with "${loaded.name}" gives a different image`);
-  if (notApplied.length > 0) log(`${file}: settings not applied: ${notApplied.join(', ')}`);
+  if (skipped.length > 0) log(`${file}: settings not applied: ${skipped.join(', ')}`);
   return merged;
+}
+
+/** The PNG's hires fix, each field a hires flag the user typed replaced by the flag's value. */
+function mergeHires(png: HiresOptions, flags: Partial<HiresOptions>, given: (flag: string) => boolean, attentionGiven: boolean): HiresOptions {
+  const h: HiresOptions = { ...png };
+  for (const [field, flag] of HIRES_FLAGS) if (given(flag)) Object.assign(h, { [field]: flags[field] });
+  // --hires-todo sets the second pass; --todo / --tome alone set both passes, as without --from-png.
+  if (given('hiresTodo')) h.attention = flags.attention;
+  else if (attentionGiven) delete h.attention;
+  return h;
+}
+
+/** Warns when the LoRAs found for the PNG's `<lora:…>` tags are not the files it was made with. */
+export function checkLoraHashes(png: ReturnType<typeof readFromPng>, made: string, log: (m: string) => void): void {
+  const was = png.settings['Lora hashes'];
+  if (was === undefined) return;
+  const now = parseParameters(made).settings['Lora hashes'];
+  if (now !== was) log(`${png.file}: the LoRAs differ from those the image was made with (Lora hashes were "${was}", now "${now ?? 'none'}"): the image will not be the same`);
 }

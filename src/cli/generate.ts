@@ -14,7 +14,7 @@ import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
-import { mergeFromPng, readFromPng } from './from-png.js';
+import { checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
@@ -169,6 +169,13 @@ export function registerGenerate(program: Command): void {
       const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
       const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
+      const hiresFlags = {
+        scale: f.hiresScale,
+        steps: f.hiresSteps,
+        denoise: f.hiresDenoise,
+        upscaler: f.hiresUpscaler,
+        attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
+      };
       const fromFlags: GenerateOptions = {
         prompt: f.prompt ?? '',
         negativePrompt: f.negativePrompt,
@@ -189,24 +196,16 @@ export function registerGenerate(program: Command): void {
         initImage,
         strength: f.strength,
         mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
-        hires:
-          f.hiresScale === undefined
-            ? undefined
-            : {
-                scale: f.hiresScale,
-                steps: f.hiresSteps,
-                denoise: f.hiresDenoise,
-                upscaler: f.hiresUpscaler,
-                attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
-              },
+        hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
       };
-      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
+      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
       const progress = new Progress(process.stderr);
       const result = await pipe.generate(opts, {
         onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total, s.phase === 'hires' ? 'hires pass' : 'denoising')),
         onWarning: log,
       });
       await pipe.dispose();
+      if (png) checkLoraHashes(png, result.images[0]!.parameters, log);
       const paths = outputPaths(f.out, result.images.length);
       result.images.forEach((img, i) => writeFileAtomic(paths[i]!, encodePng(img, { parameters: img.parameters })));
       const s = result.settings;
@@ -215,7 +214,8 @@ export function registerGenerate(program: Command): void {
           `${JSON.stringify({ files: paths, model: modelDir, ...s, timings: result.timings, parameters: result.images[0]!.parameters }, null, 2)}\n`,
         );
       } else {
-        log(`wrote ${paths.map((p) => basename(p)).join(', ')} (${s.width}x${s.height}, ${s.steps} steps, ${s.sampler}, seed ${s.seed}) in ${((result.timings.textMs + result.timings.denoiseMs + result.timings.decodeMs) / 1000).toFixed(1)} s`);
+        const size = s.hires ?? s;
+      log(`wrote ${paths.map((p) => basename(p)).join(', ')} (${size.width}x${size.height}, ${s.steps}${s.hires ? ` + ${s.hires.steps}` : ''} steps, ${s.sampler}, seed ${s.seed}) in ${((result.timings.textMs + result.timings.denoiseMs + result.timings.decodeMs) / 1000).toFixed(1)} s`);
       }
     });
 }

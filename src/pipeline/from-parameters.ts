@@ -9,14 +9,24 @@ import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { resolveSampler } from '../scheduler/names.js';
 import type { ParsedParameters } from './parameters.js';
 import type { GenerateOptions } from './stable-diffusion.js';
-import { todoFromInfotext } from './todo-infotext.js';
+import { A1111_UPSCALER_NAMES, HIRES_UPSCALERS, type HiresOptions } from './hires.js';
+import { hiresTodoFromInfotext, todoFromInfotext } from './todo-infotext.js';
 
 export interface ParametersAsOptions {
   options: GenerateOptions;
   /** The `Model` setting, if any (the name of the model the image was made with). */
   model?: string;
-  /** Settings that describe the generation but are not applied here (hires fix, LoRA hashes, …). */
+  /**
+   * Settings that describe the generation but are not applied here (A1111's hires sampler, …),
+   * each a key, with the reason after it where one helps.
+   */
   notApplied: string[];
+  /**
+   * Image-to-image settings (`Denoising strength` without a hires fix, `Mask blur`): the image
+   * was made from an init image (and mask), which a caller must supply to apply them; they are
+   * in notApplied until it does.
+   */
+  imageToImage?: { strength?: number; maskBlur?: number };
 }
 
 /** Keys that describe the image or the program, not the generation. */
@@ -74,8 +84,83 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
     options.promptSyntax = syntax as PromptSyntax;
   }
   options.attention = attentionFrom(s, attentionLevels, used);
-  const notApplied = Object.keys(s).filter((k) => !used.has(k) && !INFORMATIONAL.has(k));
-  return { options, model: s.Model, notApplied };
+  const reasons = new Map<string, string>();
+  const hires = hiresFrom(s, options, attentionLevels, used, reasons);
+  if (hires) options.hires = hires;
+  // Without a hires fix, a denoising strength or mask blur means image-to-image, which needs the init image (and mask) again.
+  const imageToImage: ParametersAsOptions['imageToImage'] = {};
+  if (!hires && 'Denoising strength' in s) imageToImage.strength = number('Denoising strength', s['Denoising strength']!, false);
+  if ('Mask blur' in s) imageToImage.maskBlur = number('Mask blur', s['Mask blur']!, false);
+  // The LoRAs are applied from the prompt's `<lora:name:w>` tags (which our infotext always has, as A1111's does).
+  const hashes = s['Lora hashes'];
+  if (hashes !== undefined && loraHashNames(hashes).every((name) => options.prompt.includes(`<lora:${name}:`) || options.prompt.includes(`<lora:${name}>`))) used.add('Lora hashes');
+  const notApplied = Object.keys(s)
+    .filter((k) => !used.has(k) && !INFORMATIONAL.has(k))
+    .map((k) => (reasons.has(k) ? `${k} (${reasons.get(k)!})` : k));
+  return { options, model: s.Model, notApplied, ...(Object.keys(imageToImage).length > 0 ? { imageToImage } : {}) };
+}
+
+/** The names in A1111's `Lora hashes: "name: hash, name2: hash2"`. */
+export function loraHashNames(hashes: string): string[] {
+  return hashes
+    .split(',')
+    .map((item) => item.slice(0, item.lastIndexOf(':')).trim())
+    .filter((name) => name !== '');
+}
+
+/** A1111's hires fix keys; undefined when the image had none. */
+function hiresFrom(s: Readonly<Record<string, string>>, o: GenerateOptions, attentionLevels: readonly number[], used: Set<string>, reasons: Map<string, string>): HiresOptions | undefined {
+  let scale: number | undefined;
+  if ('Hires upscale' in s) scale = number('Hires upscale', s['Hires upscale']!, false);
+  else if ('Hires resize' in s) {
+    // A1111 writes `Hires resize: 1024x1536` when a target size was asked for instead of a scale.
+    const m = /^(\d+)x(\d+)$/.exec(s['Hires resize']!);
+    const sx = m && o.width ? Number(m[1]) / o.width : NaN;
+    const sy = m && o.height ? Number(m[2]) / o.height : NaN;
+    if (!(sx === sy && sx >= 1)) {
+      reasons.set('Hires resize', 'only a resize by the same factor on both sides is offered');
+      return undefined;
+    }
+    scale = sx;
+    used.add('Hires resize');
+  }
+  if (scale === undefined) return undefined;
+  used.add('Hires upscale');
+  const hires: HiresOptions = { scale, denoise: DEFAULT_HIRES_DENOISE, upscaler: 'latent' };
+  if ('Denoising strength' in s) {
+    hires.denoise = number('Denoising strength', s['Denoising strength']!, false);
+    used.add('Denoising strength');
+  }
+  // A1111 leaves `Hires steps` out (or writes 0) for "as many as the first pass".
+  const steps = s['Hires steps'] === undefined ? 0 : number('Hires steps', s['Hires steps'], true);
+  if (steps > 0) hires.steps = steps;
+  used.add('Hires steps');
+  const upscaler = s['Hires upscaler'];
+  if (upscaler !== undefined) {
+    const ours = HIRES_UPSCALERS.find((u) => A1111_UPSCALER_NAMES[u].toLowerCase() === upscaler.toLowerCase());
+    if (ours) {
+      hires.upscaler = ours;
+      used.add('Hires upscaler');
+    } else reasons.set('Hires upscaler', `"${upscaler}" is not offered here (${HIRES_UPSCALERS.map((u) => A1111_UPSCALER_NAMES[u]).join(', ')}): Latent used`);
+  }
+  const second = hiresAttentionFrom(s, attentionLevels, used);
+  if (second) hires.attention = second;
+  return hires;
+}
+
+/** A1111's default hires denoising strength, for an infotext that leaves it out. */
+const DEFAULT_HIRES_DENOISE = 0.7;
+
+/** The second pass's attention where the infotext says it differs from the first pass's. */
+function hiresAttentionFrom(s: Readonly<Record<string, string>>, attentionLevels: readonly number[], used: Set<string>): AttentionOptions | undefined {
+  for (const k of Object.keys(s)) if (k.startsWith('Hires ToDo ')) used.add(k);
+  const tome = s['Hires token merging ratio'];
+  if (tome !== undefined) used.add('Hires token merging ratio');
+  const ratio = tome === undefined ? undefined : number('Hires token merging ratio', tome, false);
+  if (ratio !== undefined && ratio > 0) return { method: 'tome', ratio };
+  const todo = hiresTodoFromInfotext(s, attentionLevels);
+  if (todo !== 'same') return todo ?? { method: 'dense' };
+  return ratio === 0 ? { method: 'dense' } : undefined;
 }
 
 const TODO_KEYS = ['ToDo factor', 'ToDo max depth', 'ToDo disable after', 'ToDo level 2 factor', 'ToDo mode'];

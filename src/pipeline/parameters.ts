@@ -9,7 +9,7 @@ import type { PromptSyntax } from '../prompt/index.js';
 import type { SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName } from '../scheduler/names.js';
 import { A1111_UPSCALER_NAMES, type HiresUpscaler } from './hires.js';
-import { todoInfotext } from './todo-infotext.js';
+import { hiresTodoInfotext, todoInfotext } from './todo-infotext.js';
 
 export interface ParameterSource {
   prompt: string;
@@ -56,7 +56,8 @@ export function a1111Parameters(p: ParameterSource): string {
   ];
   if (p.clipSkip > 1) fields.push(['Clip skip', p.clipSkip]);
   const a = p.attention;
-  if (a.method === 'todo') fields.push(...todoInfotext(a, p.attentionLevels, p.latent));
+  const firstTodo = a.method === 'todo' ? todoInfotext(a, p.attentionLevels, p.latent) : [];
+  fields.push(...firstTodo);
   if (a.method === 'tome') fields.push(['Token merging ratio', a.ratio]);
   if (p.loraHashes) fields.push(['Lora hashes', p.loraHashes]);
   if (p.promptSyntax === 'plain') fields.push(['Prompt syntax', 'plain']);
@@ -65,10 +66,12 @@ export function a1111Parameters(p: ParameterSource): string {
   if (p.mask) fields.push(['Mask blur', p.mask.blur]);
   if (p.hires) {
     fields.push(['Hires upscale', p.hires.scale], ['Hires steps', p.hires.steps], ['Hires upscaler', A1111_UPSCALER_NAMES[p.hires.upscaler]]);
-    const second = p.passes?.[1]?.attention;
-    // Written like the extension's `ToDo factor` (a Python float: "2.0").
-    if (second?.method === 'todo') fields.push(['Hires ToDo factor', Number.isInteger(second.factor) ? Number(second.factor).toFixed(1) : String(second.factor)]);
-    if (second?.method === 'tome') fields.push(['Hires token merging ratio', second.ratio]);
+    // The second pass's attention where it differs from the first's (ToDo 'auto' is resolved per pass).
+    const second = p.passes?.[1]?.attention ?? a;
+    const scale = p.hires.scale;
+    fields.push(...hiresTodoInfotext(firstTodo, second.method === 'todo' ? second : undefined, p.attentionLevels, [Math.round(p.latent[0] * scale), Math.round(p.latent[1] * scale)]));
+    if (second.method === 'tome' && (a.method !== 'tome' || a.ratio !== second.ratio)) fields.push(['Hires token merging ratio', second.ratio]);
+    if (second.method !== 'tome' && a.method === 'tome') fields.push(['Hires token merging ratio', 0]);
   }
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];

@@ -80,3 +80,37 @@ export function todoFromInfotext(fields: Readonly<Record<string, string>>, atten
     stopAt: num('ToDo disable after') ?? 1,
   };
 }
+
+const HIRES = 'Hires ';
+
+/** The values todoInfotext leaves out when they are the default. */
+const OMITTED_DEFAULTS: readonly [string, string][] = [
+  ['ToDo level 2 factor', '1.0'],
+  ['ToDo mode', EXTENSION_MODE],
+];
+
+/**
+ * The hires fix's second pass as `Hires ToDo …` fields that override the first pass's `ToDo …`
+ * fields (`first`, as todoInfotext wrote them; empty when the first pass had no ToDo). Without
+ * them the second pass is the first pass's setting, as the extension applies one setting to
+ * both passes; so a dense second pass after a ToDo first pass says `Hires ToDo factor: 1.0`.
+ */
+export function hiresTodoInfotext(first: readonly [string, string][], second: TodoOptions | undefined, attentionLevels: readonly number[], latent: readonly [number, number]): [string, string][] {
+  if (!second) return first.length > 0 ? [[`${HIRES}ToDo factor`, '1.0']] : [];
+  const mine = todoInfotext(second, attentionLevels, latent);
+  const theirs = new Map(first);
+  const fields = mine.filter(([k, v]) => k === 'ToDo factor' || theirs.get(k) !== v);
+  for (const [k, d] of OMITTED_DEFAULTS) if (theirs.has(k) && !mine.some(([m]) => m === k)) fields.push([k, d]);
+  return fields.map(([k, v]) => [HIRES + k, v]);
+}
+
+/**
+ * The second pass's ToDo from `Hires ToDo …` fields over the first pass's: `same` when there
+ * are none (the first pass's setting), undefined when it was off.
+ */
+export function hiresTodoFromInfotext(fields: Readonly<Record<string, string>>, attentionLevels: readonly number[]): TodoOptions | undefined | 'same' {
+  if (!(`${HIRES}ToDo factor` in fields)) return 'same';
+  const merged: Record<string, string> = { ...fields };
+  for (const [k, v] of Object.entries(fields)) if (k.startsWith(`${HIRES}ToDo `)) merged[k.slice(HIRES.length)] = v;
+  return todoFromInfotext(merged, attentionLevels);
+}
