@@ -90,6 +90,9 @@ test('interrupt reaches the worker that runs the job', async () => {
   assert.equal(r.status, 200);
   assert.equal(r.info.interrupted, true);
   assert.ok(r.images.length < 3);
+  // The worker's flag came back through BullMQ's progress events and stays up until the next job.
+  const p = (await (await fetch(`${api}/progress`)).json()) as { state: { interrupted: boolean; job_count: number } };
+  assert.deepEqual([p.state.interrupted, p.state.job_count], [true, 0]);
 });
 
 const alive = (w: Child): boolean => w.proc.exitCode === null && w.proc.signalCode === null;

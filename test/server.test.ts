@@ -247,7 +247,9 @@ test('progress shows the running job with a latent preview; interrupt keeps the 
   assert.equal(info.interrupted, true);
   assert.ok(r.body.images.length < 4);
   assert.equal(info.all_seeds.length, r.body.images.length);
-  assert.equal((await get<{ state: { job_count: number } }>('progress')).state.job_count, 0);
+  // As in A1111, the flag stays up after the job, until the next one starts.
+  const after = await get<{ state: { job_count: number; interrupted: boolean; skipped: boolean } }>('progress');
+  assert.deepEqual([after.state.job_count, after.state.interrupted, after.state.skipped], [0, true, false]);
 });
 
 test('skip drops the image in progress and goes on with the next', async () => {
@@ -262,6 +264,9 @@ test('skip drops the image in progress and goes on with the next', async () => {
   const info = JSON.parse(r.body.info) as { all_seeds: number[]; interrupted: boolean };
   assert.deepEqual(info.all_seeds, [11]);
   assert.equal(info.interrupted, false);
+  // A new job cleared the last one's interrupt; the skip applied to the first image only.
+  const after = await get<{ state: { interrupted: boolean; skipped: boolean } }>('progress');
+  assert.deepEqual([after.state.interrupted, after.state.skipped], [false, false]);
 });
 
 test('concurrent requests wait their turn and are all answered', async () => {

@@ -56,6 +56,15 @@ export interface JobProgress {
   steps: number;
   /** A cheap preview of the current latents (PNG, base64), when the pipeline reports them. */
   preview?: string;
+  /** `interrupt` reached the job / `skip` reached the image in progress. */
+  interrupted?: boolean;
+  skipped?: boolean;
+}
+
+/** A1111's state flags: those of the running job, else of the last one (kept until the next starts, as A1111 does). */
+export interface StopFlags {
+  interrupted: boolean;
+  skipped: boolean;
 }
 
 /** Where jobs wait and run: in this process, or on Redis workers. */
@@ -63,7 +72,7 @@ export interface JobQueue {
   /** Runs a job when its turn comes; resolves with its result. */
   run(job: JobSpec): Promise<JobResult>;
   /** Progress of the running jobs (oldest first) and how many wait. */
-  status(): Promise<{ running: { id: string; startedAt: number; progress?: JobProgress }[]; waiting: number }>;
+  status(): Promise<{ running: { id: string; startedAt: number; progress?: JobProgress }[]; waiting: number; flags: StopFlags }>;
   /** Stops every running job after its current step; the finished images are returned. */
   interrupt(): Promise<void>;
   /** Skips the image in progress of every running job. */

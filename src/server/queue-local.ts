@@ -2,7 +2,7 @@
  * The embedded queue: one worker in this process, first come first served, so concurrent
  * requests wait their turn instead of running side by side and running out of memory.
  */
-import type { JobProgress, JobQueue, JobResult, JobSpec } from './jobs.js';
+import type { JobProgress, JobQueue, JobResult, JobSpec, StopFlags } from './jobs.js';
 import { JobControl, type JobRunner } from './runner.js';
 
 interface Running {
@@ -17,6 +17,7 @@ export class LocalQueue implements JobQueue {
   private waiting = 0;
   private nextId = 1;
   private current?: Running;
+  private lastFlags: StopFlags = { interrupted: false, skipped: false };
 
   constructor(private readonly runner: JobRunner) {}
 
@@ -30,6 +31,7 @@ export class LocalQueue implements JobQueue {
       try {
         return await this.runner.run(job, running.control, (p) => (running.progress = p));
       } finally {
+        this.lastFlags = { interrupted: running.control.interrupted, skipped: running.control.skipped };
         this.current = undefined;
       }
     });
@@ -40,7 +42,8 @@ export class LocalQueue implements JobQueue {
 
   async status(): ReturnType<JobQueue['status']> {
     const c = this.current;
-    return { running: c ? [{ id: c.id, startedAt: c.startedAt, progress: c.progress }] : [], waiting: this.waiting };
+    const flags = c ? { interrupted: c.control.interrupted, skipped: c.control.skipped } : this.lastFlags;
+    return { running: c ? [{ id: c.id, startedAt: c.startedAt, progress: c.progress }] : [], waiting: this.waiting, flags };
   }
 
   async interrupt(): Promise<void> {

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Queue, QueueEvents, QueueEventsProducer, Worker, type Job, type QueueBase, type QueueEventsListener } from 'bullmq';
-import type { JobProgress, JobQueue, JobResult, JobSpec } from './jobs.js';
+import type { JobProgress, JobQueue, JobResult, JobSpec, StopFlags } from './jobs.js';
 import { JobControl, type JobRunner } from './runner.js';
 
 const QUEUE = 'todo-sd';
@@ -49,6 +49,7 @@ const connection = (url: string): { url: string; maxRetriesPerRequest: null } =>
 export class RedisQueue implements JobQueue {
   /** This server's jobs that a worker has started, by BullMQ job id. */
   private readonly active = new Map<string, { startedAt: number; progress?: JobProgress }>();
+  private lastFlags: StopFlags = { interrupted: false, skipped: false };
 
   private constructor(
     private readonly queue: Queue<JobSpec, JobResult>,
@@ -84,13 +85,17 @@ export class RedisQueue implements JobQueue {
       return await job.waitUntilFinished(this.events);
     } finally {
       this.mine.delete(id);
+      const p = this.active.get(id)?.progress;
+      if (p) this.lastFlags = { interrupted: p.interrupted ?? false, skipped: p.skipped ?? false };
       this.active.delete(id);
     }
   }
 
   async status(): ReturnType<JobQueue['status']> {
     const running = [...this.active].map(([id, a]) => ({ id, ...a })).sort((a, b) => a.startedAt - b.startedAt);
-    return { running, waiting: await this.queue.getWaitingCount() };
+    const p = running[0]?.progress;
+    const flags = running.length > 0 ? { interrupted: p?.interrupted ?? false, skipped: p?.skipped ?? false } : this.lastFlags;
+    return { running, waiting: await this.queue.getWaitingCount(), flags };
   }
 
   private async send(action: ControlMessage['action']): Promise<void> {

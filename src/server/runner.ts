@@ -23,11 +23,15 @@ type PipelineOptions = GenerateOptions & {
 export class JobControl {
   interrupted = false;
   skipped = false;
+  /** Called when a request arrives, so that progress says so before the next step. */
+  onChange: () => void = () => {};
   interrupt(): void {
     this.interrupted = true;
+    this.onChange();
   }
   skip(): void {
     this.skipped = true;
+    this.onChange();
   }
 }
 
@@ -77,13 +81,19 @@ export class JobRunner {
       ...(job.hires && { hires: job.hires }),
     };
     const images: JobResult['images'] = [];
+    let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };
+    const report = (p: JobProgress): void => {
+      last = p;
+      onProgress({ ...p, interrupted: control.interrupted, skipped: control.skipped });
+    };
+    control.onChange = () => report(last);
     for (const [index, seed] of job.seeds.entries()) {
       if (control.interrupted) break;
       control.skipped = false;
       const onStep = (s: StepInfo): void => {
         if (control.interrupted || control.skipped) throw new Stopped();
         const preview = s.latents && latentPreview(s.latents);
-        onProgress({ image: index, images: job.seeds.length, step: s.step, steps: s.total, ...(preview && { preview: Buffer.from(preview).toString('base64') }) });
+        report({ image: index, images: job.seeds.length, step: s.step, steps: s.total, ...(preview && { preview: Buffer.from(preview).toString('base64') }) });
       };
       try {
         const r = await pipe.generate({ ...base, seed }, { onStep });

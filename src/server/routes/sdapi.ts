@@ -59,7 +59,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   });
 
   app.get(`${api}/progress`, async () => {
-    const { running, waiting } = await queue.status();
+    const { running, waiting, flags } = await queue.status();
     const job = running[0];
     const p = job?.progress;
     const done = p ? (p.image + p.step / p.steps) / p.images : 0;
@@ -68,8 +68,8 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
       progress: done,
       eta_relative: done > 0 ? (elapsed / done) * (1 - done) : 0,
       state: {
-        skipped: false,
-        interrupted: false,
+        skipped: flags.skipped,
+        interrupted: flags.interrupted,
         stopping_generation: false,
         job: job ? `job ${job.id}` : '',
         job_count: job ? (p?.images ?? 1) + waiting : 0,
