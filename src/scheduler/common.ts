@@ -72,6 +72,16 @@ export function karrasSigmas(sigmaMin: number, sigmaMax: number, steps: number):
 }
 
 /**
+ * Karras sigmas over the whole training range and the whole timesteps they fall on, as
+ * diffusers' multistep schedulers (DPM-Solver, UniPC) place them with use_karras_sigmas.
+ */
+export function karrasTimesteps(trainSigmas: Float32Array, steps: number): { sigmas: number[]; timesteps: number[] } {
+  const sigmas = karrasSigmas(trainSigmas[0]!, trainSigmas[trainSigmas.length - 1]!, steps);
+  const logSigmas = trainSigmas.map(Math.log);
+  return { sigmas, timesteps: sigmas.map((s) => roundHalfEven(sigmaToT(s, logSigmas))) };
+}
+
+/**
  * diffusers' `_sigma_to_t`: the fractional training timestep whose sigma is `sigma`, found by
  * linear interpolation in log-sigma space. `logSigmas` is float32 (np.log of a float32 array),
  * so the denominator is a float32 difference.

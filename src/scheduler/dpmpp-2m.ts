@@ -12,11 +12,9 @@ import {
   checkSameShape,
   checkSteps,
   findStepIndex,
-  karrasSigmas,
+  karrasTimesteps,
   multistepTimesteps,
   npInterp,
-  roundHalfEven,
-  sigmaToT,
   vp,
 } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule, TIMESTEP_SPACINGS, trainingSigmas, type TimestepSpacing } from './config.js';
@@ -100,9 +98,7 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     let ts = multistepTimesteps(this.spacing, last, this.numTrain, steps, this.stepsOffset);
     let sigmas: number[];
     if (this.karras) {
-      sigmas = karrasSigmas(this.trainSigmas[0]!, this.trainSigmas[this.numTrain - 1]!, steps);
-      const logSigmas = this.trainSigmas.map(Math.log);
-      ts = sigmas.map((s) => roundHalfEven(sigmaToT(s, logSigmas)));
+      ({ sigmas, timesteps: ts } = karrasTimesteps(this.trainSigmas, steps));
     } else {
       sigmas = ts.map((t) => npInterp(t, this.trainSigmas));
     }

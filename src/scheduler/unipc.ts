@@ -6,7 +6,7 @@
  * (UniC), then predict the next sample (UniP).
  */
 import { tensor, type Tensor } from '../tensor.js';
-import { addNoiseSigmaVp, checkSameShape, checkSteps, findStepIndex, karrasSigmas, multistepTimesteps, npInterp, roundHalfEven, sigmaToT, vp } from './common.js';
+import { addNoiseSigmaVp, checkSameShape, checkSteps, findStepIndex, karrasTimesteps, multistepTimesteps, npInterp, vp } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule, TIMESTEP_SPACINGS, trainingSigmas, type TimestepSpacing } from './config.js';
 import type { Scheduler } from './index.js';
 
@@ -89,9 +89,7 @@ export class UniPcMultistepScheduler implements Scheduler {
     let ts = multistepTimesteps(this.spacing, this.numTrain, this.numTrain, steps, this.stepsOffset);
     let sigmas: number[];
     if (this.karras) {
-      sigmas = karrasSigmas(this.trainSigmas[0]!, this.trainSigmas[this.numTrain - 1]!, steps);
-      const logSigmas = this.trainSigmas.map(Math.log);
-      ts = sigmas.map((s) => roundHalfEven(sigmaToT(s, logSigmas)));
+      ({ sigmas, timesteps: ts } = karrasTimesteps(this.trainSigmas, steps));
       sigmas.push(sigmas[sigmas.length - 1]!);
     } else {
       // v0.26 ends at the smallest training sigma, not at 0.
