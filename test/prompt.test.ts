@@ -60,8 +60,9 @@ test('A1111 conditioning matches the fixture to 1e-4; an unweighted short prompt
   const tokenizer = await loadTokenizer(model);
   const encoder = await ClipTextEncoder.load(model);
   const encode = (ids: IntTensor): Promise<Tensor> => encoder.forward(ids);
+  const encoders = [{ tokenizer, encode: async (ids: IntTensor) => ({ hidden: await encode(ids) }) }];
   for (const c of cases.cond) {
-    const [z] = await encodeWeighted([c.prompt], tokenizer, encode);
+    const [z] = (await encodeWeighted([c.prompt], encoders)).map((e) => e.hidden);
     const ref = readTensor(condFile, c.name);
     assert.deepEqual(z!.dims, [1, ...ref.dims], c.name);
     const err = relL2(z!.data, ref.data);
@@ -70,7 +71,7 @@ test('A1111 conditioning matches the fixture to 1e-4; an unweighted short prompt
   const short = cases.cond.find((c) => c.name === 'short')!;
   const ids = Int32Array.from(tokenizer.encode(short.prompt));
   const plain = await encode({ data: ids, dims: [1, 77] });
-  const [weighted] = await encodeWeighted([short.prompt], tokenizer, encode);
+  const [weighted] = (await encodeWeighted([short.prompt], encoders)).map((e) => e.hidden);
   assert.deepEqual(weighted!.data, plain.data);
   await encoder.dispose();
 });
@@ -79,9 +80,10 @@ test('prompt and negative are padded with the empty prompt to one length, negati
   const tokenizer = await loadTokenizer(model);
   const encoder = await ClipTextEncoder.load(model);
   const encode = (ids: IntTensor): Promise<Tensor> => encoder.forward(ids);
+  const encoders = [{ tokenizer, encode: async (ids: IntTensor) => ({ hidden: await encode(ids) }) }];
   const e2e = cases.cases[0]!;
   const request = { prompt: String(e2e.args.prompt), negativePrompt: String(e2e.args['negative-prompt']), steps: 10, batch: 2, guided: true, syntax: 'a1111' as const };
-  const cond = await PromptConditioning.build(request, tokenizer, encode);
+  const cond = await PromptConditioning.build(request, encoders);
   const t = cond.at(0);
   assert.deepEqual(t.dims, [4, 154, 32]);
   const row = 154 * 32;
@@ -89,7 +91,7 @@ test('prompt and negative are padded with the empty prompt to one length, negati
   const pos = readTensor(condFile, 'e2e0-ddim-s17.prompt_embeds');
   [neg, neg, pos, pos].forEach((ref, i) => assert.ok(relL2(t.data.subarray(i * row, (i + 1) * row), ref.data) < 1e-4, `row ${i}`));
   assert.equal(cond.scheduled, false);
-  const [empty] = await encodeWeighted([''], tokenizer, encode);
+  const [empty] = (await encodeWeighted([''], encoders)).map((e) => e.hidden);
   assert.deepEqual(padToLength(empty!, 154, empty!).data.subarray(77 * 32), empty!.data);
   assert.throws(() => padToLength(empty!, 100, empty!), /77 tokens cannot be padded to 100/);
   await encoder.dispose();
@@ -130,10 +132,11 @@ test('prompt editing: the conditioning follows the schedule step by step', async
   const tokenizer = await loadTokenizer(model);
   const encoder = await ClipTextEncoder.load(model);
   const encode = (ids: IntTensor): Promise<Tensor> => encoder.forward(ids);
+  const encoders = [{ tokenizer, encode: async (ids: IntTensor) => ({ hidden: await encode(ids) }) }];
   const request = { prompt: '[a cat:a dog:0.5] on a mat', negativePrompt: '', steps: 4, batch: 1, guided: false, syntax: 'a1111' as const };
-  const cond = await PromptConditioning.build(request, tokenizer, encode);
+  const cond = await PromptConditioning.build(request, encoders);
   assert.equal(cond.scheduled, true);
-  const [cat, dog] = await encodeWeighted(['a cat on a mat', 'a dog on a mat'], tokenizer, encode);
+  const [cat, dog] = (await encodeWeighted(['a cat on a mat', 'a dog on a mat'], encoders)).map((e) => e.hidden);
   // A1111: the entry ending at step 2 serves sampling steps 0, 1 and 2.
   for (const [step, want] of [[0, cat], [2, cat], [3, dog]] as const) assert.deepEqual(cond.at(step).data, want!.data, `step ${step}`);
   await encoder.dispose();
