@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from 'fast-png';
 import { ClipTextEncoder } from '../src/models/clip-text.js';
-import { encodeWeighted, entryAt, padToLength, parsePromptAttention, promptChunks, PromptConditioning, promptSchedule, usesPromptSyntax } from '../src/prompt/index.js';
+import { encodeWeighted, entryAt, padToLength, parsePromptAttention, promptChunks, PromptConditioning, promptSchedule } from '../src/prompt/index.js';
 import { loadTokenizer } from '../src/tokenizer/clip.js';
 import type { IntTensor, Tensor } from '../src/tensor.js';
 import { fixture, readTensor, relL2, runCli, sharedDir } from './helpers.js';
@@ -34,11 +34,6 @@ test('parsePromptAttention gives A1111 parse_prompt_attention output on every fi
     assert.deepEqual(got.map(([t]) => t), c.expected.map(([t]) => t), c.prompt);
     got.forEach(([, w], i) => assert.ok(Math.abs(w - c.expected[i]![1]) <= 1e-6, `${c.prompt}: weight ${w} vs ${c.expected[i]![1]}`));
   }
-});
-
-test('usesPromptSyntax tells A1111 prompts from plain ones', () => {
-  for (const p of ['a cat', '', 'a cat, on a mat: 2']) assert.equal(usesPromptSyntax(p), false, p);
-  for (const p of ['a (cat)', 'a [cat]', 'a cat BREAK a dog', '[cat|dog]', '[cat:dog:3]', 'a \\(cat\\)']) assert.equal(usesPromptSyntax(p), true, p);
 });
 
 test('parsePromptAttention: unbalanced brackets never throw; a weight that is no number is a clear error', () => {
