@@ -32,7 +32,7 @@ export type { ParsedParameters, ParameterSource } from './pipeline/parameters.js
 export { optionsFromParameters } from './pipeline/from-parameters.js';
 export type { ParametersAsOptions } from './pipeline/from-parameters.js';
 export { parsePromptAttention, promptChunks, encodeWeighted, promptSchedule, PromptConditioning, PROMPT_SYNTAXES } from './prompt/index.js';
-export type { PromptSyntax, PromptChunk, ChunkTokenizer, EncodeTokens, ScheduledPrompt, ConditioningRequest } from './prompt/index.js';
+export type { PromptSyntax, PromptChunk, ChunkTokenizer, EncodeTokens, TextEmbedding, TextEncoding, PromptEncoder, ScheduledPrompt, ConditioningRequest } from './prompt/index.js';
 export { resolveSampler, A1111_SAMPLERS, a1111SamplerName } from './scheduler/names.js';
 export type { RgbImage } from './io/png.js';
 export { loadTokenizer, ClipTokenizer } from './tokenizer/clip.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from 'fast-png';
 import { ClipTextEncoder } from '../src/models/clip-text.js';
-import { encodeWeighted, entryAt, padToLength, parsePromptAttention, promptChunks, PromptConditioning, promptSchedule, usesPromptSyntax } from '../src/prompt/index.js';
+import { encodeWeighted, entryAt, padToLength, parsePromptAttention, promptChunks, PromptConditioning, promptSchedule } from '../src/prompt/index.js';
 import { loadTokenizer } from '../src/tokenizer/clip.js';
 import type { IntTensor, Tensor } from '../src/tensor.js';
 import { fixture, readTensor, relL2, runCli, sharedDir } from './helpers.js';
@@ -36,11 +36,6 @@ test('parsePromptAttention gives A1111 parse_prompt_attention output on every fi
   }
 });
 
-test('usesPromptSyntax tells A1111 prompts from plain ones', () => {
-  for (const p of ['a cat', '', 'a cat, on a mat: 2']) assert.equal(usesPromptSyntax(p), false, p);
-  for (const p of ['a (cat)', 'a [cat]', 'a cat BREAK a dog', '[cat|dog]', '[cat:dog:3]', 'a \\(cat\\)']) assert.equal(usesPromptSyntax(p), true, p);
-});
-
 test('parsePromptAttention: unbalanced brackets never throw; a weight that is no number is a clear error', () => {
   for (const p of ['((((', '))))', ']]][[[', '(a:', '(:)', '[a|b', 'x\\', '(a:1.2', '[[a]:1.2)']) assert.doesNotThrow(() => parsePromptAttention(p), p);
   assert.deepEqual(parsePromptAttention('((a'), [['a', 1.1 * 1.1]]);
@@ -60,8 +55,9 @@ test('A1111 conditioning matches the fixture to 1e-4; an unweighted short prompt
   const tokenizer = await loadTokenizer(model);
   const encoder = await ClipTextEncoder.load(model);
   const encode = (ids: IntTensor): Promise<Tensor> => encoder.forward(ids);
+  const encoders = [{ tokenizer, encode: async (ids: IntTensor) => ({ hidden: await encode(ids) }) }];
   for (const c of cases.cond) {
-    const [z] = await encodeWeighted([c.prompt], tokenizer, encode);
+    const [z] = (await encodeWeighted([c.prompt], encoders)).map((e) => e.hidden);
     const ref = readTensor(condFile, c.name);
     assert.deepEqual(z!.dims, [1, ...ref.dims], c.name);
     const err = relL2(z!.data, ref.data);
@@ -70,7 +66,7 @@ test('A1111 conditioning matches the fixture to 1e-4; an unweighted short prompt
   const short = cases.cond.find((c) => c.name === 'short')!;
   const ids = Int32Array.from(tokenizer.encode(short.prompt));
   const plain = await encode({ data: ids, dims: [1, 77] });
-  const [weighted] = await encodeWeighted([short.prompt], tokenizer, encode);
+  const [weighted] = (await encodeWeighted([short.prompt], encoders)).map((e) => e.hidden);
   assert.deepEqual(weighted!.data, plain.data);
   await encoder.dispose();
 });
@@ -79,9 +75,10 @@ test('prompt and negative are padded with the empty prompt to one length, negati
   const tokenizer = await loadTokenizer(model);
   const encoder = await ClipTextEncoder.load(model);
   const encode = (ids: IntTensor): Promise<Tensor> => encoder.forward(ids);
+  const encoders = [{ tokenizer, encode: async (ids: IntTensor) => ({ hidden: await encode(ids) }) }];
   const e2e = cases.cases[0]!;
   const request = { prompt: String(e2e.args.prompt), negativePrompt: String(e2e.args['negative-prompt']), steps: 10, batch: 2, guided: true, syntax: 'a1111' as const };
-  const cond = await PromptConditioning.build(request, tokenizer, encode);
+  const cond = await PromptConditioning.build(request, encoders);
   const t = cond.at(0);
   assert.deepEqual(t.dims, [4, 154, 32]);
   const row = 154 * 32;
@@ -89,7 +86,7 @@ test('prompt and negative are padded with the empty prompt to one length, negati
   const pos = readTensor(condFile, 'e2e0-ddim-s17.prompt_embeds');
   [neg, neg, pos, pos].forEach((ref, i) => assert.ok(relL2(t.data.subarray(i * row, (i + 1) * row), ref.data) < 1e-4, `row ${i}`));
   assert.equal(cond.scheduled, false);
-  const [empty] = await encodeWeighted([''], tokenizer, encode);
+  const [empty] = (await encodeWeighted([''], encoders)).map((e) => e.hidden);
   assert.deepEqual(padToLength(empty!, 154, empty!).data.subarray(77 * 32), empty!.data);
   assert.throws(() => padToLength(empty!, 100, empty!), /77 tokens cannot be padded to 100/);
   await encoder.dispose();
@@ -130,10 +127,11 @@ test('prompt editing: the conditioning follows the schedule step by step', async
   const tokenizer = await loadTokenizer(model);
   const encoder = await ClipTextEncoder.load(model);
   const encode = (ids: IntTensor): Promise<Tensor> => encoder.forward(ids);
+  const encoders = [{ tokenizer, encode: async (ids: IntTensor) => ({ hidden: await encode(ids) }) }];
   const request = { prompt: '[a cat:a dog:0.5] on a mat', negativePrompt: '', steps: 4, batch: 1, guided: false, syntax: 'a1111' as const };
-  const cond = await PromptConditioning.build(request, tokenizer, encode);
+  const cond = await PromptConditioning.build(request, encoders);
   assert.equal(cond.scheduled, true);
-  const [cat, dog] = await encodeWeighted(['a cat on a mat', 'a dog on a mat'], tokenizer, encode);
+  const [cat, dog] = (await encodeWeighted(['a cat on a mat', 'a dog on a mat'], encoders)).map((e) => e.hidden);
   // A1111: the entry ending at step 2 serves sampling steps 0, 1 and 2.
   for (const [step, want] of [[0, cat], [2, cat], [3, dog]] as const) assert.deepEqual(cond.at(step).data, want!.data, `step ${step}`);
   await encoder.dispose();

@@ -1,14 +1,17 @@
 /**
- * SDXL's prompt conditioning, as diffusers' StableDiffusionXLPipeline computes it: both
- * tokenizers and text encoders, their penultimate hidden states concatenated (ViT-L first),
- * the second encoder's projected pooled output, and the size/crop time ids; negative half
- * first for classifier-free guidance.
+ * SDXL's prompt conditioning: both tokenizers and text encoders, their penultimate hidden states
+ * concatenated (ViT-L first), the second encoder's projected pooled output, and the size/crop
+ * time ids; negative half first for classifier-free guidance. `encode` is diffusers'
+ * StableDiffusionXLPipeline ('plain' prompts); `promptEncoders` hands both encoders to the
+ * AUTOMATIC1111 prompt code (src/prompt/), which chunks and weights for each of them.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJson } from '../io/model-folder.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { TIME_IDS, type UNetConfig } from '../models/unet.js';
+import { concatChannels } from '../prompt/conditioning.js';
+import type { PromptEncoder } from '../prompt/prompt-conditioning.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
@@ -101,12 +104,32 @@ export class SdxlConditioner {
       text.set(hidden.data.subarray(src * hiddenSize, (src + 1) * hiddenSize), i * hiddenSize);
       textEmbeds.set(pooled.data.subarray(src * pooledWidth, (src + 1) * pooledWidth), i * pooledWidth);
     });
-    const ids = sdxlTimeIds([r.height, r.width], [0, 0], [r.height, r.width]);
-    const timeIds = Float32Array.from({ length: n * TIME_IDS }, (_, i) => ids[i % TIME_IDS]!);
     return {
       encoderHiddenStates: { data: text, dims: [n, length, width] },
-      added: { textEmbeds: { data: textEmbeds, dims: [n, pooledWidth] }, timeIds: { data: timeIds, dims: [n, TIME_IDS] } },
+      added: { textEmbeds: { data: textEmbeds, dims: [n, pooledWidth] }, timeIds: this.timeIds(n, r.width, r.height) },
     };
+  }
+
+  /** The time ids of `rows` batch rows for an image of this size (no crop): [rows, 6]. */
+  timeIds(rows: number, width: number, height: number): Tensor {
+    const ids = sdxlTimeIds([height, width], [0, 0], [height, width]);
+    return { data: Float32Array.from({ length: rows * TIME_IDS }, (_, i) => ids[i % TIME_IDS]!), dims: [rows, TIME_IDS] };
+  }
+
+  /**
+   * Both encoders for the A1111 prompt code, ViT-L first, each with its own tokenizer: A1111's
+   * FrozenCLIPEmbedderForSDXLWithCustomWords pads with the end token and its
+   * FrozenOpenCLIPEmbedder2WithCustomWords with id 0, which is what the two tokenizers' pad ids
+   * already say. Only the second gives a pooled vector.
+   */
+  promptEncoders(clipSkip: number): PromptEncoder[] {
+    return this.tokenizers.map((tokenizer, i) => ({
+      tokenizer,
+      encode: async (ids) => {
+        const out = await this.textEncoders[i]!.forwardHiddenStates(ids, { clipSkip });
+        return { hidden: out.hiddenStates, ...(out.textEmbeds ? { pooled: out.textEmbeds } : {}) };
+      },
+    }));
   }
 
   /** Both encoders' hidden states [N, 77, D1 + D2] (ViT-L first) and the pooled output [N, P]. */
@@ -118,16 +141,7 @@ export class SdxlConditioner {
         return this.textEncoders[i]!.forwardHiddenStates({ data: ids, dims: [texts.length, length] }, { clipSkip });
       }),
     );
-    const [a, b] = [outs[0]!.hiddenStates, outs[1]!.hiddenStates];
-    const [n, length, d1] = a.dims as [number, number, number];
-    const d2 = b.dims[2]!;
-    if (b.dims[1] !== length) throw new Error(`SDXL tokenizers disagree on the sequence length (${length} vs ${b.dims[1]})`);
-    const hidden = new Float32Array(n * length * (d1 + d2));
-    for (let t = 0; t < n * length; t++) {
-      hidden.set(a.data.subarray(t * d1, (t + 1) * d1), t * (d1 + d2));
-      hidden.set(b.data.subarray(t * d2, (t + 1) * d2), t * (d1 + d2) + d1);
-    }
-    return { hidden: { data: hidden, dims: [n, length, d1 + d2] }, pooled: outs[1]!.textEmbeds! };
+    return { hidden: concatChannels(outs.map((o) => o.hiddenStates)), pooled: outs[1]!.textEmbeds! };
   }
 
   async dispose(): Promise<void> {

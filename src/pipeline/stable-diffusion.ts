@@ -18,9 +18,9 @@ import type { RuntimeOptions } from '../runtime/session.js';
 import { createScheduler, type SamplerName, type Scheduler } from '../scheduler/index.js';
 import { resolveSampler } from '../scheduler/names.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
-import { numel, type Tensor } from '../tensor.js';
+import { numel, type IntTensor, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
-import { PROMPT_SYNTAXES, PromptConditioning, usesPromptSyntax, type PromptSyntax } from '../prompt/index.js';
+import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../prompt/index.js';
 import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { modelSdxlConditioner, modelTokenizer, modelVAE, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
@@ -154,10 +154,9 @@ function abortError(): Error {
 }
 
 
-/** A pass's text conditioning: per sampling step (prompt editing), and SDXL's added inputs. */
+/** A pass's text conditioning (SDXL's added inputs included), per sampling step for prompt editing. */
 interface PassConditioning {
-  at(step: number): Tensor;
-  added?: Conditioning['added'];
+  at(step: number): Conditioning;
   /** The same conditioning at every step, when it is (the device loop needs that). */
   fixed?: Conditioning;
 }
@@ -319,18 +318,32 @@ export class StableDiffusion {
   }
 
   /**
-   * The text conditioning of one pass. SDXL: diffusers' two-encoder conditioning, its time ids
-   * carrying this pass's size; SD 1.x/2.x: A1111's prompt syntax (or plain), per step.
+   * The text conditioning of one pass: A1111's prompt syntax per step (or plain), for SDXL
+   * through both encoders, with the pooled vector and time ids (this pass's size). SDXL's plain
+   * syntax is diffusers' own path.
    */
   private async passConditioning(s: GenerateSettings, prompt: string, negativePrompt: string | undefined, size: { width: number; height: number; steps: number; firstPassSteps?: number }): Promise<PassConditioning> {
     const guided = s.cfg > 1;
-    if (this.sdxl) {
-      const c = await this.sdxl.encode({ prompt, negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: size.width, height: size.height });
-      return { at: () => c.encoderHiddenStates, added: c.added, fixed: c };
+    const sdxl = this.sdxl;
+    if (sdxl && s.promptSyntax === 'plain') {
+      const c = await sdxl.encode({ prompt, negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: size.width, height: size.height });
+      return { at: () => c, fixed: c };
     }
-    const request = { prompt, negativePrompt: s.negativePrompt, steps: size.steps, batch: s.batch, guided, syntax: s.promptSyntax, firstPassSteps: size.firstPassSteps };
-    const c = await PromptConditioning.build(request, this.tokenizer, (ids) => this.textEncoder.forward(ids, { clipSkip: s.clipSkip }));
-    return { at: (step) => c.at(step), fixed: c.scheduled ? undefined : { encoderHiddenStates: c.at(0) } };
+    const request = {
+      prompt,
+      negativePrompt: negativePrompt ?? '',
+      steps: size.steps,
+      batch: s.batch,
+      guided,
+      syntax: s.promptSyntax,
+      firstPassSteps: size.firstPassSteps,
+      zeroNegative: sdxl !== undefined && negativePrompt === undefined && sdxl.forceZerosForEmptyPrompt,
+    };
+    const encoders = sdxl?.promptEncoders(s.clipSkip) ?? [{ tokenizer: this.tokenizer, encode: async (ids: IntTensor) => ({ hidden: await this.textEncoder.forward(ids, { clipSkip: s.clipSkip }) }) }];
+    const c = await PromptConditioning.build(request, encoders);
+    const timeIds = sdxl?.timeIds(c.at(0).dims[0]!, size.width, size.height);
+    const at = (step: number): Conditioning => ({ encoderHiddenStates: c.at(step), ...(timeIds ? { added: { textEmbeds: c.pooledAt(step)!, timeIds } } : {}) });
+    return { at, fixed: c.scheduled ? undefined : at(0) };
   }
 
   /** One denoising pass: guidance, the scheduler's steps, the inpainting blend, callbacks and abort. */
@@ -349,7 +362,8 @@ export class StableDiffusion {
       const scaled = scheduler.scaleModelInput(x, t);
       const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * batch, ...dims.slice(1)] } : scaled;
       const step = Math.floor(i / scheduler.order);
-      const out = await this.unet.forward(input, t, cond.at(step), { attentionActive: todoActiveAt(stopAt, step, total), ...cond.added });
+      const c = cond.at(step);
+      const out = await this.unet.forward(input, t, c.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, step, total), ...c.added });
       let eps = out;
       if (guided) {
         const n = numel(dims);
@@ -400,9 +414,6 @@ export class StableDiffusion {
     scheduler.setTimesteps(s.steps);
 
     const t0 = performance.now();
-    if (this.sdxl && s.promptSyntax === 'a1111' && [s.prompt, s.negativePrompt].some(usesPromptSyntax)) {
-      cb.onWarning?.('SDXL prompts are read as plain text for now (no emphasis, BREAK or prompt editing; cut at 75 tokens)');
-    }
     const cond = await this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps });
     const t1 = performance.now();
 
