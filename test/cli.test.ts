@@ -1,11 +1,12 @@
 import { test, before } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, encode } from 'fast-png';
 import { readPngText, writeRandomModel, writeSafetensors, randn } from '../src/index.js';
-import { fixture, runCli } from './helpers.js';
+import { fixture, repoRoot, runCli } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-cli-'));
 const model = join(root, 'tiny');
@@ -180,4 +181,11 @@ test('img2img, inpainting and hires fix from the command line', () => {
   const png = decode(readFileSync(hires));
   assert.deepEqual([png.width, png.height], [64, 96]);
   assert.match(readPngText(readFileSync(hires)).parameters!, /Size: 32x48, .*Denoising strength: 0\.5, Hires upscale: 2, Hires steps: 2, Hires upscaler: Lanczos, Hires ToDo factor: 2\.0/);
+});
+
+test('the README command form works: `npx todo-sd` runs the built command (its file is executable)', () => {
+  const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string };
+  const r = spawnSync('npx', ['--no-install', 'todo-sd', '--version'], { cwd: repoRoot, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), pkg.version);
 });
