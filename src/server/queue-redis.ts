@@ -82,11 +82,12 @@ export class RedisQueue implements JobQueue {
     this.mine.add(id);
     try {
       const job = await this.queue.add('generate', spec, { jobId: id, removeOnComplete: { age: 3600 }, removeOnFail: { age: 3600 } });
-      return await job.waitUntilFinished(this.events);
+      const result = await job.waitUntilFinished(this.events);
+      // The result is the word on interrupt; a progress event may trail it.
+      this.lastFlags = { interrupted: result.interrupted, skipped: this.active.get(id)?.progress?.skipped ?? false };
+      return result;
     } finally {
       this.mine.delete(id);
-      const p = this.active.get(id)?.progress;
-      if (p) this.lastFlags = { interrupted: p.interrupted ?? false, skipped: p.skipped ?? false };
       this.active.delete(id);
     }
   }
