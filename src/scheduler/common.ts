@@ -121,6 +121,23 @@ export function findStepIndex(timesteps: readonly number[], t: number): number {
   return hits.length > 1 ? hits[1]! : (hits[0] ?? -1);
 }
 
+/**
+ * The multistep schedulers' (DPM-Solver, UniPC) checks and step index: `current`, or on the
+ * first step the position of `t` (the last step for a timestep it cannot find, as diffusers).
+ */
+export function multistepIndex(timesteps: readonly number[], current: number | null, t: number, modelOutput: Tensor, x: Tensor, owner: string): number {
+  const n = timesteps.length;
+  if (n === 0) throw new Error(`${owner} scheduler: call setTimesteps(steps) before step`);
+  checkSameShape(modelOutput, x, owner);
+  let i = current;
+  if (i === null) {
+    const found = findStepIndex(timesteps, t);
+    i = found < 0 ? n - 1 : found;
+  }
+  if (i >= n) throw new Error(`${owner} scheduler: all ${n} steps are done; call setTimesteps again`);
+  return i;
+}
+
 /** DDPM's forward process in float32: sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise (DDIM's and PNDM's add_noise). */
 export function addNoiseVp(alphasCumprod: Float32Array, x0: Tensor, noise: Tensor, t: number, owner: string): Tensor {
   checkSameShape(noise, x0, owner);

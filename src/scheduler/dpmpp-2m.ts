@@ -9,10 +9,9 @@
 import { numel, tensor, type Tensor } from '../tensor.js';
 import {
   addNoiseSigmaVp,
-  checkSameShape,
   checkSteps,
-  findStepIndex,
   karrasTimesteps,
+  multistepIndex,
   multistepTimesteps,
   npInterp,
   vp,
@@ -119,16 +118,8 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   }
 
   step(modelOutput: Tensor, t: number, x: Tensor): Tensor {
-    if (this.ts.length === 0) throw new Error(`${OWNER} scheduler: call setTimesteps(steps) before step`);
-    checkSameShape(modelOutput, x, OWNER);
-    if (this.stepIndex === null) {
-      const found = findStepIndex(this.ts, t);
-      // diffusers falls back to the last step for a timestep it cannot find.
-      this.stepIndex = found < 0 ? this.ts.length - 1 : found;
-    }
-    const i = this.stepIndex;
+    const i = multistepIndex(this.ts, this.stepIndex, t, modelOutput, x, OWNER);
     const n = this.ts.length;
-    if (i >= n) throw new Error(`${OWNER} scheduler: all ${n} steps are done; call setTimesteps again`);
     const finalFirstOrder = i === n - 1 && (this.eulerAtFinal || (this.lowerOrderFinal && n < 15) || this.finalSigmaZero);
 
     this.modelOutputs = [...this.modelOutputs, this.dataPrediction(modelOutput.data, x.data, i)].slice(-this.solverOrder);

@@ -6,7 +6,7 @@
  * (UniC), then predict the next sample (UniP).
  */
 import { tensor, type Tensor } from '../tensor.js';
-import { addNoiseSigmaVp, checkSameShape, checkSteps, findStepIndex, karrasTimesteps, multistepTimesteps, npInterp, vp } from './common.js';
+import { addNoiseSigmaVp, checkSteps, karrasTimesteps, multistepIndex, multistepTimesteps, npInterp, vp } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule, TIMESTEP_SPACINGS, trainingSigmas, type TimestepSpacing } from './config.js';
 import type { Scheduler } from './index.js';
 
@@ -108,15 +108,8 @@ export class UniPcMultistepScheduler implements Scheduler {
   }
 
   step(modelOutput: Tensor, t: number, x: Tensor): Tensor {
-    if (this.ts.length === 0) throw new Error(`${OWNER} scheduler: call setTimesteps(steps) before step`);
-    checkSameShape(modelOutput, x, OWNER);
-    if (this.stepIndex === null) {
-      const found = findStepIndex(this.ts, t);
-      this.stepIndex = found < 0 ? this.ts.length - 1 : found;
-    }
-    const i = this.stepIndex;
+    const i = multistepIndex(this.ts, this.stepIndex, t, modelOutput, x, OWNER);
     const n = this.ts.length;
-    if (i >= n) throw new Error(`${OWNER} scheduler: all ${n} steps are done; call setTimesteps again`);
 
     const converted = this.dataPrediction(modelOutput.data, x.data, i);
     let sample = x.data;
