@@ -101,7 +101,7 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
 }
 
 /** The names in A1111's `Lora hashes: "name: hash, name2: hash2"`. */
-export function loraHashNames(hashes: string): string[] {
+function loraHashNames(hashes: string): string[] {
   return hashes
     .split(',')
     .map((item) => item.slice(0, item.lastIndexOf(':')).trim())

@@ -7,7 +7,7 @@
  */
 import type { Tensor } from '../tensor.js';
 import type { ChunkTokenizer } from './chunks.js';
-import { encodeWeighted, joinEncoders, padToLength, type EncodeTokens, type TextEmbedding } from './conditioning.js';
+import { encodeWeighted, joinEncoders, padToLength, type TextEmbedding, type TextEncoding } from './conditioning.js';
 import { entryAt, promptSchedule, type ScheduledPrompt } from './schedule.js';
 
 export const PROMPT_SYNTAXES = ['a1111', 'plain'] as const;
@@ -19,9 +19,9 @@ export interface PromptTokenizer extends ChunkTokenizer {
 }
 
 /** A text encoder and its tokenizer; SDXL has two, ViT-L first (their hidden states are concatenated on channels in this order). */
-export interface PromptEncoder {
+export interface PromptEncoder extends TextEncoding {
+  /** Plain syntax tokenizes whole prompts as well as chunks. */
   tokenizer: PromptTokenizer;
-  encode: EncodeTokens;
 }
 
 export interface ConditioningRequest {
