@@ -81,7 +81,7 @@ function originalHalves(file: SafetensorsFile): Partial<Record<TinyPart, Half>> 
 export function isTinyVAESource(path: string): boolean {
   const p = resolve(path);
   if (!existsSync(p)) return PICKLE.test(p) && /tae/i.test(basename(p));
-  if (statSync(p).isDirectory()) return isAutoencoderTiny(join(p, 'config.json')) || isAutoencoderTiny(join(p, 'vae', 'config.json')) || familyFolderEntries(p).length > 0;
+  if (statSync(p).isDirectory()) return isAutoencoderTinyFolder(p) || familyFolderEntries(p).length > 0;
   if (PICKLE.test(p)) return /tae/i.test(basename(p));
   if (isAutoencoderTiny(join(dirname(p), 'config.json'))) return true;
   if (!p.toLowerCase().endsWith('.safetensors')) return false;
@@ -95,10 +95,16 @@ function familyFolderEntries(dir: string): string[] {
   return readdirSync(dir).filter((f) => stems.some((s) => f === s || f.startsWith(`${s}_decoder.`) || f.startsWith(`${s}_encoder.`)));
 }
 
-/** Whether `dir` holds one TAESD per family rather than being one TAESD itself. */
+/** A diffusers AutoencoderTiny folder, or a model folder whose `vae/` is one. */
+export function isAutoencoderTinyFolder(path: string): boolean {
+  const p = resolve(path);
+  return existsSync(p) && statSync(p).isDirectory() && (isAutoencoderTiny(join(p, 'config.json')) || isAutoencoderTiny(join(p, 'vae', 'config.json')));
+}
+
+/** Whether `path` is a folder holding one TAESD per family rather than being one TAESD itself. */
 export function isTinyVAEFamilyFolder(path: string): boolean {
   const p = resolve(path);
-  return existsSync(p) && statSync(p).isDirectory() && !isAutoencoderTiny(join(p, 'config.json')) && !isAutoencoderTiny(join(p, 'vae', 'config.json'));
+  return existsSync(p) && statSync(p).isDirectory() && !isAutoencoderTinyFolder(p);
 }
 
 /**

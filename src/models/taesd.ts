@@ -210,18 +210,20 @@ export class TinyVAE {
     return new TinyVAE(cfg, opts.family ?? src.family, src.name, part('taesd_decoder', src.decoder), part('taesd_encoder', src.encoder));
   }
 
-  get hasDecoder(): boolean {
-    return this.decoder !== undefined;
+  /** Throws, naming the file to add, unless the decoder is at hand. */
+  requireDecoder(): void {
+    if (!this.decoder) throw new Error(`${this.source} holds only a TAESD encoder; decoding needs its decoder (taesd_decoder.safetensors / taesdxl_decoder.safetensors beside it, or a diffusers AutoencoderTiny folder)`);
   }
 
-  get hasEncoder(): boolean {
-    return this.encoder !== undefined;
+  /** Throws, naming the file to add, unless the encoder is at hand. */
+  requireEncoder(): void {
+    if (!this.encoder) throw new Error(`${this.source} holds only a TAESD decoder; encoding (image-to-image, inpainting, the lanczos hires fix) needs its encoder: put taesd_encoder.safetensors (taesdxl_encoder.safetensors for SDXL) beside it`);
   }
 
   /** latents [B, C, h, w] as the U-Net produces them → image [B, 3, h·s, w·s] in [-1, 1]. */
   async decode(latents: Tensor): Promise<Tensor> {
-    const d = this.decoder;
-    if (!d) throw new Error(`${this.source} holds only a TAESD encoder; decoding needs its decoder (taesd_decoder.safetensors / taesdxl_decoder.safetensors beside it, or a diffusers AutoencoderTiny folder)`);
+    this.requireDecoder();
+    const d = this.decoder!;
     checkInput('taesd', 'latents', latents, [null, this.config.latentChannels, null, null], 'batch, latent channels, height, width');
     const [batch, , height, width] = latents.dims as [number, number, number, number];
     const shape = { batch, height, width };
@@ -231,8 +233,8 @@ export class TinyVAE {
 
   /** image [B, 3, H, W] in [-1, 1], H and W multiples of the scale → latents as the U-Net takes them (no sampling). */
   async encode(image: Tensor): Promise<Tensor> {
-    const e = this.encoder;
-    if (!e) throw new Error(`${this.source} holds only a TAESD decoder; encoding (image-to-image, inpainting, the lanczos hires fix) needs its encoder: put taesd_encoder.safetensors (taesdxl_encoder.safetensors for SDXL) beside it`);
+    this.requireEncoder();
+    const e = this.encoder!;
     checkInput('taesd', 'image', image, [null, this.config.inChannels, null, null], 'batch, channels, height, width');
     const [batch, , height, width] = image.dims as [number, number, number, number];
     if (height % this.config.scale || width % this.config.scale) throw new Error(`taesd: image height and width must be multiples of ${this.config.scale}; got ${height}x${width}`);
