@@ -7,6 +7,13 @@ export type { AttentionOptions, TodoOptions, TodoMode, DenseOptions } from './at
 export { autoTodoFactor } from './attention/todo.js';
 export { loadVAE, VAE, parseVAEConfig } from './models/vae.js';
 export type { VAEConfig, VAELoadOptions } from './models/vae.js';
+export { loadTinyVAE, TinyVAE, parseTinyVAEConfig, buildTinyDecoderGraph, buildTinyEncoderGraph } from './models/taesd.js';
+export type { TinyVAEConfig, TinyVAELoadOptions, TinyVAEFamily } from './models/taesd.js';
+export { writeRandomTinyVAE, writeRandomTinyVAEFiles } from './models/random-taesd.js';
+export { VAE_METHODS } from './pipeline/model-parts.js';
+export type { VaeMethod } from './pipeline/model-parts.js';
+export { LivePreview, latentPreview, PREVIEW_METHODS } from './pipeline/preview.js';
+export type { PreviewMethod } from './pipeline/preview.js';
 export { SingleFileCheckpoint } from './models/single-file/checkpoint.js';
 export type { CheckpointComponent, CheckpointComponentName, ModelFamily as CheckpointFamily, Prediction } from './models/single-file/checkpoint.js';
 export { writeRandomCheckpoint } from './models/single-file/random-checkpoint.js';
@@ -41,7 +48,7 @@ export { createScheduler, SAMPLER_NAMES, KARRAS_SAMPLERS } from './scheduler/ind
 export type { Scheduler, SamplerName, SchedulerOptions } from './scheduler/index.js';
 export { randn, randint, TorchGenerator, Mt19937 } from './random/torch-randn.js';
 export { writeRandomModel } from './models/random-model.js';
-export { ARCHITECTURES } from './models/architectures.js';
+export { ARCHITECTURES, TINY_VAE_ARCHITECTURES } from './models/architectures.js';
 export { BUILTIN_MODEL_DIR } from './models/builtin.js';
 export type { RuntimeOptions } from './runtime/session.js';
 export type { TomeOptions } from './attention/tome.js';

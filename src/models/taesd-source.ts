@@ -36,9 +36,13 @@ export interface TinyVAESource {
   name: string;
 }
 
-/** The family a path's name says: the last component naming a TAESD decides. */
+/**
+ * The family a path's name says: its file or folder name, else its parent folder's, else a Hugging
+ * Face cache folder (`models--madebyollin--taesdxl`) above it; the first naming a TAESD decides.
+ */
 export function tinyVAEFamilyOfName(path: string): TinyVAEFamily | undefined {
-  for (const part of resolve(path).split(sep).reverse()) {
+  const parts = resolve(path).split(sep).reverse();
+  for (const part of [...parts.slice(0, 2), ...parts.slice(2).filter((p) => p.startsWith('models--'))]) {
     if (/taesdxl/i.test(part)) return 'sdxl';
     // TAESD3, TAEF1 and the like are other latent spaces (16 channels): no SD family.
     if (/tae(sd3|f\d|sana|qi)/i.test(part)) return undefined;
