@@ -135,7 +135,11 @@ test('the family comes from the name: taesdxl → SDXL, taesd → SD; TAESD3 / T
   assert.equal(tinyVAEFamilyOfName('/m/VAE-approx/taesdxl_decoder.safetensors'), 'sdxl');
   assert.equal(tinyVAEFamilyOfName('/m/VAE-approx/taesd_decoder.safetensors'), 'sd');
   assert.equal(tinyVAEFamilyOfName('/hf/models--madebyollin--taesdxl/snapshots/0abc/diffusion_pytorch_model.safetensors'), 'sdxl');
-  assert.equal(tinyVAEFamilyOfName('/x/taesd/vae'), 'sd');
+  assert.equal(tinyVAEFamilyOfName('/x/taesdxl/diffusion_pytorch_model.safetensors'), 'sdxl');
+  assert.equal(tinyVAEFamilyOfName('/x/taesd'), 'sd');
+  // Only the TAESD's own name counts: not the folders it happens to sit in.
+  assert.equal(tinyVAEFamilyOfName('/home/taesd-tests/models/ae'), undefined);
+  assert.equal(tinyVAEFamilyOfName('/home/taesd-tests/models/ae_decoder.safetensors'), undefined);
   assert.equal(tinyVAEFamilyOfName('/x/taesd3_decoder.safetensors'), undefined);
   assert.equal(tinyVAEFamilyOfName('/x/taef1/diffusion_pytorch_model.safetensors'), undefined);
   assert.equal(tinyVAEFamilyOfName('/x/tiny/decoder.safetensors'), undefined);

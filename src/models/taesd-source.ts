@@ -37,12 +37,14 @@ export interface TinyVAESource {
 }
 
 /**
- * The family a path's name says: its file or folder name, else its parent folder's, else a Hugging
- * Face cache folder (`models--madebyollin--taesdxl`) above it; the first naming a TAESD decides.
+ * The family a path's name says: a folder's own name; a file's name, else its folder's (a diffusers
+ * weights file); else a Hugging Face cache folder (`models--madebyollin--taesdxl`) above either.
+ * The first naming a TAESD decides.
  */
 export function tinyVAEFamilyOfName(path: string): TinyVAEFamily | undefined {
   const parts = resolve(path).split(sep).reverse();
-  for (const part of [...parts.slice(0, 2), ...parts.slice(2).filter((p) => p.startsWith('models--'))]) {
+  const own = /\.(safetensors|pth|pt|ckpt|bin)$/i.test(parts[0]!) ? 2 : 1;
+  for (const part of [...parts.slice(0, own), ...parts.slice(own).filter((p) => p.startsWith('models--'))]) {
     if (/taesdxl/i.test(part)) return 'sdxl';
     // TAESD3, TAEF1 and the like are other latent spaces (16 channels): no SD family.
     if (/tae(sd3|f\d|sana|qi)/i.test(part)) return undefined;
