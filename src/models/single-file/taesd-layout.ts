@@ -60,7 +60,12 @@ function shapeOf(layers: Map<number, Map<string, number[]>>, i: number, name: st
   return s;
 }
 
-const isBlock = (layers: Map<number, Map<string, number[]>>, i: number): boolean => layers.get(i)?.has('conv.0.weight') ?? false;
+/** How many AutoencoderTinyBlocks (modules with `conv.0.weight`) follow one another from index `i`. */
+function blocksFrom(layers: Map<number, Map<string, number[]>>, i: number): number {
+  let n = 0;
+  while (layers.get(i + n)?.has('conv.0.weight')) n++;
+  return n;
+}
 
 /** DecoderTiny's levels from its modules: conv, act, then per level blocks, [upsample, conv] or the final conv. */
 function decoderConfig(tensors: TensorsByKey): Record<string, unknown> {
@@ -70,12 +75,9 @@ function decoderConfig(tensors: TensorsByKey): Record<string, unknown> {
   const channels: number[] = [];
   let i = 2;
   for (;;) {
-    let n = 0;
-    while (isBlock(layers, i)) {
-      n++;
-      i++;
-    }
+    const n = blocksFrom(layers, i);
     blocks.push(n);
+    i += n;
     if (layers.has(i)) {
       // The final conv follows the last level's blocks directly.
       const last = shapeOf(layers, i, 'weight', 'decoder');
@@ -97,12 +99,9 @@ function encoderConfig(tensors: TensorsByKey): Record<string, unknown> {
   const channels: number[] = [first[0]!];
   let i = 1;
   for (;;) {
-    let n = 0;
-    while (isBlock(layers, i)) {
-      n++;
-      i++;
-    }
+    const n = blocksFrom(layers, i);
     blocks.push(n);
+    i += n;
     const conv = shapeOf(layers, i, 'weight', 'encoder');
     if (i === lastIndex) return { in_channels: first[1], latent_channels: conv[0], encoder_block_out_channels: channels, num_encoder_blocks: blocks };
     channels.push(conv[0]!);
