@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from 'fast-png';
@@ -139,6 +139,19 @@ test('inpainting with a TAESD encoder: kept latents are its output, noised with 
   const expected = [...timesteps.slice(1).map((t) => scheduler.addNoise(kept, noise, t)), kept];
   const outside = (t: Tensor): number[] => Array.from(t.data).filter((_, i) => i % 16 >= 10);
   steps.forEach((x, i) => assert.deepEqual(outside(x), outside(expected[i]!), `step ${i + 1}`));
+});
+
+test("a model folder whose vae/ is an AutoencoderTiny loads it as the model's VAE", async () => {
+  const model = join(root, 'tiny-photo-taesd');
+  cpSync(BUILTIN_MODEL_DIR, model, { recursive: true });
+  rmSync(join(model, 'vae'), { recursive: true });
+  cpSync(taesd, join(model, 'vae'), { recursive: true });
+  const warnings: string[] = [];
+  const pipe = await StableDiffusion.load(model, { onWarning: (m) => warnings.push(m) });
+  assert.deepEqual([pipe.vae.config.scalingFactor, pipe.vaeMethods, warnings], [1, ['taesd'], []]);
+  const r = await pipe.generate({ prompt: 'a boat', steps: 2, seed: 1 });
+  assert.match(r.images[0]!.parameters, /VAE Decoder: TAESD/);
+  await pipe.dispose();
 });
 
 test('hires fix with lanczos on a TAESD VAE decodes and encodes with it', async () => {

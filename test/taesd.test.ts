@@ -145,7 +145,7 @@ test('the family comes from the name: taesdxl → SDXL, taesd → SD; TAESD3 / T
   assert.equal(tinyVAEFamilyOfName('/x/tiny/decoder.safetensors'), undefined);
 });
 
-test('a folder with one TAESD per family (A1111 VAE-approx) gives each family its own', () => {
+test('a folder with one TAESD per family (A1111 VAE-approx) gives each family its own', async () => {
   const dir = join(root, 'VAE-approx');
   mkdirSync(dir);
   copyFileSync(join(orig, 'taesd_decoder.safetensors'), join(dir, 'taesd_decoder.safetensors'));
@@ -156,6 +156,8 @@ test('a folder with one TAESD per family (A1111 VAE-approx) gives each family it
   assert.throws(() => tinyVAEInFolder(dir, 'sdxl'), /no TAESD for SDXL in .*taesdxl_decoder\.safetensors.*madebyollin\/taesdxl/);
   writeRandomTinyVAE(join(dir, 'taesdxl'), 'taesd-tiny');
   assert.equal(tinyVAEInFolder(dir, 'sdxl'), join(dir, 'taesdxl'));
+  // Loaded alone, such a folder is ambiguous.
+  await assert.rejects(loadTinyVAE(dir), /holds TAESDs for several families \(taesd_decoder\.safetensors, taesdxl\): pass the file for the model's family/);
 });
 
 test("scale_latents / unscale_latents are diffusers' (magnitude 3, shift 0.5)", async () => {

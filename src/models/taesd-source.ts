@@ -181,6 +181,9 @@ export function openTinyVAE(source: string): TinyVAESource {
     throw new Error(`TAESD ${path} not found; pass a diffusers AutoencoderTiny folder or taesd_decoder.safetensors`);
   }
   if (statSync(path).isDirectory()) {
+    if (!isAutoencoderTinyFolder(path) && familyFolderEntries(path).length > 0) {
+      throw new Error(`${path} holds TAESDs for several families (${familyFolderEntries(path).join(', ')}): pass the file for the model's family, or give the folder as a pipeline's taesd (--taesd), which picks by the model's family`);
+    }
     const comp = findComponent(path, 'vae', { classNames: ['AutoencoderTiny'] });
     if (comp.config._class_name !== 'AutoencoderTiny') throw new Error(`${join(comp.folder, 'config.json')} is not an AutoencoderTiny (TAESD) config`);
     const weights = WeightStore.open(comp.weightFiles, 'taesd');

@@ -95,7 +95,7 @@ function ownVAEConfig(model: string): Record<string, unknown> | undefined {
 }
 
 /** The model's family (SD 1.x / 2.x or SDXL), from its U-Net config. */
-export function modelFamily(model: string): ModelFamily {
+function modelFamily(model: string): ModelFamily {
   return detectModelFamily(model, parseUNetConfig(openComponent(model, 'unet', ['UNet2DConditionModel']).config));
 }
 
