@@ -14,6 +14,9 @@ const A1111_NAME: Record<SamplerName, string> = {
   ddim: 'DDIM',
   pndm: 'PLMS',
   unipc: 'UniPC',
+  // A1111 1.8+ has LCM (a k-diffusion port); TCD is the name Forge, ComfyUI and A1111's TCD extensions use.
+  lcm: 'LCM',
+  tcd: 'TCD',
 };
 
 const ALIASES: Record<string, SamplerName> = {
@@ -23,6 +26,7 @@ const ALIASES: Record<string, SamplerName> = {
   k_heun: 'heun',
   k_dpmpp_2m: 'dpmpp-2m',
   k_dpmpp_2m_sde: 'dpmpp-2m-sde',
+  k_lcm: 'lcm',
 };
 
 /** The A1111 sampler names accepted, `… Karras` variants included, in A1111's menu order. */
