@@ -4,7 +4,7 @@
  * the distillation schedule, its image-to-image form (strength shortens the distillation
  * schedule; every asked step still runs), the step index, the x0 estimate and DDPM's add_noise.
  */
-import type { Tensor } from '../tensor.js';
+import { tensor, type Tensor } from '../tensor.js';
 import { addNoiseVp, checkSameShape, checkSteps, findStepIndex } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule } from './config.js';
 import type { Randn } from './euler-ancestral.js';
@@ -106,11 +106,14 @@ export abstract class ConsistencyScheduler implements Scheduler {
     return { x0: x.map((v, i) => f(f(sqrtA * v) - f(sqrtB * m[i]!))), eps: m.map((v, i) => f(f(sqrtA * v) + f(sqrtB * x[i]!))) };
   }
 
-  /** Standard normal noise of the sample's shape from `randn` (the pipeline's generator). */
-  protected noise(dims: readonly number[], n: number): Float32Array {
+  /** keep · x + add · z, z fresh standard normal noise from `randn` (the pipeline's generator). */
+  protected withNoise(x: Float32Array, keep: number, add: number, dims: readonly number[]): Tensor {
     const z = this.randn(dims);
-    if (z.length !== n) throw new Error(`${this.owner} scheduler: randn returned ${z.length} values for dims [${dims.join(', ')}]`);
-    return z;
+    if (z.length !== x.length) throw new Error(`${this.owner} scheduler: randn returned ${z.length} values for dims [${dims.join(', ')}]`);
+    return tensor(
+      x.map((v, j) => f(f(keep * v) + f(add * z[j]!))),
+      dims,
+    );
   }
 
   abstract step(modelOutput: Tensor, t: number, x: Tensor): Tensor;

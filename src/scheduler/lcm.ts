@@ -43,12 +43,6 @@ export class LcmScheduler extends ConsistencyScheduler {
     if (last) return tensor(denoised, x.dims);
     // Fresh noise to the next timestep's level; none on the last step (so none for one step).
     const aPrev = this.ac[this.timesteps[i + 1]!]!;
-    const sqrtA = f(Math.sqrt(aPrev));
-    const sqrtB = f(Math.sqrt(f(1 - aPrev)));
-    const z = this.noise(x.dims, x.data.length);
-    return tensor(
-      denoised.map((v, j) => f(f(sqrtA * v) + f(sqrtB * z[j]!))),
-      x.dims,
-    );
+    return this.withNoise(denoised, f(Math.sqrt(aPrev)), f(Math.sqrt(f(1 - aPrev))), x.dims);
   }
 }

@@ -38,12 +38,6 @@ export class TcdScheduler extends ConsistencyScheduler {
     const noised = x0.map((v, j) => f(f(sqrtAs * v) + f(sqrtBs * eps[j]!)));
     if (this.gamma === 0 || last) return tensor(noised, x.dims);
     const ratio = f(this.ac[prevT]! / alphaS);
-    const keep = f(Math.sqrt(ratio));
-    const add = f(Math.sqrt(f(1 - ratio)));
-    const z = this.noise(x.dims, x.data.length);
-    return tensor(
-      noised.map((v, j) => f(f(keep * v) + f(add * z[j]!))),
-      x.dims,
-    );
+    return this.withNoise(noised, f(Math.sqrt(ratio)), f(Math.sqrt(f(1 - ratio))), x.dims);
   }
 }
