@@ -137,6 +137,8 @@ describe('few-step samplers refuse what does not fit, naming the fix', () => {
     assert.throws(() => s.setImg2ImgTimesteps!(8, 0.1), /strength 0.1 keeps 5 timesteps .* fewer than the 8 steps asked: use at most 5 steps or a strength of at least 0.16/);
     assert.throws(() => createScheduler('lcm', { prediction_type: 'flow' }), /LCM scheduler config: "prediction_type" is "flow"; accepted values: epsilon, sample, v_prediction/);
     assert.throws(() => createScheduler('lcm', { thresholding: true }), /"thresholding" = true is not supported/);
+    assert.throws(() => createScheduler('tcd', { rescale_betas_zero_snr: true }), /rescale_betas_zero_snr with epsilon prediction divides by zero .* "v_prediction"/);
+    assert.doesNotThrow(() => createScheduler('tcd', { rescale_betas_zero_snr: true, prediction_type: 'v_prediction' }));
     assert.throws(() => createScheduler('tcd', { original_inference_steps: 2000 }), /"original_inference_steps" 2000 exceeds num_train_timesteps 1000/);
     assert.throws(() => createScheduler('tcd', {}, { eta: 1.5 }), /eta \(gamma\) must be a number from 0 \(deterministic\) to 1/);
     assert.throws(() => createScheduler('euler-a', {}, { eta: 0.3 }), /eta \(TCD's gamma\) applies to the tcd sampler only/);

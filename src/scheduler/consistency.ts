@@ -57,6 +57,10 @@ export abstract class ConsistencyScheduler implements Scheduler {
     this.numTrain = schedule.numTrainTimesteps;
     this.ac = alphasCumprod(schedule);
     this.prediction = r.choice('prediction_type', ['epsilon', 'sample', 'v_prediction'], 'epsilon');
+    // ᾱ = 0 at the first timestep: x0 = (x − ε) / 0 (diffusers divides all the same).
+    if (schedule.rescaleBetasZeroSnr && this.prediction === 'epsilon') {
+      throw new Error(`${this.owner} scheduler: rescale_betas_zero_snr with epsilon prediction divides by zero at the first timestep; zero-terminal-SNR models predict v (prediction_type "v_prediction")`);
+    }
     this.originalSteps = r.integer('original_inference_steps', 50, 1);
     if (this.originalSteps > this.numTrain) {
       throw new Error(`${this.owner} scheduler config: "original_inference_steps" ${this.originalSteps} exceeds num_train_timesteps ${this.numTrain}`);
