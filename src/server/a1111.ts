@@ -150,6 +150,7 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     clipSkip: s.CLIP_stop_at_last_layers,
     attention: todoAttention(s, () => modelAttentionLevels(modelPath(s.sd_model_checkpoint)), 'override_settings.'),
     seeds: Array.from({ length: count }, (_, i) => seed + i),
+    preview: !s.live_previews_enable ? 'off' : s.show_progress_type === 'TAESD' ? 'taesd' : 'cheap',
   };
   if (kind === 'txt2img' && body.enable_hr) {
     const upscaler = HIRES_UPSCALERS[body.hr_upscaler ?? 'Latent'];
