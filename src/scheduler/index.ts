@@ -37,6 +37,12 @@ export interface Scheduler {
   step(modelOutput: Tensor, t: number, x: Tensor): Tensor;
   /** diffusers' `add_noise`: `x0` noised to the level of timestep `t` of the current schedule (image-to-image). */
   addNoise(x0: Tensor, noise: Tensor, t: number): Tensor;
+  /**
+   * An independent copy with the same schedule and internal state (diffusers'
+   * `copy.deepcopy(scheduler.__dict__)`), stepping on its own from here; the noise source stays
+   * shared. MultiDiffusion keeps one per view.
+   */
+  clone(): Scheduler;
 }
 
 export interface SchedulerOptions {
