@@ -23,6 +23,7 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   attention: ['todo', 'todoMode', 'todoStop', 'todoLevel2', 'tome'],
   clipSkip: ['clipSkip'],
   promptSyntax: ['promptSyntax'],
+  tiling: ['tiledDiffusion', 'tileWindow', 'tileStride', 'tileBatch', 'circular'],
 };
 
 /** The parameters stored in `file`; fails (before any model is loaded) when it has none. */

@@ -10,6 +10,7 @@ import { resolveSampler } from '../scheduler/names.js';
 import type { ParsedParameters } from './parameters.js';
 import type { GenerateOptions } from './stable-diffusion.js';
 import { A1111_UPSCALER_NAMES, HIRES_UPSCALERS, type HiresOptions } from './hires.js';
+import { TILED_DIFFUSION_KEY, tilingFromInfotext } from './tiled-infotext.js';
 import { hiresTodoFromInfotext, todoFromInfotext } from './todo-infotext.js';
 
 export interface ParametersAsOptions {
@@ -87,6 +88,14 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   const reasons = new Map<string, string>();
   const hires = hiresFrom(s, options, attentionLevels, used, reasons);
   if (hires) options.hires = hires;
+  if (TILED_DIFFUSION_KEY in s) {
+    try {
+      options.tiling = tilingFromInfotext(s);
+      used.add(TILED_DIFFUSION_KEY);
+    } catch (e) {
+      reasons.set(TILED_DIFFUSION_KEY, (e as Error).message.replace(/^infotext: /, ''));
+    }
+  }
   // Without a hires fix, a denoising strength or mask blur means image-to-image, which needs the init image (and mask) again.
   const imageToImage: ParametersAsOptions['imageToImage'] = {};
   if (!hires && 'Denoising strength' in s) imageToImage.strength = number('Denoising strength', s['Denoising strength']!, false);

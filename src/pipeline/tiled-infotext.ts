@@ -1,0 +1,61 @@
+/**
+ * The tiled methods in the PNG `parameters` text, under the keys AUTOMATIC1111's extensions write:
+ * MultiDiffusion as the Tiled Diffusion extension (multidiffusion-upscaler-for-automatic1111:
+ * `Tiled Diffusion: {"Method": "MultiDiffusion", "Tile tile width": 96, …}`, a dict that A1111
+ * writes with json.dumps; tile sizes and overlap in latent pixels), and SD upscale as A1111's
+ * own script (`SD upscale overlap`, `SD upscale upscaler`; the scale, which A1111 does not
+ * write, as `SD upscale scale`).
+ */
+import type { Tiling, TilingOptions } from './multidiffusion.js';
+
+export const TILED_DIFFUSION_KEY = 'Tiled Diffusion';
+
+/** The extension's method names; only MultiDiffusion is implemented. */
+const MULTIDIFFUSION = 'MultiDiffusion';
+
+/** Python's json.dumps of a flat dict (", " and ": " separators), as A1111 writes a dict value. */
+function pythonJson(o: Record<string, string | number | boolean>): string {
+  return `{${Object.entries(o)
+    .map(([k, v]) => `${JSON.stringify(k)}: ${JSON.stringify(v)}`)
+    .join(', ')}}`;
+}
+
+/** The `Tiled Diffusion` value: the extension's keys (overlap = window − stride), and `Circular` when on (ours; the extension ignores it). */
+export function tilingInfotext(t: Tiling): string {
+  return pythonJson({
+    Method: MULTIDIFFUSION,
+    'Tile tile width': t.window,
+    'Tile tile height': t.window,
+    'Tile Overlap': t.window - t.stride,
+    'Tile batch size': t.viewBatch,
+    ...(t.circular && { Circular: true }),
+  });
+}
+
+/**
+ * Tiling options from a `Tiled Diffusion` value, or undefined without one; throws on what
+ * cannot be applied (another method, unequal tile sides). The extension's rule for an overlap
+ * at least as large as the tile (overlap = tile − 4) is kept.
+ */
+export function tilingFromInfotext(fields: Readonly<Record<string, string>>): TilingOptions | undefined {
+  const raw = fields[TILED_DIFFUSION_KEY];
+  if (raw === undefined) return undefined;
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(raw) as Record<string, unknown>;
+  } catch {
+    throw new Error(`infotext: "${TILED_DIFFUSION_KEY}: ${raw}" is not the extension's JSON object`);
+  }
+  const method = o.Method ?? MULTIDIFFUSION;
+  if (method !== MULTIDIFFUSION) throw new Error(`infotext: Tiled Diffusion method "${String(method)}" is not offered here (only ${MULTIDIFFUSION})`);
+  const int = (key: string, def: number): number => {
+    const v = o[key] ?? def;
+    if (!Number.isInteger(v)) throw new Error(`infotext: Tiled Diffusion "${key}: ${String(v)}" is not an integer`);
+    return v as number;
+  };
+  const width = int('Tile tile width', 96);
+  const height = int('Tile tile height', width);
+  if (width !== height) throw new Error(`infotext: Tiled Diffusion tiles of ${width}x${height} latent pixels; only square tiles are offered here`);
+  const overlap = int('Tile Overlap', 48);
+  return { window: width, stride: overlap >= width ? 4 : width - overlap, viewBatch: int('Tile batch size', 1), circular: o.Circular === true };
+}
