@@ -8,6 +8,7 @@ import type { RgbImage } from '../io/png.js';
 import type { VAE } from '../models/vae.js';
 import type { Scheduler } from '../scheduler/index.js';
 import type { Tensor } from '../tensor.js';
+import type { LatentDistribution } from './vae-tiling.js';
 
 const f = Math.fround;
 
@@ -66,9 +67,16 @@ export interface EncodedImage {
  * `vae.encode(image).latent_dist.sample(generator) · scaling_factor`: one draw of the image's
  * latent shape from `randn`, std = exp(½ · clamp(logvar, −30, 20)). One image is repeated to the batch
  * (diffusers repeats the init latents for num_images_per_prompt); a batch of images is encoded as it is.
+ * `encode`: the encoder (default: the VAE's, whole; the pipeline tiles large images).
  */
-export async function encodeImage(vae: VAE, image: Tensor, randn: (dims: readonly number[]) => Float32Array, batch: number): Promise<EncodedImage> {
-  const { mean, logvar } = await vae.encodeDistribution(image);
+export async function encodeImage(
+  vae: VAE,
+  image: Tensor,
+  randn: (dims: readonly number[]) => Float32Array,
+  batch: number,
+  encode: (image: Tensor) => Promise<LatentDistribution> = (t) => vae.encodeDistribution(t),
+): Promise<EncodedImage> {
+  const { mean, logvar } = await encode(image);
   const std = logvar.data.map((v) => f(Math.exp(f(0.5 * Math.min(20, Math.max(-30, v))))));
   const eps = randn(mean.dims);
   const sf = f(vae.config.scalingFactor);

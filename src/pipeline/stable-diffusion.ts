@@ -28,7 +28,7 @@ import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type Hir
 import { checkRgbImage, encodeImage, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
 import { a1111Parameters } from './parameters.js';
-import { decodeTiled } from './vae-tiling.js';
+import { decodeTiled, encodeTiled, type LatentDistribution, type TileOptions } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
@@ -421,11 +421,25 @@ export class StableDiffusion {
     const padding = s.tiling?.circular ? Math.min(CIRCULAR_DECODE_PADDING, x.dims[3]!) : 0;
     const padded = padding ? padCircular(x, padding) : x;
     const z = { data: padded.data.map((v) => v / this.vae.config.scalingFactor), dims: padded.dims };
-    const [, , h, w] = padded.dims as [number, number, number, number];
-    const tiled = s.vaeTiling === true || (s.vaeTiling === 'auto' && h * w * scale * scale > 1024 * 1024);
-    const tile = Math.max(16, Math.round(512 / scale));
-    const image = tiled ? await decodeTiled(z, scale, (t) => this.vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : await this.vae.decode(z);
+    const tiles = this.vaeTiles(padded.dims, scale, s.vaeTiling);
+    const image = tiles ? await decodeTiled(z, scale, (t) => this.vae.decode(t), tiles) : await this.vae.decode(z);
     return padding ? cropColumns(image, padding * scale, x.dims[3]! * scale) : image;
+  }
+
+  /** The VAE encoder's distribution of an image [B, 3, H, W], tiled by the rule decoding follows. */
+  private encodeDistribution(image: Tensor, vaeTiling: boolean | 'auto'): Promise<LatentDistribution> {
+    const scale = this.vae.config.scale;
+    const [b, c, h, w] = image.dims as [number, number, number, number];
+    const tiles = this.vaeTiles([b, c, h / scale, w / scale], scale, vaeTiling);
+    return tiles ? encodeTiled(image, scale, (t) => this.vae.encodeDistribution(t), tiles) : this.vae.encodeDistribution(image);
+  }
+
+  /** VAE tiles (latent pixels, 512 px a side) when tiling is asked for or (auto) the image is over 1024x1024; else undefined. */
+  private vaeTiles(latent: readonly number[], scale: number, vaeTiling: boolean | 'auto'): TileOptions | undefined {
+    const [, , h, w] = latent as [number, number, number, number];
+    if (!(vaeTiling === true || (vaeTiling === 'auto' && h * w * scale * scale > 1024 * 1024))) return undefined;
+    const tile = Math.max(16, Math.round(512 / scale));
+    return { tile, overlap: Math.round(tile / 4) };
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
@@ -455,7 +469,7 @@ export class StableDiffusion {
       const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
       timesteps = img2imgTimesteps(scheduler, s.steps, s.strength!);
-      let init = (await encodeImage(this.vae, imagesToTensor([source]), randn, s.batch)).latents;
+      let init = (await encodeImage(this.vae, imagesToTensor([source]), randn, s.batch, (t) => this.encodeDistribution(t, s.vaeTiling))).latents;
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
         // A1111 draws this noise from a fresh generator of the seed.
         const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
@@ -531,7 +545,7 @@ export class StableDiffusion {
     let init: Tensor;
     if (hr.upscaler === 'lanczos') {
       const images = toRgb(await this.decodeLatents(x, s)).map((img) => fitImage(img, hr.width, hr.height));
-      init = (await encodeImage(this.vae, imagesToTensor(images), randn, s.batch)).latents;
+      init = (await encodeImage(this.vae, imagesToTensor(images), randn, s.batch, (t) => this.encodeDistribution(t, s.vaeTiling))).latents;
     } else {
       init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
     }
