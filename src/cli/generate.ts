@@ -12,6 +12,7 @@ import type { Prediction } from '../models/single-file/checkpoint.js';
 import { attentionLevels } from '../models/unet.js';
 import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
+import { TILING_DEFAULTS, type TilingOptions } from '../pipeline/multidiffusion.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
@@ -57,6 +58,11 @@ interface GenerateFlags extends RuntimeFlags {
   clipSkip: number;
   promptSyntax: PromptSyntax;
   vaeTiling: 'auto' | 'on' | 'off';
+  tiledDiffusion?: boolean;
+  tileWindow?: number;
+  tileStride?: number;
+  tileBatch?: number;
+  circular?: boolean;
   lora: LoraSpec[];
   loraDir?: string;
   out: string;
@@ -82,6 +88,12 @@ export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 
     level2Factor: f.todoLevel2,
     stopAt: f.todoStop,
   };
+}
+
+/** MultiDiffusion from its flags: any of them turns it on, the others keep their defaults. */
+function tilingFromFlags(f: Pick<GenerateFlags, 'tiledDiffusion' | 'tileWindow' | 'tileStride' | 'tileBatch' | 'circular'>): TilingOptions | undefined {
+  if (!f.tiledDiffusion && f.tileWindow === undefined && f.tileStride === undefined && f.tileBatch === undefined && !f.circular) return undefined;
+  return { window: f.tileWindow, stride: f.tileStride, viewBatch: f.tileBatch, circular: f.circular ?? false };
 }
 
 /** A PNG named by a flag, as RGB (plus its alpha, if any). */
@@ -147,7 +159,12 @@ export function registerGenerate(program: Command): void {
     .option('--tome <ratio>', 'ToMe token merging (the baseline ToDo is compared with): fraction of top-level tokens to merge', parseFloatOption('--tome', 0, 0.75))
     .option('--clip-skip <n>', 'use the n-th last CLIP layer (1 = last)', parseIntOption('--clip-skip', 1), 1)
     .addOption(new Option('--prompt-syntax <syntax>', 'a1111: (emphasis:1.2), BREAK, [from:to:0.5], prompts past 75 tokens; plain: diffusers (cut at 75 tokens)').choices(PROMPT_SYNTAXES).default('a1111'))
-    .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding').choices(['auto', 'on', 'off']).default('auto'))
+    .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding (and encoding)').choices(['auto', 'on', 'off']).default('auto'))
+    .option('--tiled-diffusion', "MultiDiffusion (diffusers' panorama pipeline): denoise overlapping latent views, averaged; for sizes past the model's own")
+    .option('--tile-window <n>', `MultiDiffusion view side in latent pixels (default ${TILING_DEFAULTS.window})`, parseIntOption('--tile-window', 1, 1024))
+    .option('--tile-stride <n>', `MultiDiffusion distance between views in latent pixels (default ${TILING_DEFAULTS.stride})`, parseIntOption('--tile-stride', 1, 1024))
+    .option('--tile-batch <n>', `MultiDiffusion views per U-Net call (default ${TILING_DEFAULTS.viewBatch})`, parseIntOption('--tile-batch', 1, 64))
+    .option('--circular', 'MultiDiffusion views wrap around the left and right edges: a seamless 360° panorama')
     .option('--lora <file[:weight]>', 'merge a LoRA / LoCon .safetensors at this weight (default 1); repeatable', parseLoraOption, [])
     .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors)')
     .option('-o, --out <file.png>', 'output PNG', 'output.png')
@@ -197,6 +214,7 @@ export function registerGenerate(program: Command): void {
         strength: f.strength,
         mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
         hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
+        tiling: tilingFromFlags(f),
       };
       const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
       const progress = new Progress(process.stderr);

@@ -68,7 +68,8 @@ function fail(msg: string): never {
 
 /** Checks the options and fills in the defaults; `minWindow`: the smallest grid the U-Net takes (2^downsamplings). */
 export function resolveTiling(o: TilingOptions, minWindow: number): Tiling {
-  const t = { ...TILING_DEFAULTS, ...o };
+  const d = TILING_DEFAULTS;
+  const t: Tiling = { window: o.window ?? d.window, stride: o.stride ?? d.stride, viewBatch: o.viewBatch ?? d.viewBatch, circular: o.circular ?? d.circular };
   if (!Number.isInteger(t.window) || t.window < minWindow || t.window > 1024) {
     fail(`tiling window must be an integer of latent pixels from ${minWindow} (the U-Net halves the grid ${Math.log2(minWindow)} times) to 1024; got ${t.window}`);
   }
