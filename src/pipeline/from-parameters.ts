@@ -10,7 +10,8 @@ import { resolveSampler } from '../scheduler/names.js';
 import type { ParsedParameters } from './parameters.js';
 import type { GenerateOptions } from './stable-diffusion.js';
 import { A1111_UPSCALER_NAMES, HIRES_UPSCALERS, type HiresOptions } from './hires.js';
-import { TILED_DIFFUSION_KEY, tilingFromInfotext } from './tiled-infotext.js';
+import type { SdUpscaleOptions } from './sd-upscale.js';
+import { isSdUpscaleKey, sdUpscaleFromInfotext, TILED_DIFFUSION_KEY, tilingFromInfotext } from './tiled-infotext.js';
 import { hiresTodoFromInfotext, todoFromInfotext } from './todo-infotext.js';
 
 export interface ParametersAsOptions {
@@ -27,7 +28,7 @@ export interface ParametersAsOptions {
    * was made from an init image (and mask), which a caller must supply to apply them; they are
    * in notApplied until it does.
    */
-  imageToImage?: { strength?: number; maskBlur?: number };
+  imageToImage?: { strength?: number; maskBlur?: number; sdUpscale?: SdUpscaleOptions };
 }
 
 /** Keys that describe the image or the program, not the generation. */
@@ -100,6 +101,9 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   const imageToImage: ParametersAsOptions['imageToImage'] = {};
   if (!hires && 'Denoising strength' in s) imageToImage.strength = number('Denoising strength', s['Denoising strength']!, false);
   if ('Mask blur' in s) imageToImage.maskBlur = number('Mask blur', s['Mask blur']!, false);
+  const up = sdUpscaleFromInfotext(s);
+  if (up?.options) imageToImage.sdUpscale = up.options;
+  else if (up?.missing) for (const k of Object.keys(s).filter(isSdUpscaleKey)) reasons.set(k, up.missing);
   // The LoRAs are applied from the prompt's `<lora:name:w>` tags (which our infotext always has, as A1111's does).
   const hashes = s['Lora hashes'];
   if (hashes !== undefined && loraHashNames(hashes).every((name) => options.prompt.includes(`<lora:${name}:`) || options.prompt.includes(`<lora:${name}>`))) used.add('Lora hashes');

@@ -91,6 +91,16 @@ export function a1111Parameters(p: ParameterSource): string {
   return lines.join('\n');
 }
 
+/** A parameters text with `fields` added to its settings line, before `Version` (which stays last, as A1111 writes it). */
+export function withFields(text: string, fields: readonly [string, string | number][]): string {
+  const lines = text.split('\n');
+  const last = lines.pop()!;
+  const extra = fields.map(([k, v]) => `${k}: ${value(v)}`).join(', ');
+  const at = last.lastIndexOf(', Version: ');
+  lines.push(at < 0 ? `${last}, ${extra}` : `${last.slice(0, at)}, ${extra}${last.slice(at)}`);
+  return lines.join('\n');
+}
+
 export interface ParsedParameters {
   prompt: string;
   negativePrompt: string;

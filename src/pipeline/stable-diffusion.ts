@@ -27,7 +27,8 @@ import { modelSdxlConditioner, modelTokenizer, modelVAE, schedulerConfig, type M
 import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
 import { checkRgbImage, encodeImage, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
-import { a1111Parameters } from './parameters.js';
+import { a1111Parameters, withFields } from './parameters.js';
+import { sdUpscale, type SdUpscaleOptions, type SdUpscaleSettings } from './sd-upscale.js';
 import { decodeTiled, encodeTiled, type LatentDistribution, type TileOptions } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
@@ -76,6 +77,11 @@ export interface GenerateOptions {
   promptSyntax?: PromptSyntax;
   /** MultiDiffusion (diffusers' panorama pipeline): denoise overlapping latent views and average them, every pass. */
   tiling?: TilingOptions;
+  /**
+   * A1111's SD upscale (needs initImage): upscale, redraw in tiles of width x height with
+   * `strength`, feather the seams; `batch` upscales with seeds seed, seed + 1, ….
+   */
+  sdUpscale?: SdUpscaleOptions;
 }
 
 export interface StepInfo {
@@ -88,6 +94,8 @@ export interface StepInfo {
   latents?: Tensor;
   /** 1, or 2 in the hires fix's second pass. */
   pass?: 1 | 2;
+  /** SD upscale: the redraw (tile, then seam) in progress, of `count`. */
+  tile?: { index: number; count: number };
 }
 
 export interface GenerateCallbacks {
@@ -111,7 +119,7 @@ export interface PassInfo {
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'tiling'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'tiling' | 'sdUpscale'>> & {
   sampler: SamplerName;
   negativePrompt: string;
   latentsFromFile: boolean;
@@ -120,6 +128,7 @@ export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negat
   mask?: { blur: number; invert: boolean; fill: InpaintFill };
   hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler; attention: AttentionOptions; width: number; height: number };
   tiling?: Tiling;
+  sdUpscale?: SdUpscaleSettings;
 };
 
 export interface GeneratedImage extends RgbImage {
@@ -443,6 +452,7 @@ export class StableDiffusion {
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
+    if (o.sdUpscale) return sdUpscale((tile, c) => this.generate(tile, c), o, cb, this.nativeSize, withFields);
     const resolved = this.resolve(o);
     if (cb.signal?.aborted) throw abortError();
     const loras = this.loras.forGeneration(resolved.prompt, o.loras, o.loraDir, cb.onWarning);

@@ -7,6 +7,7 @@
  * write, as `SD upscale scale`).
  */
 import type { Tiling, TilingOptions } from './multidiffusion.js';
+import { A1111_SD_UPSCALERS, type SdUpscaleOptions, type SdUpscaleSettings } from './sd-upscale.js';
 
 export const TILED_DIFFUSION_KEY = 'Tiled Diffusion';
 
@@ -58,4 +59,46 @@ export function tilingFromInfotext(fields: Readonly<Record<string, string>>): Ti
   if (width !== height) throw new Error(`infotext: Tiled Diffusion tiles of ${width}x${height} latent pixels; only square tiles are offered here`);
   const overlap = int('Tile Overlap', 48);
   return { window: width, stride: overlap >= width ? 4 : width - overlap, viewBatch: int('Tile batch size', 1), circular: o.Circular === true };
+}
+
+/** The fields of an SD upscale: A1111's keys, then the scale, A1111's batch size (it sets the tile seeds) and the seam fix (ours). */
+export function sdUpscaleFields(s: SdUpscaleSettings): [string, string | number][] {
+  const fields: [string, string | number][] = [
+    ['SD upscale overlap', s.overlap],
+    ['SD upscale upscaler', s.upscaler],
+    ['SD upscale scale', s.scale],
+  ];
+  if (s.batchSize > 1) fields.push(['SD upscale batch size', s.batchSize]);
+  if (s.seamFix) fields.push(['SD upscale seam fix', 'Band pass'], ['SD upscale seam fix width', s.seamFix.width], ['SD upscale seam fix padding', s.seamFix.padding], ['SD upscale seam fix denoise', s.seamFix.denoise]);
+  return fields;
+}
+
+
+const SD_UPSCALE = 'SD upscale ';
+
+/**
+ * SD upscale options from infotext fields: undefined without `SD upscale overlap`; `missing`
+ * names what cannot be applied (A1111 does not write the scale; an upscaler not offered here).
+ */
+export function sdUpscaleFromInfotext(fields: Readonly<Record<string, string>>): { options?: SdUpscaleOptions; missing?: string } | undefined {
+  if (!(`${SD_UPSCALE}overlap` in fields)) return undefined;
+  const num = (key: string): number | undefined => {
+    const raw = fields[SD_UPSCALE + key];
+    if (raw === undefined) return undefined;
+    const v = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(v)) throw new Error(`infotext: "${SD_UPSCALE}${key}: ${raw}" is not a number`);
+    return v;
+  };
+  const name = fields[`${SD_UPSCALE}upscaler`] ?? 'None';
+  const upscaler = (Object.keys(A1111_SD_UPSCALERS) as (keyof typeof A1111_SD_UPSCALERS)[]).find((k) => A1111_SD_UPSCALERS[k].toLowerCase() === name.toLowerCase());
+  if (!upscaler) return { missing: `upscaler "${name}" is not offered here (${Object.values(A1111_SD_UPSCALERS).join(', ')})` };
+  const scale = num('scale');
+  if (scale === undefined) return { missing: 'A1111 does not record the scale: give it again' };
+  const seamFix = fields[`${SD_UPSCALE}seam fix`] === undefined ? undefined : { mode: 'band' as const, width: num('seam fix width'), padding: num('seam fix padding'), denoise: num('seam fix denoise') };
+  return { options: { scale, overlap: num('overlap'), upscaler, batchSize: num('batch size'), ...(seamFix && { seamFix }) } };
+}
+
+/** Every key an SD upscale writes. */
+export function isSdUpscaleKey(key: string): boolean {
+  return key.startsWith(SD_UPSCALE);
 }
