@@ -223,6 +223,8 @@ function resolveOptions(o: GenerateOptions, nativeSize: number): Resolved {
     if (!Number.isInteger(s.width) || s.width < 8 || s.width % 8 !== 0) fail(`seam fix width must be a positive multiple of 8 pixels; got ${s.width}`);
     if (!Number.isInteger(s.padding) || s.padding < 0 || s.padding % 8 !== 0) fail(`seam fix padding must be a multiple of 8 pixels (0 or more); got ${s.padding}`);
     if (typeof s.denoise !== 'number' || !(s.denoise > 0 && s.denoise <= 1)) fail(`seam fix denoise must be a number in (0, 1]; got ${s.denoise}`);
+    const steps = o.steps ?? 20;
+    if (Math.floor(steps * s.denoise) < 1) fail(`seam fix denoise ${s.denoise} with ${steps} steps runs no denoising step (⌊steps · denoise⌋ = 0); raise the denoise or the steps`);
     if (s.width + 2 * s.padding > Math.min(width, height)) fail(`the seam fix band (${s.width} px + 2 x ${s.padding} px padding) is wider than the upscaled picture (${width}x${height})`);
     seamFix = s;
   }
