@@ -16,13 +16,14 @@ import { checkRgbImage, fitImage } from './img2img.js';
 import { sdUpscaleFields } from './tiled-infotext.js';
 import type { GenerateCallbacks, GenerateOptions, GenerateResult } from './stable-diffusion.js';
 
-export const SD_UPSCALERS = ['lanczos', 'none'] as const;
+/** The built-in upscalers, in the order of A1111's list (None, Lanczos, …): the script's upscaler_index counts in it. */
+export const SD_UPSCALERS = ['none', 'lanczos'] as const;
 export type SdUpscalerName = (typeof SD_UPSCALERS)[number];
 
 /** An upscaler: the picture enlarged by about `scale` (a model may give more; A1111 then resizes to the target with Lanczos). */
 export type UpscaleFn = (image: RgbImage, scale: number) => RgbImage | Promise<RgbImage>;
 
-/** A1111's names, in the order of its upscaler list (the `upscaler_index` of the script's API arguments). */
+/** A1111's names. */
 export const A1111_SD_UPSCALERS: Record<SdUpscalerName, string> = { none: 'None', lanczos: 'Lanczos' };
 
 export interface SeamFixOptions {
@@ -76,7 +77,7 @@ function upscaledSize(image: RgbImage, scale: number): [number, number] {
 }
 
 /** UpscalerLanczos.do_upscale: Pillow's Lanczos to int(size · scale). */
-const lanczos: UpscaleFn = (image, scale) => fitImage(image, Math.trunc(image.width * scale), Math.trunc(image.height * scale));
+export const lanczosUpscale: UpscaleFn = (image, scale) => fitImage(image, Math.trunc(image.width * scale), Math.trunc(image.height * scale));
 
 /** One row of tiles: its top and the left of each tile. */
 export interface GridRow {
@@ -209,7 +210,7 @@ function resolveOptions(o: GenerateOptions, nativeSize: number): Resolved {
   if (typeof chosen === 'object' && chosen !== null && typeof chosen.upscale === 'function' && typeof chosen.name === 'string') {
     ({ upscale, name: upscalerName } = chosen);
   } else if (chosen === 'lanczos' || chosen === 'none') {
-    upscale = chosen === 'lanczos' ? lanczos : undefined;
+    upscale = chosen === 'lanczos' ? lanczosUpscale : undefined;
     upscalerName = A1111_SD_UPSCALERS[chosen];
   } else {
     fail(`unknown SD upscale upscaler ${JSON.stringify(chosen)}; use one of ${SD_UPSCALERS.join(', ')} or { name, upscale }`);

@@ -35,8 +35,7 @@ export function tilingInfotext(t: Tiling): string {
 
 /**
  * Tiling options from a `Tiled Diffusion` value, or undefined without one; throws on what
- * cannot be applied (another method, unequal tile sides). The extension's rule for an overlap
- * at least as large as the tile (overlap = tile − 4) is kept.
+ * cannot be applied (another method, unequal tile sides).
  */
 export function tilingFromInfotext(fields: Readonly<Record<string, string>>): TilingOptions | undefined {
   const raw = fields[TILED_DIFFUSION_KEY];
@@ -54,11 +53,17 @@ export function tilingFromInfotext(fields: Readonly<Record<string, string>>): Ti
     if (!Number.isInteger(v)) throw new Error(`infotext: Tiled Diffusion "${key}: ${String(v)}" is not an integer`);
     return v as number;
   };
-  const width = int('Tile tile width', 96);
-  const height = int('Tile tile height', width);
-  if (width !== height) throw new Error(`infotext: Tiled Diffusion tiles of ${width}x${height} latent pixels; only square tiles are offered here`);
-  const overlap = int('Tile Overlap', 48);
-  return { window: width, stride: overlap >= width ? 4 : width - overlap, viewBatch: int('Tile batch size', 1), circular: o.Circular === true };
+  const tileWidth = int('Tile tile width', 96);
+  return { ...tilingFromExtension({ tileWidth, tileHeight: int('Tile tile height', tileWidth), overlap: int('Tile Overlap', 48), batchSize: int('Tile batch size', 1) }), circular: o.Circular === true };
+}
+
+/**
+ * The extension's tile settings (latent pixels) as tiling options: stride = tile − overlap, with
+ * its rule for an overlap at least as large as the tile (overlap = tile − 4). Tiles must be square.
+ */
+export function tilingFromExtension(e: { tileWidth: number; tileHeight: number; overlap: number; batchSize: number }): TilingOptions {
+  if (e.tileWidth !== e.tileHeight) throw new Error(`infotext: Tiled Diffusion tiles of ${e.tileWidth}x${e.tileHeight} latent pixels; only square tiles are offered here`);
+  return { window: e.tileWidth, stride: e.overlap >= e.tileWidth ? 4 : e.tileWidth - e.overlap, viewBatch: e.batchSize };
 }
 
 /** The fields of an SD upscale: A1111's keys, then the scale, A1111's batch size (it sets the tile seeds) and the seam fix (ours). */

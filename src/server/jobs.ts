@@ -3,6 +3,8 @@
  * runs in this process or on a BullMQ worker on another machine.
  */
 import type { AttentionOptions } from '../attention/options.js';
+import type { TilingOptions } from '../pipeline/multidiffusion.js';
+import type { SdUpscalerName } from '../pipeline/sd-upscale.js';
 import type { SamplerName } from '../scheduler/index.js';
 
 /** An image on the wire: RGB bytes as base64. */
@@ -33,6 +35,10 @@ export interface JobSpec {
   strength?: number;
   mask?: { image: WireImage; blur: number; invert: boolean; fill: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
   hires?: { scale: number; steps?: number; denoise: number; upscaler: 'latent' | 'latent-nearest' | 'lanczos' };
+  /** Tiled Diffusion (MultiDiffusion). */
+  tiling?: TilingOptions;
+  /** SD upscale of initImage; width and height are its tiles'. */
+  sdUpscale?: { scale: number; overlap: number; upscaler: SdUpscalerName; batchSize: number };
 }
 
 export interface JobImage {
