@@ -137,7 +137,7 @@ export async function toJob(kind: JobSpec['kind'], body: GenerationBody, setting
   if (kind === 'txt2img' && body.script_name) throw new RequestError('script_name', `script "${body.script_name}" is not offered for txt2img here (SD upscale is an img2img script)`);
   const upscale = kind === 'img2img' ? sdUpscaleRequest(body.script_name, body.script_args) : undefined;
   if (tiled && upscale) throw new RequestError('script_name', 'SD upscale and Tiled Diffusion are two ways to tile: use one');
-  let { width, height } = tiled?.size ?? body;
+  const { width, height } = tiled?.size ?? body;
   if (tiled?.size) checkCanvas(width, height, 'Tiled Diffusion\'s image size');
   if (!tiled && Math.max(width, height) > LIMITS.maxSize) {
     throw new RequestError(width > LIMITS.maxSize ? 'width' : 'height', `width and height are at most ${LIMITS.maxSize} without Tiled Diffusion (alwayson_scripts); got ${width}x${height}`, 'value_error.number.not_le');
