@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { conditioningForViews, cropColumns, latentViews, MultiDiffusion, padCircular, resolveTiling, TILING_DEFAULTS, type LatentView, type ModelEvaluation, type ViewBatch } from '../src/pipeline/multidiffusion.js';
@@ -18,7 +19,8 @@ import { tilingFromInfotext, tilingInfotext } from '../src/pipeline/tiled-infote
 import { relL2, sharedDir } from './helpers.js';
 
 const f = Math.fround;
-const SD = { beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', num_train_timesteps: 1000, steps_offset: 1, clip_sample: false, set_alpha_to_one: false, skip_prk_steps: true };
+/** Stable Diffusion 1.x's scheduler config (PNDM, skip_prk_steps), as tiny-photo ships it. */
+const SD = JSON.parse(readFileSync(join(sharedDir, 'models', 'tiny-photo', 'scheduler', 'scheduler_config.json'), 'utf8')) as object;
 
 /** diffusers' get_views, transcribed (pixel sizes, `/= 8`, floor division on floats). */
 function diffusersViews(heightPx: number, widthPx: number, window: number, stride: number, circular: boolean): [number, number, number, number][] {

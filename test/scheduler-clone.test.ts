@@ -7,20 +7,15 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { cloneState } from '../src/scheduler/common.js';
 import { createScheduler, SAMPLER_NAMES, type SamplerName, type Scheduler } from '../src/scheduler/index.js';
 import type { Tensor } from '../src/tensor.js';
+import { sharedDir } from './helpers.js';
 
-const SD = {
-  beta_start: 0.00085,
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  num_train_timesteps: 1000,
-  steps_offset: 1,
-  clip_sample: false,
-  set_alpha_to_one: false,
-  skip_prk_steps: true,
-};
+/** Stable Diffusion 1.x's scheduler config (PNDM, skip_prk_steps), as tiny-photo ships it. */
+const SD = JSON.parse(readFileSync(join(sharedDir, 'models', 'tiny-photo', 'scheduler', 'scheduler_config.json'), 'utf8')) as object;
 const DIMS = [1, 2, 3, 4];
 const STEPS = 8;
 

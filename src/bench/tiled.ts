@@ -13,7 +13,7 @@ import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipelin
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { SamplerName } from '../scheduler/index.js';
 import { median, peakRssMiB, resetPeak } from './machine.js';
-import { stats, type MethodSpec, type Stats } from './speed.js';
+import { interleaved, stats, type MethodSpec, type Stats } from './speed.js';
 
 export type TiledBenchMode = 'multidiffusion' | 'sd-upscale';
 
@@ -108,17 +108,11 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
     log(`  ${label}: ${(ms / 1000).toFixed(1)} s (step ${stepMs.length ? (median(stepMs) / 1000).toFixed(2) : '-'} s, peak ${(run.peakMiB / 1024).toFixed(1)} GiB)`);
     return run;
   };
-  const dense: MethodSpec = { label: 'dense', attention: { method: 'dense' } };
   const records: TiledRecord[] = [];
   try {
     for (const m of o.methods.filter((x) => x.label !== 'dense')) {
       log(`${o.mode} ${width}x${height}${picture ? ` x${o.scale}` : ''}: dense vs ${m.label}, ${o.runs} runs each, interleaved`);
-      const d: Run[] = [];
-      const t: Run[] = [];
-      for (let i = 0; i < o.runs; i++) {
-        const order = i % 2 === 0 ? [dense, m] : [m, dense];
-        for (const spec of order) (spec === dense ? d : t).push(await generate(spec.label, spec.attention));
-      }
+      const { dense: d, method: t } = await interleaved(o.runs, m, (spec) => generate(spec.label, spec.attention));
       const total = stats(t.map((r) => r.ms));
       const denseTotal = stats(d.map((r) => r.ms));
       const step = stats(t.flatMap((r) => r.stepMs));

@@ -42,6 +42,13 @@ function write(dir: string, name: string, text: string | Uint8Array): string {
   return p;
 }
 
+/** A Markdown report (a heading, what ran, a table) written to `dir/name` and printed. */
+function report(dir: string, name: string, heading: string, description: string, table: string): void {
+  const md = [`# ${heading}`, '', description, '', table, ''].join('\n');
+  write(dir, name, md);
+  process.stdout.write(md);
+}
+
 /** The default speed model: a random SD 1.5, made once in the cache. */
 function defaultSpeedModel(log: (m: string) => void): string {
   const dir = join(cacheDir(), 'models', 'random-sd15');
@@ -121,16 +128,7 @@ export function registerBench(program: Command): void {
       const records = await runHiresBench({ ...o, model, executionProvider: o.provider, onLog: log });
       const json = { kind: 'todo-sd hires benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: o.provider, sampler: o.sampler, cfg: o.cfg, records };
       write(o.out, 'hires.json', `${JSON.stringify(json, null, 2)}\n`);
-      const md = [
-        `# Hires fix: ${started}`,
-        '',
-        `Machine: ${machineLine(machine)}, provider ${o.provider}. Model: ${model}. ${o.sampler}, CFG ${o.cfg}, ${o.upscaler} upscaler, denoise ${o.denoise}. Command: \`todo-sd ${json.command}\`.`,
-        '',
-        hiresTable(records),
-        '',
-      ].join('\n');
-      write(o.out, 'hires.md', md);
-      process.stdout.write(md);
+      report(o.out, 'hires.md', `Hires fix: ${started}`, `Machine: ${machineLine(machine)}, provider ${o.provider}. Model: ${model}. ${o.sampler}, CFG ${o.cfg}, ${o.upscaler} upscaler, denoise ${o.denoise}. Command: \`todo-sd ${json.command}\`.`, hiresTable(records));
     });
 
   bench
@@ -167,16 +165,8 @@ export function registerBench(program: Command): void {
       const json = { kind: 'todo-sd tiled benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: found.executionProvider ?? 'cpu', sampler: o.sampler, steps: o.steps, cfg: o.cfg, records };
       write(o.out, 'tiled.json', `${JSON.stringify(json, null, 2)}\n`);
       const what = o.mode === 'multidiffusion' ? `window ${o.window}, stride ${o.stride}, ${o.viewBatch} view(s) per call` : `scale ${o.scale}, tiles ${o.tile.join('x')}, overlap ${o.overlap}, strength ${o.strength}`;
-      const md = [
-        `# Tiled: ${started}`,
-        '',
-        `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.steps} ${o.sampler} steps, CFG ${o.cfg}; ${what}. Peak memory: the process's resident set (VmHWM) during each run. Command: \`todo-sd ${json.command}\`.`,
-        '',
-        tiledTable(records),
-        '',
-      ].join('\n');
-      write(o.out, 'tiled.md', md);
-      process.stdout.write(md);
+      const description = `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.steps} ${o.sampler} steps, CFG ${o.cfg}; ${what}. Peak memory: the process's resident set (VmHWM) during each run. Command: \`todo-sd ${json.command}\`.`;
+      report(o.out, 'tiled.md', `Tiled: ${started}`, description, tiledTable(records));
     });
 
   bench
