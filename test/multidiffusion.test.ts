@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { StableDiffusion } from '../src/pipeline/stable-diffusion.js';
 import { conditioningForViews, cropColumns, latentViews, MultiDiffusion, padCircular, resolveTiling, TILING_DEFAULTS, type LatentView, type ModelEvaluation, type ViewBatch } from '../src/pipeline/multidiffusion.js';
@@ -16,7 +17,7 @@ import type { Tensor } from '../src/tensor.js';
 import { parseParameters } from '../src/pipeline/parameters.js';
 import { optionsFromParameters } from '../src/pipeline/from-parameters.js';
 import { tilingFromInfotext, tilingInfotext } from '../src/pipeline/tiled-infotext.js';
-import { relL2, sharedDir } from './helpers.js';
+import { relL2, runCli, sharedDir } from './helpers.js';
 
 const f = Math.fround;
 /** Stable Diffusion 1.x's scheduler config (PNDM, skip_prk_steps), as tiny-photo ships it. */
@@ -314,5 +315,23 @@ describe('Tiled Diffusion infotext', () => {
     assert.equal(r.options.tiling, undefined);
     assert.deepEqual(r.notApplied, ['Tiled Diffusion (Tiled Diffusion method "Mixture of Diffusers" is not offered here (only MultiDiffusion))']);
     assert.throws(() => tilingFromInfotext({ 'Tiled Diffusion': '{"Tile tile width": 96, "Tile tile height": 64}' }), /only square tiles/);
+  });
+});
+
+describe('CLI', () => {
+  it('--tile-window/--tile-stride/--circular generate a panorama; --from-png makes it again byte for byte; bad flags fail', () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'todo-sd-tiled-'));
+    const r = runCli(tmp, 'generate', '--prompt', 'a wide valley', '--width', '96', '--height', '32', '--steps', '2', '--seed', '2', '--tile-window', '16', '--tile-stride', '8', '--circular', '--out', 'pano.png', '--json');
+    assert.equal(r.code, 0, r.stderr);
+    const s = JSON.parse(r.stdout) as { tiling: unknown; passes: { views: number }[] };
+    assert.deepEqual(s.tiling, { window: 16, stride: 8, viewBatch: 1, circular: true });
+    assert.equal(s.passes[0]!.views, 6);
+    const again = runCli(tmp, 'generate', '--from-png', 'pano.png', '--out', 'again.png');
+    assert.equal(again.code, 0, again.stderr);
+    assert.deepEqual(readFileSync(join(tmp, 'again.png')), readFileSync(join(tmp, 'pano.png')));
+    const bad = runCli(tmp, 'generate', '--prompt', 'x', '--width', '32', '--tile-window', '64', '--circular', '--out', 'bad.png');
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /circular tiling wraps views of 64 latent pixels around the canvas, which is only 16 wide/);
+    assert.ok(!existsSync(join(tmp, 'bad.png')));
   });
 });

@@ -258,3 +258,19 @@ describe('CLI', () => {
     assert.ok(!existsSync(join(tmp, 'x.png')));
   });
 });
+
+describe('SD upscale infotext', () => {
+  it("reads A1111's keys; without the scale (A1111 does not write it) says what to give", () => {
+    const a1111 = 'a harbour\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x512, Model: sd15, Denoising strength: 0.3, SD upscale overlap: 64, SD upscale upscaler: Lanczos, Version: v1.10.1';
+    const r = optionsFromParameters(parseParameters(a1111), [0]);
+    assert.equal(r.imageToImage?.sdUpscale, undefined);
+    assert.deepEqual(
+      r.notApplied.filter((k) => k.startsWith('SD upscale')),
+      ['SD upscale overlap (A1111 does not record the scale: give it again)', 'SD upscale upscaler (A1111 does not record the scale: give it again)'],
+    );
+    const ours = optionsFromParameters(parseParameters(a1111.replace(', Version', ', SD upscale scale: 4, Version')), [0]);
+    assert.deepEqual(ours.imageToImage?.sdUpscale, { scale: 4, overlap: 64, upscaler: 'lanczos', batchSize: undefined });
+    const esrgan = optionsFromParameters(parseParameters(a1111.replace('upscaler: Lanczos', 'upscaler: R-ESRGAN 4x+')), [0]);
+    assert.match(esrgan.notApplied.join('; '), /upscaler "R-ESRGAN 4x\+" is not offered here \(None, Lanczos\)/);
+  });
+});
