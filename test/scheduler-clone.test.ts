@@ -56,8 +56,9 @@ function trajectory(s: Scheduler, salt: number): Float32Array[] {
   return out;
 }
 
-// Samplers without a noise source: euler-a and the SDE sampler draw from one shared stream, checked apart.
-const DETERMINISTIC = SAMPLER_NAMES.filter((n) => n !== 'euler-a' && n !== 'dpmpp-2m-sde');
+// The samplers that draw noise (from one stream, shared by clones) are checked apart.
+const STOCHASTIC = ['euler-a', 'dpmpp-2m-sde', 'lcm', 'tcd'] as const;
+const DETERMINISTIC = SAMPLER_NAMES.filter((n) => !(STOCHASTIC as readonly string[]).includes(n));
 
 describe('Scheduler.clone', () => {
   for (const sampler of DETERMINISTIC) {
@@ -103,7 +104,7 @@ describe('Scheduler.clone', () => {
     });
   }
 
-  for (const sampler of ['euler-a', 'dpmpp-2m-sde'] as const) {
+  for (const sampler of STOCHASTIC) {
     it(`${sampler}: clones share the noise source, so two views stepped in turn equal the two as one batch (diffusers' view_batch_size)`, () => {
       const base = make(sampler);
       const views = [base.clone(), base.clone()];

@@ -21,6 +21,8 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   seed: ['seed'],
   sampler: ['sampler'],
   karras: ['sampler', 'karras'],
+  timestepSpacing: ['sampler', 'timestepSpacing'],
+  eta: ['sampler', 'eta'],
   attention: ['todo', 'todoMode', 'todoStop', 'todoLevel2', 'tome'],
   clipSkip: ['clipSkip'],
   promptSyntax: ['promptSyntax'],

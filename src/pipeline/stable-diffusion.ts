@@ -15,8 +15,10 @@ import { attentionLevels, UNet } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import type { RuntimeOptions } from '../runtime/session.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import { createScheduler, type SamplerName, type Scheduler } from '../scheduler/index.js';
 import { resolveSampler } from '../scheduler/names.js';
+import { TCD_DEFAULT_GAMMA } from '../scheduler/tcd.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type IntTensor, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
@@ -33,6 +35,7 @@ import { decodeTiled, encodeTiled, type LatentDistribution, type TileOptions } f
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
+import { classifierFreeGuidance, timestepCondition } from './guidance-embedding.js';
 import { conditioningForViews, cropColumns, latentViews, MultiDiffusion, padCircular, resolveTiling, type ModelEvaluation, type Tiling, type TilingOptions } from './multidiffusion.js';
 
 export interface GenerateOptions {
@@ -51,6 +54,13 @@ export interface GenerateOptions {
   /** Our name or AUTOMATIC1111's (`'DPM++ 2M Karras'` also sets `karras` unless it is given). */
   sampler?: SamplerName | (string & Record<never, never>);
   karras?: boolean;
+  /**
+   * Overrides the model scheduler's `timestep_spacing`: `trailing` starts at the last training
+   * timestep, as few-step models (SDXL-Lightning, SD-Turbo, Hyper-SD) expect. Not for lcm/tcd.
+   */
+  timestepSpacing?: TimestepSpacing;
+  /** The tcd sampler's γ (diffusers' `eta`): 0 deterministic … 1 fully stochastic; default 0.3. */
+  eta?: number;
   /** Initial noise [batch, 4, height/8, width/8] instead of the seed's (scaled by the scheduler's init sigma, as diffusers does). */
   latents?: Tensor;
   attention?: AttentionOptions;
@@ -119,8 +129,12 @@ export interface PassInfo {
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'tiling' | 'sdUpscale'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'tiling' | 'sdUpscale'>> & {
   sampler: SamplerName;
+  /** The spacing asked for; absent: the model's own. */
+  timestepSpacing?: TimestepSpacing;
+  /** tcd's γ as used. */
+  eta?: number;
   negativePrompt: string;
   latentsFromFile: boolean;
   initImage?: { width: number; height: number };
@@ -156,6 +170,8 @@ const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
   HeunDiscreteScheduler: 'heun',
   LMSDiscreteScheduler: 'lms',
   UniPCMultistepScheduler: 'unipc',
+  LCMScheduler: 'lcm',
+  TCDScheduler: 'tcd',
 };
 
 /** Latent columns wrapped onto each side of a circular panorama for the VAE decode (diffusers' padding=8). */
@@ -303,6 +319,9 @@ export class StableDiffusion {
       promptSyntax,
       latentsFromFile: o.latents !== undefined,
     };
+    if (o.timestepSpacing !== undefined) settings.timestepSpacing = o.timestepSpacing;
+    const eta = o.eta ?? (picked.sampler === 'tcd' ? TCD_DEFAULT_GAMMA : undefined);
+    if (eta !== undefined) settings.eta = eta;
     if (init) {
       if (o.latents) fail('initial latents and an init image exclude each other: img2img draws its noise from the seed');
       const strength = o.strength ?? 0.75;
@@ -348,7 +367,7 @@ export class StableDiffusion {
    * syntax is diffusers' own path.
    */
   private async passConditioning(s: GenerateSettings, prompt: string, negativePrompt: string | undefined, size: { width: number; height: number; steps: number; firstPassSteps?: number }): Promise<PassConditioning> {
-    const guided = s.cfg > 1;
+    const guided = classifierFreeGuidance(s.cfg, this.unet.config);
     const sdxl = this.sdxl;
     if (sdxl && s.promptSyntax === 'plain') {
       const c = await sdxl.encode({ prompt, negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: size.width, height: size.height });
@@ -376,7 +395,7 @@ export class StableDiffusion {
     const { scheduler, timesteps, cond, cfg } = run;
     let x = run.x;
     const batch = x.dims[0]!;
-    const guided = cfg > 1;
+    const guided = classifierFreeGuidance(cfg, this.unet.config);
     this.unet.setAttention(run.attention);
     const stopAt = run.attention.method === 'todo' ? (run.attention.stopAt ?? 1) : 1;
     // Heun (order 2) evaluates the U-Net twice per step; steps are counted as diffusers counts them.
@@ -387,7 +406,8 @@ export class StableDiffusion {
       const n = input.dims[0]!;
       const c = conditioningForViews(cond.at(step), n / batch, guided ? 2 : 1);
       const model = guided ? { data: concat(input.data, input.data), dims: [2 * n, ...input.dims.slice(1)] } : input;
-      const out = await this.unet.forward(model, t, c.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, step, total), ...c.added });
+      const timestepCond = timestepCondition(cfg, this.unet.config, model.dims[0]!);
+      const out = await this.unet.forward(model, t, c.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, step, total), ...c.added, timestepCond });
       if (!guided) return out;
       const half = numel(input.dims);
       const uncond = out.data.subarray(0, half);
@@ -405,6 +425,11 @@ export class StableDiffusion {
       if (cb.signal?.aborted) throw abortError();
     }
     return x;
+  }
+
+  /** The sampler these settings ask for, its noise drawn from `randn` (the pass's generator). */
+  private scheduler(s: GenerateSettings, randn: (dims: readonly number[]) => Float32Array): Scheduler {
+    return createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, timestepSpacing: s.timestepSpacing, eta: s.eta, randn });
   }
 
   /**
@@ -455,30 +480,33 @@ export class StableDiffusion {
     if (o.sdUpscale) return sdUpscale((tile, c) => this.generate(tile, c), o, cb, this.nativeSize, withFields);
     const resolved = this.resolve(o);
     if (cb.signal?.aborted) throw abortError();
+    // The scheduler first: a sampler that does not fit the settings fails before any work.
+    const generator = new TorchGenerator(resolved.seed);
+    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
+    const scheduler = this.scheduler(resolved, randn);
+    scheduler.setTimesteps(resolved.steps);
+    const timesteps: readonly number[] = o.initImage ? img2imgTimesteps(scheduler, resolved.steps, resolved.strength!) : scheduler.timesteps;
+    if (this.unet.config.timeCondProjDim !== null && o.negativePrompt) {
+      cb.onWarning?.('the negative prompt is not used: this U-Net is guidance-distilled (time_cond_proj_dim, an LCM) and takes the CFG scale as an embedding, with no unconditional pass (as in diffusers)');
+    }
     const loras = this.loras.forGeneration(resolved.prompt, o.loras, o.loraDir, cb.onWarning);
     const s = { ...resolved, loras: loras.used };
     const scale = this.vae.config.scale;
     const lh = s.height / scale;
     const lw = s.width / scale;
     const latentDims = [s.batch, this.unet.config.inChannels, lh, lw];
-    const generator = new TorchGenerator(s.seed);
-    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
-    scheduler.setTimesteps(s.steps);
 
     const t0 = performance.now();
     const cond = await this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps });
     const t1 = performance.now();
 
     let x: Tensor;
-    let timesteps: readonly number[] = scheduler.timesteps;
     let blend: DenoiseRun['blend'];
     let inpaint: { original: RgbImage; mask: Uint8Array } | undefined;
     if (o.initImage) {
       const original = fitImage(o.initImage, s.width, s.height);
       const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
-      timesteps = img2imgTimesteps(scheduler, s.steps, s.strength!);
       let init = (await encodeImage(this.vae, imagesToTensor([source]), randn, s.batch, (t) => this.encodeDistribution(t, s.vaeTiling))).latents;
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
         // A1111 draws this noise from a fresh generator of the seed.
@@ -549,7 +577,7 @@ export class StableDiffusion {
     const lw = hr.width / scale;
     const generator = new TorchGenerator(s.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
+    const scheduler = this.scheduler(s, randn);
     scheduler.setTimesteps(hr.steps);
     const timesteps = img2imgTimesteps(scheduler, hr.steps, hr.denoise);
     let init: Tensor;
@@ -573,10 +601,12 @@ export class StableDiffusion {
       sampler: s.sampler,
       schedulerConfig: this.schedulerConfig,
       karras: s.karras,
+      timestepSpacing: s.timestepSpacing,
       steps: s.steps,
       latents: x,
       conditioning: fixed,
       cfg: s.cfg,
+      timestepCond: timestepCondition(s.cfg, this.unet.config, x.dims[0]!),
       stopAt,
       onStep: (step, n, timestep) => {
         cb.onStep?.({ step, total: n, timestep, phase: 'denoise', pass: 1 });

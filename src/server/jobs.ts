@@ -5,6 +5,7 @@
 import type { AttentionOptions } from '../attention/options.js';
 import type { TilingOptions } from '../pipeline/multidiffusion.js';
 import type { SdUpscalerName } from '../pipeline/sd-upscale.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 
 /** An image on the wire: RGB bytes as base64. */
@@ -26,6 +27,10 @@ export interface JobSpec {
   cfg: number;
   sampler: SamplerName;
   karras: boolean;
+  /** A1111's `scheduler` as a timestep spacing (SGM Uniform: trailing, Uniform: linspace). */
+  timestepSpacing?: TimestepSpacing;
+  /** TCD's γ. */
+  eta?: number;
   clipSkip: number;
   attention: AttentionOptions;
   /** Seed of each image, in order; A1111's seed + index, so each image's infotext reproduces it. */
