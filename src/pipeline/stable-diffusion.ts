@@ -30,12 +30,14 @@ import { modelSdxlConditioner, modelTinyVAE, modelTokenizer, modelVAE, scheduler
 import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
 import { checkRgbImage, encodeInitLatents, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
-import { a1111Parameters } from './parameters.js';
-import { decodeTiled } from './vae-tiling.js';
+import { a1111Parameters, withFields } from './parameters.js';
+import { sdUpscale, type SdUpscaleOptions, type SdUpscaleSettings } from './sd-upscale.js';
+import { decodeTiled, encodeTiled, type TileOptions } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
 import { classifierFreeGuidance, timestepCondition } from './guidance-embedding.js';
+import { conditioningForViews, cropColumns, latentViews, MultiDiffusion, padCircular, resolveTiling, type ModelEvaluation, type Tiling, type TilingOptions } from './multidiffusion.js';
 
 export interface GenerateOptions {
   prompt: string;
@@ -91,6 +93,13 @@ export interface GenerateOptions {
   loraDir?: string;
   /** 'a1111' (default): AUTOMATIC1111's emphasis, BREAK, chunks of 75 and prompt editing; 'plain': diffusers' truncation at 77 tokens. */
   promptSyntax?: PromptSyntax;
+  /** MultiDiffusion (diffusers' panorama pipeline): denoise overlapping latent views and average them, every pass. */
+  tiling?: TilingOptions;
+  /**
+   * A1111's SD upscale (needs initImage): upscale, redraw in tiles of width x height with
+   * `strength`, feather the seams; `batch` upscales with seeds seed, seed + 1, ….
+   */
+  sdUpscale?: SdUpscaleOptions;
 }
 
 export interface StepInfo {
@@ -103,6 +112,8 @@ export interface StepInfo {
   latents?: Tensor;
   /** 1, or 2 in the hires fix's second pass. */
   pass?: 1 | 2;
+  /** SD upscale: the redraw (tile, then seam) in progress, of `count`. */
+  tile?: { index: number; count: number };
 }
 
 export interface GenerateCallbacks {
@@ -119,12 +130,14 @@ export interface PassInfo {
   height: number;
   /** Steps actually run (after the strength cut). */
   steps: number;
-  /** The attention as used: ToDo's 'auto' factor resolved for this size. */
+  /** The attention as used: ToDo's 'auto' factor resolved for this size (for the view's size when tiled). */
   attention: AttentionOptions;
+  /** MultiDiffusion: the views denoised per step. */
+  views?: number;
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'tiling' | 'sdUpscale'>> & {
   sampler: SamplerName;
   /** The spacing asked for; absent: the model's own. */
   timestepSpacing?: TimestepSpacing;
@@ -136,6 +149,8 @@ export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negat
   strength?: number;
   mask?: { blur: number; invert: boolean; fill: InpaintFill };
   hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler; attention: AttentionOptions; width: number; height: number };
+  tiling?: Tiling;
+  sdUpscale?: SdUpscaleSettings;
 };
 
 export interface GeneratedImage extends RgbImage {
@@ -167,6 +182,9 @@ const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
   TCDScheduler: 'tcd',
 };
 
+/** Latent columns wrapped onto each side of a circular panorama for the VAE decode (diffusers' padding=8). */
+const CIRCULAR_DECODE_PADDING = 8;
+
 function fail(msg: string): never {
   throw new Error(msg);
 }
@@ -195,6 +213,7 @@ interface DenoiseRun {
   pass: 1 | 2;
   /** Inpainting: resets the unmasked latents after a step, given the next timestep (undefined after the last). */
   blend?: (x: Tensor, next: number | undefined) => Tensor;
+  tiling?: Tiling;
 }
 
 export class StableDiffusion {
@@ -397,6 +416,12 @@ export class StableDiffusion {
       const hAttention = h.attention ? resolveAttention(h.attention).options : attention;
       settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler, attention: hAttention, ...size };
     }
+    if (o.tiling) {
+      if (typeof o.tiling !== 'object') fail('tiling must be an object such as { window: 64, stride: 8 } ({} for the defaults)');
+      settings.tiling = resolveTiling(o.tiling, 2 ** (this.unet.config.blockOutChannels.length - 1));
+      // A circular window wider than the canvas fails here, before any work (a hires pass is only wider).
+      latentViews(height / scale, width / scale, settings.tiling);
+    }
     return settings;
   }
 
@@ -429,33 +454,34 @@ export class StableDiffusion {
     return { at, fixed: c.scheduled ? undefined : at(0) };
   }
 
-  /** One denoising pass: guidance, the scheduler's steps, the inpainting blend, callbacks and abort. */
+  /** One denoising pass: guidance, the scheduler's steps (over MultiDiffusion's views when tiled), the inpainting blend, callbacks and abort. */
   private async denoise(run: DenoiseRun, cb: GenerateCallbacks): Promise<Tensor> {
     const { scheduler, timesteps, cond, cfg } = run;
     let x = run.x;
-    const dims = x.dims;
-    const batch = dims[0]!;
+    const batch = x.dims[0]!;
     const guided = classifierFreeGuidance(cfg, this.unet.config);
-    const timestepCond = timestepCondition(cfg, this.unet.config, batch);
     this.unet.setAttention(run.attention);
     const stopAt = run.attention.method === 'todo' ? (run.attention.stopAt ?? 1) : 1;
     // Heun (order 2) evaluates the U-Net twice per step; steps are counted as diffusers counts them.
     const total = Math.ceil(timesteps.length / scheduler.order);
     const phase = run.pass === 2 ? 'hires' : 'denoise';
+    const evaluate: ModelEvaluation = async (input, t, step) => {
+      if (cb.signal?.aborted) throw abortError();
+      const n = input.dims[0]!;
+      const c = conditioningForViews(cond.at(step), n / batch, guided ? 2 : 1);
+      const model = guided ? { data: concat(input.data, input.data), dims: [2 * n, ...input.dims.slice(1)] } : input;
+      const timestepCond = timestepCondition(cfg, this.unet.config, model.dims[0]!);
+      const out = await this.unet.forward(model, t, c.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, step, total), ...c.added, timestepCond });
+      if (!guided) return out;
+      const half = numel(input.dims);
+      const uncond = out.data.subarray(0, half);
+      const text = out.data.subarray(half);
+      return { data: uncond.map((u, k) => u + cfg * (text[k]! - u)), dims: input.dims };
+    };
+    const tiles = run.tiling && new MultiDiffusion(x.dims, run.tiling, scheduler);
     for (const [i, t] of timesteps.entries()) {
-      const scaled = scheduler.scaleModelInput(x, t);
-      const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * batch, ...dims.slice(1)] } : scaled;
       const step = Math.floor(i / scheduler.order);
-      const c = cond.at(step);
-      const out = await this.unet.forward(input, t, c.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, step, total), ...c.added, timestepCond });
-      let eps = out;
-      if (guided) {
-        const n = numel(dims);
-        const uncond = out.data.subarray(0, n);
-        const cond = out.data.subarray(n);
-        eps = { data: uncond.map((u, k) => u + cfg * (cond[k]! - u)), dims };
-      }
-      x = scheduler.step(eps, t, x);
+      x = tiles ? await tiles.step(x, t, step, evaluate) : scheduler.step(await evaluate(scheduler.scaleModelInput(x, t), t, step), t, x);
       if (run.blend) x = run.blend(x, timesteps[i + 1]);
       if ((i + 1) % scheduler.order === 0 || i === timesteps.length - 1) {
         cb.onStep?.({ step: Math.ceil((i + 1) / scheduler.order), total, timestep: t, phase, latents: x, pass: run.pass });
@@ -470,30 +496,57 @@ export class StableDiffusion {
     return createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, timestepSpacing: s.timestepSpacing, eta: s.eta, randn });
   }
 
-  /** The attention options as a pass of this latent size runs them: ToDo's 'auto' resolved on the first attention level's grid. */
-  private attentionUsed(a: AttentionOptions, latent: readonly [number, number]): AttentionOptions {
-    if (a.method !== 'todo' || a.factor !== 'auto') return a;
-    let [h, w] = latent;
+  /**
+   * What a pass ran, for the results and the infotext: its attention with ToDo's 'auto' resolved
+   * on the first attention level's grid of the latent the U-Net sees (a view's, when tiled).
+   */
+  private passInfo(pass: 1 | 2, width: number, height: number, steps: number, a: AttentionOptions, tiling: Tiling | undefined): PassInfo {
+    const scale = this.vae.config.scale;
+    const views = tiling && latentViews(height / scale, width / scale, tiling);
+    let [h, w] = views ? [views[0]!.height, views[0]!.width] : [height / scale, width / scale];
+    const info: PassInfo = { pass, width, height, steps, attention: a, ...(views && { views: views.length }) };
+    if (a.method !== 'todo' || a.factor !== 'auto') return info;
     for (let i = 0; i < (attentionLevels(this.unet.config)[0] ?? 0); i++) [h, w] = [Math.ceil(h / 2), Math.ceil(w / 2)];
-    return { ...a, factor: autoTodoFactor([h, w]) };
+    return { ...info, attention: { ...a, factor: autoTodoFactor([h, w]) } };
   }
 
   /**
    * Latents → image [B, 3, H, W] in [-1, 1] by the VAE or TAESD `s` names, tiled when asked or
-   * (auto) above 1024x1024. A TAESD tiles by the same rule: it has no attention, but its memory,
-   * linear in the pixels, is still about 1 KiB per output pixel untiled.
+   * (auto) above 1024x1024 (a TAESD too: it has no attention, but its memory, linear in the
+   * pixels, is still about 1 KiB per output pixel untiled); a circular panorama decodes with 8
+   * wrapped latent columns on each side, cut off after.
    */
-  private async decodeLatents(x: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeDecoder'>): Promise<Tensor> {
+  private async decodeLatents(x: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeDecoder' | 'tiling'>): Promise<Tensor> {
     const vae = this.vaeFor(s.vaeDecoder, 'decoding');
     const scale = vae.config.scale;
-    const z = { data: x.data.map((v) => v / vae.config.scalingFactor), dims: x.dims };
-    const [, , h, w] = x.dims as [number, number, number, number];
-    const tiled = s.vaeTiling === true || (s.vaeTiling === 'auto' && h * w * scale * scale > 1024 * 1024);
+    const padding = s.tiling?.circular ? Math.min(CIRCULAR_DECODE_PADDING, x.dims[3]!) : 0;
+    const padded = padding ? padCircular(x, padding) : x;
+    const z = { data: padded.data.map((v) => v / vae.config.scalingFactor), dims: padded.dims };
+    const tiles = this.vaeTiles(padded.dims, scale, s.vaeTiling);
+    const image = tiles ? await decodeTiled(z, scale, (t) => vae.decode(t), tiles) : await vae.decode(z);
+    return padding ? cropColumns(image, padding * scale, x.dims[3]! * scale) : image;
+  }
+
+  /** The init latents of images [B, 3, H, W] by the VAE or TAESD `s` names; the VAE's encoder tiled by the rule decoding follows. */
+  private encodeLatents(images: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeEncoder' | 'batch'>, randn: (dims: readonly number[]) => Float32Array): Promise<Tensor> {
+    const vae = this.vaeFor(s.vaeEncoder, 'encoding');
+    if (vae instanceof TinyVAE) return encodeInitLatents(vae, images, randn, s.batch);
+    const scale = vae.config.scale;
+    const [b, c, h, w] = images.dims as [number, number, number, number];
+    const tiles = this.vaeTiles([b, c, h / scale, w / scale], scale, s.vaeTiling);
+    return encodeInitLatents(vae, images, randn, s.batch, tiles && ((t) => encodeTiled(t, scale, (u) => vae.encodeDistribution(u), tiles)));
+  }
+
+  /** VAE tiles (latent pixels, 512 px a side) when tiling is asked for or (auto) the image is over 1024x1024; else undefined. */
+  private vaeTiles(latent: readonly number[], scale: number, vaeTiling: boolean | 'auto'): TileOptions | undefined {
+    const [, , h, w] = latent as [number, number, number, number];
+    if (!(vaeTiling === true || (vaeTiling === 'auto' && h * w * scale * scale > 1024 * 1024))) return undefined;
     const tile = Math.max(16, Math.round(512 / scale));
-    return tiled ? decodeTiled(z, scale, (t) => vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : vae.decode(z);
+    return { tile, overlap: Math.round(tile / 4) };
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
+    if (o.sdUpscale) return sdUpscale((tile, c) => this.generate(tile, c), o, cb, this.nativeSize, withFields);
     const resolved = this.resolve(o);
     if (cb.signal?.aborted) throw abortError();
     // The scheduler first: a sampler that does not fit the settings fails before any work.
@@ -523,7 +576,7 @@ export class StableDiffusion {
       const original = fitImage(o.initImage, s.width, s.height);
       const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
-      let init = await encodeInitLatents(this.vaeFor(s.vaeEncoder, 'encoding'), imagesToTensor([source]), randn, s.batch);
+      let init = await this.encodeLatents(imagesToTensor([source]), s, randn);
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
         // A1111 draws this noise from a fresh generator of the seed.
         const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
@@ -552,11 +605,11 @@ export class StableDiffusion {
 
     // The device loop keeps plain text-to-image on the GPU; img2img, inpainting and prompt editing run here.
     const onDevice =
-      !o.initImage && cond.fixed && deviceLoopWanted(this.unet)
+      !o.initImage && !s.tiling && cond.fixed && deviceLoopWanted(this.unet)
         ? await this.denoiseOnDevice(x, s, cond.fixed, cb)
         : null;
-    x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend }, cb));
-    const passes: PassInfo[] = [{ pass: 1, width: s.width, height: s.height, steps: timesteps.length, attention: this.attentionUsed(s.attention, [lh, lw]) }];
+    x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend, tiling: s.tiling }, cb));
+    const passes: PassInfo[] = [this.passInfo(1, s.width, s.height, timesteps.length, s.attention, s.tiling)];
     if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb);
     const t2 = performance.now();
 
@@ -600,13 +653,13 @@ export class StableDiffusion {
     let init: Tensor;
     if (hr.upscaler === 'lanczos') {
       const images = toRgb(await this.decodeLatents(x, s)).map((img) => fitImage(img, hr.width, hr.height));
-      init = await encodeInitLatents(this.vaeFor(s.vaeEncoder, 'encoding'), imagesToTensor(images), randn, s.batch);
+      init = await this.encodeLatents(imagesToTensor(images), s, randn);
     } else {
       init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
     }
     const start = noiseLatents(scheduler, init, timesteps, randn);
-    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2 }, cb);
-    passes.push({ pass: 2, width: hr.width, height: hr.height, steps: timesteps.length, attention: this.attentionUsed(hr.attention, [lh, lw]) });
+    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2, tiling: s.tiling }, cb);
+    passes.push(this.passInfo(2, hr.width, hr.height, timesteps.length, hr.attention, s.tiling));
     return out;
   }
 
