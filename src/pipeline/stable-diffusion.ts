@@ -9,7 +9,7 @@
 import { basename, resolve } from 'node:path';
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
 import { autoTodoFactor, todoActiveAt } from '../attention/todo.js';
-import { SafetensorsFile } from '../io/safetensors.js';
+import { openWeightsFile } from '../io/weights-file.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { attentionLevels, UNet } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
@@ -191,7 +191,7 @@ export class StableDiffusion {
   /** The attention given at load time: generate() switches the U-Net per pass, this stays the default. */
   private readonly defaultAttention: AttentionOptions;
 
-  /** `model`: a diffusers folder or a single-file checkpoint (.safetensors, LDM / SGM layout). */
+  /** `model`: a diffusers folder or a single-file checkpoint (.safetensors or .ckpt, LDM / SGM layout). */
   static async load(model: string, options: RuntimeOptions & ModelSourceOptions & { attention?: AttentionOptions; loras?: LoraSpec[] } = {}): Promise<StableDiffusion> {
     const { loras, ...opts } = options;
     const modelDir = resolve(model);
@@ -219,9 +219,9 @@ export class StableDiffusion {
     return this.sdxl ? 'sdxl' : 'sd';
   }
 
-  /** The folder's or checkpoint file's name, without `.safetensors` (as A1111 names checkpoints). */
+  /** The folder's or checkpoint file's name, without `.safetensors` / `.ckpt` (as A1111 names checkpoints). */
   get modelName(): string {
-    return basename(this.modelDir).replace(/\.safetensors$/i, '');
+    return basename(this.modelDir).replace(/\.(safetensors|ckpt)$/i, '');
   }
 
   /** The model's own sampler (from its scheduler config), used when none is asked for. */
@@ -557,9 +557,9 @@ export function toRgb(t: Tensor): RgbImage[] {
   });
 }
 
-/** Initial latents from a safetensors file: the tensor named `latents`, or its only tensor. */
+/** Initial latents from a safetensors (or PyTorch) file: the tensor named `latents`, or its only tensor. */
 export function readLatentsFile(path: string): Tensor {
-  const f = SafetensorsFile.open(path);
+  const f = openWeightsFile(path);
   const names = [...f.tensors.keys()];
   const name = names.includes('latents') ? 'latents' : names.length === 1 ? names[0]! : fail(`${path}: expected a tensor named "latents" (found ${names.join(', ') || 'none'})`);
   return { data: f.readFloat32(name), dims: f.info(name).shape };
