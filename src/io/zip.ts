@@ -109,9 +109,13 @@ export class ZipArchive {
           const len = cd.readUInt16LE(e + 2);
           if (id === 0x0001) {
             let q = e + 4;
-            if (entrySize === 0xffffffff) (entrySize = u64(cd, q, 'an entry size', fail)), (q += 8);
-            if (compressedSize === 0xffffffff) (compressedSize = u64(cd, q, 'an entry size', fail)), (q += 8);
-            if (local === 0xffffffff) local = u64(cd, q, 'an entry offset', fail);
+            const next = (what: string): number => {
+              q += 8;
+              return u64(cd, q - 8, what, fail);
+            };
+            if (entrySize === 0xffffffff) entrySize = next('an entry size');
+            if (compressedSize === 0xffffffff) compressedSize = next('an entry size');
+            if (local === 0xffffffff) local = next('an entry offset');
           }
           e += 4 + len;
         }
