@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { openWeightsFile } from '../src/io/weights-file.js';
 import { TorchFile, TorchFileError } from '../src/io/torch-file.js';
 import { repoRoot } from './helpers.js';
+import { writeTorchFile } from './torch-writer.js';
 
 /** Files written by test/data/torch/make.py with Python's own pickler (stand-in torch globals). */
 const data = join(repoRoot, 'test', 'data', 'torch');
@@ -80,7 +81,18 @@ test('torch files: truncated archives and streams fail with a clear error at eve
       assert.throws(() => TorchFile.open(p), (e: Error) => e instanceof TorchFileError && /truncated|corrupt|empty|not a PyTorch/.test(e.message) && e.message.includes(p), `${file} cut at ${keep}`);
     }
   }
-  assert.deepEqual(readdirSync(tmp).filter((f) => !f.startsWith('cut-')), [], 'reading writes nothing');
+  assert.deepEqual(readdirSync(tmp).filter((f) => !/^(cut|written)-/.test(f)), [], 'reading writes nothing');
+});
+
+test('torch files: what the test writer writes reads back, zip64 records included (checkpoints over 4 GiB have them)', () => {
+  const bytes = (values: number[]): Uint8Array => new Uint8Array(Float32Array.from(values).buffer);
+  for (const [format, zip64] of [['zip', false], ['zip', true], ['legacy', false]] as const) {
+    const p = join(tmp, `written-${format}-${zip64}.pth`);
+    writeTorchFile(p, { w: { dtype: 'F32', shape: [2, 2], data: bytes([1, 2, 3, 4]) }, b: { dtype: 'F32', shape: [2], data: bytes([5, 6]) } }, { format, zip64, wrap: 'params_ema' });
+    const f = TorchFile.open(p);
+    assert.deepEqual([...f.readFloat32('w')], [1, 2, 3, 4]);
+    assert.deepEqual([...f.readFloat32('b')], [5, 6]);
+  }
 });
 
 test('torch files: a missing file and a file of another kind are named', () => {

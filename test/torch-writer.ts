@@ -89,7 +89,8 @@ function pickleState(tensors: Record<string, TensorSpec>, legacy: boolean, wrap:
   return p.op(0x2e).bytes();
 }
 
-function zip(entries: [string, Uint8Array][]): Buffer {
+/** A stored zip archive; `zip64` writes every size and offset through zip64 records, as archives over 4 GiB need. */
+function zip(entries: [string, Uint8Array][], zip64: boolean): Buffer {
   const local: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = 0;
@@ -104,38 +105,59 @@ function zip(entries: [string, Uint8Array][]): Buffer {
     h.writeUInt16LE(n.length, 26);
     const c = Buffer.alloc(46);
     c.writeUInt32LE(0x02014b50, 0);
-    c.writeUInt16LE(20, 4);
-    c.writeUInt16LE(20, 6);
+    c.writeUInt16LE(45, 4);
+    c.writeUInt16LE(45, 6);
     c.writeUInt32LE(crc32(data), 16);
-    c.writeUInt32LE(data.length, 20);
-    c.writeUInt32LE(data.length, 24);
+    c.writeUInt32LE(zip64 ? 0xffffffff : data.length, 20);
+    c.writeUInt32LE(zip64 ? 0xffffffff : data.length, 24);
     c.writeUInt16LE(n.length, 28);
-    c.writeUInt32LE(offset, 42);
+    c.writeUInt32LE(zip64 ? 0xffffffff : offset, 42);
+    const extra = Buffer.alloc(zip64 ? 28 : 0);
+    if (zip64) {
+      extra.writeUInt16LE(1, 0);
+      extra.writeUInt16LE(24, 2);
+      extra.writeBigUInt64LE(BigInt(data.length), 4);
+      extra.writeBigUInt64LE(BigInt(data.length), 12);
+      extra.writeBigUInt64LE(BigInt(offset), 20);
+      c.writeUInt16LE(28, 30);
+    }
     local.push(h, n, Buffer.from(data));
-    central.push(c, n);
+    central.push(c, n, extra);
     offset += 30 + n.length + data.length;
   }
   const cd = Buffer.concat(central);
   const end = Buffer.alloc(22);
   end.writeUInt32LE(0x06054b50, 0);
-  end.writeUInt16LE(entries.length, 8);
-  end.writeUInt16LE(entries.length, 10);
-  end.writeUInt32LE(cd.length, 12);
-  end.writeUInt32LE(offset, 16);
-  return Buffer.concat([...local, cd, end]);
+  end.writeUInt16LE(zip64 ? 0xffff : entries.length, 8);
+  end.writeUInt16LE(zip64 ? 0xffff : entries.length, 10);
+  end.writeUInt32LE(zip64 ? 0xffffffff : cd.length, 12);
+  end.writeUInt32LE(zip64 ? 0xffffffff : offset, 16);
+  if (!zip64) return Buffer.concat([...local, cd, end]);
+  const rec = Buffer.alloc(56);
+  rec.writeUInt32LE(0x06064b50, 0);
+  rec.writeBigUInt64LE(44n, 4);
+  rec.writeBigUInt64LE(BigInt(entries.length), 24);
+  rec.writeBigUInt64LE(BigInt(entries.length), 32);
+  rec.writeBigUInt64LE(BigInt(cd.length), 40);
+  rec.writeBigUInt64LE(BigInt(offset), 48);
+  const locator = Buffer.alloc(20);
+  locator.writeUInt32LE(0x07064b50, 0);
+  locator.writeBigUInt64LE(BigInt(offset + cd.length), 8);
+  locator.writeUInt32LE(1, 16);
+  return Buffer.concat([...local, cd, rec, locator, end]);
 }
 
 export function writeTorchFile(
   path: string,
   tensors: Record<string, TensorSpec>,
-  o: { format: 'zip' | 'legacy'; wrap?: string; extra?: Record<string, number> },
+  o: { format: 'zip' | 'legacy'; wrap?: string; extra?: Record<string, number>; zip64?: boolean },
 ): void {
   const storages: [string, TensorSpec][] = [];
   const state = pickleState(tensors, o.format === 'legacy', o.wrap, o.extra ?? {}, storages);
   if (o.format === 'zip') {
     writeFileSync(
       path,
-      zip([['archive/data.pkl', state], ['archive/byteorder', Buffer.from('little')], ...storages.map(([k, t]): [string, Uint8Array] => [`archive/data/${k}`, t.data]), ['archive/version', Buffer.from('3\n')]]),
+      zip([['archive/data.pkl', state], ['archive/byteorder', Buffer.from('little')], ...storages.map(([k, t]): [string, Uint8Array] => [`archive/data/${k}`, t.data]), ['archive/version', Buffer.from('3\n')]], o.zip64 ?? false),
     );
     return;
   }
