@@ -1,6 +1,6 @@
 /** diffusers' ResnetBlock2D, Downsample2D and Upsample2D. */
 import type { GraphBuilder, Value } from '../graph/builder.js';
-import { conv2d, groupNorm, linear } from './layers.js';
+import { conv2d, groupNorm, interpolateNearest, linear } from './layers.js';
 
 export interface ResnetOptions {
   groups: number;
@@ -41,12 +41,6 @@ export function downsample2D(g: GraphBuilder, key: string, x: Value, padding: nu
 
 /** Nearest-neighbour 2x (or to an explicit size, to meet an odd-sized skip connection), then a 3x3 conv. */
 export function upsample2D(g: GraphBuilder, key: string, x: Value, size?: readonly [number, number]): Value {
-  const target = size ?? [x.dim(2) * 2, x.dim(3) * 2];
-  // PyTorch's 'nearest': source index = floor(dst · in / out).
-  const up = g.resize(x, [target[0], target[1]], {
-    mode: { s: 'nearest' },
-    coordinate_transformation_mode: { s: 'asymmetric' },
-    nearest_mode: { s: 'floor' },
-  });
+  const up = interpolateNearest(g, x, size ?? [x.dim(2) * 2, x.dim(3) * 2]);
   return conv2d(g, `${key}.conv`, up, x.dim(1), 3, { pad: 1 });
 }
