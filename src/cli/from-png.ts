@@ -7,6 +7,7 @@ import { optionsFromParameters } from '../pipeline/from-parameters.js';
 import type { HiresOptions } from '../pipeline/hires.js';
 import { parseParameters, type ParsedParameters } from '../pipeline/parameters.js';
 import type { GenerateOptions } from '../pipeline/stable-diffusion.js';
+import type { Upscaler } from '../models/upscaler/upscaler.js';
 import { readPngParameters } from './png-parameters.js';
 
 /** The command-line flags (commander's attribute names) that set each option. */
@@ -36,6 +37,8 @@ const HIRES_FLAGS: [keyof HiresOptions, string][] = [
   ['steps', 'hiresSteps'],
   ['denoise', 'hiresDenoise'],
   ['upscaler', 'hiresUpscaler'],
+  ['tile', 'tile'],
+  ['tile', 'tileOverlap'],
 ];
 
 /**
@@ -48,10 +51,13 @@ export function mergeFromPng(
   hiresFlags: Partial<HiresOptions>,
   cmd: Command,
   log: (m: string) => void,
-  loaded: { name: string; attentionLevels: readonly number[] },
+  loaded: { name: string; attentionLevels: readonly number[]; hiresUpscaler?: Upscaler },
 ): GenerateOptions {
   const { file } = png;
-  const { options, model, notApplied, imageToImage } = optionsFromParameters(png, loaded.attentionLevels);
+  const { options, model, notApplied, imageToImage, hiresUpscalerModel } = optionsFromParameters(png, loaded.attentionLevels);
+  // The PNG's upscaler model, when the caller found it.
+  const upscalerFound = hiresUpscalerModel !== undefined && loaded.hiresUpscaler !== undefined && options.hires !== undefined;
+  if (upscalerFound) options.hires = { ...options.hires!, upscaler: loaded.hiresUpscaler! };
   const given = (flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
   const explicit = (key: keyof GenerateOptions): boolean => (FLAGS[key] ?? []).some(given);
   const merged: GenerateOptions = { ...fromFlags };
@@ -59,7 +65,9 @@ export function mergeFromPng(
     if (key !== 'hires' && !explicit(key)) Object.assign(merged, { [key]: options[key] });
   }
   if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'));
-  const skipped = notApplied.filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask));
+  const skipped = notApplied.filter(
+    (k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask) && !(k.startsWith('Hires upscaler') && (upscalerFound || given('hiresUpscaler'))),
+  );
   if (imageToImage?.strength !== undefined) {
     if (!merged.initImage) skipped[skipped.indexOf('Denoising strength')] = 'Denoising strength (the image was made from an init image: give --init-image to apply it)';
     else if (!given('strength')) merged.strength = imageToImage.strength;

@@ -10,7 +10,6 @@ import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { PREDICTIONS } from '../pipeline/model-parts.js';
 import type { Prediction } from '../models/single-file/checkpoint.js';
 import { attentionLevels } from '../models/unet.js';
-import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
@@ -19,6 +18,8 @@ import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
+import { builtinHiresUpscaler, loadUpscalerModel } from './upscaler-option.js';
+import type { Upscaler } from '../models/upscaler/upscaler.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 
@@ -47,7 +48,10 @@ interface GenerateFlags extends RuntimeFlags {
   hiresScale?: number;
   hiresSteps?: number;
   hiresDenoise: number;
-  hiresUpscaler: HiresUpscaler;
+  hiresUpscaler: string;
+  upscalerDir?: string;
+  tile: number;
+  tileOverlap: number;
   hiresTodo?: string;
   todo: string;
   todoMode: TodoMode;
@@ -98,7 +102,7 @@ export function outputPaths(out: string, n: number): string[] {
 }
 
 /** Fails before any work when the PNG could not be written. */
-function checkOutput(out: string): void {
+export function checkOutput(out: string): void {
   if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file; got ${out}`);
   if (existsSync(out) && statSync(out).isDirectory()) throw new Error(`cannot write ${out}: it is a folder (name a .png file)`);
   const dir = dirname(resolve(out));
@@ -138,7 +142,10 @@ export function registerGenerate(program: Command): void {
     .option('--hires-scale <x>', 'hires fix: second pass at x times the size', parseFloatOption('--hires-scale', 1, 8))
     .option('--hires-steps <n>', 'hires fix: second-pass steps (default: --steps)', parseIntOption('--hires-steps', 1, 1000))
     .option('--hires-denoise <s>', 'hires fix: second-pass strength, 0 < s <= 1', parseFloatOption('--hires-denoise', 0, 1), 0.5)
-    .addOption(new Option('--hires-upscaler <name>', 'hires fix: how the first pass is enlarged').choices(HIRES_UPSCALERS).default('latent'))
+    .option('--hires-upscaler <name>', 'hires fix: how the first pass is enlarged: latent, latent-nearest, lanczos, nearest, or an upscaler model (a file, or a name in --upscaler-dir: "R-ESRGAN 4x+", 4x-UltraSharp, …)', 'latent')
+    .option('--upscaler-dir <dir>', "folder of upscaler models (.pth, .safetensors), or a models folder with A1111's ESRGAN/ and RealESRGAN/")
+    .option('--tile <px>', 'upscaler models: largest tile side in input pixels (0: no tiles)', parseIntOption('--tile', 0), 512)
+    .option('--tile-overlap <px>', 'upscaler models: least overlap between tiles', parseIntOption('--tile-overlap', 0), 32)
     .option('--hires-todo <factor>', 'hires fix: ToDo in the second pass (off, auto or a factor; default: as --todo)', parseTodo)
     .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
     .addOption(new Option('--todo-mode <mode>', 'ToDo downsampling operator').choices(TODO_MODES).default('nearest'))
@@ -168,12 +175,26 @@ export function registerGenerate(program: Command): void {
       const initImage = f.initImage ? readPng(f.initImage, '--init-image') : undefined;
       const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
-      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
+      const runtime = runtimeFromFlags(f);
+      // A model named by the flag, or (when the flag is not typed) by the PNG's `Hires upscaler`.
+      const typed = cmd.getOptionValueSource('hiresUpscaler') === 'cli';
+      const upscalerFlag = builtinHiresUpscaler(f.hiresUpscaler) ?? (await loadUpscalerModel(f.hiresUpscaler, f.upscalerDir ? [f.upscalerDir] : [], runtime));
+      const pngModel = png && !typed ? png.settings['Hires upscaler'] : undefined;
+      let pngUpscaler: Upscaler | undefined;
+      if (pngModel !== undefined && !builtinHiresUpscaler(pngModel) && f.upscalerDir) {
+        try {
+          pngUpscaler = await loadUpscalerModel(pngModel, [f.upscalerDir], runtime);
+        } catch (e) {
+          log(`${f.fromPng}: ${(e as Error).message}`);
+        }
+      }
+      const pipe = await StableDiffusion.load(modelDir, { ...runtime, vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
       const hiresFlags = {
         scale: f.hiresScale,
         steps: f.hiresSteps,
         denoise: f.hiresDenoise,
-        upscaler: f.hiresUpscaler,
+        upscaler: upscalerFlag,
+        tile: { tile: f.tile, overlap: f.tileOverlap },
         attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
       };
       const fromFlags: GenerateOptions = {
@@ -198,13 +219,17 @@ export function registerGenerate(program: Command): void {
         mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
         hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
       };
-      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
+      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config), hiresUpscaler: pngUpscaler });
       const progress = new Progress(process.stderr);
       const result = await pipe.generate(opts, {
-        onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total, s.phase === 'hires' ? 'hires pass' : 'denoising')),
+        onStep: (s) =>
+          s.phase === 'decode'
+            ? progress.finish('decoded')
+            : progress.update(s.step, s.total, { hires: 'hires pass', upscale: 'upscaling', denoise: 'denoising' }[s.phase], s.phase === 'upscale' ? 'tiles' : 'steps'),
         onWarning: log,
       });
       await pipe.dispose();
+      for (const u of [upscalerFlag, pngUpscaler]) if (typeof u === 'object') await u.dispose();
       if (png) checkLoraHashes(png, result.images[0]!.parameters, log);
       const paths = outputPaths(f.out, result.images.length);
       result.images.forEach((img, i) => writeFileAtomic(paths[i]!, encodePng(img, { parameters: img.parameters })));

@@ -118,3 +118,18 @@ export function resample(src: Pixels, width: number, height: number, filter: Res
   if (height !== img.height) img = pass(img, height, false, filter);
   return img === src ? { ...src, data: src.data.slice() } : img;
 }
+
+/** Pillow's `Image.resize(NEAREST)`: output pixel x takes input pixel ⌊(x + 0.5) · in / out⌋. */
+export function resampleNearest(src: Pixels, width: number, height: number): Pixels {
+  const { channels: ch } = src;
+  const xs = Array.from({ length: width }, (_, x) => Math.min(src.width - 1, Math.floor((x + 0.5) * (src.width / width))));
+  const data = new Uint8Array(width * height * ch);
+  for (let y = 0; y < height; y++) {
+    const sy = Math.min(src.height - 1, Math.floor((y + 0.5) * (src.height / height)));
+    for (let x = 0; x < width; x++) {
+      const s = (sy * src.width + xs[x]!) * ch;
+      data.set(src.data.subarray(s, s + ch), (y * width + x) * ch);
+    }
+  }
+  return { width, height, channels: ch, data };
+}

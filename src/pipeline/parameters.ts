@@ -8,7 +8,7 @@ import type { AttentionOptions } from '../attention/options.js';
 import type { PromptSyntax } from '../prompt/index.js';
 import type { SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName } from '../scheduler/names.js';
-import { A1111_UPSCALER_NAMES, type HiresUpscaler } from './hires.js';
+import { hiresUpscalerLabel } from './hires.js';
 import { hiresTodoInfotext, todoInfotext } from './todo-infotext.js';
 
 export interface ParameterSource {
@@ -34,13 +34,14 @@ export interface ParameterSource {
   /** Image-to-image strength. */
   strength?: number;
   mask?: { blur: number };
-  hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler };
+  /** `upscaler`: one of HIRES_UPSCALERS, or an upscaler model's name. */
+  hires?: { scale: number; steps: number; denoise: number; upscaler: string };
   /** The attention each pass used (ToDo's 'auto' resolved). */
   passes?: { attention: AttentionOptions }[];
 }
 
 /** A1111 quotes a value that holds a comma, colon or newline, JSON-style (a quote too, so it reads back). */
-function value(v: string | number): string {
+export function infotextValue(v: string | number): string {
   const s = String(v);
   return /[,:"\n]/.test(s) ? JSON.stringify(s) : s;
 }
@@ -65,7 +66,7 @@ export function a1111Parameters(p: ParameterSource): string {
   if (strength !== undefined) fields.push(['Denoising strength', strength]);
   if (p.mask) fields.push(['Mask blur', p.mask.blur]);
   if (p.hires) {
-    fields.push(['Hires upscale', p.hires.scale], ['Hires steps', p.hires.steps], ['Hires upscaler', A1111_UPSCALER_NAMES[p.hires.upscaler]]);
+    fields.push(['Hires upscale', p.hires.scale], ['Hires steps', p.hires.steps], ['Hires upscaler', hiresUpscalerLabel(p.hires.upscaler)]);
     // The second pass's attention where it differs from the first's (ToDo 'auto' is resolved per pass).
     const second = p.passes?.[1]?.attention ?? a;
     const scale = p.hires.scale;
@@ -76,7 +77,7 @@ export function a1111Parameters(p: ParameterSource): string {
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);
-  lines.push(fields.map(([k, v]) => `${k}: ${value(v)}`).join(', '));
+  lines.push(fields.map(([k, v]) => `${k}: ${infotextValue(v)}`).join(', '));
   return lines.join('\n');
 }
 

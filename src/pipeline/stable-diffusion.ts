@@ -24,7 +24,9 @@ import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../promp
 import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { modelSdxlConditioner, modelTokenizer, modelVAE, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
-import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
+import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions } from './hires.js';
+import { Upscaler } from '../models/upscaler/upscaler.js';
+import { resizeWithUpscaler } from './upscale-image.js';
 import { checkRgbImage, encodeImage, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
 import { a1111Parameters } from './parameters.js';
@@ -79,8 +81,8 @@ export interface StepInfo {
   step: number;
   total: number;
   timestep: number;
-  /** 'hires' for the steps of the hires fix's second pass. */
-  phase: 'denoise' | 'decode' | 'hires';
+  /** 'hires' for the steps of the hires fix's second pass; 'upscale' for an upscaler model's tiles before it. */
+  phase: 'denoise' | 'decode' | 'hires' | 'upscale';
   /** The latents after this step (for previews). */
   latents?: Tensor;
   /** 1, or 2 in the hires fix's second pass. */
@@ -113,7 +115,8 @@ export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negat
   initImage?: { width: number; height: number };
   strength?: number;
   mask?: { blur: number; invert: boolean; fill: InpaintFill };
-  hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler; attention: AttentionOptions; width: number; height: number };
+  /** `upscaler`: one of HIRES_UPSCALERS, or the upscaler model's name. */
+  hires?: { scale: number; steps: number; denoise: number; upscaler: string; attention: AttentionOptions; width: number; height: number };
 };
 
 export interface GeneratedImage extends RgbImage {
@@ -310,9 +313,12 @@ export class StableDiffusion {
       const hSteps = h.steps ?? steps;
       if (!Number.isInteger(hSteps) || hSteps < 1 || hSteps > 1000) fail(`hires steps must be an integer from 1 to 1000; got ${hSteps}`);
       if (typeof h.denoise !== 'number' || !(h.denoise > 0 && h.denoise <= 1)) fail(`hires denoise must be a number in (0, 1]; got ${h.denoise}`);
-      if (!HIRES_UPSCALERS.includes(h.upscaler)) fail(`unknown hires upscaler "${String(h.upscaler)}"; use one of ${HIRES_UPSCALERS.join(', ')}`);
+      const model = h.upscaler instanceof Upscaler;
+      if (!model && !(HIRES_UPSCALERS as readonly unknown[]).includes(h.upscaler)) {
+        fail(`unknown hires upscaler "${String(h.upscaler)}"; use one of ${HIRES_UPSCALERS.join(', ')}, or an upscaler model (loadUpscaler)`);
+      }
       const hAttention = h.attention ? resolveAttention(h.attention).options : attention;
-      settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler, attention: hAttention, ...size };
+      settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler instanceof Upscaler ? h.upscaler.name : h.upscaler, attention: hAttention, ...size };
     }
     return settings;
   }
@@ -460,7 +466,7 @@ export class StableDiffusion {
         : null;
     x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend }, cb));
     const passes: PassInfo[] = [{ pass: 1, width: s.width, height: s.height, steps: timesteps.length, attention: this.attentionUsed(s.attention, [lh, lw]) }];
-    if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb);
+    if (o.hires) x = await this.hiresPass(x, s, o.hires, loras.prompt, o.negativePrompt, passes, cb);
     const t2 = performance.now();
 
     const decoded = await this.decodeLatents(x, s.vaeTiling);
@@ -483,11 +489,11 @@ export class StableDiffusion {
   }
 
   /**
-   * The hires fix's second pass: upscale (latents, or decode → Lanczos → encode), then img2img at
-   * the target size with a fresh generator of the seed (A1111 draws the second pass's noise anew
-   * from the seed).
+   * The hires fix's second pass: upscale (latents, or decode → an image upscaler → encode), then
+   * img2img at the target size with a fresh generator of the seed (A1111 draws the second pass's
+   * noise anew from the seed).
    */
-  private async hiresPass(x: Tensor, s: GenerateSettings, prompt: string, negativePrompt: string | undefined, passes: PassInfo[], cb: GenerateCallbacks): Promise<Tensor> {
+  private async hiresPass(x: Tensor, s: GenerateSettings, o: HiresOptions, prompt: string, negativePrompt: string | undefined, passes: PassInfo[], cb: GenerateCallbacks): Promise<Tensor> {
     const hr = s.hires!;
     // SDXL's time ids carry the image size; prompt editing counts on from the first pass's steps (A1111).
     const cond = await this.passConditioning(s, prompt, negativePrompt, { width: hr.width, height: hr.height, steps: hr.steps, firstPassSteps: s.steps });
@@ -500,11 +506,22 @@ export class StableDiffusion {
     scheduler.setTimesteps(hr.steps);
     const timesteps = img2imgTimesteps(scheduler, hr.steps, hr.denoise);
     let init: Tensor;
-    if (hr.upscaler === 'lanczos') {
-      const images = toRgb(await this.decodeLatents(x, s.vaeTiling)).map((img) => fitImage(img, hr.width, hr.height));
-      init = (await encodeImage(this.vae, imagesToTensor(images), randn, s.batch)).latents;
+    const u = o.upscaler;
+    if (u === 'latent' || u === 'latent-nearest') {
+      init = upscaleLatents(x, lh, lw, u === 'latent' ? 'bilinear' : 'nearest');
     } else {
-      init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
+      const images: RgbImage[] = [];
+      for (const img of toRgb(await this.decodeLatents(x, s.vaeTiling))) {
+        // Lanczos is one resize to the size (A1111's steps for it come to the same thing).
+        images.push(
+          u === 'lanczos' ? fitImage(img, hr.width, hr.height) : await resizeWithUpscaler(img, hr.width, hr.height, u, {
+            ...o.tile,
+            signal: cb.signal,
+            onTile: (done, total) => cb.onStep?.({ step: done, total, timestep: 0, phase: 'upscale', pass: 2 }),
+          }),
+        );
+      }
+      init = (await encodeImage(this.vae, imagesToTensor(images), randn, s.batch)).latents;
     }
     const start = noiseLatents(scheduler, init, timesteps, randn);
     const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2 }, cb);

@@ -71,16 +71,24 @@ function abortError(): Error {
   return e;
 }
 
+export interface UpscalerLoadOptions extends RuntimeOptions {
+  /** The name it goes by (in PNG parameters, A1111's lists); default: the file name without its extension. */
+  name?: string;
+}
+
 export class Upscaler {
   private constructor(
     readonly path: string,
+    /** The name it goes by: A1111's for its named models (`R-ESRGAN 4x+`), else the file name without the extension. */
+    readonly name: string,
     readonly config: UpscalerConfig,
     private readonly weights: CheckpointWeights,
     private readonly runtime: ComponentRuntime,
   ) {}
 
   /** `path`: an upscaler's `.pth`, `.pt` or `.safetensors` file. */
-  static async load(path: string, opts: RuntimeOptions = {}): Promise<Upscaler> {
+  static async load(path: string, opts: UpscalerLoadOptions = {}): Promise<Upscaler> {
+    const { name, ...runtime } = opts;
     const file = openWeightsFile(path);
     const { config, slots } = detectUpscaler(file);
     if (config.inChannels !== 3 || config.outChannels !== 3) {
@@ -89,13 +97,8 @@ export class Upscaler {
     const weights = new CheckpointWeights(file, 'upscaler', slots);
     // Missing or mis-shaped weights fail here, not at the first image.
     buildUpscalerGraph(config, weights, { height: 4, width: 4 });
-    const rt = await resolveRuntime(opts);
-    return new Upscaler(path, config, weights, new ComponentRuntime('upscaler', weights, { ...config }, rt));
-  }
-
-  /** The file's name without its extension: how A1111 names a model in its ESRGAN / RealESRGAN folders. */
-  get name(): string {
-    return basename(this.path, extname(this.path));
+    const rt = await resolveRuntime(runtime);
+    return new Upscaler(path, name ?? basename(path, extname(path)), config, weights, new ComponentRuntime('upscaler', weights, { ...config }, rt));
   }
 
   get scale(): number {
@@ -156,6 +159,6 @@ export class Upscaler {
   }
 }
 
-export function loadUpscaler(path: string, opts: RuntimeOptions = {}): Promise<Upscaler> {
+export function loadUpscaler(path: string, opts: UpscalerLoadOptions = {}): Promise<Upscaler> {
   return Upscaler.load(path, opts);
 }
