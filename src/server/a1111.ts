@@ -7,6 +7,7 @@ import { randomInt } from 'node:crypto';
 import { decodeBase64, decodeMask, decodeRgb } from '../image/decode.js';
 import { fitImage as resizeLanczos } from '../pipeline/img2img.js';
 import type { RgbImage } from '../io/png.js';
+import type { HiresUpscaler } from '../pipeline/hires.js';
 import { KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName, resolveSampler } from '../scheduler/names.js';
 import { RequestError } from './errors.js';
@@ -21,10 +22,13 @@ export const A1111_SCHEDULERS = [
   { name: 'karras', label: 'Karras', aliases: null, default_rho: 7, need_inner_model: false },
 ];
 
-const HIRES_UPSCALERS: Record<string, NonNullable<JobSpec['hires']>['upscaler']> = {
+/** A1111's built-in hires upscalers; "None" resizes with Lanczos there too. */
+const HIRES_UPSCALERS: Record<string, HiresUpscaler> = {
   Latent: 'latent',
   'Latent (nearest)': 'latent-nearest',
   Lanczos: 'lanczos',
+  Nearest: 'nearest',
+  None: 'lanczos',
 };
 
 export const LATENT_UPSCALE_MODES = ['Latent', 'Latent (nearest)'];
@@ -81,7 +85,8 @@ export function resolveA1111Sampler(name: string, scheduler: string | null): { s
   return { sampler: named.sampler, karras, label: a1111SamplerName(named.sampler, karras) };
 }
 
-function readImage(b64: string, field: string, as = decodeRgb): RgbImage {
+/** A base64 image of a request field; a bad one is a 422 naming the field. */
+export function readImage(b64: string, field: string, as = decodeRgb): RgbImage {
   try {
     return as(decodeBase64(b64));
   } catch (e) {
@@ -111,8 +116,17 @@ export function fitImage(img: RgbImage, width: number, height: number, mode: num
   return { width, height, data };
 }
 
-/** A1111 request → JobSpec, every check made before the job is queued. */
-export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings, modelPath: (name: string) => string): { job: JobSpec; samplerLabel: string } {
+/**
+ * A1111 request → JobSpec, every check made before the job is queued. `upscalers`: the names of
+ * the upscaler models the server has (hr_upscaler may name one).
+ */
+export function toJob(
+  kind: JobSpec['kind'],
+  body: GenerationBody,
+  settings: ServerSettings,
+  modelPath: (name: string) => string,
+  upscalers: () => string[] = () => [],
+): { job: JobSpec; samplerLabel: string } {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
@@ -133,8 +147,9 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     seeds: Array.from({ length: count }, (_, i) => seed + i),
   };
   if (kind === 'txt2img' && body.enable_hr) {
-    const upscaler = HIRES_UPSCALERS[body.hr_upscaler ?? 'Latent'];
-    if (!upscaler) throw new RequestError('hr_upscaler', `unknown hr_upscaler "${body.hr_upscaler}"; available: ${Object.keys(HIRES_UPSCALERS).join(', ')}`);
+    const name = body.hr_upscaler ?? 'Latent';
+    const upscaler = HIRES_UPSCALERS[name] ?? (upscalers().includes(name) ? name : undefined);
+    if (!upscaler) throw new RequestError('hr_upscaler', `unknown hr_upscaler "${name}"; available: ${[...Object.keys(HIRES_UPSCALERS), ...upscalers()].join(', ')}`);
     const scale = body.hr_resize_x ? body.hr_resize_x / body.width : body.hr_resize_y ? body.hr_resize_y / body.height : (body.hr_scale ?? 2);
     if (![body.width, body.height].every((v) => Number.isInteger((v * scale) / 8))) {
       throw new RequestError('hr_scale', `hr_scale ${scale} gives a size of ${body.width * scale}x${body.height * scale}; both sides must be multiples of 8`);

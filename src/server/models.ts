@@ -7,6 +7,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { LORA_EXTENSIONS } from '../lora/prompt-tags.js';
+import { UpscalerFolders } from '../models/upscaler/folders.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 
 export interface ModelEntry {
@@ -52,6 +53,11 @@ export class ModelRegistry {
     const hit = this.list().find((m) => m.name === bare || m.title === bare);
     if (!hit) throw new Error(`unknown model "${name}"; available: ${this.list().map((m) => m.title).join(', ')} (models are looked up by name inside --models-dir)`);
     return hit;
+  }
+
+  /** Upscaler models in `<models-dir>/ESRGAN` and `<models-dir>/RealESRGAN`, as A1111 keeps them. */
+  upscalers(): UpscalerFolders {
+    return new UpscalerFolders(this.modelsDir ? [join(this.modelsDir, 'ESRGAN'), join(this.modelsDir, 'RealESRGAN')] : []);
   }
 
   /** The LoRA folder (`<models-dir>/Lora`), when there is one. */

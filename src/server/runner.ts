@@ -2,11 +2,16 @@
  * Runs jobs on a pipeline: loads the job's model (one at a time, kept for the next job), draws
  * each image with its own seed, reports progress with a latent preview, and honours interrupt
  * (stop after the current step, keep the finished images) and skip (drop the current image).
+ * Extras jobs upscale images; upscaler models are loaded by name, the last one kept.
  */
 import { encodePng, type RgbImage } from '../io/png.js';
+import { Upscaler } from '../models/upscaler/upscaler.js';
+import { extrasInfotext, upscaleExtras } from '../pipeline/extras.js';
+import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipeline/stable-diffusion.js';
+import type { ImageUpscaler } from '../pipeline/upscale-image.js';
 import type { RuntimeOptions } from '../runtime/session.js';
-import type { JobProgress, JobResult, JobSpec, WireImage } from './jobs.js';
+import type { ExtrasJob, JobProgress, JobResult, JobSpec, QueueJob, WireImage } from './jobs.js';
 import type { ModelRegistry } from './models.js';
 import { latentPreview } from './preview.js';
 
@@ -15,7 +20,6 @@ type PipelineOptions = GenerateOptions & {
   initImage?: RgbImage;
   strength?: number;
   mask?: { image: RgbImage; blur?: number; invert?: boolean; fill?: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
-  hires?: JobSpec['hires'];
   loraDir?: string;
 };
 
@@ -45,6 +49,7 @@ export function toWire(img: RgbImage): WireImage {
 
 export class JobRunner {
   private loaded?: { name: string; pipe: StableDiffusion };
+  private upscalerModel?: Upscaler;
 
   constructor(
     private readonly registry: ModelRegistry,
@@ -62,8 +67,47 @@ export class JobRunner {
     return this.loaded.pipe;
   }
 
-  async run(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void = () => {}): Promise<JobResult> {
+  /** An upscaler by A1111's name: None, Lanczos, Nearest, or a model in the registry (loaded, the last one kept). */
+  private async upscaler(name: string): Promise<ImageUpscaler> {
+    const lower = name.toLowerCase();
+    if (lower === 'none' || lower === 'lanczos' || lower === 'nearest') return lower;
+    const entry = this.registry.upscalers().resolve(name);
+    if (this.upscalerModel?.path !== entry.path) {
+      await this.upscalerModel?.dispose();
+      this.upscalerModel = undefined;
+      this.upscalerModel = await Upscaler.load(entry.path, { ...this.runtime, name: entry.name });
+    }
+    return this.upscalerModel;
+  }
+
+  async run(job: QueueJob, control: JobControl, onProgress: (p: JobProgress) => void = () => {}): Promise<JobResult> {
+    return job.kind === 'extras' ? this.runExtras(job, control, onProgress) : this.runGeneration(job, control, onProgress);
+  }
+
+  private async runExtras(job: ExtrasJob, control: JobControl, onProgress: (p: JobProgress) => void): Promise<JobResult> {
+    const upscaler = await this.upscaler(job.upscaler);
+    const upscaler2 = job.upscaler2Visibility > 0 ? await this.upscaler(job.upscaler2) : undefined;
+    const images: JobResult['images'] = [];
+    for (const [index, img] of job.images.entries()) {
+      if (control.interrupted) break;
+      const onTile = (step: number, steps: number): void => {
+        if (control.interrupted) throw new Stopped();
+        onProgress({ image: index, images: job.images.length, step, steps, interrupted: control.interrupted });
+      };
+      try {
+        const r = await upscaleExtras(fromWire(img), { ...job, upscaler, upscaler2, upscale: { onTile } });
+        const info = extrasInfotext(r.info);
+        images.push({ png: Buffer.from(encodePng(r.image, info ? { postprocessing: info } : {})).toString('base64'), seed: -1, parameters: info });
+      } catch (e) {
+        if (!(e instanceof Stopped)) throw e;
+      }
+    }
+    return { images, interrupted: control.interrupted };
+  }
+
+  private async runGeneration(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void): Promise<JobResult> {
     const pipe = await this.pipeline(job.model);
+    const hiresUpscaler = job.hires && ((HIRES_UPSCALERS as readonly string[]).includes(job.hires.upscaler) ? (job.hires.upscaler as HiresUpscaler) : await this.upscaler(job.hires.upscaler));
     const base: PipelineOptions = {
       prompt: job.prompt,
       negativePrompt: job.negativePrompt,
@@ -78,7 +122,7 @@ export class JobRunner {
       loraDir: this.registry.loraDir,
       ...(job.initImage && { initImage: fromWire(job.initImage), strength: job.strength }),
       ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
-      ...(job.hires && { hires: job.hires }),
+      ...(job.hires && { hires: { ...job.hires, upscaler: hiresUpscaler === 'none' ? 'lanczos' : hiresUpscaler! } }),
     };
     const images: JobResult['images'] = [];
     let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };
@@ -108,5 +152,7 @@ export class JobRunner {
   async dispose(): Promise<void> {
     await this.loaded?.pipe.dispose();
     this.loaded = undefined;
+    await this.upscalerModel?.dispose();
+    this.upscalerModel = undefined;
   }
 }
