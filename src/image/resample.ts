@@ -119,15 +119,26 @@ export function resample(src: Pixels, width: number, height: number, filter: Res
   return img === src ? { ...src, data: src.data.slice() } : img;
 }
 
-/** Pillow's `Image.resize(NEAREST)`: output pixel x takes input pixel ⌊(x + 0.5) · in / out⌋. */
+/**
+ * Pillow's `Image.resize(NEAREST)` (ImagingScaleAffine): output pixel x takes input pixel
+ * ⌊xo⌋, xo starting at half a step (in / out) and growing by a step per pixel, summed in float64
+ * as Pillow sums it.
+ */
 export function resampleNearest(src: Pixels, width: number, height: number): Pixels {
   const { channels: ch } = src;
-  const xs = Array.from({ length: width }, (_, x) => Math.min(src.width - 1, Math.floor((x + 0.5) * (src.width / width))));
+  const index = (inSize: number, outSize: number): Int32Array => {
+    const step = inSize / outSize;
+    const out = new Int32Array(outSize);
+    let o = step * 0.5;
+    for (let i = 0; i < outSize; i++, o += step) out[i] = Math.min(inSize - 1, Math.trunc(o));
+    return out;
+  };
+  const xs = index(src.width, width);
+  const ys = index(src.height, height);
   const data = new Uint8Array(width * height * ch);
   for (let y = 0; y < height; y++) {
-    const sy = Math.min(src.height - 1, Math.floor((y + 0.5) * (src.height / height)));
     for (let x = 0; x < width; x++) {
-      const s = (sy * src.width + xs[x]!) * ch;
+      const s = (ys[y]! * src.width + xs[x]!) * ch;
       data.set(src.data.subarray(s, s + ch), (y * width + x) * ch);
     }
   }

@@ -173,6 +173,8 @@ export function unpickle(input: ByteReader, policy: UnpicklePolicy): unknown {
     if (items.length % 2) throw new PickleError('SETITEMS with an odd number of stack items; the pickle is corrupt');
     for (let i = 0; i < items.length; i += 2) d.entries.set(items[i], items[i + 1]);
   };
+  /** Bytes after a little-endian length of `n` bytes. */
+  const sized = (n: 1 | 4 | 8): Uint8Array => input.bytes(n === 1 ? input.byte() : input.uint(n));
   const str = (v: unknown, what: string): string => {
     if (typeof v !== 'string') throw new PickleError(`${what} needs strings; the pickle is corrupt`);
     return v;
@@ -272,32 +274,28 @@ export function unpickle(input: ByteReader, policy: UnpicklePolicy): unknown {
         stack.push(unescape(input.line(), true));
         break;
       case 0x54: // BINSTRING (Python 2 str: read as UTF-8, as torch.load does)
-        stack.push(utf8.decode(input.bytes(input.uint(4))));
+      case 0x58: // BINUNICODE
+        stack.push(utf8.decode(sized(4)));
         break;
       case 0x55: // SHORT_BINSTRING
-        stack.push(utf8.decode(input.bytes(input.byte())));
+      case 0x8c: // SHORT_BINUNICODE
+        stack.push(utf8.decode(sized(1)));
+        break;
+      case 0x8d: // BINUNICODE8
+        stack.push(utf8.decode(sized(8)));
         break;
       case 0x56: // UNICODE
         stack.push(unescape(input.line(), false));
         break;
-      case 0x58: // BINUNICODE
-        stack.push(utf8.decode(input.bytes(input.uint(4))));
-        break;
-      case 0x8c: // SHORT_BINUNICODE
-        stack.push(utf8.decode(input.bytes(input.byte())));
-        break;
-      case 0x8d: // BINUNICODE8
-        stack.push(utf8.decode(input.bytes(input.uint(8))));
-        break;
       case 0x42: // BINBYTES
-        stack.push(Uint8Array.from(input.bytes(input.uint(4))));
+        stack.push(Uint8Array.from(sized(4)));
         break;
       case 0x43: // SHORT_BINBYTES
-        stack.push(Uint8Array.from(input.bytes(input.byte())));
+        stack.push(Uint8Array.from(sized(1)));
         break;
       case 0x8e: // BINBYTES8
       case 0x96: // BYTEARRAY8
-        stack.push(Uint8Array.from(input.bytes(input.uint(8))));
+        stack.push(Uint8Array.from(sized(8)));
         break;
       case 0x98: // READONLY_BUFFER: the bytes stay as they are
         break;
