@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { storedWeight } from '../src/graph/weights.js';
 import { openWeightsFile } from '../src/io/weights-file.js';
 import { TorchFile, TorchFileError } from '../src/io/torch-file.js';
 import { repoRoot } from './helpers.js';
@@ -24,8 +25,10 @@ function checkStateDict(file: string): TorchFile {
     if (dtype === 'I64') assert.deepEqual([...f.readInt64(name)], values.map((v) => BigInt(v)), name);
     else assert.deepEqual([...f.readFloat32(name)], values, name);
   }
-  // The transposed view is no byte range; the others are, and point where the values are.
+  // The transposed view is no byte range (so no graph weight); the others are, and point where the values are.
   assert.deepEqual(f.info('t').strides, [1, 3]);
+  assert.throws(() => storedWeight(f, f.info('t'), 'weight "t"'), /weight "t" is stored as a non-contiguous view \(strides \[1, 3\]\).*save the file again with contiguous tensors/);
+  assert.equal(storedWeight(f, f.info('a'), 'weight "a"').offset, f.info('a').offset);
   assert.equal(f.info('a').strides, undefined);
   assert.equal(f.info('row').offset, f.info('a').offset + 12);
   return f;

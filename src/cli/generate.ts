@@ -176,9 +176,10 @@ export function registerGenerate(program: Command): void {
       const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
       const runtime = runtimeFromFlags(f);
-      // A model named by the flag, or (when the flag is not typed) by the PNG's `Hires upscaler`.
+      // A model named by the flag (loaded only when there is a hires fix), or, when the flag is not typed, by the PNG's `Hires upscaler`.
       const typed = cmd.getOptionValueSource('hiresUpscaler') === 'cli';
-      const upscalerFlag = builtinHiresUpscaler(f.hiresUpscaler) ?? (await loadUpscalerModel(f.hiresUpscaler, f.upscalerDir ? [f.upscalerDir] : [], runtime));
+      const hires = f.hiresScale !== undefined || png?.settings['Hires upscale'] !== undefined || png?.settings['Hires resize'] !== undefined;
+      const upscalerFlag = builtinHiresUpscaler(f.hiresUpscaler) ?? (hires ? await loadUpscalerModel(f.hiresUpscaler, f.upscalerDir ? [f.upscalerDir] : [], runtime) : 'latent');
       const pngModel = png && !typed ? png.settings['Hires upscaler'] : undefined;
       let pngUpscaler: Upscaler | undefined;
       if (pngModel !== undefined && !builtinHiresUpscaler(pngModel) && f.upscalerDir) {
