@@ -126,7 +126,8 @@ const bad: [string, string[], RegExp][] = [
   ['strength without an init image', ['--strength', '0.5'], /strength applies to image-to-image: give an init image/],
   ['mask without an init image', ['--mask', join(root, 'init.png')], /a mask needs the image it masks/],
   ['hires scale off the grid', ['--width', '32', '--height', '48', '--hires-scale', '1.3'], /hires scale 1\.3 gives 41\.6x62\.4 px, .*the nearest valid scale is 1\.5 \(48x72\)/],
-  ['unknown hires upscaler', ['--hires-scale', '2', '--hires-upscaler', 'esrgan'], /argument 'esrgan' is invalid\. Allowed choices are latent, latent-nearest, lanczos/],
+  ['unknown hires upscaler', ['--hires-scale', '2', '--hires-upscaler', 'esrgan'], /upscaler "esrgan" not found in no upscaler folder \(give --upscaler-dir/],
+  ['named upscaler model absent', ['--hires-scale', '2', '--hires-upscaler', 'R-ESRGAN 4x+', '--upscaler-dir', root], /upscaler "R-ESRGAN 4x\+" not found in .*Put RealESRGAN_x4plus\.pth \(from https:\/\/github\.com\/xinntao\/.*\) in RealESRGAN\//],
 ];
 
 test('bad input: clear message, non-zero exit, no file left behind', () => {

@@ -91,5 +91,5 @@ test('--lora FILE[:W]: weight after the last colon, default 1, repeatable', () =
   ]);
   assert.deepEqual(parseLoraOption('C:\\loras\\d.safetensors'), [{ path: 'C:\\loras\\d.safetensors', scale: 1 }]);
   assert.throws(() => parseLoraOption('a.safetensors:'), /"" after the last ':' is not a weight/);
-  assert.throws(() => parseLoraOption('a.ckpt:0.5'), /LoRAs are read from \.safetensors files/);
+  assert.deepEqual(parseLoraOption('a.ckpt:0.5'), [{ path: 'a.ckpt', scale: 0.5 }]);
 });

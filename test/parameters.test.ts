@@ -213,7 +213,9 @@ test('hires fix in A1111 parameters: Hires resize, absent steps, upscalers we do
   assert.deepEqual(uneven.notApplied, ['Denoising strength', 'Hires resize (only a resize by the same factor on both sides is offered)']);
   const esrgan = read('Denoising strength: 0.3, Hires upscale: 1.5, Hires steps: 0, Hires upscaler: R-ESRGAN 4x+, Hires sampler: Euler');
   assert.deepEqual(esrgan.options.hires, { scale: 1.5, denoise: 0.3, upscaler: 'latent' });
-  assert.deepEqual(esrgan.notApplied, ['Hires upscaler ("R-ESRGAN 4x+" is not offered here (Latent, Latent (nearest), Lanczos): Latent used)', 'Hires sampler']);
+  assert.equal(esrgan.hiresUpscalerModel, 'R-ESRGAN 4x+');
+  assert.deepEqual(esrgan.notApplied, ['Hires upscaler ("R-ESRGAN 4x+" is an upscaler model: give the folder that holds it (--upscaler-dir), or load it with loadUpscaler; Latent used)', 'Hires sampler']);
+  assert.deepEqual(read('Hires upscale: 2, Hires upscaler: Nearest').options.hires, { scale: 2, denoise: 0.7, upscaler: 'nearest' });
   const img2img = read('Denoising strength: 0.6, Mask blur: 3');
   assert.deepEqual(img2img.imageToImage, { strength: 0.6, maskBlur: 3 });
   assert.equal(img2img.options.hires, undefined);

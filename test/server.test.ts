@@ -371,7 +371,7 @@ test('list endpoints answer in A1111 shapes (the scripts offered too); features 
   const loras = await get<{ name: string; path: string }[]>('loras');
   assert.deepEqual(loras.map((l) => l.name), ['film-grain']);
   assert.deepEqual((await get<{ name: string }[]>('schedulers')).map((s) => s.name), ['automatic', 'uniform', 'karras', 'sgm_uniform']);
-  assert.deepEqual((await get<{ name: string }[]>('upscalers')).map((s) => s.name), ['None', 'Lanczos']);
+  assert.deepEqual((await get<{ name: string }[]>('upscalers')).map((s) => s.name), ['None', 'Lanczos', 'Nearest']);
   assert.deepEqual(await get('embeddings'), { loaded: {}, skipped: {} });
   for (const empty of ['prompt-styles', 'face-restorers', 'realesrgan-models', 'hypernetworks', 'sd-vae', 'extensions']) assert.deepEqual(await get(empty), [], empty);
   assert.deepEqual(await get('scripts'), { txt2img: ['tiled diffusion'], img2img: ['sd upscale', 'tiled diffusion'] });

@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTextEncoder, loadUNet, loadVAE, SafetensorsFile, StableDiffusion, writeSafetensors, type TensorToWrite } from '../src/index.js';
 import { SingleFileCheckpoint } from '../src/models/single-file/checkpoint.js';
 import { fixture, readTensor, relL2, runCli } from './helpers.js';
+import { tensorsOf, writeTorchFile } from './torch-writer.js';
 
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-single-input-'));
 const sd1 = (): string => fixture('single-file', 'sd1-tiny.safetensors');
@@ -108,17 +109,33 @@ test('a single file without a VAE: says so and suggests --vae; with --vae it loa
   await pipe.dispose();
 });
 
-test('pickles are refused, by extension and by content, with the reason and a conversion', async () => {
-  const ckpt = join(root, 'model.ckpt');
-  writeFileSync(ckpt, Buffer.from([0x50, 0x4b, 0x03, 0x04, 0, 0, 0, 0]));
-  await assert.rejects(StableDiffusion.load(ckpt), /model\.ckpt is a PyTorch pickle.*can run any code.*refuses it.*safetensors\.torch.*save_file/);
-  const disguised = join(root, 'disguised.safetensors');
-  writeFileSync(disguised, Buffer.from([0x80, 0x02, 0x7d, 0x71, 0, 0, 0, 0, 0, 0]));
-  await assert.rejects(loadUNet(disguised), /disguised\.safetensors is a PyTorch pickle/);
-  const r = runCli(root, 'generate', '--model', ckpt, '-p', 'x', '--out', join(root, 'x.png'));
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /todo-sd: error: model\.ckpt is a PyTorch pickle/);
-  await assert.rejects(StableDiffusion.load(join(root, 'absent.ckpt')), /absent\.ckpt is a PyTorch pickle/);
+test('PyTorch checkpoints load as the same model as the safetensors: .ckpt (A1111 state_dict, zip and legacy), a .pt VAE, .bin component weights', async () => {
+  const io = fixture('single-file', 'checks', 'sd1-tiny-file', 'io.safetensors');
+  const reference = await unetOut(sd1(), io);
+  const f = SafetensorsFile.open(sd1());
+  for (const format of ['zip', 'legacy'] as const) {
+    const ckpt = join(root, `sd1-${format}.ckpt`);
+    writeTorchFile(ckpt, tensorsOf(f), { format, wrap: 'state_dict', extra: { global_step: 470000, epoch: 6 } });
+    assert.deepEqual(await unetOut(ckpt, io), reference, `${format}: the same weights give the same U-Net output`);
+  }
+  // A1111's `.vae.pt`: a lone VAE, wrapped in state_dict.
+  const vaePt = join(root, 'tiny.vae.pt');
+  writeTorchFile(vaePt, tensorsOf(f, (n) => (n.startsWith('first_stage_model.') ? n.slice('first_stage_model.'.length) : undefined)), { format: 'zip', wrap: 'state_dict' });
+  const latents = readTensor(io, 'vae_latents');
+  const [fromPt, fromFile] = await Promise.all([loadVAE(vaePt, { scalingFactor: 0.18215 }), loadVAE(sd1())]);
+  assert.deepEqual((await fromPt.decode(latents)).data, (await fromFile.decode(latents)).data);
+  // A diffusers component folder with only PyTorch weights (diffusion_pytorch_model.bin).
+  const folder = join(root, 'sd1-bin');
+  cpSync(fixture('single-file', 'sd1-tiny'), folder, { recursive: true });
+  const st = join(folder, 'unet', 'diffusion_pytorch_model.safetensors');
+  writeTorchFile(join(folder, 'unet', 'diffusion_pytorch_model.bin'), tensorsOf(SafetensorsFile.open(st)), { format: 'zip' });
+  const fromSafetensors = await unetOut(folder, io);
+  rmSync(st);
+  assert.deepEqual(await unetOut(folder, io), fromSafetensors);
+  const r = runCli(root, 'generate', '--model', join(root, 'sd1-zip.ckpt'), '-p', 'x', '--width', '64', '--height', '64', '--steps', '1', '--out', join(root, 'x.png'));
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout + r.stderr + readFileSync(join(root, 'x.png')).toString('latin1'), /Model: sd1-zip/);
+  await assert.rejects(StableDiffusion.load(join(root, 'absent.ckpt')), /model file .*absent\.ckpt not found/);
   await assert.rejects(StableDiffusion.load(join(root, 'absent.safetensors')), /model file .*absent\.safetensors not found/);
 });
 

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadVAE, BUILTIN_MODEL_DIR, randn } from '../src/index.js';
-import { decodeTiled, encodeTiled, tileStarts } from '../src/pipeline/vae-tiling.js';
+import { tileStarts } from '../src/image/tiles.js';
+import { decodeTiled, encodeTiled } from '../src/pipeline/vae-tiling.js';
 import type { Tensor } from '../src/tensor.js';
 
 test('tile starts cover the whole axis with equal tiles and at least the asked overlap', () => {

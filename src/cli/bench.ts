@@ -7,6 +7,8 @@ import { runFidelityBench } from '../bench/fidelity.js';
 import { imageGrid } from '../bench/grid.js';
 import { hiresTable, runHiresBench } from '../bench/hires.js';
 import { runTiledBench, tiledTable, type TiledBenchMode } from '../bench/tiled.js';
+import { runUpscaleBench, upscaleTable } from '../bench/upscale.js';
+import { UPSCALER_PRESETS, writeRandomUpscaler } from '../models/upscaler/random.js';
 import { machineInfo } from '../bench/machine.js';
 import { profileUNet } from '../bench/profile.js';
 import { fidelityTable, machineLine, matmulLine, profileTable, speedReport, type SpeedResults } from '../bench/report.js';
@@ -167,6 +169,38 @@ export function registerBench(program: Command): void {
       const what = o.mode === 'multidiffusion' ? `window ${o.window}, stride ${o.stride}, ${o.viewBatch} view(s) per call` : `scale ${o.scale}, tiles ${o.tile.join('x')}, overlap ${o.overlap}, strength ${o.strength}`;
       const description = `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.steps} ${o.sampler} steps, CFG ${o.cfg}; ${what}. Peak memory: the process's resident set (VmHWM) during each run. Command: \`todo-sd ${json.command}\`.`;
       report(o.out, 'tiled.md', `Tiled: ${started}`, description, tiledTable(records));
+    });
+
+  bench
+    .command('upscale')
+    .description('the upscaler model pass alone (ESRGAN / Real-ESRGAN): first run (session start) and timed runs')
+    .option('--model <file>', 'upscaler model (.pth, .safetensors); default: a random one of --preset, made once in the cache')
+    .addOption(new Option('--preset <name>', 'the random model\'s shape').choices(Object.keys(UPSCALER_PRESETS)).default('esrgan-x4'))
+    .option('--size <px>', 'input size, e.g. 960x540', size, [960, 540] as [number, number])
+    .option('--tile <px>', 'largest tile side in input pixels (0: the whole image at once)', parseIntOption('--tile', 0), 512)
+    .option('--tile-overlap <px>', 'least overlap between tiles', parseIntOption('--tile-overlap', 0), 32)
+    .option('--runs <n>', 'timed runs', parseIntOption('--runs', 1, 100), 3)
+    .addOption(providerOption())
+    .addOption(precisionOption())
+    .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
+    .option('--out <dir>', 'folder for upscale.json and upscale.md', 'bench-results')
+    .action(async (o: RuntimeFlags & { model?: string; preset: string; size: [number, number]; tile: number; tileOverlap: number; runs: number; out: string }) => {
+      mkdirSync(o.out, { recursive: true });
+      const started = new Date().toISOString();
+      let model = o.model;
+      if (!model) {
+        model = join(cacheDir(), 'models', `random-${o.preset}.safetensors`);
+        if (!existsSync(model)) {
+          log(`no --model given: writing a random ${o.preset} upscaler to ${model} once`);
+          mkdirSync(dirname(model), { recursive: true });
+          writeRandomUpscaler(model, UPSCALER_PRESETS[o.preset]!);
+        }
+      }
+      const machine = machineInfo();
+      const record = await runUpscaleBench({ ...runtimeFromFlags(o), model, size: o.size, tile: o.tile, overlap: o.tileOverlap, runs: o.runs, onLog: log });
+      const json = { kind: 'todo-sd upscale benchmark', started, command: process.argv.slice(2).join(' '), machine, provider: o.provider, precision: o.precision ?? defaultPrecision(o.provider), record };
+      write(o.out, 'upscale.json', `${JSON.stringify(json, null, 2)}\n`);
+      report(o.out, 'upscale.md', `Upscaler pass: ${started}`, `Machine: ${machineLine(machine)}, provider ${o.provider}, ${json.precision}. Model: ${model}. Command: \`todo-sd ${json.command}\`.`, upscaleTable(record));
     });
 
   bench

@@ -9,6 +9,7 @@ import type { HiresOptions } from '../pipeline/hires.js';
 import type { VaeMethod } from '../pipeline/model-parts.js';
 import { A1111_VAE_METHODS, parseParameters, type ParsedParameters } from '../pipeline/parameters.js';
 import type { GenerateOptions } from '../pipeline/stable-diffusion.js';
+import type { Upscaler } from '../models/upscaler/upscaler.js';
 import { readPngParameters } from './png-parameters.js';
 
 /** The command-line flags (commander's attribute names) that set each option. */
@@ -47,6 +48,8 @@ const HIRES_FLAGS: [keyof HiresOptions, string][] = [
   ['steps', 'hiresSteps'],
   ['denoise', 'hiresDenoise'],
   ['upscaler', 'hiresUpscaler'],
+  ['tile', 'tile'],
+  ['tile', 'tileOverlap'],
 ];
 
 /**
@@ -59,10 +62,13 @@ export function mergeFromPng(
   hiresFlags: Partial<HiresOptions>,
   cmd: Command,
   log: (m: string) => void,
-  loaded: { name: string; attentionLevels: readonly number[]; vaeMethods: readonly VaeMethod[] },
+  loaded: { name: string; attentionLevels: readonly number[]; vaeMethods: readonly VaeMethod[]; hiresUpscaler?: Upscaler },
 ): GenerateOptions {
   const { file } = png;
-  const { options, model, notApplied, imageToImage } = optionsFromParameters(png, loaded.attentionLevels);
+  const { options, model, notApplied, imageToImage, hiresUpscalerModel } = optionsFromParameters(png, loaded.attentionLevels);
+  // The PNG's upscaler model, when the caller found it.
+  const upscalerFound = hiresUpscalerModel !== undefined && loaded.hiresUpscaler !== undefined && options.hires !== undefined;
+  if (upscalerFound) options.hires = { ...options.hires!, upscaler: loaded.hiresUpscaler! };
   const given = (flag: string): boolean => cmd.getOptionValueSource(flag) === 'cli';
   const explicit = (key: keyof GenerateOptions): boolean => (FLAGS[key] ?? []).some(given);
   const merged: GenerateOptions = { ...fromFlags };
@@ -71,7 +77,13 @@ export function mergeFromPng(
   }
   if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'));
   const up = imageToImage?.sdUpscale;
-  let skipped = notApplied.filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask) && !(up && isSdUpscaleKey(k)));
+  let skipped = notApplied.filter(
+    (k) =>
+      !(k === 'Denoising strength' && merged.initImage) &&
+      !(k === 'Mask blur' && merged.mask) &&
+      !(k.startsWith('Hires upscaler') && (upscalerFound || given('hiresUpscaler'))) &&
+      !(up && isSdUpscaleKey(k)),
+  );
   if (up && !merged.initImage) skipped = [...skipped, 'SD upscale (the image is an SD upscale: give the original picture as --init-image to apply it)'];
   else if (up && !explicit('sdUpscale')) merged.sdUpscale = up;
   if (imageToImage?.strength !== undefined) {

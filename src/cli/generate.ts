@@ -13,7 +13,6 @@ import type { TinyVAE } from '../models/taesd.js';
 import { isTinyVAESource, TINY_VAE_FAMILIES, type TinyVAEFamily } from '../models/taesd-source.js';
 import type { Prediction } from '../models/single-file/checkpoint.js';
 import { attentionLevels } from '../models/unet.js';
-import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
 import { TILING_DEFAULTS, type TilingOptions } from '../pipeline/multidiffusion.js';
 import { SD_UPSCALERS, type SdUpscaleOptions, type SdUpscalerName } from '../pipeline/sd-upscale.js';
@@ -25,6 +24,8 @@ import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
+import { builtinHiresUpscaler, loadUpscalerModel } from './upscaler-option.js';
+import type { Upscaler } from '../models/upscaler/upscaler.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 
@@ -61,7 +62,10 @@ interface GenerateFlags extends RuntimeFlags {
   hiresScale?: number;
   hiresSteps?: number;
   hiresDenoise: number;
-  hiresUpscaler: HiresUpscaler;
+  hiresUpscaler: string;
+  upscalerDir?: string;
+  tile: number;
+  tileOverlap: number;
   hiresTodo?: string;
   todo: string;
   todoMode: TodoMode;
@@ -143,7 +147,7 @@ export function outputPaths(out: string, n: number): string[] {
 }
 
 /** Fails before any work when the PNG could not be written. */
-function checkOutput(out: string, flag = '--out'): void {
+export function checkOutput(out: string, flag = '--out'): void {
   if (extname(out).toLowerCase() !== '.png') throw new Error(`${flag} must name a .png file; got ${out}`);
   if (existsSync(out) && statSync(out).isDirectory()) throw new Error(`cannot write ${out}: it is a folder (name a .png file)`);
   const dir = dirname(resolve(out));
@@ -182,12 +186,12 @@ export function registerGenerate(program: Command): void {
   program
     .command('generate')
     .description('generate images from a prompt (text-to-image)')
-    .option('--model <dir|file>', `diffusers model folder or single-file .safetensors checkpoint (default: the built-in ${BUILTIN_MODEL_NAME} model)`)
-    .option('--vae <file|dir>', "replace the model's VAE: a VAE .safetensors file or a diffusers VAE folder; or a TAESD, which then decodes and encodes")
+    .option('--model <dir|file>', `diffusers model folder or single-file .safetensors / .ckpt checkpoint (default: the built-in ${BUILTIN_MODEL_NAME} model)`)
+    .option('--vae <file|dir>', "replace the model's VAE: a VAE .safetensors / .pt file or a diffusers VAE folder; or a TAESD, which then decodes and encodes")
     .option('--taesd <file|dir>', "a TAESD beside the model's VAE, for --preview taesd and --vae-decoder/--vae-encoder taesd: taesd_decoder.safetensors, a diffusers AutoencoderTiny folder, or a folder with one per family")
     .addOption(new Option('--taesd-family <family>', 'the family a TAESD (--vae, --taesd) was made for, where its name does not say (taesd: sd, taesdxl: sdxl)').choices(TINY_VAE_FAMILIES))
     .addOption(new Option('--vae-decoder <which>', "decode with the model's VAE (full) or the TAESD (default: the pipeline's VAE)").choices(VAE_METHODS))
-    .addOption(new Option('--vae-encoder <which>', 'encode init images (img2img, inpainting, lanczos hires fix) with the full VAE or the TAESD').choices(VAE_METHODS))
+    .addOption(new Option('--vae-encoder <which>', 'encode init images (img2img, inpainting, a hires fix that upscales the image) with the full VAE or the TAESD').choices(VAE_METHODS))
     .addOption(new Option('--preview <method>', 'write a live preview while generating: cheap (latent approximation) or taesd (needs --taesd or a TAESD --vae)').choices(PREVIEW_METHODS))
     .option('--preview-path <file.png>', 'where --preview writes (default: beside --out, NAME-preview.png)')
     .addOption(new Option('--prediction <type>', 'override the prediction type (single files: from the .yaml beside it, else the family)').choices(PREDICTIONS))
@@ -214,7 +218,10 @@ export function registerGenerate(program: Command): void {
     .option('--hires-scale <x>', 'hires fix: second pass at x times the size', parseFloatOption('--hires-scale', 1, 8))
     .option('--hires-steps <n>', 'hires fix: second-pass steps (default: --steps)', parseIntOption('--hires-steps', 1, 1000))
     .option('--hires-denoise <s>', 'hires fix: second-pass strength, 0 < s <= 1', parseFloatOption('--hires-denoise', 0, 1), 0.5)
-    .addOption(new Option('--hires-upscaler <name>', 'hires fix: how the first pass is enlarged').choices(HIRES_UPSCALERS).default('latent'))
+    .option('--hires-upscaler <name>', 'hires fix: how the first pass is enlarged: latent, latent-nearest, lanczos, nearest, or an upscaler model (a file, or a name in --upscaler-dir: "R-ESRGAN 4x+", 4x-UltraSharp, …)', 'latent')
+    .option('--upscaler-dir <dir>', "folder of upscaler models (.pth, .safetensors), or a models folder with A1111's ESRGAN/ and RealESRGAN/")
+    .option('--tile <px>', 'upscaler models: largest tile side in input pixels (0: no tiles)', parseIntOption('--tile', 0), 512)
+    .option('--tile-overlap <px>', 'upscaler models: least overlap between tiles', parseIntOption('--tile-overlap', 0), 32)
     .option('--hires-todo <factor>', 'hires fix: ToDo in the second pass (off, auto or a factor; default: as --todo)', parseTodo)
     .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
     .addOption(new Option('--todo-mode <mode>', 'ToDo downsampling operator').choices(TODO_MODES).default('nearest'))
@@ -237,8 +244,8 @@ export function registerGenerate(program: Command): void {
     .option('--seam-fix-width <px>', 'seam fix band width (default 64)', parseIntOption('--seam-fix-width', 8, 1024))
     .option('--seam-fix-padding <px>', 'seam fix context on each side of the band (default 16)', parseIntOption('--seam-fix-padding', 0, 1024))
     .option('--seam-fix-denoise <s>', 'seam fix strength (default 0.35)', parseFloatOption('--seam-fix-denoise', 0, 1))
-    .option('--lora <file[:weight]>', 'merge a LoRA / LoCon .safetensors at this weight (default 1); repeatable', parseLoraOption, [])
-    .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors)')
+    .option('--lora <file[:weight]>', 'merge a LoRA / LoCon (.safetensors or .pt) at this weight (default 1); repeatable', parseLoraOption, [])
+    .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors, .pt, .ckpt)')
     .option('-o, --out <file.png>', 'output PNG', 'output.png')
     .option('--json', 'print a JSON summary on stdout')
     .addOption(providerOption())
@@ -259,13 +266,28 @@ export function registerGenerate(program: Command): void {
       const attention = attentionFromFlags(f);
       const tiling = tilingFromFlags(f);
       const sdUpscale = sdUpscaleFromFlags(f);
+      const runtime = runtimeFromFlags(f);
+      // A model named by the flag (loaded only when there is a hires fix), or, when the flag is not typed, by the PNG's `Hires upscaler`.
+      const typed = cmd.getOptionValueSource('hiresUpscaler') === 'cli';
+      const hires = f.hiresScale !== undefined || png?.settings['Hires upscale'] !== undefined || png?.settings['Hires resize'] !== undefined;
+      const upscalerFlag = builtinHiresUpscaler(f.hiresUpscaler) ?? (hires ? await loadUpscalerModel(f.hiresUpscaler, f.upscalerDir ? [f.upscalerDir] : [], runtime) : 'latent');
+      const pngModel = png && !typed ? png.settings['Hires upscaler'] : undefined;
+      let pngUpscaler: Upscaler | undefined;
+      if (pngModel !== undefined && !builtinHiresUpscaler(pngModel) && f.upscalerDir) {
+        try {
+          pngUpscaler = await loadUpscalerModel(pngModel, [f.upscalerDir], runtime);
+        } catch (e) {
+          log(`${f.fromPng}: ${(e as Error).message}`);
+        }
+      }
       const source = { vae: f.vae, taesd: f.taesd, taesdFamily: f.taesdFamily, prediction: f.prediction };
-      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), ...source, onWarning: log, loras: f.lora });
+      const pipe = await StableDiffusion.load(modelDir, { ...runtime, ...source, onWarning: log, loras: f.lora });
       const hiresFlags = {
         scale: f.hiresScale,
         steps: f.hiresSteps,
         denoise: f.hiresDenoise,
-        upscaler: f.hiresUpscaler,
+        upscaler: upscalerFlag,
+        tile: { tile: f.tile, overlap: f.tileOverlap },
         attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
       };
       const fromFlags: GenerateOptions = {
@@ -297,7 +319,9 @@ export function registerGenerate(program: Command): void {
         sdUpscale,
       };
       const opts =
-        png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config), vaeMethods: pipe.vaeMethods });
+        png === undefined
+          ? fromFlags
+          : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config), vaeMethods: pipe.vaeMethods, hiresUpscaler: pngUpscaler });
       const progress = new Progress(process.stderr);
       const preview = await livePreview(f, modelDir, source, log);
       let result: GenerateResult;
@@ -306,8 +330,12 @@ export function registerGenerate(program: Command): void {
           onStep: (s) => {
             if (s.latents) preview?.live.update(s.latents);
             // SD upscale: a bar per tile, one "decoded" at the end.
-            if (s.phase !== 'decode') progress.update(s.step, s.total, s.tile ? `tile ${s.tile.index + 1}/${s.tile.count}` : s.phase === 'hires' ? 'hires pass' : 'denoising');
-            else if (!s.tile || s.tile.index + 1 === s.tile.count) progress.finish('decoded');
+            if (s.phase === 'decode') {
+              if (!s.tile || s.tile.index + 1 === s.tile.count) progress.finish('decoded');
+              return;
+            }
+            const label = s.tile ? `tile ${s.tile.index + 1}/${s.tile.count}` : { hires: 'hires pass', upscale: 'upscaling', denoise: 'denoising' }[s.phase];
+            progress.update(s.step, s.total, label, s.phase === 'upscale' ? 'tiles' : 'steps');
           },
           onWarning: log,
         });
@@ -315,6 +343,7 @@ export function registerGenerate(program: Command): void {
         await preview?.live.settle();
         await preview?.decoder?.dispose();
         await pipe.dispose();
+        for (const u of [upscalerFlag, pngUpscaler]) if (typeof u === 'object') await u.dispose();
       }
       if (png) checkLoraHashes(png, result.images[0]!.parameters, log);
       const paths = outputPaths(f.out, result.images.length);

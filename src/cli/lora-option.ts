@@ -13,8 +13,5 @@ export function parseLoraOption(v: string, previous: LoraSpec[] = []): LoraSpec[
     }
     spec = { path: m[1]!, scale };
   }
-  if (!spec.path.toLowerCase().endsWith('.safetensors')) {
-    throw new InvalidArgumentError(`--lora ${v}: LoRAs are read from .safetensors files; write FILE.safetensors:0.8`);
-  }
   return [...previous, spec];
 }

@@ -7,6 +7,7 @@ import { registerGenerate } from './generate.js';
 import { registerInfo } from './info.js';
 import { registerRandomModel } from './random-model.js';
 import { registerServe } from './serve.js';
+import { registerUpscale } from './upscale.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -21,6 +22,7 @@ registerInfo(program);
 registerRandomModel(program);
 registerBench(program);
 registerServe(program);
+registerUpscale(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -13,7 +13,7 @@ export class Progress {
   }
 
   /** A new label (the hires fix's second pass) closes the current bar and starts another. */
-  update(step: number, total: number, label = 'denoising'): void {
+  update(step: number, total: number, label = 'denoising', unit = 'steps'): void {
     if (!this.enabled) return;
     if (this.bar && label !== this.label) {
       this.bar.stop();
@@ -22,7 +22,7 @@ export class Progress {
     if (!this.bar) {
       this.label = label;
       this.bar = new cliProgress.SingleBar(
-        { stream: this.stream, format: `${label.padEnd(10)} |{bar}| {value}/{total} steps | {rate} it/s | ETA {eta_formatted}`, hideCursor: true, etaBuffer: 4 },
+        { stream: this.stream, format: `${label.padEnd(10)} |{bar}| {value}/{total} ${unit} | {rate} it/s | ETA {eta_formatted}`, hideCursor: true, etaBuffer: 4 },
         cliProgress.Presets.shades_classic,
       );
       this.bar.start(total, 0, { rate: '-' });

@@ -62,7 +62,7 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('serve the AUTOMATIC1111-compatible HTTP API (/sdapi/v1) and a web page')
-    .option('--models-dir <dir>', 'folder of models (diffusers folders, .safetensors checkpoints; LoRAs in Lora/); the built-in model is always there')
+    .option('--models-dir <dir>', 'folder of models (diffusers folders, .safetensors / .ckpt checkpoints; LoRAs in Lora/, upscalers in ESRGAN/ and RealESRGAN/); the built-in model is always there')
     .option('--model <name>', 'model to start with (a name from --models-dir; default: the built-in model)')
     .option('--port <n>', 'port', parseIntOption('--port', 0, 65535), 7860)
     .option('--listen', 'listen on all interfaces (default: 127.0.0.1 only)')

@@ -324,6 +324,13 @@ export class GraphBuilder {
   cos(x: Value): Value {
     return this.op('Cos', [x], {}, x.shape);
   }
+  leakyRelu(x: Value, alpha: number): Value {
+    return this.op('LeakyRelu', [x], { alpha: { f: alpha } }, x.shape);
+  }
+  /** max(0, x) + slope · min(0, x), `slope` broadcast against x. */
+  prelu(x: Value, slope: Value): Value {
+    return this.op('PRelu', [x, slope], {}, broadcastShapes(x.shape, slope.shape, 'PRelu'));
+  }
   /** Exact (erf) GELU, as torch's default. */
   gelu(x: Value): Value {
     return this.op('Gelu', [x], {}, x.shape, { domain: 'com.microsoft' });

@@ -1,14 +1,28 @@
 /**
- * The weights of one model component (one or more safetensors files in one folder), looked up
- * by their diffusers / transformers key. Graph initializers point at byte ranges of these files
- * (ONNX external data), so nothing is copied.
+ * The weights of one model component (one or more safetensors or PyTorch files in one folder),
+ * looked up by their diffusers / transformers key. Graph initializers point at byte ranges of
+ * these files (ONNX external data), so nothing is copied.
  */
 import { statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { SafetensorsFile, type DType } from '../io/safetensors.js';
+import type { DType, TensorFile, TensorInfo } from '../io/tensor-file.js';
+import { openWeightsFile } from '../io/weights-file.js';
 import type { ElemType, GraphBuilder, Value } from './builder.js';
 
 const FLOAT_TYPES: Partial<Record<DType, ElemType>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+
+/** Where a stored float tensor's bytes are: `what` names it in errors (a weight may not be a strided view or an integer). */
+export function storedWeight(file: TensorFile, t: TensorInfo, what: string): { file: string; offset: number; length: number; type: ElemType } {
+  const type = FLOAT_TYPES[t.dtype];
+  if (!type) throw new Error(`${what} has dtype ${t.dtype}; expected F32, F16 or BF16`);
+  if (t.strides) {
+    throw new Error(
+      `${what} is stored as a non-contiguous view (strides [${t.strides.join(', ')}]) in ${basename(file.path)}, so its values are no byte range of the file; ` +
+        'save the file again with contiguous tensors (torch.save({k: v.contiguous() for k, v in sd.items()}, …)) or convert it to safetensors',
+    );
+  }
+  return { file: basename(file.path), offset: t.offset, length: t.byteLength, type };
+}
 
 export interface WeightRef {
   /** File name relative to `folder`. */
@@ -67,10 +81,10 @@ export abstract class PatchableWeights {
 
 export class WeightStore extends PatchableWeights implements WeightFiles {
   readonly folder: string;
-  private readonly index = new Map<string, SafetensorsFile>();
+  private readonly index = new Map<string, TensorFile>();
 
   constructor(
-    readonly files: readonly SafetensorsFile[],
+    readonly files: readonly TensorFile[],
     readonly component: string,
   ) {
     super();
@@ -83,7 +97,7 @@ export class WeightStore extends PatchableWeights implements WeightFiles {
   }
 
   static open(paths: readonly string[], component: string): WeightStore {
-    return new WeightStore(paths.map((p) => SafetensorsFile.open(p)), component);
+    return new WeightStore(paths.map((p) => openWeightsFile(p)), component);
   }
 
   get(key: string, expectShape?: readonly number[]): WeightRef {
@@ -95,14 +109,13 @@ export class WeightStore extends PatchableWeights implements WeightFiles {
       );
     }
     const t = file.info(key);
-    const type = FLOAT_TYPES[t.dtype];
-    if (!type) throw new Error(`${this.component}: weight "${key}" has dtype ${t.dtype}; expected F32, F16 or BF16`);
+    const stored = storedWeight(file, t, `${this.component}: weight "${key}"`);
     if (expectShape && (expectShape.length !== t.shape.length || expectShape.some((d, i) => d !== t.shape[i]))) {
       throw new Error(
         `${this.component}: weight "${key}" has shape [${t.shape.join(', ')}] but the config implies [${expectShape.join(', ')}]`,
       );
     }
-    return { file: basename(file.path), offset: t.offset, length: t.byteLength, shape: t.shape, type };
+    return { ...stored, shape: t.shape };
   }
 
   /** Size and modification time of every file, and the patches: part of the graph cache key. */

@@ -118,3 +118,29 @@ export function resample(src: Pixels, width: number, height: number, filter: Res
   if (height !== img.height) img = pass(img, height, false, filter);
   return img === src ? { ...src, data: src.data.slice() } : img;
 }
+
+/**
+ * Pillow's `Image.resize(NEAREST)` (ImagingScaleAffine): output pixel x takes input pixel
+ * ⌊xo⌋, xo starting at half a step (in / out) and growing by a step per pixel, summed in float64
+ * as Pillow sums it.
+ */
+export function resampleNearest(src: Pixels, width: number, height: number): Pixels {
+  const { channels: ch } = src;
+  const index = (inSize: number, outSize: number): Int32Array => {
+    const step = inSize / outSize;
+    const out = new Int32Array(outSize);
+    let o = step * 0.5;
+    for (let i = 0; i < outSize; i++, o += step) out[i] = Math.min(inSize - 1, Math.trunc(o));
+    return out;
+  };
+  const xs = index(src.width, width);
+  const ys = index(src.height, height);
+  const data = new Uint8Array(width * height * ch);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const s = (ys[y]! * src.width + xs[x]!) * ch;
+      data.set(src.data.subarray(s, s + ch), (y * width + x) * ch);
+    }
+  }
+  return { width, height, channels: ch, data };
+}

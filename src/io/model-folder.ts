@@ -10,6 +10,8 @@ export interface ComponentFolder {
 
 /** Weight file stems in order of preference: full precision first, then the fp16 variant. */
 const WEIGHT_STEMS = ['diffusion_pytorch_model', 'model'];
+/** PyTorch weight files (diffusers' and transformers' names), used when a folder has no safetensors. */
+const PICKLE_STEMS = ['diffusion_pytorch_model', 'pytorch_model'];
 
 export function readJson(path: string, what: string): Record<string, unknown> {
   let text: string;
@@ -53,23 +55,25 @@ function isClass(config: Record<string, unknown>, classNames?: readonly string[]
   return named === undefined || classNames.includes(named);
 }
 
+/** The weights of a component folder: safetensors first, else PyTorch `.bin` files; one file or a sharded index. */
 function findWeights(folder: string, name: string): string[] {
   const files = readdirSync(folder);
-  for (const variant of ['', '.fp16']) {
-    for (const stem of WEIGHT_STEMS) {
-      const single = `${stem}${variant}.safetensors`;
-      if (files.includes(single)) return [join(folder, single)];
-      const index = `${stem}.safetensors.index${variant ? `${variant}` : ''}.json`;
-      if (files.includes(index)) {
-        const map = readJson(join(folder, index), name).weight_map as Record<string, string> | undefined;
-        if (!map) throw new Error(`${name}: ${join(folder, index)} has no weight_map`);
-        return [...new Set(Object.values(map))].map((f) => join(folder, f));
+  for (const [stems, ext] of [
+    [WEIGHT_STEMS, 'safetensors'],
+    [PICKLE_STEMS, 'bin'],
+  ] as const) {
+    for (const variant of ['', '.fp16']) {
+      for (const stem of stems) {
+        const single = `${stem}${variant}.${ext}`;
+        if (files.includes(single)) return [join(folder, single)];
+        const index = `${stem}.${ext}.index${variant}.json`;
+        if (files.includes(index)) {
+          const map = readJson(join(folder, index), name).weight_map as Record<string, string> | undefined;
+          if (!map) throw new Error(`${name}: ${join(folder, index)} has no weight_map`);
+          return [...new Set(Object.values(map))].map((f) => join(folder, f));
+        }
       }
     }
   }
-  const bin = files.find((f) => f.endsWith('.bin') || f.endsWith('.ckpt'));
-  if (bin) {
-    throw new Error(`${name}: only PyTorch pickle weights (${bin}) in ${folder}; todo-sd reads safetensors only — convert them (e.g. diffusers' save_pretrained(safe_serialization=True))`);
-  }
-  throw new Error(`${name}: no weights in ${folder} (expected ${WEIGHT_STEMS.map((s) => `${s}.safetensors`).join(' or ')})`);
+  throw new Error(`${name}: no weights in ${folder} (expected ${WEIGHT_STEMS.map((s) => `${s}.safetensors`).join(' or ')}, or ${PICKLE_STEMS.map((s) => `${s}.bin`).join(' or ')})`);
 }

@@ -6,19 +6,9 @@
  */
 import { closeSync, openSync, readSync, fstatSync, writeSync, renameSync, rmSync } from 'node:fs';
 import { basename } from 'node:path';
+import { DTYPE_BYTES, TensorFile, type DType, type TensorInfo } from './tensor-file.js';
 
-export type DType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'F64';
-
-export const DTYPE_BYTES: Record<DType, number> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, U8: 1 };
-
-export interface TensorInfo {
-  name: string;
-  dtype: DType;
-  shape: number[];
-  /** Absolute byte offset of the first byte in the file. */
-  offset: number;
-  byteLength: number;
-}
+export { DTYPE_BYTES, f16ToF32, toFloat32, type DType, type TensorInfo } from './tensor-file.js';
 
 /** The JSON header may not be larger than this (the reference implementation's limit). */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -30,17 +20,13 @@ export class SafetensorsError extends Error {
   }
 }
 
-export class SafetensorsFile {
-  readonly tensors: ReadonlyMap<string, TensorInfo>;
-  readonly metadata: Record<string, string>;
+export class SafetensorsFile extends TensorFile {
+  private constructor(path: string, tensors: Map<string, TensorInfo>, metadata: Record<string, string>) {
+    super(path, tensors, metadata);
+  }
 
-  private constructor(
-    readonly path: string,
-    tensors: Map<string, TensorInfo>,
-    metadata: Record<string, string>,
-  ) {
-    this.tensors = tensors;
-    this.metadata = metadata;
+  protected error(message: string): Error {
+    return new SafetensorsError(this.path, message);
   }
 
   static open(path: string): SafetensorsFile {
@@ -80,45 +66,6 @@ export class SafetensorsFile {
     } finally {
       closeSync(fd);
     }
-  }
-
-  has(name: string): boolean {
-    return this.tensors.has(name);
-  }
-
-  info(name: string): TensorInfo {
-    const t = this.tensors.get(name);
-    if (!t) throw new SafetensorsError(this.path, `tensor "${name}" not found`);
-    return t;
-  }
-
-  /** Raw bytes of one tensor. */
-  readBytes(name: string): Buffer {
-    const t = this.info(name);
-    const fd = openSync(this.path, 'r');
-    try {
-      const buf = Buffer.alloc(t.byteLength);
-      const n = readSync(fd, buf, 0, t.byteLength, t.offset);
-      if (n !== t.byteLength) throw new SafetensorsError(this.path, `tensor "${name}": read ${n} of ${t.byteLength} bytes; the file changed or is truncated`);
-      return buf;
-    } finally {
-      closeSync(fd);
-    }
-  }
-
-  /** One tensor as fp32, converting F16/BF16/F64/integers. */
-  readFloat32(name: string): Float32Array {
-    const t = this.info(name);
-    return toFloat32(this.readBytes(name), t.dtype);
-  }
-
-  /** One integer tensor as int64 values in a BigInt64Array (I64) or Int32Array (I32). */
-  readInt64(name: string): BigInt64Array {
-    const t = this.info(name);
-    const bytes = this.readBytes(name);
-    if (t.dtype === 'I64') return new BigInt64Array(copyAligned(bytes).buffer);
-    if (t.dtype === 'I32') return BigInt64Array.from(new Int32Array(copyAligned(bytes).buffer), (v) => BigInt(v));
-    throw new SafetensorsError(this.path, `tensor "${name}" is ${t.dtype}, not an integer tensor`);
   }
 }
 
@@ -170,21 +117,6 @@ function parseHeader(
   return [tensors, metadata];
 }
 
-function copyAligned(bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(bytes.length);
-  out.set(bytes);
-  return out;
-}
-
-export function f16ToF32(h: number): number {
-  const s = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e === 0) return s * m * 2 ** -24;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (1 + m / 1024) * 2 ** (e - 15);
-}
-
 /** Round-to-nearest-even fp32 → fp16 bits, for a whole array (NaN stays NaN, overflow → ±inf). */
 export function encodeF16(src: Float32Array): Uint16Array {
   const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
@@ -222,35 +154,6 @@ export function encodeF16(src: Float32Array): Uint16Array {
     }
   }
   return out;
-}
-
-export function toFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
-  const buf = copyAligned(bytes).buffer;
-  switch (dtype) {
-    case 'F32':
-      return new Float32Array(buf);
-    case 'F64':
-      return Float32Array.from(new Float64Array(buf));
-    case 'F16': {
-      const src = new Uint16Array(buf);
-      const out = new Float32Array(src.length);
-      for (let i = 0; i < src.length; i++) out[i] = f16ToF32(src[i]!);
-      return out;
-    }
-    case 'BF16': {
-      const src = new Uint16Array(buf);
-      const out = new Float32Array(src.length);
-      const u = new Uint32Array(out.buffer);
-      for (let i = 0; i < src.length; i++) u[i] = src[i]! << 16;
-      return out;
-    }
-    case 'I64':
-      return Float32Array.from(new BigInt64Array(buf), (v) => Number(v));
-    case 'I32':
-      return Float32Array.from(new Int32Array(buf));
-    case 'U8':
-      return Float32Array.from(new Uint8Array(buf));
-  }
 }
 
 export interface TensorToWrite {

@@ -6,7 +6,9 @@
 import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
-import { SafetensorsFile, type TensorInfo } from '../io/safetensors.js';
+import { SafetensorsFile } from '../io/safetensors.js';
+import type { TensorFile, TensorInfo } from '../io/tensor-file.js';
+import { openWeightsFile } from '../io/weights-file.js';
 
 /** Which part of a Stable Diffusion model a LoRA module belongs to. */
 export type LoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
@@ -66,7 +68,7 @@ export class LoraFile {
     /** Tensors that are no part of a LoRA module (reported as unmatched, never silently used). */
     readonly strayTensors: readonly string[],
     readonly metadata: Record<string, string>,
-    private readonly file: SafetensorsFile,
+    private readonly file: TensorFile,
   ) {}
 
   /** The name A1111 gives the file: its base name without the extension. */
@@ -75,7 +77,7 @@ export class LoraFile {
   }
 
   static open(path: string): LoraFile {
-    const file = SafetensorsFile.open(path);
+    const file = openWeightsFile(path);
     const parts = new Map<string, Partial<Record<'down' | 'up' | 'alpha', TensorInfo>>>();
     const stray: string[] = [];
     for (const [key, info] of file.tensors) {
@@ -125,7 +127,8 @@ export class LoraFile {
 
   /**
    * AUTOMATIC1111's hash of a LoRA: the `sshs_model_hash` metadata if the file has it, else
-   * kohya-ss's "addnet" hash, the sha256 of everything after the header (the tensor data).
+   * kohya-ss's "addnet" hash, the sha256 of everything after the header (the tensor data); a
+   * PyTorch file's is the sha256 of the whole file (A1111's `use_addnet_hash` is for safetensors only).
    */
   hash(): string {
     if (this.sha256) return this.sha256;
@@ -134,9 +137,12 @@ export class LoraFile {
     const h = createHash('sha256');
     const fd = openSync(this.path, 'r');
     try {
-      const len = Buffer.alloc(8);
-      readSync(fd, len, 0, 8, 0);
-      let pos = 8 + Number(len.readBigUInt64LE(0));
+      let pos = 0;
+      if (this.file instanceof SafetensorsFile) {
+        const len = Buffer.alloc(8);
+        readSync(fd, len, 0, 8, 0);
+        pos = 8 + Number(len.readBigUInt64LE(0));
+      }
       const buf = Buffer.alloc(1 << 20);
       for (let n; (n = readSync(fd, buf, 0, buf.length, pos)) > 0; pos += n) h.update(buf.subarray(0, n));
     } finally {

@@ -58,7 +58,10 @@ export function extractLoraTags(prompt: string): PromptTags {
   return { text, loras, ignored };
 }
 
-/** `<lora:name>` → `<dir>/name.safetensors`; the name may not leave the folder. */
+/** The file extensions of LoRAs in a LoRA folder, in order of preference (A1111's). */
+export const LORA_EXTENSIONS = ['.safetensors', '.pt', '.ckpt'];
+
+/** `<lora:name>` → `<dir>/name.safetensors` (or `.pt`, `.ckpt`); the name may not leave the folder. */
 export function resolvePromptLora(tag: PromptLora, loraDir: string | undefined): LoraSpec {
   if (!loraDir) throw new Error(`the prompt asks for <lora:${tag.name}> but no LoRA folder is set: pass --lora-dir DIR (loraDir in the API)`);
   if (/[/\\]/.test(tag.name) || tag.name === '.' || tag.name === '..') {
@@ -66,7 +69,7 @@ export function resolvePromptLora(tag: PromptLora, loraDir: string | undefined):
   }
   const dir = resolve(loraDir);
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`LoRA folder ${dir} not found (--lora-dir)`);
-  const path = join(dir, `${tag.name}.safetensors`);
-  if (!existsSync(path)) throw new Error(`<lora:${tag.name}>: ${path} not found; the LoRA folder holds <name>.safetensors files`);
+  const path = LORA_EXTENSIONS.map((e) => join(dir, `${tag.name}${e}`)).find((p) => existsSync(p));
+  if (!path) throw new Error(`<lora:${tag.name}>: ${join(dir, `${tag.name}.safetensors`)} not found; the LoRA folder holds <name>.safetensors (or .pt, .ckpt) files`);
   return { path, scale: tag.scale, ...(tag.unetScale !== undefined ? { unetScale: tag.unetScale } : {}) };
 }

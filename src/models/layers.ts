@@ -51,3 +51,23 @@ export function fromTokens(g: GraphBuilder, x: Value, h: number, w: number): Val
   const [b, , c] = x.shape as [number, number, number];
   return g.transpose(g.reshape(x, [b, h, w, c]), [0, 3, 1, 2]);
 }
+
+/** F.interpolate(x, size, mode='nearest') on NCHW: source index = floor(dst · in / out). */
+export function interpolateNearest(g: GraphBuilder, x: Value, size: readonly [number, number]): Value {
+  return g.resize(x, size, { mode: { s: 'nearest' }, coordinate_transformation_mode: { s: 'asymmetric' }, nearest_mode: { s: 'floor' } });
+}
+
+/** nn.PixelShuffle(r): [B, C·r², H, W] → [B, C, H·r, W·r] (ONNX DepthToSpace in CRD order is the same permutation). */
+export function pixelShuffle(g: GraphBuilder, x: Value, r: number): Value {
+  const [b, c, h, w] = x.shape as [number, number, number, number];
+  if (c % (r * r)) throw new Error(`pixel shuffle by ${r}: ${c} channels are not a multiple of ${r * r}`);
+  return g.op('DepthToSpace', [x], { blocksize: { i: r }, mode: { s: 'CRD' } }, [b, c / (r * r), h * r, w * r]);
+}
+
+/** F.pixel_unshuffle(x, r): [B, C, H, W] → [B, C·r², H/r, W/r], channel c·r² + i·r + j holding pixel (i, j) of each r×r cell. */
+export function pixelUnshuffle(g: GraphBuilder, x: Value, r: number): Value {
+  const [b, c, h, w] = x.shape as [number, number, number, number];
+  if (h % r || w % r) throw new Error(`pixel unshuffle by ${r}: ${h}x${w} is not a multiple of ${r}`);
+  const cells = g.reshape(x, [b, c, h / r, r, w / r, r]);
+  return g.reshape(g.transpose(cells, [0, 1, 3, 5, 2, 4]), [b, c * r * r, h / r, w / r]);
+}

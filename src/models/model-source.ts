@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { WeightStore, type WeightFiles } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
-import { refusePickle, SingleFileCheckpoint } from './single-file/checkpoint.js';
+import { SingleFileCheckpoint } from './single-file/checkpoint.js';
 
 export interface ComponentSource {
   config: Record<string, unknown>;
@@ -20,10 +20,9 @@ export function isSingleFile(path: string): boolean {
   return existsSync(p) && statSync(p).isFile();
 }
 
-/** A missing checkpoint file is named as a file (a missing folder is named by findComponent); a pickle is refused by its name. */
+/** A missing checkpoint file is named as a file (a missing folder is named by findComponent). */
 export function checkModelFile(path: string): void {
   if (existsSync(path) || !/\.(safetensors|ckpt|pt|pth|bin)$/i.test(path)) return;
-  refusePickle(path);
   throw new Error(`model file ${path} not found`);
 }
 
@@ -32,7 +31,6 @@ export function openComponent(source: string, name: string, classNames: readonly
   const path = resolve(source);
   checkModelFile(path);
   if (isSingleFile(path)) {
-    refusePickle(path);
     // A diffusers component's weights file, with its config.json beside it.
     if (existsSync(join(dirname(path), 'config.json'))) {
       const comp = findComponent(dirname(path), name, { classNames, needWeights: false });

@@ -1,6 +1,6 @@
 /** diffusers' ResnetBlock2D, Downsample2D and Upsample2D. */
 import type { GraphBuilder, Value } from '../graph/builder.js';
-import { conv2d, groupNorm, linear } from './layers.js';
+import { conv2d, groupNorm, interpolateNearest, linear } from './layers.js';
 
 export interface ResnetOptions {
   groups: number;
@@ -39,18 +39,8 @@ export function downsample2D(g: GraphBuilder, key: string, x: Value, padding: nu
   return conv2d(g, `${key}.conv`, x, c, 3, { stride: 2, pad: padding });
 }
 
-/** torch's nn.Upsample / F.interpolate with mode 'nearest' to `size` [h, w]. */
-export function upsampleNearest(g: GraphBuilder, x: Value, size: readonly [number, number]): Value {
-  // PyTorch's 'nearest': source index = floor(dst · in / out).
-  return g.resize(x, size, {
-    mode: { s: 'nearest' },
-    coordinate_transformation_mode: { s: 'asymmetric' },
-    nearest_mode: { s: 'floor' },
-  });
-}
-
 /** Nearest-neighbour 2x (or to an explicit size, to meet an odd-sized skip connection), then a 3x3 conv. */
 export function upsample2D(g: GraphBuilder, key: string, x: Value, size?: readonly [number, number]): Value {
-  const up = upsampleNearest(g, x, size ?? [x.dim(2) * 2, x.dim(3) * 2]);
+  const up = interpolateNearest(g, x, size ?? [x.dim(2) * 2, x.dim(3) * 2]);
   return conv2d(g, `${key}.conv`, up, x.dim(1), 3, { pad: 1 });
 }

@@ -12,8 +12,7 @@ import { resolveRuntime } from '../runtime/provider.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { ComponentRuntime, checkInput } from './component.js';
-import { conv2d } from './layers.js';
-import { upsampleNearest } from './resnet.js';
+import { conv2d, interpolateNearest } from './layers.js';
 import { CheckpointWeights } from './single-file/weights.js';
 import { openTinyVAE, type TinyVAEFamily } from './taesd-source.js';
 
@@ -139,7 +138,7 @@ function runLayers(g: GraphBuilder, part: 'encoder' | 'decoder', layers: readonl
     if (l.kind === 'conv') x = conv2d(g, key, x, l.out, 3, { pad: 1, stride: l.stride, bias: l.bias });
     else if (l.kind === 'block') x = tinyBlock(g, key, x, l.channels, act);
     else if (l.kind === 'act') x = activation(g, x, act);
-    else x = upsampleNearest(g, x, [x.dim(2) * 2, x.dim(3) * 2]);
+    else x = interpolateNearest(g, x, [x.dim(2) * 2, x.dim(3) * 2]);
   });
   return x;
 }
@@ -217,7 +216,7 @@ export class TinyVAE {
 
   /** Throws, naming the file to add, unless the encoder is at hand. */
   requireEncoder(): void {
-    if (!this.encoder) throw new Error(`${this.source} holds only a TAESD decoder; encoding (image-to-image, inpainting, the lanczos hires fix) needs its encoder: put taesd_encoder.safetensors (taesdxl_encoder.safetensors for SDXL) beside it`);
+    if (!this.encoder) throw new Error(`${this.source} holds only a TAESD decoder; encoding (image-to-image, inpainting, a hires fix that upscales the image) needs its encoder: put taesd_encoder.safetensors (taesdxl_encoder.safetensors for SDXL) beside it`);
   }
 
   /** latents [B, C, h, w] as the U-Net produces them → image [B, 3, h·s, w·s] in [-1, 1]. */

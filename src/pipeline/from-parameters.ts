@@ -31,6 +31,11 @@ export interface ParametersAsOptions {
    * in notApplied until it does.
    */
   imageToImage?: { strength?: number; maskBlur?: number; sdUpscale?: SdUpscaleOptions };
+  /**
+   * The upscaler model the hires fix used (`Hires upscaler: R-ESRGAN 4x+`): a caller that can find
+   * it loads it into `options.hires.upscaler`; until then Latent stands in and the key is in notApplied.
+   */
+  hiresUpscalerModel?: string;
 }
 
 /** Keys that describe the image or the program, not the generation. */
@@ -96,6 +101,8 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
     if (v !== undefined) options[option] = vaeMethod(key, v);
   }
   const hires = hiresFrom(s, options, attentionLevels, used, reasons);
+  const upscaler = s['Hires upscaler'];
+  const hiresUpscalerModel = hires && upscaler !== undefined && !used.has('Hires upscaler') ? upscaler : undefined;
   if (hires) options.hires = hires;
   if (TILED_DIFFUSION_KEY in s) {
     try {
@@ -118,7 +125,7 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   const notApplied = Object.keys(s)
     .filter((k) => !used.has(k) && !INFORMATIONAL.has(k))
     .map((k) => (reasons.has(k) ? `${k} (${reasons.get(k)!})` : k));
-  return { options, model: s.Model, notApplied, ...(Object.keys(imageToImage).length > 0 ? { imageToImage } : {}) };
+  return { options, model: s.Model, notApplied, ...(Object.keys(imageToImage).length > 0 ? { imageToImage } : {}), ...(hiresUpscalerModel ? { hiresUpscalerModel } : {}) };
 }
 
 /** A1111's `VAE Decoder` / `VAE Encoder` value (Full or TAESD). */
@@ -189,7 +196,7 @@ function hiresFrom(s: Readonly<Record<string, string>>, o: GenerateOptions, atte
     if (ours) {
       hires.upscaler = ours;
       used.add('Hires upscaler');
-    } else reasons.set('Hires upscaler', `"${upscaler}" is not offered here (${HIRES_UPSCALERS.map((u) => A1111_UPSCALER_NAMES[u]).join(', ')}): Latent used`);
+    } else reasons.set('Hires upscaler', `"${upscaler}" is an upscaler model: give the folder that holds it (--upscaler-dir), or load it with loadUpscaler; Latent used`);
   }
   const second = hiresAttentionFrom(s, attentionLevels, used);
   if (second) hires.attention = second;

@@ -1,12 +1,15 @@
 /**
  * AUTOMATIC1111's hires fix: a first pass at the base size, an upscale, and a second pass as
  * image-to-image at the target size. This module checks the options and upscales latents
- * ("Latent": torch bilinear, align_corners=False, no antialias; "Latent (nearest)": torch nearest).
+ * ("Latent": torch bilinear, align_corners=False, no antialias; "Latent (nearest)": torch nearest);
+ * the image upscalers (Lanczos, Nearest, a model) are upscale-image.ts's.
  */
 import type { AttentionOptions } from '../attention/options.js';
+import { Upscaler } from '../models/upscaler/upscaler.js';
+import type { TileOptions } from '../models/upscaler/tiling.js';
 import type { Tensor } from '../tensor.js';
 
-export const HIRES_UPSCALERS = ['latent', 'latent-nearest', 'lanczos'] as const;
+export const HIRES_UPSCALERS = ['latent', 'latent-nearest', 'lanczos', 'nearest'] as const;
 export type HiresUpscaler = (typeof HIRES_UPSCALERS)[number];
 
 /** A1111's names, for the PNG parameters. */
@@ -14,7 +17,14 @@ export const A1111_UPSCALER_NAMES: Record<HiresUpscaler, string> = {
   latent: 'Latent',
   'latent-nearest': 'Latent (nearest)',
   lanczos: 'Lanczos',
+  nearest: 'Nearest',
 };
+
+/** The name the PNG parameters give an upscaler: A1111's for the built-in ones, else the model's. */
+export function hiresUpscalerLabel(u: HiresUpscaler | Upscaler | string): string {
+  if (u instanceof Upscaler) return u.name;
+  return (HIRES_UPSCALERS as readonly string[]).includes(u) ? A1111_UPSCALER_NAMES[u as HiresUpscaler] : u;
+}
 
 export interface HiresOptions {
   /** Target size = base size × scale (A1111's hr_scale). */
@@ -23,7 +33,14 @@ export interface HiresOptions {
   steps?: number;
   /** The second pass's img2img strength, 0 < denoise ≤ 1. */
   denoise: number;
-  upscaler: HiresUpscaler;
+  /**
+   * How the first pass is enlarged: in latent space, or decoded and enlarged as an image (Lanczos,
+   * Nearest, or an upscaler model from loadUpscaler: the model, then Lanczos to the size) and
+   * encoded again, as A1111 does.
+   */
+  upscaler: HiresUpscaler | Upscaler;
+  /** Tiles of an upscaler model (default: DEFAULT_TILE). */
+  tile?: Partial<TileOptions>;
   /** Attention of the second pass (default: the first pass's). */
   attention?: AttentionOptions;
 }

@@ -9,7 +9,7 @@ import type { PromptSyntax } from '../prompt/index.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName, SCHEDULE_TYPES } from '../scheduler/names.js';
-import { A1111_UPSCALER_NAMES, type HiresUpscaler } from './hires.js';
+import { hiresUpscalerLabel } from './hires.js';
 import type { VaeMethod } from './model-parts.js';
 import type { Tiling } from './multidiffusion.js';
 import { TILED_DIFFUSION_KEY, tilingInfotext } from './tiled-infotext.js';
@@ -42,7 +42,8 @@ export interface ParameterSource {
   /** Image-to-image strength. */
   strength?: number;
   mask?: { blur: number };
-  hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler };
+  /** `upscaler`: one of HIRES_UPSCALERS, or an upscaler model's name. */
+  hires?: { scale: number; steps: number; denoise: number; upscaler: string };
   /** The attention each pass used (ToDo's 'auto' resolved, for the view's size when tiled). */
   passes?: { attention: AttentionOptions }[];
   /** Which VAE decoded, and encoded the init image if one was encoded (A1111 writes only TAESD). */
@@ -53,7 +54,7 @@ export interface ParameterSource {
 }
 
 /** A value written as it is: A1111 writes a dict as its JSON (json.dumps), unquoted. */
-interface Verbatim {
+export interface Verbatim {
   verbatim: string;
 }
 
@@ -61,7 +62,7 @@ interface Verbatim {
 export const A1111_VAE_METHODS: Record<VaeMethod, string> = { full: 'Full', taesd: 'TAESD' };
 
 /** A1111 quotes a value that holds a comma, colon or newline, JSON-style (a quote too, so it reads back). */
-function value(v: string | number | Verbatim): string {
+export function infotextValue(v: string | number | Verbatim): string {
   if (typeof v === 'object') return v.verbatim;
   const s = String(v);
   return /[,:"\n]/.test(s) ? JSON.stringify(s) : s;
@@ -90,7 +91,7 @@ export function a1111Parameters(p: ParameterSource): string {
   if (p.mask) fields.push(['Mask blur', p.mask.blur]);
   if (p.tiling) fields.push([TILED_DIFFUSION_KEY, { verbatim: tilingInfotext(p.tiling) }]);
   if (p.hires) {
-    fields.push(['Hires upscale', p.hires.scale], ['Hires steps', p.hires.steps], ['Hires upscaler', A1111_UPSCALER_NAMES[p.hires.upscaler]]);
+    fields.push(['Hires upscale', p.hires.scale], ['Hires steps', p.hires.steps], ['Hires upscaler', hiresUpscalerLabel(p.hires.upscaler)]);
     // The second pass's attention where it differs from the first's (ToDo 'auto' is resolved per pass).
     const second = p.passes?.[1]?.attention ?? a;
     const scale = p.hires.scale;
@@ -103,7 +104,7 @@ export function a1111Parameters(p: ParameterSource): string {
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);
-  lines.push(fields.map(([k, v]) => `${k}: ${value(v)}`).join(', '));
+  lines.push(fields.map(([k, v]) => `${k}: ${infotextValue(v)}`).join(', '));
   return lines.join('\n');
 }
 
@@ -111,7 +112,7 @@ export function a1111Parameters(p: ParameterSource): string {
 export function withFields(text: string, fields: readonly [string, string | number][]): string {
   const lines = text.split('\n');
   const last = lines.pop()!;
-  const extra = fields.map(([k, v]) => `${k}: ${value(v)}`).join(', ');
+  const extra = fields.map(([k, v]) => `${k}: ${infotextValue(v)}`).join(', ');
   const at = last.lastIndexOf(', Version: ');
   lines.push(at < 0 ? `${last}, ${extra}` : `${last.slice(0, at)}, ${extra}${last.slice(at)}`);
   return lines.join('\n');

@@ -9,7 +9,7 @@
 import { basename, resolve } from 'node:path';
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
 import { autoTodoFactor, todoActiveAt } from '../attention/todo.js';
-import { SafetensorsFile } from '../io/safetensors.js';
+import { openWeightsFile } from '../io/weights-file.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { TinyVAE } from '../models/taesd.js';
 import { attentionLevels, UNet } from '../models/unet.js';
@@ -27,7 +27,9 @@ import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../promp
 import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { modelSdxlConditioner, modelTinyVAE, modelTokenizer, modelVAE, schedulerConfig, VAE_METHODS, type ModelSourceOptions, type VaeMethod } from './model-parts.js';
-import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
+import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions } from './hires.js';
+import { Upscaler } from '../models/upscaler/upscaler.js';
+import { resizeWithUpscaler } from './upscale-image.js';
 import { checkRgbImage, encodeInitLatents, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
 import { a1111Parameters, withFields } from './parameters.js';
@@ -74,7 +76,7 @@ export interface GenerateOptions {
    * load as `taesd`, or as `vae`). Default: the pipeline's VAE, whichever it is.
    */
   vaeDecoder?: VaeMethod;
-  /** Which VAE encodes init images (img2img, inpainting, the lanczos hires fix); A1111's "VAE Encoder". */
+  /** Which VAE encodes init images (img2img, inpainting, a hires fix that upscales the image); A1111's "VAE Encoder". */
   vaeEncoder?: VaeMethod;
   /**
    * Image-to-image: the starting picture. Resized with Lanczos to width x height when those are
@@ -106,8 +108,8 @@ export interface StepInfo {
   step: number;
   total: number;
   timestep: number;
-  /** 'hires' for the steps of the hires fix's second pass. */
-  phase: 'denoise' | 'decode' | 'hires';
+  /** 'hires' for the steps of the hires fix's second pass; 'upscale' for an upscaler model's tiles before it. */
+  phase: 'denoise' | 'decode' | 'hires' | 'upscale';
   /** The latents after this step (for previews). */
   latents?: Tensor;
   /** 1, or 2 in the hires fix's second pass. */
@@ -148,7 +150,8 @@ export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negat
   initImage?: { width: number; height: number };
   strength?: number;
   mask?: { blur: number; invert: boolean; fill: InpaintFill };
-  hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler; attention: AttentionOptions; width: number; height: number };
+  /** `upscaler`: one of HIRES_UPSCALERS, or the upscaler model's name. */
+  hires?: { scale: number; steps: number; denoise: number; upscaler: string; attention: AttentionOptions; width: number; height: number };
   tiling?: Tiling;
   sdUpscale?: SdUpscaleSettings;
 };
@@ -238,7 +241,7 @@ export class StableDiffusion {
   /** A TAESD beside the VAE (load's `taesd`, or loadTaesd). */
   private tiny?: TinyVAE;
 
-  /** `model`: a diffusers folder or a single-file checkpoint (.safetensors, LDM / SGM layout). */
+  /** `model`: a diffusers folder or a single-file checkpoint (.safetensors or .ckpt, LDM / SGM layout). */
   static async load(model: string, options: RuntimeOptions & ModelSourceOptions & { attention?: AttentionOptions; loras?: LoraSpec[] } = {}): Promise<StableDiffusion> {
     const { loras, ...opts } = options;
     const modelDir = resolve(model);
@@ -305,9 +308,9 @@ export class StableDiffusion {
     return this.sdxl ? 'sdxl' : 'sd';
   }
 
-  /** The folder's or checkpoint file's name, without `.safetensors` (as A1111 names checkpoints). */
+  /** The folder's or checkpoint file's name, without `.safetensors` / `.ckpt` (as A1111 names checkpoints). */
   get modelName(): string {
-    return basename(this.modelDir).replace(/\.safetensors$/i, '');
+    return basename(this.modelDir).replace(/\.(safetensors|ckpt)$/i, '');
   }
 
   /** The model's own sampler (from its scheduler config), used when none is asked for. */
@@ -412,9 +415,12 @@ export class StableDiffusion {
       const hSteps = h.steps ?? steps;
       if (!Number.isInteger(hSteps) || hSteps < 1 || hSteps > 1000) fail(`hires steps must be an integer from 1 to 1000; got ${hSteps}`);
       if (typeof h.denoise !== 'number' || !(h.denoise > 0 && h.denoise <= 1)) fail(`hires denoise must be a number in (0, 1]; got ${h.denoise}`);
-      if (!HIRES_UPSCALERS.includes(h.upscaler)) fail(`unknown hires upscaler "${String(h.upscaler)}"; use one of ${HIRES_UPSCALERS.join(', ')}`);
+      const model = h.upscaler instanceof Upscaler;
+      if (!model && !(HIRES_UPSCALERS as readonly unknown[]).includes(h.upscaler)) {
+        fail(`unknown hires upscaler "${String(h.upscaler)}"; use one of ${HIRES_UPSCALERS.join(', ')}, or an upscaler model (loadUpscaler)`);
+      }
       const hAttention = h.attention ? resolveAttention(h.attention).options : attention;
-      settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler, attention: hAttention, ...size };
+      settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler instanceof Upscaler ? h.upscaler.name : h.upscaler, attention: hAttention, ...size };
     }
     if (o.tiling) {
       if (typeof o.tiling !== 'object') fail('tiling must be an object such as { window: 64, stride: 8 } ({} for the defaults)');
@@ -610,7 +616,7 @@ export class StableDiffusion {
         : null;
     x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend, tiling: s.tiling }, cb));
     const passes: PassInfo[] = [this.passInfo(1, s.width, s.height, timesteps.length, s.attention, s.tiling)];
-    if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb);
+    if (o.hires) x = await this.hiresPass(x, s, o.hires, loras.prompt, o.negativePrompt, passes, cb);
     const t2 = performance.now();
 
     const decoded = await this.decodeLatents(x, s);
@@ -634,11 +640,11 @@ export class StableDiffusion {
   }
 
   /**
-   * The hires fix's second pass: upscale (latents, or decode → Lanczos → encode), then img2img at
-   * the target size with a fresh generator of the seed (A1111 draws the second pass's noise anew
-   * from the seed).
+   * The hires fix's second pass: upscale (latents, or decode → an image upscaler → encode), then
+   * img2img at the target size with a fresh generator of the seed (A1111 draws the second pass's
+   * noise anew from the seed).
    */
-  private async hiresPass(x: Tensor, s: GenerateSettings, prompt: string, negativePrompt: string | undefined, passes: PassInfo[], cb: GenerateCallbacks): Promise<Tensor> {
+  private async hiresPass(x: Tensor, s: GenerateSettings, o: HiresOptions, prompt: string, negativePrompt: string | undefined, passes: PassInfo[], cb: GenerateCallbacks): Promise<Tensor> {
     const hr = s.hires!;
     // SDXL's time ids carry the image size; prompt editing counts on from the first pass's steps (A1111).
     const cond = await this.passConditioning(s, prompt, negativePrompt, { width: hr.width, height: hr.height, steps: hr.steps, firstPassSteps: s.steps });
@@ -651,11 +657,22 @@ export class StableDiffusion {
     scheduler.setTimesteps(hr.steps);
     const timesteps = img2imgTimesteps(scheduler, hr.steps, hr.denoise);
     let init: Tensor;
-    if (hr.upscaler === 'lanczos') {
-      const images = toRgb(await this.decodeLatents(x, s)).map((img) => fitImage(img, hr.width, hr.height));
-      init = await this.encodeLatents(imagesToTensor(images), s, randn);
+    const u = o.upscaler;
+    if (u === 'latent' || u === 'latent-nearest') {
+      init = upscaleLatents(x, lh, lw, u === 'latent' ? 'bilinear' : 'nearest');
     } else {
-      init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
+      const images: RgbImage[] = [];
+      for (const img of toRgb(await this.decodeLatents(x, s))) {
+        // Lanczos is one resize to the size (A1111's steps for it come to the same thing).
+        images.push(
+          u === 'lanczos' ? fitImage(img, hr.width, hr.height) : await resizeWithUpscaler(img, hr.width, hr.height, u, {
+            ...o.tile,
+            signal: cb.signal,
+            onTile: (done, total) => cb.onStep?.({ step: done, total, timestep: 0, phase: 'upscale', pass: 2 }),
+          }),
+        );
+      }
+      init = await this.encodeLatents(imagesToTensor(images), s, randn);
     }
     const start = noiseLatents(scheduler, init, timesteps, randn);
     const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2, tiling: s.tiling }, cb);
@@ -710,9 +727,9 @@ export function toRgb(t: Tensor): RgbImage[] {
   });
 }
 
-/** Initial latents from a safetensors file: the tensor named `latents`, or its only tensor. */
+/** Initial latents from a safetensors (or PyTorch) file: the tensor named `latents`, or its only tensor. */
 export function readLatentsFile(path: string): Tensor {
-  const f = SafetensorsFile.open(path);
+  const f = openWeightsFile(path);
   const names = [...f.tensors.keys()];
   const name = names.includes('latents') ? 'latents' : names.length === 1 ? names[0]! : fail(`${path}: expected a tensor named "latents" (found ${names.join(', ') || 'none'})`);
   return { data: f.readFloat32(name), dims: f.info(name).shape };

@@ -4,6 +4,7 @@
  * and the tiles are blended with linear ramps across the overlaps that sum to one everywhere, so
  * no seam shows.
  */
+import { tileStarts } from '../image/tiles.js';
 import type { Tensor } from '../tensor.js';
 
 export interface TileOptions {
@@ -11,13 +12,6 @@ export interface TileOptions {
   tile: number;
   /** Minimum overlap between neighbouring tiles, in latent pixels. */
   overlap: number;
-}
-
-/** Evenly spaced starts covering [0, size) with tiles of `tile` overlapping by at least `overlap`. */
-export function tileStarts(size: number, tile: number, overlap: number): number[] {
-  if (size <= tile) return [0];
-  const count = Math.ceil((size - overlap) / (tile - overlap));
-  return Array.from({ length: count }, (_, i) => Math.round((i * (size - tile)) / (count - 1)));
 }
 
 /** Weight of a pixel `d` pixels inside a tile edge that borders another tile across `ramp` pixels. */

@@ -7,6 +7,7 @@ import { randomInt } from 'node:crypto';
 import { decodeBase64, decodeMask, decodeRgb } from '../image/decode.js';
 import { fitImage as resizeLanczos } from '../pipeline/img2img.js';
 import type { RgbImage } from '../io/png.js';
+import type { HiresUpscaler } from '../pipeline/hires.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
 import { CONSISTENCY_SAMPLERS, KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName, resolveSampler, spacingOfScheduleType } from '../scheduler/names.js';
@@ -25,10 +26,13 @@ export const A1111_SCHEDULERS = [
   { name: 'sgm_uniform', label: 'SGM Uniform', aliases: ['SGMUniform'], default_rho: -1, need_inner_model: true },
 ];
 
-const HIRES_UPSCALERS: Record<string, NonNullable<JobSpec['hires']>['upscaler']> = {
+/** A1111's built-in hires upscalers; "None" resizes with Lanczos there too. */
+const HIRES_UPSCALERS: Record<string, HiresUpscaler> = {
   Latent: 'latent',
   'Latent (nearest)': 'latent-nearest',
   Lanczos: 'lanczos',
+  Nearest: 'nearest',
+  None: 'lanczos',
 };
 
 export const LATENT_UPSCALE_MODES = ['Latent', 'Latent (nearest)'];
@@ -102,7 +106,8 @@ function tcdEta(eta: number): number {
   return eta;
 }
 
-function readImage(b64: string, field: string, as = decodeRgb): RgbImage {
+/** A base64 image of a request field; a bad one is a 422 naming the field. */
+export function readImage(b64: string, field: string, as = decodeRgb): RgbImage {
   try {
     return as(decodeBase64(b64));
   } catch (e) {
@@ -144,8 +149,17 @@ function checkCanvas(width: number, height: number, what: string): void {
   }
 }
 
-/** A1111 request → JobSpec, every check made before the job is queued. */
-export async function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings, modelPath: (name: string) => string): Promise<{ job: JobSpec; samplerLabel: string }> {
+/**
+ * A1111 request → JobSpec, every check made before the job is queued. `upscalers`: the names of
+ * the upscaler models the server has (hr_upscaler may name one).
+ */
+export async function toJob(
+  kind: JobSpec['kind'],
+  body: GenerationBody,
+  settings: ServerSettings,
+  modelPath: (name: string) => string,
+  upscalers: () => string[] = () => [],
+): Promise<{ job: JobSpec; samplerLabel: string }> {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, timestepSpacing, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
@@ -180,8 +194,9 @@ export async function toJob(kind: JobSpec['kind'], body: GenerationBody, setting
     preview: !s.live_previews_enable ? 'off' : s.show_progress_type === 'TAESD' ? 'taesd' : 'cheap',
   };
   if (kind === 'txt2img' && body.enable_hr) {
-    const upscaler = HIRES_UPSCALERS[body.hr_upscaler ?? 'Latent'];
-    if (!upscaler) throw new RequestError('hr_upscaler', `unknown hr_upscaler "${body.hr_upscaler}"; available: ${Object.keys(HIRES_UPSCALERS).join(', ')}`);
+    const name = body.hr_upscaler ?? 'Latent';
+    const upscaler = HIRES_UPSCALERS[name] ?? (upscalers().includes(name) ? name : undefined);
+    if (!upscaler) throw new RequestError('hr_upscaler', `unknown hr_upscaler "${name}"; available: ${[...Object.keys(HIRES_UPSCALERS), ...upscalers()].join(', ')}`);
     const scale = body.hr_resize_x ? body.hr_resize_x / body.width : body.hr_resize_y ? body.hr_resize_y / body.height : (body.hr_scale ?? 2);
     if (![body.width, body.height].every((v) => Number.isInteger((v * scale) / 8))) {
       throw new RequestError('hr_scale', `hr_scale ${scale} gives a size of ${body.width * scale}x${body.height * scale}; both sides must be multiples of 8`);

@@ -42,12 +42,32 @@ export interface JobSpec {
   initImage?: WireImage;
   strength?: number;
   mask?: { image: WireImage; blur: number; invert: boolean; fill: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
-  hires?: { scale: number; steps?: number; denoise: number; upscaler: 'latent' | 'latent-nearest' | 'lanczos' };
+  /** `upscaler`: one of HIRES_UPSCALERS, or an upscaler model's name in the registry. */
+  hires?: { scale: number; steps?: number; denoise: number; upscaler: string };
   /** Tiled Diffusion (MultiDiffusion). */
   tiling?: TilingOptions;
   /** SD upscale of initImage; width and height are its tiles'. */
   sdUpscale?: { scale: number; overlap: number; upscaler: SdUpscalerName; batchSize: number };
 }
+
+/** A1111's Extras upscaling of some images (extra-single-image, extra-batch-images). */
+export interface ExtrasJob {
+  kind: 'extras';
+  images: WireImage[];
+  /** Scale by `by`, or to width × height (A1111's resize_mode 0 / 1), cropping with `crop`. */
+  mode: 'by' | 'to';
+  by: number;
+  width: number;
+  height: number;
+  crop: boolean;
+  /** Upscaler names as A1111 lists them: None, Lanczos, Nearest, or a model in the registry. */
+  upscaler: string;
+  upscaler2: string;
+  upscaler2Visibility: number;
+}
+
+/** What the queue runs. */
+export type QueueJob = JobSpec | ExtrasJob;
 
 export interface JobImage {
   /** PNG with its `parameters` chunk, base64. */
@@ -84,7 +104,7 @@ export interface StopFlags {
 /** Where jobs wait and run: in this process, or on Redis workers. */
 export interface JobQueue {
   /** Runs a job when its turn comes; resolves with its result. */
-  run(job: JobSpec): Promise<JobResult>;
+  run(job: QueueJob): Promise<JobResult>;
   /** Progress of the running jobs (oldest first) and how many wait. */
   status(): Promise<{ running: { id: string; startedAt: number; progress?: JobProgress }[]; waiting: number; flags: StopFlags }>;
   /** Stops every running job after its current step; the finished images are returned. */

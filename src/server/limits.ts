@@ -29,14 +29,14 @@ export const DEFAULT_MEMORY_MIB = Math.floor((totalmem() / 2 ** 20) * 0.8);
 
 const weightBytesCache = new Map<string, number>();
 
-/** Bytes of safetensors weights under a model folder (or of a checkpoint file). */
+/** Bytes of the weights under a model folder (or of a checkpoint file). */
 function weightBytes(path: string): number {
   const hit = weightBytesCache.get(path);
   if (hit !== undefined) return hit;
   let total = 0;
   const st = statSync(path);
   if (st.isFile()) total = st.size;
-  else for (const e of readdirSync(path, { withFileTypes: true })) if (e.isDirectory() || e.name.endsWith('.safetensors')) total += weightBytes(join(path, e.name));
+  else for (const e of readdirSync(path, { withFileTypes: true })) if (e.isDirectory() || /\.(safetensors|bin|ckpt|pt|pth)$/.test(e.name)) total += weightBytes(join(path, e.name));
   weightBytesCache.set(path, total);
   return total;
 }

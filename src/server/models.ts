@@ -1,11 +1,13 @@
 /**
  * The models a server offers: the built-in one and what `--models-dir` holds (diffusers folders
- * and single `.safetensors` checkpoints at its top level; LoRAs in its `Lora/` folder, as
+ * and single `.safetensors` / `.ckpt` checkpoints at its top level; LoRAs in its `Lora/` folder, as
  * A1111 lays them out). Requests name models; names only ever resolve to entries listed here,
  * so no request can reach a path outside the folder.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { LORA_EXTENSIONS } from '../lora/prompt-tags.js';
+import { UpscalerFolders } from '../models/upscaler/folders.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 
 export interface ModelEntry {
@@ -39,7 +41,8 @@ export class ModelRegistry {
     for (const e of readdirSync(this.modelsDir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
       const path = join(this.modelsDir, e.name);
       if (e.isDirectory() && isModelFolder(path) && e.name !== BUILTIN_MODEL_NAME) out.push({ name: e.name, title: e.name, path });
-      if (e.isFile() && e.name.endsWith('.safetensors')) out.push({ name: e.name.slice(0, -'.safetensors'.length), title: e.name, path });
+      const checkpoint = e.isFile() && /\.(safetensors|ckpt)$/.exec(e.name);
+      if (checkpoint) out.push({ name: e.name.slice(0, -checkpoint[0].length), title: e.name, path });
     }
     return out;
   }
@@ -52,6 +55,11 @@ export class ModelRegistry {
     return hit;
   }
 
+  /** Upscaler models in `<models-dir>/ESRGAN` and `<models-dir>/RealESRGAN`, as A1111 keeps them. */
+  upscalers(): UpscalerFolders {
+    return new UpscalerFolders(this.modelsDir ? [join(this.modelsDir, 'ESRGAN'), join(this.modelsDir, 'RealESRGAN')] : []);
+  }
+
   /** The LoRA folder (`<models-dir>/Lora`), when there is one. */
   get loraDir(): string | undefined {
     const dir = this.modelsDir && join(this.modelsDir, 'Lora');
@@ -61,9 +69,11 @@ export class ModelRegistry {
   loras(): LoraEntry[] {
     const dir = this.loraDir;
     if (!dir) return [];
-    return readdirSync(dir)
-      .filter((f) => f.endsWith('.safetensors'))
-      .sort()
-      .map((f) => ({ name: f.slice(0, -'.safetensors'.length), path: join(dir, f) }));
+    const byName = new Map<string, string>();
+    // One entry per name; the extension order is the one <lora:name> tags resolve with.
+    for (const ext of [...LORA_EXTENSIONS].reverse()) {
+      for (const f of readdirSync(dir)) if (f.endsWith(ext)) byName.set(f.slice(0, -ext.length), join(dir, f));
+    }
+    return [...byName].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([name, path]) => ({ name, path }));
   }
 }

@@ -2,7 +2,7 @@
  * The embedded queue: one worker in this process, first come first served, so concurrent
  * requests wait their turn instead of running side by side and running out of memory.
  */
-import type { JobProgress, JobQueue, JobResult, JobSpec, StopFlags } from './jobs.js';
+import type { JobProgress, JobQueue, JobResult, QueueJob, StopFlags } from './jobs.js';
 import { JobControl, type JobRunner } from './runner.js';
 
 interface Running {
@@ -21,7 +21,7 @@ export class LocalQueue implements JobQueue {
 
   constructor(private readonly runner: JobRunner) {}
 
-  run(job: JobSpec): Promise<JobResult> {
+  run(job: QueueJob): Promise<JobResult> {
     const id = String(this.nextId++);
     this.waiting++;
     const result = this.tail.then(async () => {

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Queue, QueueEvents, QueueEventsProducer, Worker, type Job, type QueueBase, type QueueEventsListener } from 'bullmq';
-import type { JobProgress, JobQueue, JobResult, JobSpec, StopFlags } from './jobs.js';
+import type { JobProgress, JobQueue, JobResult, QueueJob, StopFlags } from './jobs.js';
 import { JobControl, type JobRunner } from './runner.js';
 
 const QUEUE = 'todo-sd';
@@ -52,7 +52,7 @@ export class RedisQueue implements JobQueue {
   private lastFlags: StopFlags = { interrupted: false, skipped: false };
 
   private constructor(
-    private readonly queue: Queue<JobSpec, JobResult>,
+    private readonly queue: Queue<QueueJob, JobResult>,
     private readonly events: QueueEvents,
     private readonly control: QueueEventsProducer,
     private readonly mine: Set<string>,
@@ -68,7 +68,7 @@ export class RedisQueue implements JobQueue {
 
   static async connect(url: string, log: (message: string) => void = () => {}): Promise<RedisQueue> {
     await probe(url);
-    const queue = new Queue<JobSpec, JobResult>(QUEUE, { connection: connection(url) });
+    const queue = new Queue<QueueJob, JobResult>(QUEUE, { connection: connection(url) });
     const events = new QueueEvents(QUEUE, { connection: connection(url) });
     const control = new QueueEventsProducer(QUEUE, { connection: connection(url) });
     reportErrors([queue, events, control], log);
@@ -76,7 +76,7 @@ export class RedisQueue implements JobQueue {
     return new RedisQueue(queue, events, control, new Set());
   }
 
-  async run(spec: JobSpec): Promise<JobResult> {
+  async run(spec: QueueJob): Promise<JobResult> {
     const id = randomUUID();
     // Known as ours before it is added: a worker may take it at once.
     this.mine.add(id);
@@ -128,7 +128,7 @@ export class RedisWorker {
   readonly id = randomUUID().slice(0, 8);
 
   private constructor(
-    private readonly worker: Worker<JobSpec, JobResult>,
+    private readonly worker: Worker<QueueJob, JobResult>,
     private readonly events: QueueEvents,
     private readonly runner: JobRunner,
   ) {}
@@ -143,7 +143,7 @@ export class RedisWorker {
       if (m.action === 'interrupt') control?.interrupt();
       else control?.skip();
     });
-    const process = async (job: Job<JobSpec, JobResult>): Promise<JobResult> => {
+    const process = async (job: Job<QueueJob, JobResult>): Promise<JobResult> => {
       const control = new JobControl();
       running.set(job.id!, control);
       log(`job ${job.id} started`);
@@ -153,7 +153,7 @@ export class RedisWorker {
         running.delete(job.id!);
       }
     };
-    const worker = new Worker<JobSpec, JobResult>(QUEUE, process, {
+    const worker = new Worker<QueueJob, JobResult>(QUEUE, process, {
       connection: connection(url),
       concurrency: 1,
       lockDuration: timing.lockDurationMs ?? 30_000,

@@ -3,16 +3,21 @@
  * each image with its own seed, reports progress with a live preview (the cheap latent
  * approximation, or TAESD where the job asks for it and one fits the model), and honours
  * interrupt (stop after the current step, keep the finished images) and skip (drop the current image).
+ * Extras jobs upscale images; upscaler models are loaded by name, the last one kept.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { encodePng, type RgbImage } from '../io/png.js';
 import type { TinyVAE } from '../models/taesd.js';
+import { Upscaler } from '../models/upscaler/upscaler.js';
+import { extrasInfotext, upscaleExtras } from '../pipeline/extras.js';
+import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { modelTinyVAE } from '../pipeline/model-parts.js';
 import { LivePreview } from '../pipeline/preview.js';
 import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipeline/stable-diffusion.js';
+import type { ImageUpscaler } from '../pipeline/upscale-image.js';
 import type { RuntimeOptions } from '../runtime/session.js';
-import type { JobProgress, JobResult, JobSpec, WireImage } from './jobs.js';
+import type { ExtrasJob, JobProgress, JobResult, JobSpec, QueueJob, WireImage } from './jobs.js';
 import type { ModelRegistry } from './models.js';
 
 /** GenerateOptions with the fields other branches add under the contracts' names. */
@@ -20,7 +25,6 @@ type PipelineOptions = GenerateOptions & {
   initImage?: RgbImage;
   strength?: number;
   mask?: { image: RgbImage; blur?: number; invert?: boolean; fill?: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
-  hires?: JobSpec['hires'];
   loraDir?: string;
 };
 
@@ -59,6 +63,7 @@ export interface RunnerOptions {
 export class JobRunner {
   private loaded?: { name: string; path: string; pipe: StableDiffusion; preview?: Promise<TinyVAE | undefined> };
   private readonly said = new Set<string>();
+  private upscalerModel?: Upscaler;
 
   constructor(
     private readonly registry: ModelRegistry,
@@ -110,8 +115,47 @@ export class JobRunner {
     return loaded.preview;
   }
 
-  async run(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void = () => {}): Promise<JobResult> {
+  /** An upscaler by A1111's name: None, Lanczos, Nearest, or a model in the registry (loaded, the last one kept). */
+  private async upscaler(name: string): Promise<ImageUpscaler> {
+    const lower = name.toLowerCase();
+    if (lower === 'none' || lower === 'lanczos' || lower === 'nearest') return lower;
+    const entry = this.registry.upscalers().resolve(name);
+    if (this.upscalerModel?.path !== entry.path) {
+      await this.upscalerModel?.dispose();
+      this.upscalerModel = undefined;
+      this.upscalerModel = await Upscaler.load(entry.path, { ...this.runtime, name: entry.name });
+    }
+    return this.upscalerModel;
+  }
+
+  async run(job: QueueJob, control: JobControl, onProgress: (p: JobProgress) => void = () => {}): Promise<JobResult> {
+    return job.kind === 'extras' ? this.runExtras(job, control, onProgress) : this.runGeneration(job, control, onProgress);
+  }
+
+  private async runExtras(job: ExtrasJob, control: JobControl, onProgress: (p: JobProgress) => void): Promise<JobResult> {
+    const upscaler = await this.upscaler(job.upscaler);
+    const upscaler2 = job.upscaler2Visibility > 0 ? await this.upscaler(job.upscaler2) : undefined;
+    const images: JobResult['images'] = [];
+    for (const [index, img] of job.images.entries()) {
+      if (control.interrupted) break;
+      const onTile = (step: number, steps: number): void => {
+        if (control.interrupted) throw new Stopped();
+        onProgress({ image: index, images: job.images.length, step, steps, interrupted: control.interrupted });
+      };
+      try {
+        const r = await upscaleExtras(fromWire(img), { ...job, upscaler, upscaler2, upscale: { onTile } });
+        const info = extrasInfotext(r.info);
+        images.push({ png: Buffer.from(encodePng(r.image, info ? { postprocessing: info } : {})).toString('base64'), seed: -1, parameters: info });
+      } catch (e) {
+        if (!(e instanceof Stopped)) throw e;
+      }
+    }
+    return { images, interrupted: control.interrupted };
+  }
+
+  private async runGeneration(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void): Promise<JobResult> {
     const pipe = await this.pipeline(job.model);
+    const hiresUpscaler = job.hires && ((HIRES_UPSCALERS as readonly string[]).includes(job.hires.upscaler) ? (job.hires.upscaler as HiresUpscaler) : await this.upscaler(job.hires.upscaler));
     const base: PipelineOptions = {
       prompt: job.prompt,
       negativePrompt: job.negativePrompt,
@@ -128,7 +172,7 @@ export class JobRunner {
       loraDir: this.registry.loraDir,
       ...(job.initImage && { initImage: fromWire(job.initImage), strength: job.strength }),
       ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
-      ...(job.hires && { hires: job.hires }),
+      ...(job.hires && { hires: { ...job.hires, upscaler: hiresUpscaler === 'none' ? 'lanczos' : hiresUpscaler! } }),
       ...(job.tiling && { tiling: job.tiling }),
       ...(job.sdUpscale && { sdUpscale: job.sdUpscale }),
     };
@@ -177,5 +221,7 @@ export class JobRunner {
 
   async dispose(): Promise<void> {
     await this.unload();
+    await this.upscalerModel?.dispose();
+    this.upscalerModel = undefined;
   }
 }

@@ -83,19 +83,6 @@ export const IMG2IMG_SCHEMA = {
   },
 } as const;
 
-export const EXTRA_SINGLE_IMAGE_SCHEMA = {
-  type: 'object',
-  required: ['image'],
-  properties: {
-    image: { type: 'string', minLength: 1 },
-    resize_mode: { type: 'integer', default: 0, minimum: 0, maximum: 1 },
-    upscaling_resize: { type: 'number', default: 2, minimum: 1, maximum: 8 },
-    upscaling_resize_w: { type: 'integer', default: 512, minimum: 1, maximum: LIMITS.maxSize * 4 },
-    upscaling_resize_h: { type: 'integer', default: 512, minimum: 1, maximum: LIMITS.maxSize * 4 },
-    upscaler_1: str('None'),
-  },
-} as const;
-
 export const PNG_INFO_SCHEMA = {
   type: 'object',
   required: ['image'],

@@ -9,10 +9,11 @@
  * The family comes from the keys; what they cannot say comes from a same-named `.yaml` beside the
  * file, else from the family's rules (SD 1.x: 8 heads; SD 2.x, SDXL: 64 channels per head).
  */
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { SafetensorsFile, type TensorInfo } from '../../io/safetensors.js';
+import type { TensorFile, TensorInfo } from '../../io/tensor-file.js';
+import { openWeightsFile } from '../../io/weights-file.js';
 import { diffusersUNetKey, unetConfigFromTensors, unetLayersPerBlock, type TensorsByKey } from './ldm-unet.js';
 import { diffusersVAEKey, vaeConfigFromTensors, vaeLevels } from './ldm-vae.js';
 import { originalConfigPath, readOriginalConfig, type OriginalConfig } from './original-config.js';
@@ -45,33 +46,15 @@ const ASSETS = fileURLToPath(new URL('../../../assets/', import.meta.url));
 /** The CLIP BPE vocabulary every family uses (the built-in model's copy). */
 export const CLIP_VOCAB_DIR = join(ASSETS, 'tiny-photo', 'tokenizer');
 
-const PICKLE_EXTENSIONS = ['.ckpt', '.pt', '.pth', '.bin', '.pkl'];
-
-/** Refuses PyTorch pickles, by name or by content (a zip archive or a pickle stream under another name). */
-export function refusePickle(path: string): void {
-  const lower = path.toLowerCase();
-  const head = readHead(path);
-  const zip = head && head[0] === 0x50 && head[1] === 0x4b && head[2] === 0x03 && head[3] === 0x04;
-  const pickle = head && head[0] === 0x80 && head[1]! >= 2 && head[1]! <= 5;
-  if (!PICKLE_EXTENSIONS.some((e) => lower.endsWith(e)) && !zip && !pickle) return;
-  throw new Error(
-    `${basename(path)} is a PyTorch pickle (.ckpt / .pt / .bin): loading a pickle can run any code it contains, so todo-sd refuses it. ` +
-      'Convert it to safetensors once, in Python: ' +
-      `python -c "import torch, safetensors.torch as st; sd = torch.load('${basename(path)}', map_location='cpu', weights_only=True); ` +
-      "st.save_file({k: v.contiguous() for k, v in sd.get('state_dict', sd).items() if hasattr(v, 'contiguous')}, 'model.safetensors')\" " +
-      "(or diffusers' scripts/convert_original_stable_diffusion_to_diffusers.py), then pass the .safetensors file",
-  );
-}
-
 /** The tensors under `prefix`, keyed without it. */
-function under(file: SafetensorsFile, prefix: string): Map<string, TensorInfo> {
+function under(file: TensorFile, prefix: string): Map<string, TensorInfo> {
   const out = new Map<string, TensorInfo>();
   for (const [k, t] of file.tensors) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), t);
   return out;
 }
 
 /** The most common key prefixes (two dotted parts), for errors about unknown layouts. */
-function prefixSummary(file: SafetensorsFile): string {
+function prefixSummary(file: TensorFile): string {
   const counts = new Map<string, number>();
   for (const k of file.tensors.keys()) {
     const p = k.split('.').slice(0, 2).join('.');
@@ -81,7 +64,7 @@ function prefixSummary(file: SafetensorsFile): string {
   return top.length ? top.map(([p, n]) => `${p}.* (${n})`).join(', ') : 'no tensors at all';
 }
 
-function detectFamily(file: SafetensorsFile): ModelFamily | 'vae' {
+function detectFamily(file: TensorFile): ModelFamily | 'vae' {
   const has = (prefix: string): boolean => [...file.tensors.keys()].some((k) => k.startsWith(prefix));
   if (has('conditioner.embedders.')) {
     if (!has(TEXT.sdxl[1]!.prefix)) {
@@ -117,7 +100,7 @@ export class SingleFileCheckpoint {
   readonly prediction: Prediction;
 
   private constructor(
-    readonly file: SafetensorsFile,
+    readonly file: TensorFile,
     /** undefined for a lone VAE file. */
     readonly family: ModelFamily | undefined,
     readonly original: OriginalConfig | undefined,
@@ -130,8 +113,7 @@ export class SingleFileCheckpoint {
   }
 
   static open(path: string, opts: CheckpointOptions = {}): SingleFileCheckpoint {
-    refusePickle(path);
-    const file = SafetensorsFile.open(path);
+    const file = openWeightsFile(path);
     const family = detectFamily(file);
     const yaml = originalConfigPath(path);
     return new SingleFileCheckpoint(file, family === 'vae' ? undefined : family, yaml ? readOriginalConfig(yaml) : undefined, opts);
@@ -229,21 +211,5 @@ export class SingleFileCheckpoint {
   padToken(name: 'tokenizer' | 'tokenizer_2'): string {
     const kind = this.family ? TEXT[this.family][name === 'tokenizer' ? 0 : 1]?.kind : undefined;
     return kind === 'open_clip' ? '!' : '<|endoftext|>';
-  }
-}
-
-/** The first bytes of a file (undefined when it cannot be read: the safetensors reader names that error). */
-function readHead(path: string): Uint8Array | undefined {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch {
-    return undefined;
-  }
-  try {
-    const head = new Uint8Array(4);
-    return head.subarray(0, readSync(fd, head, 0, 4, 0));
-  } finally {
-    closeSync(fd);
   }
 }

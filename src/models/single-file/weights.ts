@@ -6,11 +6,8 @@
  */
 import { statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { ElemType } from '../../graph/builder.js';
-import { PatchableWeights, type WeightFiles, type WeightRef } from '../../graph/weights.js';
-import type { DType, SafetensorsFile } from '../../io/safetensors.js';
-
-const FLOAT_TYPES: Partial<Record<DType, ElemType>> = { F32: 'float32', F16: 'float16', BF16: 'bfloat16' };
+import { PatchableWeights, storedWeight, type WeightFiles, type WeightRef } from '../../graph/weights.js';
+import type { TensorFile } from '../../io/tensor-file.js';
 
 export interface CheckpointSlot {
   /** The tensor's name in the checkpoint. */
@@ -37,7 +34,7 @@ export class CheckpointWeights extends PatchableWeights implements WeightFiles {
   readonly folder: string;
 
   constructor(
-    readonly file: SafetensorsFile,
+    readonly file: TensorFile,
     readonly component: string,
     /** diffusers key → where it is in the file. */
     readonly slots: ReadonlyMap<string, CheckpointSlot>,
@@ -55,11 +52,10 @@ export class CheckpointWeights extends PatchableWeights implements WeightFiles {
       );
     }
     const t = this.file.info(slot.key);
-    const type = FLOAT_TYPES[t.dtype];
-    if (!type) throw new Error(`${this.component}: checkpoint tensor "${slot.key}" has dtype ${t.dtype}; expected F32, F16 or BF16`);
+    const stored = storedWeight(this.file, t, `${this.component}: checkpoint tensor "${slot.key}"`);
     let shape = t.shape;
-    let offset = t.offset;
-    let length = t.byteLength;
+    let offset = stored.offset;
+    let length = stored.length;
     if (slot.rows) {
       const rowBytes = t.shape[0] ? t.byteLength / t.shape[0] : 0;
       if (slot.rows.start + slot.rows.count > (t.shape[0] ?? 0)) {
@@ -81,7 +77,7 @@ export class CheckpointWeights extends PatchableWeights implements WeightFiles {
       }
       shape = [...expectShape];
     }
-    return { file: basename(this.file.path), offset, length, shape, type, ...(slot.transposed ? { transposed: true } : {}) };
+    return { file: stored.file, offset, length, shape, type: stored.type, ...(slot.transposed ? { transposed: true } : {}) };
   }
 
   fingerprint(): string {

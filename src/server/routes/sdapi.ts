@@ -2,22 +2,21 @@
 import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { decodeBase64, decodeRgb } from '../../image/decode.js';
-import { fitImage as resizeLanczos } from '../../pipeline/img2img.js';
+import { decodeBase64 } from '../../image/decode.js';
 import { writeFileAtomic } from '../../io/atomic.js';
-import { encodePng, readPngText } from '../../io/png.js';
+import { readPngText } from '../../io/png.js';
 import { A1111_SAMPLERS } from '../../scheduler/names.js';
 import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
 import type { ServerContext } from '../app.js';
 import { RequestError } from '../errors.js';
 import { infotextFields } from '../infotext.js';
-import { SD_UPSCALE_SCRIPT, TILED_DIFFUSION_SCRIPT, UPSCALER_LIST } from '../scripts.js';
+import { SD_UPSCALE_SCRIPT, TILED_DIFFUSION_SCRIPT } from '../scripts.js';
 import type { JobResult, JobSpec } from '../jobs.js';
 import { estimateJobMemory, memoryRefusal } from '../limits.js';
-import { EXTRA_SINGLE_IMAGE_SCHEMA, IMG2IMG_SCHEMA, OPTIONS_SCHEMA, PNG_INFO_SCHEMA, TXT2IMG_SCHEMA } from '../schemas.js';
+import { IMG2IMG_SCHEMA, OPTIONS_SCHEMA, PNG_INFO_SCHEMA, TXT2IMG_SCHEMA } from '../schemas.js';
 import type { SettingsPatch } from '../settings.js';
 
-const EMPTY_LIST_ENDPOINTS = ['face-restorers', 'realesrgan-models', 'hypernetworks', 'sd-vae', 'sd-modules', 'script-info', 'extensions'];
+const EMPTY_LIST_ENDPOINTS = ['face-restorers', 'hypernetworks', 'sd-vae', 'sd-modules', 'script-info', 'extensions'];
 
 /** Saves PNGs as A1111 names them (`00000-seed.png`), each through an atomic write. */
 function saveImages(dir: string, result: JobResult): void {
@@ -31,7 +30,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   const { registry, settings, queue } = ctx;
 
   const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
-    const { job, samplerLabel } = await toJob(kind, body, settings, (name) => registry.resolve(name).path);
+    const { job, samplerLabel } = await toJob(kind, body, settings, (name) => registry.resolve(name).path, () => registry.upscalers().list().map((u) => u.name));
     const model = registry.resolve(job.model);
     const refusal = memoryRefusal(estimateJobMemory(job, model.path), ctx.maxMemoryMiB);
     if (refusal) throw new RequestError('width', refusal, 'value_error.memory');
@@ -43,21 +42,6 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
 
   app.post(`${api}/txt2img`, { schema: { body: TXT2IMG_SCHEMA } }, (req) => generate('txt2img', req.body as GenerationBody));
   app.post(`${api}/img2img`, { schema: { body: IMG2IMG_SCHEMA } }, (req) => generate('img2img', req.body as GenerationBody));
-
-  app.post(`${api}/extra-single-image`, { schema: { body: EXTRA_SINGLE_IMAGE_SCHEMA } }, async (req) => {
-    const b = req.body as { image: string; resize_mode: number; upscaling_resize: number; upscaling_resize_w: number; upscaling_resize_h: number; upscaler_1: string | null };
-    if (!['None', 'Lanczos', null].includes(b.upscaler_1)) throw new RequestError('upscaler_1', `unknown upscaler "${b.upscaler_1}"; available: None, Lanczos (both resize with Lanczos)`);
-    let img;
-    try {
-      img = decodeRgb(decodeBase64(b.image));
-    } catch (e) {
-      throw new RequestError('image', `image: ${(e as Error).message}`);
-    }
-    const [w, h] = b.resize_mode === 1 ? [b.upscaling_resize_w, b.upscaling_resize_h] : [Math.round(img.width * b.upscaling_resize), Math.round(img.height * b.upscaling_resize)];
-    if (w * h > (4 * 2048) ** 2) throw new RequestError('upscaling_resize', `the result would be ${w}x${h}; at most ${4 * 2048}x${4 * 2048} pixels`);
-    const out = resizeLanczos(img, w, h);
-    return { html_info: `<p>Lanczos ${img.width}x${img.height} → ${w}x${h}</p>`, image: Buffer.from(encodePng(out)).toString('base64') };
-  });
 
   app.get(`${api}/progress`, async () => {
     const { running, waiting, flags } = await queue.status();
@@ -106,9 +90,6 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   app.post(`${api}/refresh-checkpoints`, async () => null);
   app.get(`${api}/samplers`, async () => A1111_SAMPLERS.map((name) => ({ name, aliases: [], options: name.endsWith(' Karras') ? { scheduler: 'karras' } : {} })));
   app.get(`${api}/schedulers`, async () => A1111_SCHEDULERS);
-  app.get(`${api}/upscalers`, async () =>
-    UPSCALER_LIST.map((name) => ({ name, model_name: null, model_path: null, model_url: null, scale: 4 })),
-  );
   app.get(`${api}/latent-upscale-modes`, async () => LATENT_UPSCALE_MODES.map((name) => ({ name })));
   app.get(`${api}/loras`, async () => registry.loras().map((l) => ({ name: l.name, alias: l.name, path: l.path, metadata: {} })));
   app.post(`${api}/refresh-loras`, async () => null);
