@@ -3,19 +3,25 @@
  * transcribed: split_grid's tile places, combine_grid's feathered paste (Pillow's masked paste
  * rounds (dst·(255 − m) + src·m) / 255 to nearest), the seeds of the tiles per batch, the
  * upscaler's target rounding; then the whole script on tiny-photo: every tile is the plain
- * img2img of its crop with its seed, the seam fix touches only its bands, errors.
+ * img2img of its crop with its seed, the seam fix touches only its bands, an upscaler model
+ * (library, CLI, PNG read back) is exactly the picture it enlarges, errors.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RgbImage } from '../src/io/png.js';
 import { fitImage } from '../src/pipeline/img2img.js';
 import { optionsFromParameters } from '../src/pipeline/from-parameters.js';
 import { parseParameters } from '../src/pipeline/parameters.js';
-import { bandProfile, combineGrid, cropImage, splitGrid, tileSeed, upscaleImage } from '../src/pipeline/sd-upscale.js';
-import { StableDiffusion, type GenerateOptions } from '../src/pipeline/stable-diffusion.js';
+import { bandProfile, combineGrid, cropImage, splitGrid, tileSeed } from '../src/pipeline/sd-upscale.js';
+import { StableDiffusion, type GenerateOptions, type StepInfo } from '../src/pipeline/stable-diffusion.js';
+import { upscaleBy } from '../src/pipeline/upscale-image.js';
+import { loadUpscaler } from '../src/models/upscaler/upscaler.js';
+import { writeRandomUpscaler } from '../src/models/upscaler/random.js';
+import type { EsrganConfig } from '../src/models/upscaler/esrgan.js';
+import { readPngParameters } from '../src/cli/png-parameters.js';
 import { runCli, sharedDir } from './helpers.js';
 import { decodePngRgb } from '../src/io/png.js';
 
@@ -128,14 +134,14 @@ describe('A1111 transcriptions', () => {
   it("upscaler: Lanczos to int(size · scale), then to A1111's target ⌊size · scale / 8⌋ · 8; a model's larger result is brought to it", async () => {
     const img = pattern(45, 37, 3);
     const lanczos = (i: RgbImage, s: number): RgbImage => fitImage(i, Math.trunc(i.width * s), Math.trunc(i.height * s));
-    const up = await upscaleImage(img, 1.5, lanczos);
-    assert.deepEqual(up, fitImage(fitImage(img, 67, 55), 64, 48));
+    assert.deepEqual(await upscaleBy(img, 1.5, 'lanczos'), fitImage(lanczos(img, 1.5), 64, 48));
+    assert.deepEqual(await upscaleBy(img, 1.5, 'lanczos'), fitImage(fitImage(img, 67, 55), 64, 48));
     const calls: number[] = [];
     const model = (i: RgbImage, s: number): RgbImage => {
       calls.push(s);
       return fitImage(i, i.width * 4, i.height * 4);
     };
-    const byModel = await upscaleImage(img, 2, model);
+    const byModel = await upscaleBy(img, 2, { name: 'x4', run: model });
     assert.deepEqual([byModel.width, byModel.height, calls], [88, 72, [2]]);
   });
 
@@ -219,10 +225,37 @@ describe('SD upscale in the pipeline (tiny-photo)', () => {
     assert.ok(changed > 0, 'the bands were redrawn');
   });
 
-  it('a model upscaler plugs in by function and is named in the infotext', async () => {
-    const r = await pipe.generate({ ...base, initImage: source, sdUpscale: { scale: 2, overlap: 8, upscaler: { name: 'ESRGAN_4x', upscale: (i) => fitImage(i, i.width * 4, i.height * 4) } } });
+  it('an upscaler of one\'s own plugs in by function and is named in the infotext', async () => {
+    const r = await pipe.generate({ ...base, initImage: source, sdUpscale: { scale: 2, overlap: 8, upscaler: { name: 'ESRGAN_4x', run: (i) => fitImage(i, i.width * 4, i.height * 4) } } });
     assert.deepEqual([r.images[0]!.width, r.images[0]!.height], [64, 48]);
     assert.match(r.images[0]!.parameters, /SD upscale upscaler: ESRGAN_4x/);
+  });
+
+  it('an upscaler model (and Nearest): the tiles redraw exactly the picture it enlarges; its tiles are reported', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'todo-sd-sd-upscale-model-')), 'tiny-esrgan.safetensors');
+    writeRandomUpscaler(path, TINY_ESRGAN, 1);
+    const model = await loadUpscaler(path);
+    try {
+      for (const upscaler of [model, 'nearest'] as const) {
+        const steps: StepInfo[] = [];
+        const r = await pipe.generate({ ...base, initImage: source, sdUpscale: { scale: 2, overlap: 8, upscaler, tile: { tile: 16, overlap: 4 } } }, { onStep: (s) => steps.push(s) });
+        // A1111's script: None tiles the picture as it is, so the same tiles of the model's picture are the same redraw.
+        const tiles: [number, number][] = [];
+        const enlarged = await upscaleBy(source, 2, upscaler, { tile: 16, overlap: 4, onTile: (done, total) => tiles.push([done, total]) });
+        const same = await pipe.generate({ ...base, initImage: enlarged, sdUpscale: { scale: 2, overlap: 8, upscaler: 'none' } });
+        assert.deepEqual(r.images[0]!.data, same.images[0]!.data);
+        const name = upscaler === 'nearest' ? 'Nearest' : 'tiny-esrgan';
+        assert.match(r.images[0]!.parameters, new RegExp(`SD upscale upscaler: ${name}, SD upscale scale: 2`));
+        assert.equal(r.settings.sdUpscale!.upscaler, name);
+        // The model's tiles (32x24 in tiles of at most 16 input pixels), before the first redraw.
+        const upscaling = steps.filter((s) => s.phase === 'upscale');
+        assert.deepEqual(upscaling.map((s) => [s.step, s.total]), tiles);
+        assert.equal(tiles.length > 1, upscaler !== 'nearest');
+        assert.ok(steps.slice(0, upscaling.length).every((s) => s.phase === 'upscale'), 'the upscale comes first');
+      }
+    } finally {
+      await model.dispose();
+    }
   });
 
   it('refuses what cannot work, before any work', async () => {
@@ -237,6 +270,9 @@ describe('SD upscale in the pipeline (tiny-photo)', () => {
     await assert.rejects(pipe.generate({ ...o, sdUpscale: { scale: 2, overlap: 8, seamFix: { mode: 'band', width: 8 } } }), /seam fix denoise 0.35 with 2 steps runs no denoising step/);
   });
 });
+
+/** A small ESRGAN (RRDBNet) x4 with random weights. */
+const TINY_ESRGAN: EsrganConfig = { architecture: 'ESRGAN', inChannels: 3, outChannels: 3, features: 8, blocks: 1, growth: 4, upsamples: 2, unshuffle: 1, scale: 4 };
 
 describe('CLI', () => {
   it('generate --sd-upscale writes the upscaled PNG; --from-png with the original makes it again; stray flags fail', () => {
@@ -259,6 +295,28 @@ describe('CLI', () => {
   });
 });
 
+describe('CLI with an upscaler model', () => {
+  it('--sd-upscale-upscaler NAME finds it in --upscaler-dir; --from-png finds it again, or says Lanczos stood in', () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'todo-sd-sd-upscale-model-'));
+    mkdirSync(join(tmp, 'ESRGAN'));
+    writeRandomUpscaler(join(tmp, 'ESRGAN', 'tiny-esrgan.safetensors'), TINY_ESRGAN, 1);
+    const common = ['--prompt', 'a field', '--steps', '2', '--seed', '1', '--sampler', 'ddim'];
+    assert.equal(runCli(tmp, 'generate', ...common, '--width', '32', '--height', '24', '--out', 'src.png').code, 0);
+    const r = runCli(tmp, 'generate', ...common, '--init-image', 'src.png', '--sd-upscale', '2', '--sd-upscale-overlap', '8', '--sd-upscale-upscaler', 'tiny-esrgan', '--upscaler-dir', '.', '--width', '32', '--height', '32', '--strength', '0.5', '--out', 'big.png');
+    assert.equal(r.code, 0, r.stderr);
+    const big = readFileSync(join(tmp, 'big.png'));
+    assert.match(parseParameters(readPngParameters(join(tmp, 'big.png'))).settings['SD upscale upscaler']!, /^tiny-esrgan$/);
+    const again = runCli(tmp, 'generate', '--from-png', 'big.png', '--init-image', 'src.png', '--upscaler-dir', '.', '--out', 'again.png');
+    assert.equal(again.code, 0, again.stderr);
+    assert.doesNotMatch(again.stderr, /SD upscale upscaler/);
+    assert.deepEqual(readFileSync(join(tmp, 'again.png')), big);
+    const lanczos = runCli(tmp, 'generate', '--from-png', 'big.png', '--init-image', 'src.png', '--out', 'lanczos.png');
+    assert.equal(lanczos.code, 0, lanczos.stderr);
+    assert.match(lanczos.stderr, /settings not applied: .*SD upscale upscaler \("tiny-esrgan" is an upscaler model: give the folder that holds it \(--upscaler-dir\), or load it with loadUpscaler; Lanczos used\)/);
+    assert.match(parseParameters(readPngParameters(join(tmp, 'lanczos.png'))).settings['SD upscale upscaler']!, /^Lanczos$/);
+  });
+});
+
 describe('SD upscale infotext', () => {
   it("reads A1111's keys; without the scale (A1111 does not write it) says what to give", () => {
     const a1111 = 'a harbour\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5, Size: 512x512, Model: sd15, Denoising strength: 0.3, SD upscale overlap: 64, SD upscale upscaler: Lanczos, Version: v1.10.1';
@@ -270,7 +328,11 @@ describe('SD upscale infotext', () => {
     );
     const ours = optionsFromParameters(parseParameters(a1111.replace(', Version', ', SD upscale scale: 4, Version')), [0]);
     assert.deepEqual(ours.imageToImage?.sdUpscale, { scale: 4, overlap: 64, upscaler: 'lanczos', batchSize: undefined });
-    const esrgan = optionsFromParameters(parseParameters(a1111.replace('upscaler: Lanczos', 'upscaler: R-ESRGAN 4x+')), [0]);
-    assert.match(esrgan.notApplied.join('; '), /upscaler "R-ESRGAN 4x\+" is not offered here \(None, Lanczos\)/);
+    // A model's name: Lanczos stands in until a caller loads the model.
+    const esrgan = optionsFromParameters(parseParameters(a1111.replace('upscaler: Lanczos', 'upscaler: R-ESRGAN 4x+').replace(', Version', ', SD upscale scale: 4, Version')), [0]);
+    assert.deepEqual([esrgan.imageToImage?.sdUpscale?.upscaler, esrgan.sdUpscaleUpscalerModel], ['lanczos', 'R-ESRGAN 4x+']);
+    assert.ok(esrgan.notApplied.includes('SD upscale upscaler ("R-ESRGAN 4x+" is an upscaler model: give the folder that holds it (--upscaler-dir), or load it with loadUpscaler; Lanczos used)'), esrgan.notApplied.join('; '));
+    const nearest = optionsFromParameters(parseParameters(a1111.replace('upscaler: Lanczos', 'upscaler: Nearest').replace(', Version', ', SD upscale scale: 4, Version')), [0]);
+    assert.deepEqual([nearest.imageToImage?.sdUpscale?.upscaler, nearest.sdUpscaleUpscalerModel], ['nearest', undefined]);
   });
 });

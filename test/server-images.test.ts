@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { encode } from 'fast-png';
 import { decodeBase64, decodeMask, decodeRgb } from '../src/image/decode.js';
 import { fitImage as resizeLanczos } from '../src/pipeline/img2img.js';
-import { fitImage } from '../src/server/a1111.js';
+import { fitImage } from '../src/server/resize-mode.js';
 
 const pngOf = (width: number, height: number, channels: number, data: number[]): Uint8Array => encode({ width, height, channels, data: Uint8Array.from(data) });
 

@@ -93,7 +93,7 @@ test('what is not offered is a 422 naming it', async () => {
     ['txt2img', { alwayson_scripts: tiled({ tile: [16, 32] }) }, /only square tiles/],
     ['txt2img', { script_name: 'SD upscale' }, /not offered for txt2img/],
     ['img2img', { init_images: [init], script_name: 'X/Y/Z plot' }, /script "X\/Y\/Z plot" is not offered here/],
-    ['img2img', { init_images: [init], script_name: 'sd upscale', script_args: ['', 64, 7, 2] }, /upscaler_index 7 is not offered here; available: 0 None, 1 Lanczos/],
+    ['img2img', { init_images: [init], script_name: 'sd upscale', script_args: ['', 64, 7, 2] }, /upscaler_index 7 is not offered here; available: 0 None, 1 Lanczos, 2 Nearest/],
     ['img2img', { init_images: [init], script_name: 'sd upscale', alwayson_scripts: tiled({}) }, /two ways to tile/],
   ];
   for (const [path, body, msg] of cases) {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, encode } from 'fast-png';
 import type { FastifyInstance } from 'fastify';
-import { loadUpscaler, readPngText, SafetensorsFile, upscaleExtras, writeRandomModel, writeRandomUpscaler, type EsrganConfig } from '../src/index.js';
+import { loadUpscaler, readPngText, SafetensorsFile, upscaleBy, upscaleExtras, writeRandomModel, writeRandomUpscaler, type EsrganConfig } from '../src/index.js';
 import { createServer } from '../src/server/app.js';
 import { ModelRegistry } from '../src/server/models.js';
 import { LocalQueue } from '../src/server/queue-local.js';
@@ -110,4 +110,35 @@ test('txt2img hires fix with an upscaler model by name; the infotext names it', 
   const bad = await call<{ detail: { loc: string[]; msg: string }[] }>('POST', 'txt2img', { prompt: 'x', width: 32, height: 32, steps: 2, enable_hr: true, hr_upscaler: 'SwinIR 4x' });
   assert.equal(bad.status, 422);
   assert.match(bad.body.detail[0]!.msg, /unknown hr_upscaler "SwinIR 4x"; available: Latent, .*R-ESRGAN 4x\+, tiny-esrgan/);
+});
+
+test("img2img: SD upscale's upscaler_index counts in /upscalers (models included) and Tiled Diffusion's upscale takes a model by name; each redraws exactly the model's picture", async () => {
+  const img = noise(24, 16);
+  const model = await loadUpscaler(realesrgan, { name: 'R-ESRGAN 4x+' });
+  const enlarged = await upscaleBy(img, 2, model);
+  await model.dispose();
+  const base = { prompt: 'a fox', steps: 2, seed: 7, denoising_strength: 0.5, width: 32, height: 32 };
+  type Reply = { images: string[]; detail: { msg: string }[] };
+  const pixels = (r: { status: number; body: Reply }): Buffer => {
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return Buffer.from(decode(Buffer.from(r.body.images[0]!, 'base64')).data);
+  };
+  // A1111's script skips the upscaler for None: the same tiles of the model's picture.
+  const byIndex = await call<Reply>('POST', 'img2img', { ...base, init_images: [b64(img)], script_name: 'SD upscale', script_args: ['', 8, 3, 2] });
+  const asIs = await call<Reply>('POST', 'img2img', { ...base, init_images: [b64(enlarged)], script_name: 'SD upscale', script_args: ['', 8, 0, 2] });
+  assert.deepEqual(pixels(byIndex), pixels(asIs));
+  assert.match(readPngText(Buffer.from(byIndex.body.images[0]!, 'base64')).parameters!, /SD upscale upscaler: R-ESRGAN 4x\+/);
+  const bad = await call<Reply>('POST', 'img2img', { ...base, init_images: [b64(img)], script_name: 'SD upscale', script_args: ['', 8, 5, 2] });
+  assert.equal(bad.status, 422);
+  assert.match(bad.body.detail[0]!.msg, /upscaler_index 5 is not offered here; available: 0 None, 1 Lanczos, 2 Nearest, 3 R-ESRGAN 4x\+, 4 tiny-esrgan/);
+
+  // The Tiled Diffusion extension's args: enabled, method, overwrite size, keep input size, w, h, tile w/h, overlap, batch, upscaler, scale.
+  const tiled = (upscaler: string): object => ({ 'Tiled Diffusion': { args: [true, 'MultiDiffusion', false, true, 0, 0, 16, 16, 8, 4, upscaler, 2] } });
+  const upscaled = await call<Reply>('POST', 'img2img', { ...base, init_images: [b64(img)], alwayson_scripts: tiled('R-ESRGAN 4x+') });
+  const plain = await call<Reply>('POST', 'img2img', { ...base, init_images: [b64(enlarged)], alwayson_scripts: tiled('None') });
+  assert.deepEqual(decode(Buffer.from(upscaled.body.images[0]!, 'base64')).width, 48);
+  assert.deepEqual(pixels(upscaled), pixels(plain));
+  const unknown = await call<Reply>('POST', 'img2img', { ...base, init_images: [b64(img)], alwayson_scripts: tiled('SwinIR 4x') });
+  assert.equal(unknown.status, 422);
+  assert.match(unknown.body.detail[0]!.msg, /upscaler "SwinIR 4x" is not offered here; available: None, Lanczos, Nearest, R-ESRGAN 4x\+, tiny-esrgan/);
 });

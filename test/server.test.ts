@@ -9,7 +9,7 @@ import { readPngText, writeRandomModel } from '../src/index.js';
 import { createServer, type ServerOptions } from '../src/server/app.js';
 import { ModelRegistry } from '../src/server/models.js';
 import { LocalQueue } from '../src/server/queue-local.js';
-import { fitImage } from '../src/server/a1111.js';
+import { fitImage } from '../src/server/resize-mode.js';
 import { decodeRgb } from '../src/image/decode.js';
 import { JobRunner } from '../src/server/runner.js';
 

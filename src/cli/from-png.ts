@@ -62,10 +62,10 @@ export function mergeFromPng(
   hiresFlags: Partial<HiresOptions>,
   cmd: Command,
   log: (m: string) => void,
-  loaded: { name: string; attentionLevels: readonly number[]; vaeMethods: readonly VaeMethod[]; hiresUpscaler?: Upscaler },
+  loaded: { name: string; attentionLevels: readonly number[]; vaeMethods: readonly VaeMethod[]; hiresUpscaler?: Upscaler; sdUpscaleUpscaler?: Upscaler },
 ): GenerateOptions {
   const { file } = png;
-  const { options, model, notApplied, imageToImage, hiresUpscalerModel } = optionsFromParameters(png, loaded.attentionLevels);
+  const { options, model, notApplied, imageToImage, hiresUpscalerModel, sdUpscaleUpscalerModel } = optionsFromParameters(png, loaded.attentionLevels);
   // The PNG's upscaler model, when the caller found it.
   const upscalerFound = hiresUpscalerModel !== undefined && loaded.hiresUpscaler !== undefined && options.hires !== undefined;
   if (upscalerFound) options.hires = { ...options.hires!, upscaler: loaded.hiresUpscaler! };
@@ -76,16 +76,20 @@ export function mergeFromPng(
     if (key !== 'hires' && !explicit(key)) Object.assign(merged, { [key]: options[key] });
   }
   if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'));
-  const up = imageToImage?.sdUpscale;
+  let up = imageToImage?.sdUpscale;
+  const applySdUpscale = up !== undefined && merged.initImage !== undefined && !explicit('sdUpscale');
+  // The PNG's SD upscale model, when the caller found it; else its key stays in the list (Lanczos stands in).
+  const sdModelMissing = applySdUpscale && sdUpscaleUpscalerModel !== undefined && loaded.sdUpscaleUpscaler === undefined;
+  if (up && sdUpscaleUpscalerModel !== undefined && loaded.sdUpscaleUpscaler) up = { ...up, upscaler: loaded.sdUpscaleUpscaler };
   let skipped = notApplied.filter(
     (k) =>
       !(k === 'Denoising strength' && merged.initImage) &&
       !(k === 'Mask blur' && merged.mask) &&
       !(k.startsWith('Hires upscaler') && (upscalerFound || given('hiresUpscaler'))) &&
-      !(up && isSdUpscaleKey(k)),
+      !(up && isSdUpscaleKey(k) && !(sdModelMissing && k.startsWith('SD upscale upscaler'))),
   );
   if (up && !merged.initImage) skipped = [...skipped, 'SD upscale (the image is an SD upscale: give the original picture as --init-image to apply it)'];
-  else if (up && !explicit('sdUpscale')) merged.sdUpscale = up;
+  else if (applySdUpscale) merged.sdUpscale = up;
   if (imageToImage?.strength !== undefined) {
     if (!merged.initImage) skipped[skipped.indexOf('Denoising strength')] = 'Denoising strength (the image was made from an init image: give --init-image to apply it)';
     else if (!given('strength')) merged.strength = imageToImage.strength;

@@ -15,7 +15,8 @@ import type { Prediction } from '../models/single-file/checkpoint.js';
 import { attentionLevels } from '../models/unet.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
 import { TILING_DEFAULTS, type TilingOptions } from '../pipeline/multidiffusion.js';
-import { SD_UPSCALERS, type SdUpscaleOptions, type SdUpscalerName } from '../pipeline/sd-upscale.js';
+import type { SdUpscaleOptions } from '../pipeline/sd-upscale.js';
+import { builtinUpscaler } from '../pipeline/upscale-image.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions, type GenerateResult } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { TIMESTEP_SPACINGS, type TimestepSpacing } from '../scheduler/config.js';
@@ -24,8 +25,8 @@ import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
-import { builtinHiresUpscaler, loadUpscalerModel } from './upscaler-option.js';
-import type { Upscaler } from '../models/upscaler/upscaler.js';
+import { builtinHiresUpscaler, imageUpscaler, loadUpscalerModel } from './upscaler-option.js';
+import { Upscaler } from '../models/upscaler/upscaler.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 
@@ -82,7 +83,7 @@ interface GenerateFlags extends RuntimeFlags {
   circular?: boolean;
   sdUpscale?: number;
   sdUpscaleOverlap?: number;
-  sdUpscaleUpscaler?: SdUpscalerName;
+  sdUpscaleUpscaler?: string;
   sdUpscaleBatch?: number;
   seamFix?: 'band';
   seamFixWidth?: number;
@@ -121,7 +122,7 @@ function tilingFromFlags(f: Pick<GenerateFlags, 'tiledDiffusion' | 'tileWindow' 
   return { window: f.tileWindow, stride: f.tileStride, viewBatch: f.tileBatch, circular: f.circular ?? false };
 }
 
-/** SD upscale from its flags; its other flags without --sd-upscale are an error. */
+/** SD upscale from its flags (its upscaler, which may be a model, is loaded apart); its other flags without --sd-upscale are an error. */
 function sdUpscaleFromFlags(f: GenerateFlags): SdUpscaleOptions | undefined {
   const seamFix = f.seamFix && { mode: f.seamFix, width: f.seamFixWidth, padding: f.seamFixPadding, denoise: f.seamFixDenoise };
   if (f.sdUpscale === undefined) {
@@ -130,7 +131,7 @@ function sdUpscaleFromFlags(f: GenerateFlags): SdUpscaleOptions | undefined {
     return undefined;
   }
   if (!seamFix && (f.seamFixWidth ?? f.seamFixPadding ?? f.seamFixDenoise) !== undefined) throw new Error('--seam-fix-width, --seam-fix-padding and --seam-fix-denoise need --seam-fix band');
-  return { scale: f.sdUpscale, overlap: f.sdUpscaleOverlap, upscaler: f.sdUpscaleUpscaler, batchSize: f.sdUpscaleBatch, ...(seamFix && { seamFix }) };
+  return { scale: f.sdUpscale, overlap: f.sdUpscaleOverlap, batchSize: f.sdUpscaleBatch, ...(seamFix && { seamFix }) };
 }
 
 /** A PNG named by a flag, as RGB (plus its alpha, if any). */
@@ -220,7 +221,7 @@ export function registerGenerate(program: Command): void {
     .option('--hires-denoise <s>', 'hires fix: second-pass strength, 0 < s <= 1', parseFloatOption('--hires-denoise', 0, 1), 0.5)
     .option('--hires-upscaler <name>', 'hires fix: how the first pass is enlarged: latent, latent-nearest, lanczos, nearest, or an upscaler model (a file, or a name in --upscaler-dir: "R-ESRGAN 4x+", 4x-UltraSharp, …)', 'latent')
     .option('--upscaler-dir <dir>', "folder of upscaler models (.pth, .safetensors), or a models folder with A1111's ESRGAN/ and RealESRGAN/")
-    .option('--tile <px>', 'upscaler models: largest tile side in input pixels (0: no tiles)', parseIntOption('--tile', 0), 512)
+    .option('--tile <px>', 'upscaler models (hires fix, SD upscale): largest tile side in input pixels (0: no tiles)', parseIntOption('--tile', 0), 512)
     .option('--tile-overlap <px>', 'upscaler models: least overlap between tiles', parseIntOption('--tile-overlap', 0), 32)
     .option('--hires-todo <factor>', 'hires fix: ToDo in the second pass (off, auto or a factor; default: as --todo)', parseTodo)
     .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
@@ -238,7 +239,7 @@ export function registerGenerate(program: Command): void {
     .option('--circular', 'MultiDiffusion views wrap around the left and right edges: a seamless 360° panorama')
     .option('--sd-upscale <scale>', "A1111's SD upscale of --init-image: upscale, redraw in tiles of --width x --height (default: the model's size) with --strength, feather the seams", parseFloatOption('--sd-upscale', 1, 8))
     .option('--sd-upscale-overlap <px>', 'SD upscale: pixels shared by neighbouring tiles (default 64)', parseIntOption('--sd-upscale-overlap', 0, 1024))
-    .addOption(new Option('--sd-upscale-upscaler <name>', 'SD upscale: how the picture is enlarged first (default lanczos; none tiles it as it is)').choices(SD_UPSCALERS))
+    .option('--sd-upscale-upscaler <name>', 'SD upscale: how the picture is enlarged first: lanczos (default), nearest, none (tiles it as it is), or an upscaler model (a file, or a name in --upscaler-dir)')
     .option('--sd-upscale-batch <n>', "SD upscale: A1111's batch size, which sets the tile seeds (seed + batch + place in it; default 1: seed + tile)", parseIntOption('--sd-upscale-batch', 1, 64))
     .addOption(new Option('--seam-fix <mode>', "SD upscale: redraw a band across each seam afterwards (Ultimate SD upscale's band pass)").choices(['band']))
     .option('--seam-fix-width <px>', 'seam fix band width (default 64)', parseIntOption('--seam-fix-width', 8, 1024))
@@ -267,19 +268,25 @@ export function registerGenerate(program: Command): void {
       const tiling = tilingFromFlags(f);
       const sdUpscale = sdUpscaleFromFlags(f);
       const runtime = runtimeFromFlags(f);
-      // A model named by the flag (loaded only when there is a hires fix), or, when the flag is not typed, by the PNG's `Hires upscaler`.
-      const typed = cmd.getOptionValueSource('hiresUpscaler') === 'cli';
+      const dirs = f.upscalerDir ? [f.upscalerDir] : [];
+      const upscalerTile = { tile: f.tile, overlap: f.tileOverlap };
+      // Upscaler models: named by a flag (loaded only where it is used), or, when the flag is not typed, by the PNG.
       const hires = f.hiresScale !== undefined || png?.settings['Hires upscale'] !== undefined || png?.settings['Hires resize'] !== undefined;
-      const upscalerFlag = builtinHiresUpscaler(f.hiresUpscaler) ?? (hires ? await loadUpscalerModel(f.hiresUpscaler, f.upscalerDir ? [f.upscalerDir] : [], runtime) : 'latent');
-      const pngModel = png && !typed ? png.settings['Hires upscaler'] : undefined;
-      let pngUpscaler: Upscaler | undefined;
-      if (pngModel !== undefined && !builtinHiresUpscaler(pngModel) && f.upscalerDir) {
+      const upscalerFlag = builtinHiresUpscaler(f.hiresUpscaler) ?? (hires ? await loadUpscalerModel(f.hiresUpscaler, dirs, runtime) : 'latent');
+      if (sdUpscale && f.sdUpscaleUpscaler !== undefined) sdUpscale.upscaler = await imageUpscaler(f.sdUpscaleUpscaler, dirs, runtime);
+      const pngModel = async (key: string, flag: string, builtin: (name: string) => unknown, used: boolean): Promise<Upscaler | undefined> => {
+        const name = png && used && cmd.getOptionValueSource(flag) !== 'cli' ? png.settings[key] : undefined;
+        if (name === undefined || builtin(name) || !f.upscalerDir) return undefined;
         try {
-          pngUpscaler = await loadUpscalerModel(pngModel, [f.upscalerDir], runtime);
+          return await loadUpscalerModel(name, dirs, runtime);
         } catch (e) {
           log(`${f.fromPng}: ${(e as Error).message}`);
+          return undefined;
         }
-      }
+      };
+      const pngUpscaler = await pngModel('Hires upscaler', 'hiresUpscaler', builtinHiresUpscaler, true);
+      // The PNG's SD upscale applies only to an --init-image, and not when SD upscale flags are typed.
+      const pngSdUpscaler = await pngModel('SD upscale upscaler', 'sdUpscaleUpscaler', builtinUpscaler, initImage !== undefined && !sdUpscale);
       const source = { vae: f.vae, taesd: f.taesd, taesdFamily: f.taesdFamily, prediction: f.prediction };
       const pipe = await StableDiffusion.load(modelDir, { ...runtime, ...source, onWarning: log, loras: f.lora });
       const hiresFlags = {
@@ -287,7 +294,7 @@ export function registerGenerate(program: Command): void {
         steps: f.hiresSteps,
         denoise: f.hiresDenoise,
         upscaler: upscalerFlag,
-        tile: { tile: f.tile, overlap: f.tileOverlap },
+        tile: upscalerTile,
         attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
       };
       const fromFlags: GenerateOptions = {
@@ -321,7 +328,9 @@ export function registerGenerate(program: Command): void {
       const opts =
         png === undefined
           ? fromFlags
-          : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config), vaeMethods: pipe.vaeMethods, hiresUpscaler: pngUpscaler });
+          : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config), vaeMethods: pipe.vaeMethods, hiresUpscaler: pngUpscaler, sdUpscaleUpscaler: pngSdUpscaler });
+      // An SD upscale's model tiles as --tile says, whether the flags or the PNG asked for it.
+      if (opts.sdUpscale) opts.sdUpscale = { ...opts.sdUpscale, tile: upscalerTile };
       const progress = new Progress(process.stderr);
       const preview = await livePreview(f, modelDir, source, log);
       let result: GenerateResult;
@@ -343,7 +352,7 @@ export function registerGenerate(program: Command): void {
         await preview?.live.settle();
         await preview?.decoder?.dispose();
         await pipe.dispose();
-        for (const u of [upscalerFlag, pngUpscaler]) if (typeof u === 'object') await u.dispose();
+        for (const u of [upscalerFlag, pngUpscaler, sdUpscale?.upscaler, pngSdUpscaler]) if (u instanceof Upscaler) await u.dispose();
       }
       if (png) checkLoraHashes(png, result.images[0]!.parameters, log);
       const paths = outputPaths(f.out, result.images.length);

@@ -5,7 +5,6 @@ import type { Command } from 'commander';
 import { writeFileAtomic } from '../io/atomic.js';
 import { decodePngRgb, encodePng, readPngText } from '../io/png.js';
 import { extrasInfotext, upscaleExtras } from '../pipeline/extras.js';
-import type { ImageUpscaler } from '../pipeline/upscale-image.js';
 import { checkOutput, outputPaths } from './generate.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
@@ -59,7 +58,7 @@ export function registerUpscale(program: Command): void {
       const runtime = runtimeFromFlags(f);
       const dirs = f.upscalerDir ? [f.upscalerDir] : [];
       const upscaler = await imageUpscaler(f.model, dirs, runtime);
-      const upscaler2: ImageUpscaler | undefined = f.model2 ? await imageUpscaler(f.model2, dirs, runtime) : undefined;
+      const upscaler2 = f.model2 ? await imageUpscaler(f.model2, dirs, runtime) : undefined;
       const progress = new Progress(process.stderr);
       const paths = outputPaths(f.out, images.length);
       const results = [];

@@ -1,7 +1,7 @@
 /** Upscalers named on the command line: built-in ones, models by A1111 name or file name in --upscaler-dir, or a model file. */
 import { existsSync, statSync } from 'node:fs';
 import { A1111_UPSCALER_NAMES, HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
-import type { ImageUpscaler } from '../pipeline/upscale-image.js';
+import { builtinUpscaler, type BuiltinUpscaler } from '../pipeline/upscale-image.js';
 import { UpscalerFolders } from '../models/upscaler/folders.js';
 import { loadUpscaler, type Upscaler } from '../models/upscaler/upscaler.js';
 import type { RuntimeOptions } from '../runtime/session.js';
@@ -19,9 +19,7 @@ export function loadUpscalerModel(v: string, dirs: readonly string[], runtime: R
   return loadUpscaler(entry.path, { ...runtime, name: entry.name });
 }
 
-/** An image upscaler for `todo-sd upscale`: None, Lanczos, Nearest or a model. */
-export async function imageUpscaler(v: string, dirs: readonly string[], runtime: RuntimeOptions): Promise<ImageUpscaler> {
-  const lower = v.toLowerCase();
-  if (lower === 'none' || lower === 'lanczos' || lower === 'nearest') return lower;
-  return loadUpscalerModel(v, dirs, runtime);
+/** An image upscaler (`todo-sd upscale`, SD upscale): None, Lanczos, Nearest or a model. */
+export async function imageUpscaler(v: string, dirs: readonly string[], runtime: RuntimeOptions): Promise<BuiltinUpscaler | Upscaler> {
+  return builtinUpscaler(v) ?? loadUpscalerModel(v, dirs, runtime);
 }

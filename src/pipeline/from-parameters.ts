@@ -36,7 +36,12 @@ export interface ParametersAsOptions {
    * it loads it into `options.hires.upscaler`; until then Latent stands in and the key is in notApplied.
    */
   hiresUpscalerModel?: string;
+  /** Likewise the upscaler model of an SD upscale (`SD upscale upscaler`), for `imageToImage.sdUpscale.upscaler`; Lanczos stands in. */
+  sdUpscaleUpscalerModel?: string;
 }
+
+/** How a caller gets an upscaler model an infotext names. */
+const FIND_MODEL = 'give the folder that holds it (--upscaler-dir), or load it with loadUpscaler';
 
 /** Keys that describe the image or the program, not the generation. */
 const INFORMATIONAL = new Set(['Model', 'Model hash', 'Version']);
@@ -119,13 +124,22 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   const up = sdUpscaleFromInfotext(s);
   if (up?.options) imageToImage.sdUpscale = up.options;
   else if (up?.missing) for (const k of Object.keys(s).filter(isSdUpscaleKey)) reasons.set(k, up.missing);
+  const sdUpscaleUpscalerModel = up?.upscalerModel;
+  if (sdUpscaleUpscalerModel !== undefined) reasons.set('SD upscale upscaler', `"${sdUpscaleUpscalerModel}" is an upscaler model: ${FIND_MODEL}; Lanczos used`);
   // The LoRAs are applied from the prompt's `<lora:name:w>` tags (which our infotext always has, as A1111's does).
   const hashes = s['Lora hashes'];
   if (hashes !== undefined && loraHashNames(hashes).every((name) => options.prompt.includes(`<lora:${name}:`) || options.prompt.includes(`<lora:${name}>`))) used.add('Lora hashes');
   const notApplied = Object.keys(s)
     .filter((k) => !used.has(k) && !INFORMATIONAL.has(k))
     .map((k) => (reasons.has(k) ? `${k} (${reasons.get(k)!})` : k));
-  return { options, model: s.Model, notApplied, ...(Object.keys(imageToImage).length > 0 ? { imageToImage } : {}), ...(hiresUpscalerModel ? { hiresUpscalerModel } : {}) };
+  return {
+    options,
+    model: s.Model,
+    notApplied,
+    ...(Object.keys(imageToImage).length > 0 ? { imageToImage } : {}),
+    ...(hiresUpscalerModel ? { hiresUpscalerModel } : {}),
+    ...(sdUpscaleUpscalerModel !== undefined && { sdUpscaleUpscalerModel }),
+  };
 }
 
 /** A1111's `VAE Decoder` / `VAE Encoder` value (Full or TAESD). */
@@ -196,7 +210,7 @@ function hiresFrom(s: Readonly<Record<string, string>>, o: GenerateOptions, atte
     if (ours) {
       hires.upscaler = ours;
       used.add('Hires upscaler');
-    } else reasons.set('Hires upscaler', `"${upscaler}" is an upscaler model: give the folder that holds it (--upscaler-dir), or load it with loadUpscaler; Latent used`);
+    } else reasons.set('Hires upscaler', `"${upscaler}" is an upscaler model: ${FIND_MODEL}; Latent used`);
   }
   const second = hiresAttentionFrom(s, attentionLevels, used);
   if (second) hires.attention = second;

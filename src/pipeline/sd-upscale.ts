@@ -1,7 +1,7 @@
 /**
  * AUTOMATIC1111's "SD upscale" script (scripts/sd_upscale.py, v1.10): enlarge the picture with an
- * upscaler (A1111's Upscaler.upscale: the target is the scaled size rounded down to a multiple of
- * 8), cut it into overlapping tiles of the request's size (images.split_grid), redraw each tile
+ * upscaler (A1111's Upscaler.upscale, upscale-image.ts: Lanczos, Nearest, a model or a function of
+ * one's own; the target is the scaled size rounded down to a multiple of 8), cut it into overlapping tiles of the request's size (images.split_grid), redraw each tile
  * as image-to-image with the prompt, and join the tiles with linear feathers across the overlaps
  * (images.combine_grid: Pillow's masked paste, 8-bit). Seeds: A1111 redraws `batchSize` tiles per
  * batch, each with seed + its place in the batch, and adds 1 to the seed after every batch
@@ -12,19 +12,12 @@
  */
 import { resample } from '../image/resample.js';
 import type { RgbImage } from '../io/png.js';
-import { checkRgbImage, fitImage } from './img2img.js';
+import { Upscaler } from '../models/upscaler/upscaler.js';
+import type { TileOptions } from '../models/upscaler/tiling.js';
+import { checkRgbImage } from './img2img.js';
 import { sdUpscaleFields } from './tiled-infotext.js';
 import type { GenerateCallbacks, GenerateOptions, GenerateResult } from './stable-diffusion.js';
-
-/** The built-in upscalers, in the order of A1111's list (None, Lanczos, …): the script's upscaler_index counts in it. */
-export const SD_UPSCALERS = ['none', 'lanczos'] as const;
-export type SdUpscalerName = (typeof SD_UPSCALERS)[number];
-
-/** An upscaler: the picture enlarged by about `scale` (a model may give more; A1111 then resizes to the target with Lanczos). */
-export type UpscaleFn = (image: RgbImage, scale: number) => RgbImage | Promise<RgbImage>;
-
-/** A1111's names. */
-export const A1111_SD_UPSCALERS: Record<SdUpscalerName, string> = { none: 'None', lanczos: 'Lanczos' };
+import { IMAGE_UPSCALERS, upscaleBy, upscalerName, upscaleTarget, type ImageUpscaler } from './upscale-image.js';
 
 export interface SeamFixOptions {
   /** Ultimate SD upscale's band pass (the only mode here). */
@@ -42,8 +35,13 @@ export interface SdUpscaleOptions {
   scale: number;
   /** Pixels shared by neighbouring tiles, feathered (default 64). */
   overlap?: number;
-  /** A built-in upscaler by name (default lanczos), or another one with its name for the infotext. */
-  upscaler?: SdUpscalerName | { name: string; upscale: UpscaleFn };
+  /**
+   * How the picture is enlarged first (default lanczos): a built-in one, an upscaler model
+   * (loadUpscaler), or `{ name, run }` of one's own; `none` tiles the picture as it is.
+   */
+  upscaler?: ImageUpscaler;
+  /** Tiles of an upscaler model (default: DEFAULT_TILE). */
+  tile?: Partial<TileOptions>;
   /** A1111's batch size: tiles per batch, which sets the tile seeds (tiles run one at a time here; default 1). */
   batchSize?: number;
   seamFix?: SeamFixOptions;
@@ -65,19 +63,6 @@ export interface SdUpscaleSettings {
 function fail(msg: string): never {
   throw new Error(msg);
 }
-
-/** A1111's Upscaler.upscale: the target is ⌊size · scale / 8⌋ · 8; the upscaler's result is resized to it with Lanczos if it differs. */
-export async function upscaleImage(image: RgbImage, scale: number, upscale: UpscaleFn): Promise<RgbImage> {
-  const [width, height] = upscaledSize(image, scale);
-  return fitImage(await upscale(image, scale), width, height);
-}
-
-function upscaledSize(image: RgbImage, scale: number): [number, number] {
-  return [Math.floor((image.width * scale) / 8) * 8, Math.floor((image.height * scale) / 8) * 8];
-}
-
-/** UpscalerLanczos.do_upscale: Pillow's Lanczos to int(size · scale). */
-export const lanczosUpscale: UpscaleFn = (image, scale) => fitImage(image, Math.trunc(image.width * scale), Math.trunc(image.height * scale));
 
 /** One row of tiles: its top and the left of each tile. */
 export interface GridRow {
@@ -172,9 +157,8 @@ interface Resolved {
   tileH: number;
   overlap: number;
   batchSize: number;
-  /** Undefined for A1111's None: the picture is tiled at its own size. */
-  upscale?: UpscaleFn;
-  upscalerName: string;
+  /** A1111's None tiles the picture at its own size (the script skips the upscaler). */
+  upscaler: ImageUpscaler;
   seamFix?: Required<SeamFixOptions>;
 }
 
@@ -204,18 +188,13 @@ function resolveOptions(o: GenerateOptions, nativeSize: number): Resolved {
   if (!Number.isInteger(overlap) || overlap < 0 || overlap >= Math.min(tileW, tileH)) fail(`SD upscale overlap must be an integer of pixels from 0 to less than the tile (${tileW}x${tileH}); got ${overlap}`);
   const batchSize = up.batchSize ?? 1;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 64) fail(`SD upscale batchSize must be an integer from 1 to 64; got ${batchSize}`);
-  const chosen = up.upscaler ?? 'lanczos';
-  let upscale: UpscaleFn | undefined;
-  let upscalerName: string;
-  if (typeof chosen === 'object' && chosen !== null && typeof chosen.upscale === 'function' && typeof chosen.name === 'string') {
-    ({ upscale, name: upscalerName } = chosen);
-  } else if (chosen === 'lanczos' || chosen === 'none') {
-    upscale = chosen === 'lanczos' ? lanczosUpscale : undefined;
-    upscalerName = A1111_SD_UPSCALERS[chosen];
-  } else {
-    fail(`unknown SD upscale upscaler ${JSON.stringify(chosen)}; use one of ${SD_UPSCALERS.join(', ')} or { name, upscale }`);
-  }
-  const [width, height] = upscale ? upscaledSize(o.initImage, up.scale) : [o.initImage.width, o.initImage.height];
+  const upscaler = up.upscaler ?? 'lanczos';
+  const known =
+    (IMAGE_UPSCALERS as readonly unknown[]).includes(upscaler) ||
+    upscaler instanceof Upscaler ||
+    (typeof upscaler === 'object' && upscaler !== null && typeof upscaler.run === 'function' && typeof upscaler.name === 'string');
+  if (!known) fail(`unknown SD upscale upscaler ${JSON.stringify(upscaler)}; use one of ${IMAGE_UPSCALERS.join(', ')}, an upscaler model (loadUpscaler) or { name, run }`);
+  const [width, height] = upscaler === 'none' ? [o.initImage.width, o.initImage.height] : upscaleTarget(o.initImage.width, o.initImage.height, up.scale);
   if (tileW > width || tileH > height) fail(`SD upscale tiles of ${tileW}x${tileH} are larger than the upscaled picture (${width}x${height}): lower the tile size (width/height) or raise the scale`);
   let seamFix: Required<SeamFixOptions> | undefined;
   if (up.seamFix) {
@@ -229,7 +208,7 @@ function resolveOptions(o: GenerateOptions, nativeSize: number): Resolved {
     if (s.width + 2 * s.padding > Math.min(width, height)) fail(`the seam fix band (${s.width} px + 2 x ${s.padding} px padding) is wider than the upscaled picture (${width}x${height})`);
     seamFix = s;
   }
-  return { up, tileW, tileH, overlap, batchSize, upscale, upscalerName, seamFix };
+  return { up, tileW, tileH, overlap, batchSize, upscaler, seamFix };
 }
 
 /**
@@ -239,14 +218,16 @@ function resolveOptions(o: GenerateOptions, nativeSize: number): Resolved {
  */
 export async function sdUpscale(run: Run, o: GenerateOptions, cb: GenerateCallbacks, nativeSize: number, withFields: (parameters: string, fields: [string, string | number][]) => string): Promise<GenerateResult> {
   const r = resolveOptions(o, nativeSize);
-  const source = r.upscale ? await upscaleImage(o.initImage!, r.up.scale, r.upscale) : o.initImage!;
+  // An upscaler model reports its tiles as 'upscale' steps, as in the hires fix.
+  const onTile = (done: number, total: number): void => cb.onStep?.({ step: done, total, timestep: 0, phase: 'upscale', pass: 1 });
+  const source = r.upscaler === 'none' ? o.initImage! : await upscaleBy(o.initImage!, r.up.scale, r.upscaler, { ...r.up.tile, signal: cb.signal, onTile });
   const grid = splitGrid(source.width, source.height, r.tileW, r.tileH, r.overlap);
   const positions = grid.flatMap(({ y, xs }) => xs.map((x) => ({ x, y })));
   const seed = o.seed ?? Math.floor(Math.random() * 2 ** 32);
   const upscales = o.batch ?? 1;
   const base: GenerateOptions = { ...o, sdUpscale: undefined };
   const count = positions.length + (r.seamFix ? seamCount(grid) : 0);
-  const settings: SdUpscaleSettings = { scale: r.up.scale, overlap: r.overlap, upscaler: r.upscalerName, batchSize: r.batchSize, width: source.width, height: source.height, tiles: positions.length, ...(r.seamFix && { seamFix: r.seamFix }) };
+  const settings: SdUpscaleSettings = { scale: r.up.scale, overlap: r.overlap, upscaler: upscalerName(r.upscaler), batchSize: r.batchSize, width: source.width, height: source.height, tiles: positions.length, ...(r.seamFix && { seamFix: r.seamFix }) };
   const images: GenerateResult['images'] = [];
   const timings = { textMs: 0, denoiseMs: 0, decodeMs: 0 };
   let first: GenerateResult | undefined;

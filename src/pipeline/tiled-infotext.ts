@@ -7,7 +7,8 @@
  * write, as `SD upscale scale`).
  */
 import type { Tiling, TilingOptions } from './multidiffusion.js';
-import { A1111_SD_UPSCALERS, type SdUpscaleOptions, type SdUpscaleSettings } from './sd-upscale.js';
+import type { SdUpscaleOptions, SdUpscaleSettings } from './sd-upscale.js';
+import { builtinUpscaler } from './upscale-image.js';
 
 export const TILED_DIFFUSION_KEY = 'Tiled Diffusion';
 
@@ -83,9 +84,10 @@ const SD_UPSCALE = 'SD upscale ';
 
 /**
  * SD upscale options from infotext fields: undefined without `SD upscale overlap`; `missing`
- * names what cannot be applied (A1111 does not write the scale; an upscaler not offered here).
+ * names what cannot be applied (A1111 does not write the scale). An upscaler that is not a
+ * built-in one is a model's name (`upscalerModel`), for a caller that can load it; Lanczos stands in.
  */
-export function sdUpscaleFromInfotext(fields: Readonly<Record<string, string>>): { options?: SdUpscaleOptions; missing?: string } | undefined {
+export function sdUpscaleFromInfotext(fields: Readonly<Record<string, string>>): { options?: SdUpscaleOptions; upscalerModel?: string; missing?: string } | undefined {
   if (!(`${SD_UPSCALE}overlap` in fields)) return undefined;
   const num = (key: string): number | undefined => {
     const raw = fields[SD_UPSCALE + key];
@@ -95,12 +97,12 @@ export function sdUpscaleFromInfotext(fields: Readonly<Record<string, string>>):
     return v;
   };
   const name = fields[`${SD_UPSCALE}upscaler`] ?? 'None';
-  const upscaler = (Object.keys(A1111_SD_UPSCALERS) as (keyof typeof A1111_SD_UPSCALERS)[]).find((k) => A1111_SD_UPSCALERS[k].toLowerCase() === name.toLowerCase());
-  if (!upscaler) return { missing: `upscaler "${name}" is not offered here (${Object.values(A1111_SD_UPSCALERS).join(', ')})` };
+  const builtin = builtinUpscaler(name);
   const scale = num('scale');
   if (scale === undefined) return { missing: 'A1111 does not record the scale: give it again' };
   const seamFix = fields[`${SD_UPSCALE}seam fix`] === undefined ? undefined : { mode: 'band' as const, width: num('seam fix width'), padding: num('seam fix padding'), denoise: num('seam fix denoise') };
-  return { options: { scale, overlap: num('overlap'), upscaler, batchSize: num('batch size'), ...(seamFix && { seamFix }) } };
+  const options: SdUpscaleOptions = { scale, overlap: num('overlap'), upscaler: builtin ?? 'lanczos', batchSize: num('batch size'), ...(seamFix && { seamFix }) };
+  return { options, ...(!builtin && { upscalerModel: name }) };
 }
 
 /** Every key an SD upscale writes. */

@@ -2,24 +2,47 @@
  * Enlarging an image the way AUTOMATIC1111 does with its upscalers (modules/upscaler.py,
  * images.resize_image): the built-in Lanczos and Nearest, or a model, applied up to three times
  * until the image reaches scale × its size (rounded down to multiples of 8), then Lanczos to that
- * size exactly. The hires fix, the extras (postprocessing) endpoints and `todo-sd upscale` share it.
+ * size exactly. The hires fix, SD upscale, Tiled Diffusion's img2img upscale on the server, the
+ * extras (postprocessing) endpoints and `todo-sd upscale` share it.
  */
 import { resampleNearest } from '../image/resample.js';
 import type { RgbImage } from '../io/png.js';
 import { Upscaler, type UpscaleOptions } from '../models/upscaler/upscaler.js';
 import { fitImage } from './img2img.js';
 
-/** A1111's "None", "Lanczos", "Nearest", or an upscaler model. */
-export type ImageUpscaler = 'none' | 'lanczos' | 'nearest' | Upscaler;
+/** The built-in upscalers, in the order A1111's upscaler lists start with (the models follow). */
+export const IMAGE_UPSCALERS = ['none', 'lanczos', 'nearest'] as const;
+export type BuiltinUpscaler = (typeof IMAGE_UPSCALERS)[number];
+
+/** A1111's names of the built-in upscalers. */
+export const A1111_IMAGE_UPSCALERS: Record<BuiltinUpscaler, string> = { none: 'None', lanczos: 'Lanczos', nearest: 'Nearest' };
+
+/** An upscaler of one's own: the picture enlarged by about `scale` (one `do_upscale`; A1111's rules bring the result to the size). */
+export type UpscaleFn = (image: RgbImage, scale: number) => RgbImage | Promise<RgbImage>;
+
+/** A1111's "None", "Lanczos", "Nearest", an upscaler model, or a function of one's own with the name the infotext gives it. */
+export type ImageUpscaler = BuiltinUpscaler | Upscaler | { name: string; run: UpscaleFn };
+
+/** A built-in upscaler by our name or A1111's, in any case; undefined for any other name (a model's). */
+export function builtinUpscaler(name: string): BuiltinUpscaler | undefined {
+  const lower = name.toLowerCase();
+  return IMAGE_UPSCALERS.find((u) => u === lower || A1111_IMAGE_UPSCALERS[u].toLowerCase() === lower);
+}
 
 /** A1111's name of an upscaler. */
 export function upscalerName(u: ImageUpscaler): string {
-  return u instanceof Upscaler ? u.name : { none: 'None', lanczos: 'Lanczos', nearest: 'Nearest' }[u];
+  return typeof u === 'string' ? A1111_IMAGE_UPSCALERS[u] : u.name;
 }
 
-/** One `do_upscale` of A1111's upscaler classes: the model's pass, or a resize by `scale` (truncated to whole pixels). */
+/** A1111's target of `Upscaler.upscale(img, scale)`: ⌊size · scale / 8⌋ · 8 on each side. */
+export function upscaleTarget(width: number, height: number, scale: number): [number, number] {
+  return [Math.floor((width * scale) / 8) * 8, Math.floor((height * scale) / 8) * 8];
+}
+
+/** One `do_upscale` of A1111's upscaler classes: the model's pass, one's own function, or a resize by `scale` (truncated to whole pixels). */
 async function doUpscale(img: RgbImage, scale: number, u: ImageUpscaler, o: UpscaleOptions): Promise<RgbImage> {
   if (u instanceof Upscaler) return u.upscale(img, o);
+  if (typeof u === 'object') return u.run(img, scale);
   if (u === 'none') return img;
   const [w, h] = [Math.trunc(img.width * scale), Math.trunc(img.height * scale)];
   if (u === 'lanczos') return fitImage(img, w, h);
@@ -29,8 +52,7 @@ async function doUpscale(img: RgbImage, scale: number, u: ImageUpscaler, o: Upsc
 /** A1111's `Upscaler.upscale(img, scale)`: the result is ⌊size · scale / 8⌋ · 8 pixels on each side. */
 export async function upscaleBy(img: RgbImage, scale: number, u: ImageUpscaler, o: UpscaleOptions = {}): Promise<RgbImage> {
   if (!(scale > 0) || !Number.isFinite(scale)) throw new Error(`upscale: the scale must be a positive number; got ${scale}`);
-  const destW = Math.floor((img.width * scale) / 8) * 8;
-  const destH = Math.floor((img.height * scale) / 8) * 8;
+  const [destW, destH] = upscaleTarget(img.width, img.height, scale);
   if (destW < 8 || destH < 8) throw new Error(`upscale: ${img.width}x${img.height} × ${scale} is smaller than 8x8 pixels`);
   let out = img;
   for (let i = 0; i < 3; i++) {

@@ -5,9 +5,9 @@
  */
 import { randomInt } from 'node:crypto';
 import { decodeBase64, decodeMask, decodeRgb } from '../image/decode.js';
-import { fitImage as resizeLanczos } from '../pipeline/img2img.js';
 import type { RgbImage } from '../io/png.js';
 import type { HiresUpscaler } from '../pipeline/hires.js';
+import { A1111_IMAGE_UPSCALERS } from '../pipeline/upscale-image.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
 import { CONSISTENCY_SAMPLERS, KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName, resolveSampler, spacingOfScheduleType } from '../scheduler/names.js';
@@ -15,7 +15,8 @@ import { RequestError } from './errors.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
 import { LIMITS } from './limits.js';
-import { sdUpscaleRequest, tiledDiffusionInit, tiledDiffusionRequest } from './scripts.js';
+import { fitImage } from './resize-mode.js';
+import { sdUpscaleRequest, tiledDiffusionCanvas, tiledDiffusionRequest, upscalerList } from './scripts.js';
 import { modelAttentionLevels, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
 
 /** A1111's schedulers (noise schedules, A1111 1.10's modules/sd_schedulers.py) that todo-sd has. */
@@ -115,28 +116,6 @@ export function readImage(b64: string, field: string, as = decodeRgb): RgbImage 
   }
 }
 
-/** A1111's resize modes: 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent (as 0 here). */
-export function fitImage(img: RgbImage, width: number, height: number, mode: number): RgbImage {
-  if (img.width === width && img.height === height) return img;
-  if (mode !== 1 && mode !== 2) return resizeLanczos(img, width, height);
-  const ratio = mode === 1 ? Math.max(width / img.width, height / img.height) : Math.min(width / img.width, height / img.height);
-  const sw = Math.max(1, Math.round(img.width * ratio));
-  const sh = Math.max(1, Math.round(img.height * ratio));
-  const scaled = resizeLanczos(img, sw, sh);
-  // Crop (mode 1) or pad with the nearest edge pixel (mode 2) around the centre.
-  const ox = Math.floor((sw - width) / 2);
-  const oy = Math.floor((sh - height) / 2);
-  const data = new Uint8Array(width * height * 3);
-  for (let y = 0; y < height; y++) {
-    const sy = Math.min(sh - 1, Math.max(0, y + oy));
-    for (let x = 0; x < width; x++) {
-      const sx = Math.min(sw - 1, Math.max(0, x + ox));
-      data.set(scaled.data.subarray((sy * sw + sx) * 3, (sy * sw + sx) * 3 + 3), (y * width + x) * 3);
-    }
-  }
-  return { width, height, data };
-}
-
 /** A canvas size of a tiled request: multiples of 8, within the tiled limit. */
 function checkCanvas(width: number, height: number, what: string): void {
   for (const [name, v] of [
@@ -153,19 +132,22 @@ function checkCanvas(width: number, height: number, what: string): void {
  * A1111 request → JobSpec, every check made before the job is queued. `upscalers`: the names of
  * the upscaler models the server has (hr_upscaler may name one).
  */
-export async function toJob(
+export function toJob(
   kind: JobSpec['kind'],
   body: GenerationBody,
   settings: ServerSettings,
   modelPath: (name: string) => string,
   upscalers: () => string[] = () => [],
-): Promise<{ job: JobSpec; samplerLabel: string }> {
+): { job: JobSpec; samplerLabel: string } {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, timestepSpacing, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
-  const tiled = tiledDiffusionRequest(body.alwayson_scripts, kind);
+  const models = upscalers();
+  // The scripts name upscalers (SD upscale by index) in /sdapi/v1/upscalers' list.
+  const list = upscalerList(models);
+  const tiled = tiledDiffusionRequest(body.alwayson_scripts, kind, list);
   if (kind === 'txt2img' && body.script_name) throw new RequestError('script_name', `script "${body.script_name}" is not offered for txt2img here (SD upscale is an img2img script)`);
-  const upscale = kind === 'img2img' ? sdUpscaleRequest(body.script_name, body.script_args) : undefined;
+  const upscale = kind === 'img2img' ? sdUpscaleRequest(body.script_name, body.script_args, list) : undefined;
   if (tiled && upscale) throw new RequestError('script_name', 'SD upscale and Tiled Diffusion are two ways to tile: use one');
   const { width, height } = tiled?.size ?? body;
   if (tiled?.size) checkCanvas(width, height, 'Tiled Diffusion\'s image size');
@@ -195,8 +177,8 @@ export async function toJob(
   };
   if (kind === 'txt2img' && body.enable_hr) {
     const name = body.hr_upscaler ?? 'Latent';
-    const upscaler = HIRES_UPSCALERS[name] ?? (upscalers().includes(name) ? name : undefined);
-    if (!upscaler) throw new RequestError('hr_upscaler', `unknown hr_upscaler "${name}"; available: ${[...Object.keys(HIRES_UPSCALERS), ...upscalers()].join(', ')}`);
+    const upscaler = HIRES_UPSCALERS[name] ?? (models.includes(name) ? name : undefined);
+    if (!upscaler) throw new RequestError('hr_upscaler', `unknown hr_upscaler "${name}"; available: ${[...Object.keys(HIRES_UPSCALERS), ...models].join(', ')}`);
     const scale = body.hr_resize_x ? body.hr_resize_x / body.width : body.hr_resize_y ? body.hr_resize_y / body.height : (body.hr_scale ?? 2);
     if (![body.width, body.height].every((v) => Number.isInteger((v * scale) / 8))) {
       throw new RequestError('hr_scale', `hr_scale ${scale} gives a size of ${body.width * scale}x${body.height * scale}; both sides must be multiples of 8`);
@@ -206,17 +188,19 @@ export async function toJob(
   if (tiled) job.tiling = tiled.tiling;
   if (kind === 'img2img') {
     const mode = body.resize_mode ?? 0;
-    let init = readImage(body.init_images![0]!, 'init_images.0');
+    const init = readImage(body.init_images![0]!, 'init_images.0');
     job.strength = body.denoising_strength ?? 0.75;
     if (upscale) {
       if (body.mask) throw new RequestError('mask', 'SD upscale and a mask do not combine: drop one');
       job.sdUpscale = { ...upscale, batchSize: body.batch_size };
     } else if (tiled?.upscale) {
-      ({ image: init, width: job.width, height: job.height } = await tiledDiffusionInit(init, tiled.upscale, width, height));
+      ({ width: job.width, height: job.height } = tiledDiffusionCanvas(init, tiled.upscale, width, height));
       checkCanvas(job.width, job.height, 'Tiled Diffusion\'s upscale');
+      const { upscaler, scale } = tiled.upscale;
+      if (upscaler !== A1111_IMAGE_UPSCALERS.none) job.initUpscale = { upscaler, scale, resizeMode: mode };
     }
-    // SD upscale keeps the picture as it is (width and height are its tiles').
-    job.initImage = toWire(upscale ? init : fitImage(init, job.width, job.height, mode));
+    // SD upscale keeps the picture as it is (width and height are its tiles'); the runner upscales and fits an initUpscale's.
+    job.initImage = toWire(upscale || job.initUpscale ? init : fitImage(init, job.width, job.height, mode));
     if (body.mask) {
       job.mask = {
         image: toWire(fitImage(readImage(body.mask, 'mask', decodeMask), job.width, job.height, mode)),

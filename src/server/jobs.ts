@@ -5,7 +5,6 @@
 import type { AttentionOptions } from '../attention/options.js';
 import type { PreviewMethod } from '../pipeline/preview.js';
 import type { TilingOptions } from '../pipeline/multidiffusion.js';
-import type { SdUpscalerName } from '../pipeline/sd-upscale.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 
@@ -46,8 +45,13 @@ export interface JobSpec {
   hires?: { scale: number; steps?: number; denoise: number; upscaler: string };
   /** Tiled Diffusion (MultiDiffusion). */
   tiling?: TilingOptions;
-  /** SD upscale of initImage; width and height are its tiles'. */
-  sdUpscale?: { scale: number; overlap: number; upscaler: SdUpscalerName; batchSize: number };
+  /** SD upscale of initImage; width and height are its tiles'; `upscaler`: A1111's name of a built-in one or a registry model. */
+  sdUpscale?: { scale: number; overlap: number; upscaler: string; batchSize: number };
+  /**
+   * Tiled Diffusion's img2img upscale: the runner enlarges initImage by `scale` with `upscaler`
+   * (A1111's name of a built-in one or a registry model), then fits it to width x height with A1111's resize mode.
+   */
+  initUpscale?: { upscaler: string; scale: number; resizeMode: number };
 }
 
 /** A1111's Extras upscaling of some images (extra-single-image, extra-batch-images). */

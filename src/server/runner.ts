@@ -15,10 +15,11 @@ import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { modelTinyVAE } from '../pipeline/model-parts.js';
 import { LivePreview } from '../pipeline/preview.js';
 import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipeline/stable-diffusion.js';
-import type { ImageUpscaler } from '../pipeline/upscale-image.js';
+import { builtinUpscaler, upscaleBy, type BuiltinUpscaler } from '../pipeline/upscale-image.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { ExtrasJob, JobProgress, JobResult, JobSpec, QueueJob, WireImage } from './jobs.js';
 import type { ModelRegistry } from './models.js';
+import { fitImage } from './resize-mode.js';
 
 /** GenerateOptions with the fields other branches add under the contracts' names. */
 type PipelineOptions = GenerateOptions & {
@@ -116,9 +117,9 @@ export class JobRunner {
   }
 
   /** An upscaler by A1111's name: None, Lanczos, Nearest, or a model in the registry (loaded, the last one kept). */
-  private async upscaler(name: string): Promise<ImageUpscaler> {
-    const lower = name.toLowerCase();
-    if (lower === 'none' || lower === 'lanczos' || lower === 'nearest') return lower;
+  private async upscaler(name: string): Promise<BuiltinUpscaler | Upscaler> {
+    const builtin = builtinUpscaler(name);
+    if (builtin) return builtin;
     const entry = this.registry.upscalers().resolve(name);
     if (this.upscalerModel?.path !== entry.path) {
       await this.upscalerModel?.dispose();
@@ -153,9 +154,29 @@ export class JobRunner {
     return { images, interrupted: control.interrupted };
   }
 
+  /** The job's init image; Tiled Diffusion's upscale first (A1111's Upscaler.upscale, then the resize mode), reported in tiles and stopped by interrupt. */
+  private async initImage(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void): Promise<RgbImage | undefined> {
+    const init = job.initImage && fromWire(job.initImage);
+    const u = job.initUpscale;
+    if (!init || !u) return init;
+    const onTile = (step: number, steps: number): void => {
+      if (control.interrupted) throw new Stopped();
+      onProgress({ image: 0, images: job.seeds.length, step, steps, interrupted: false });
+    };
+    return fitImage(await upscaleBy(init, u.scale, await this.upscaler(u.upscaler), { onTile }), job.width, job.height, u.resizeMode);
+  }
+
   private async runGeneration(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void): Promise<JobResult> {
     const pipe = await this.pipeline(job.model);
     const hiresUpscaler = job.hires && ((HIRES_UPSCALERS as readonly string[]).includes(job.hires.upscaler) ? (job.hires.upscaler as HiresUpscaler) : await this.upscaler(job.hires.upscaler));
+    const sdUpscaler = job.sdUpscale && (await this.upscaler(job.sdUpscale.upscaler));
+    let initImage: RgbImage | undefined;
+    try {
+      initImage = await this.initImage(job, control, onProgress);
+    } catch (e) {
+      if (e instanceof Stopped) return { images: [], interrupted: true };
+      throw e;
+    }
     const base: PipelineOptions = {
       prompt: job.prompt,
       negativePrompt: job.negativePrompt,
@@ -170,11 +191,11 @@ export class JobRunner {
       clipSkip: job.clipSkip,
       attention: job.attention,
       loraDir: this.registry.loraDir,
-      ...(job.initImage && { initImage: fromWire(job.initImage), strength: job.strength }),
+      ...(initImage && { initImage, strength: job.strength }),
       ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
       ...(job.hires && { hires: { ...job.hires, upscaler: hiresUpscaler === 'none' ? 'lanczos' : hiresUpscaler! } }),
       ...(job.tiling && { tiling: job.tiling }),
-      ...(job.sdUpscale && { sdUpscale: job.sdUpscale }),
+      ...(job.sdUpscale && { sdUpscale: { ...job.sdUpscale, upscaler: sdUpscaler } }),
     };
     const images: JobResult['images'] = [];
     let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };

@@ -5,22 +5,26 @@
  * `script_args: [info, overlap, upscaler_index, scale_factor]`). What they ask for and this
  * server does not offer is a 422 naming it.
  */
-import type { RgbImage } from '../io/png.js';
 import type { TilingOptions } from '../pipeline/multidiffusion.js';
-import { A1111_SD_UPSCALERS, lanczosUpscale, SD_UPSCALERS, upscaleImage, type SdUpscalerName } from '../pipeline/sd-upscale.js';
 import { tilingFromExtension } from '../pipeline/tiled-infotext.js';
+import { A1111_IMAGE_UPSCALERS, upscaleTarget } from '../pipeline/upscale-image.js';
 import { RequestError } from './errors.js';
 
 export const TILED_DIFFUSION_SCRIPT = 'tiled diffusion';
 export const SD_UPSCALE_SCRIPT = 'sd upscale';
 
-/** A1111's upscaler list as /sdapi/v1/upscalers gives it: its indices are the script's upscaler_index. */
-export const UPSCALER_LIST: readonly string[] = SD_UPSCALERS.map((u) => A1111_SD_UPSCALERS[u]);
+/**
+ * A1111's upscaler list as /sdapi/v1/upscalers gives it: None, Lanczos, Nearest, then the
+ * registry's models (`models`, their names in its order); SD upscale's upscaler_index counts in it.
+ */
+export function upscalerList(models: readonly string[]): string[] {
+  return [...Object.values(A1111_IMAGE_UPSCALERS), ...models];
+}
 
-/** An upscaler by A1111 name (any case). */
-export function upscalerByName(name: string, field: string): SdUpscalerName {
-  const found = SD_UPSCALERS.find((u) => A1111_SD_UPSCALERS[u].toLowerCase() === name.toLowerCase());
-  if (!found) throw new RequestError(field, `upscaler "${name}" is not offered here; available: ${UPSCALER_LIST.join(', ')}`);
+/** An upscaler of `list` by A1111 name (in any case), as the list spells it. */
+function upscalerByName(name: string, field: string, list: readonly string[]): string {
+  const found = list.find((u) => u === name) ?? list.find((u) => u.toLowerCase() === name.toLowerCase());
+  if (!found) throw new RequestError(field, `upscaler "${name}" is not offered here; available: ${list.join(', ')} (models are looked up in --models-dir's ESRGAN/ and RealESRGAN/)`);
   return found;
 }
 
@@ -38,8 +42,8 @@ export interface TiledDiffusionRequest {
   tiling: TilingOptions;
   /** txt2img: the extension's "overwrite image size". */
   size?: { width: number; height: number };
-  /** img2img: its upscaler and scale before tiling, and whether the canvas is the upscaled picture's size. */
-  upscale?: { upscaler: SdUpscalerName; scale: number; keepInputSize: boolean };
+  /** img2img: its upscaler (A1111's name) and scale before tiling, and whether the canvas is the upscaled picture's size. */
+  upscale?: { upscaler: string; scale: number; keepInputSize: boolean };
 }
 
 /**
@@ -47,7 +51,7 @@ export interface TiledDiffusionRequest {
  * image_width, image_height, tile_width, tile_height, overlap, batch_size, upscaler_name,
  * scale_factor, noise_inverse, …, enable_bbox_control, … (defaults for those left out).
  */
-export function tiledDiffusionRequest(alwaysOn: unknown, kind: 'txt2img' | 'img2img'): TiledDiffusionRequest | undefined {
+export function tiledDiffusionRequest(alwaysOn: unknown, kind: 'txt2img' | 'img2img', upscalers: readonly string[]): TiledDiffusionRequest | undefined {
   const found = alwaysOnArgs(alwaysOn, TILED_DIFFUSION_SCRIPT);
   if (!found) return undefined;
   const { args, key } = found;
@@ -70,12 +74,12 @@ export function tiledDiffusionRequest(alwaysOn: unknown, kind: 'txt2img' | 'img2
   }
   const request: TiledDiffusionRequest = { tiling };
   if (kind === 'txt2img' && at(2, false, 'boolean')) request.size = { width: at(4, 1024, 'number'), height: at(5, 1024, 'number') };
-  if (kind === 'img2img') request.upscale = { upscaler: upscalerByName(at(10, 'None', 'string'), field(10)), scale: at(11, 2, 'number'), keepInputSize: at(3, true, 'boolean') };
+  if (kind === 'img2img') request.upscale = { upscaler: upscalerByName(at(10, 'None', 'string'), field(10), upscalers), scale: at(11, 2, 'number'), keepInputSize: at(3, true, 'boolean') };
   return request;
 }
 
-/** SD upscale's script_args: [info, overlap, upscaler_index, scale_factor] (A1111's defaults 64, 0, 2). */
-export function sdUpscaleRequest(scriptName: string | null | undefined, scriptArgs: unknown): { overlap: number; upscaler: SdUpscalerName; scale: number } | undefined {
+/** SD upscale's script_args: [info, overlap, upscaler_index, scale_factor] (A1111's defaults 64, 0, 2); the upscaler by its name in `upscalers`. */
+export function sdUpscaleRequest(scriptName: string | null | undefined, scriptArgs: unknown, upscalers: readonly string[]): { overlap: number; upscaler: string; scale: number } | undefined {
   if (!scriptName) return undefined;
   if (scriptName.toLowerCase() !== SD_UPSCALE_SCRIPT) throw new RequestError('script_name', `script "${scriptName}" is not offered here; available: SD upscale (img2img)`);
   const args = scriptArgs ?? [];
@@ -85,19 +89,24 @@ export function sdUpscaleRequest(scriptName: string | null | undefined, scriptAr
   const scale = args[3] ?? 2;
   if (!Number.isInteger(overlap) || (overlap as number) < 0) throw new RequestError('script_args.1', `SD upscale overlap must be an integer of pixels >= 0; got ${JSON.stringify(overlap)}`);
   if (typeof scale !== 'number') throw new RequestError('script_args.3', `SD upscale scale factor must be a number; got ${JSON.stringify(scale)}`);
-  let upscaler: SdUpscalerName;
-  if (typeof index === 'string') upscaler = upscalerByName(index, 'script_args.2');
-  else if (Number.isInteger(index) && (index as number) >= 0 && (index as number) < UPSCALER_LIST.length) upscaler = upscalerByName(UPSCALER_LIST[index as number]!, 'script_args.2');
-  else throw new RequestError('script_args.2', `SD upscale upscaler_index ${JSON.stringify(index)} is not offered here; available: ${UPSCALER_LIST.map((n, i) => `${i} ${n}`).join(', ')}`);
+  let upscaler: string;
+  if (typeof index === 'string') upscaler = upscalerByName(index, 'script_args.2', upscalers);
+  else if (Number.isInteger(index) && (index as number) >= 0 && (index as number) < upscalers.length) upscaler = upscalers[index as number]!;
+  else throw new RequestError('script_args.2', `SD upscale upscaler_index ${JSON.stringify(index)} is not offered here; available: ${upscalers.map((n, i) => `${i} ${n}`).join(', ')}`);
   return { overlap: overlap as number, upscaler, scale };
 }
 
 /**
- * The extension's img2img upscale: the init picture upscaled (A1111's Upscaler.upscale), and the
- * canvas: the upscaled picture's size when keep_input_size, else scale × the request's size.
+ * The canvas of the extension's img2img upscale, known before the upscale runs (the job's runner
+ * upscales the init picture with A1111's Upscaler.upscale): the upscaled picture's size when
+ * keep_input_size, else scale × the request's size; without an upscaler the picture's size
+ * (rounded down to multiples of 8) or the request's.
  */
-export async function tiledDiffusionInit(image: RgbImage, request: NonNullable<TiledDiffusionRequest['upscale']>, width: number, height: number): Promise<{ image: RgbImage; width: number; height: number }> {
-  if (request.upscaler === 'none') return { image, width: request.keepInputSize ? image.width - (image.width % 8) : width, height: request.keepInputSize ? image.height - (image.height % 8) : height };
-  const up = await upscaleImage(image, request.scale, lanczosUpscale);
-  return request.keepInputSize ? { image: up, width: up.width, height: up.height } : { image: up, width: Math.trunc(request.scale * width), height: Math.trunc(request.scale * height) };
+export function tiledDiffusionCanvas(image: { width: number; height: number }, request: NonNullable<TiledDiffusionRequest['upscale']>, width: number, height: number): { width: number; height: number } {
+  const none = request.upscaler === A1111_IMAGE_UPSCALERS.none;
+  if (request.keepInputSize) {
+    const [w, h] = none ? [image.width - (image.width % 8), image.height - (image.height % 8)] : upscaleTarget(image.width, image.height, request.scale);
+    return { width: w, height: h };
+  }
+  return none ? { width, height } : { width: Math.trunc(request.scale * width), height: Math.trunc(request.scale * height) };
 }

@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import { openWeightsFile } from '../../io/weights-file.js';
 import type { UpscalerEntry } from '../../models/upscaler/folders.js';
 import { detectUpscaler } from '../../models/upscaler/upscaler.js';
+import { A1111_IMAGE_UPSCALERS, upscaleTarget } from '../../pipeline/upscale-image.js';
 import { readImage } from '../a1111.js';
 import type { ServerContext } from '../app.js';
 import { RequestError } from '../errors.js';
@@ -64,7 +65,8 @@ interface ExtrasBody {
   extras_upscaler_2_visibility: number | null;
 }
 
-const BUILT_IN = ['None', 'Lanczos', 'Nearest'];
+/** The built-in upscalers, first in /upscalers (the SD upscale script's upscaler_index counts in that list: scripts.ts's upscalerList). */
+const BUILT_IN = Object.values(A1111_IMAGE_UPSCALERS);
 
 const gib = (b: number): string => `${(b / 2 ** 30).toFixed(1)} GiB`;
 
@@ -133,7 +135,7 @@ export function registerExtras(app: FastifyInstance, ctx: ServerContext): void {
       let bytes = 0;
       for (const img of images) {
         const by = job.mode === 'to' ? Math.max(job.width / img.width, job.height / img.height) : job.by;
-        const [w, h] = [Math.floor((img.width * by) / 8) * 8, Math.floor((img.height * by) / 8) * 8];
+        const [w, h] = upscaleTarget(img.width, img.height, by);
         if (w > maxSide || h > maxSide) throw new RequestError('upscaling_resize', `the result would be ${w}x${h}; at most ${maxSide}x${maxSide} pixels`);
         let side = img.width * img.height;
         for (let i = 0; i < 3 && largest > 1 && side < w * h; i++) side *= largest * largest;

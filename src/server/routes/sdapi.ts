@@ -30,7 +30,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   const { registry, settings, queue } = ctx;
 
   const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
-    const { job, samplerLabel } = await toJob(kind, body, settings, (name) => registry.resolve(name).path, () => registry.upscalers().list().map((u) => u.name));
+    const { job, samplerLabel } = toJob(kind, body, settings, (name) => registry.resolve(name).path, () => registry.upscalers().list().map((u) => u.name));
     const model = registry.resolve(job.model);
     const refusal = memoryRefusal(estimateJobMemory(job, model.path), ctx.maxMemoryMiB);
     if (refusal) throw new RequestError('width', refusal, 'value_error.memory');
