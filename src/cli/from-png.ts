@@ -23,6 +23,7 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   attention: ['todo', 'todoMode', 'todoStop', 'todoLevel2', 'tome'],
   clipSkip: ['clipSkip'],
   promptSyntax: ['promptSyntax'],
+  strengthRule: ['strengthRule'],
 };
 
 /** The parameters stored in `file`; fails (before any model is loaded) when it has none. */
@@ -62,7 +63,10 @@ export function mergeFromPng(
   const skipped = notApplied.filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask));
   if (imageToImage?.strength !== undefined) {
     if (!merged.initImage) skipped[skipped.indexOf('Denoising strength')] = 'Denoising strength (the image was made from an init image: give --init-image to apply it)';
-    else if (!given('strength')) merged.strength = imageToImage.strength;
+    else {
+      if (!given('strength')) merged.strength = imageToImage.strength;
+      if (!given('strengthRule')) merged.strengthRule = imageToImage.strengthRule;
+    }
   }
   if (imageToImage?.maskBlur !== undefined && merged.mask && !given('maskBlur')) merged.mask = { ...merged.mask, blur: imageToImage.maskBlur };
   if (model !== undefined && model !== loaded.name) log(`${file} was made with model "${model}"; regenerating with "${loaded.name}" gives a different image`);

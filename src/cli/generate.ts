@@ -14,6 +14,7 @@ import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
+import { STRENGTH_RULES, type StrengthRule } from '../pipeline/strength.js';
 import { checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
@@ -21,6 +22,7 @@ import { Progress } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
+import { UserError } from '../errors.js';
 
 interface GenerateFlags extends RuntimeFlags {
   model?: string;
@@ -40,6 +42,7 @@ interface GenerateFlags extends RuntimeFlags {
   latents?: string;
   initImage?: string;
   strength?: number;
+  strengthRule: StrengthRule;
   mask?: string;
   maskBlur: number;
   maskInvert?: boolean;
@@ -71,7 +74,7 @@ function parseTodo(v: string): string {
 export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 'todoStop' | 'todoLevel2' | 'tome'>): AttentionOptions {
   const todoOff = f.todo === 'off' || Number(f.todo) === 1;
   if (f.tome !== undefined) {
-    if (!todoOff) throw new Error('--todo and --tome are two ways to cut attention work: choose one');
+    if (!todoOff) throw new UserError('--todo and --tome are two ways to cut attention work: choose one');
     return { method: 'tome', ratio: f.tome };
   }
   if (todoOff) return { method: 'dense' };
@@ -86,7 +89,7 @@ export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 
 
 /** A PNG named by a flag, as RGB (plus its alpha, if any). */
 function readPng(path: string, flag: string): ReturnType<typeof decodePngRgb> {
-  if (!existsSync(path) || !statSync(path).isFile()) throw new Error(`${flag} ${path}: file not found`);
+  if (!existsSync(path) || !statSync(path).isFile()) throw new UserError(`${flag} ${path}: file not found`);
   return decodePngRgb(readFileSync(path), `${flag} ${path}`);
 }
 
@@ -99,14 +102,14 @@ export function outputPaths(out: string, n: number): string[] {
 
 /** Fails before any work when the PNG could not be written. */
 function checkOutput(out: string): void {
-  if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file; got ${out}`);
-  if (existsSync(out) && statSync(out).isDirectory()) throw new Error(`cannot write ${out}: it is a folder (name a .png file)`);
+  if (extname(out).toLowerCase() !== '.png') throw new UserError(`--out must name a .png file; got ${out}`);
+  if (existsSync(out) && statSync(out).isDirectory()) throw new UserError(`cannot write ${out}: it is a folder (name a .png file)`);
   const dir = dirname(resolve(out));
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`cannot write ${out}: folder ${dir} does not exist (create it first)`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`cannot write ${out}: folder ${dir} does not exist (create it first)`);
   try {
     accessSync(dir, constants.W_OK);
   } catch {
-    throw new Error(`cannot write ${out}: folder ${dir} is not writable (choose another --out)`);
+    throw new UserError(`cannot write ${out}: folder ${dir} is not writable (choose another --out)`);
   }
 }
 
@@ -130,14 +133,15 @@ export function registerGenerate(program: Command): void {
     .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
     .option('--latents <file>', 'initial noise from a safetensors file (tensor "latents", [batch, 4, h/8, w/8])')
     .option('--init-image <file.png>', 'image-to-image: start from this picture (resized with Lanczos to --width x --height if given)')
-    .option('--strength <s>', 'image-to-image: how much is repainted, 0 < s <= 1 (default 0.75)', parseFloatOption('--strength', 0, 1))
+    .option('--strength <s>', 'image-to-image: how much is repainted, 0 <= s <= 1 (default 0.75)', parseFloatOption('--strength', 0, 1))
+    .addOption(new Option('--strength-rule <rule>', "which steps a strength runs (img2img, hires fix): diffusers' img2img cut or AUTOMATIC1111's").choices(STRENGTH_RULES).default('diffusers'))
     .option('--mask <file.png>', 'inpainting (with --init-image): white repaints, black keeps; another size is resized')
     .option('--mask-blur <px>', 'Gaussian blur of the mask, in pixels', parseFloatOption('--mask-blur', 0, 64), 4)
     .option('--mask-invert', 'repaint the black part of the mask instead')
     .addOption(new Option('--inpainting-fill <how>', 'what the masked area starts from').choices(INPAINT_FILLS).default('original'))
     .option('--hires-scale <x>', 'hires fix: second pass at x times the size', parseFloatOption('--hires-scale', 1, 8))
     .option('--hires-steps <n>', 'hires fix: second-pass steps (default: --steps)', parseIntOption('--hires-steps', 1, 1000))
-    .option('--hires-denoise <s>', 'hires fix: second-pass strength, 0 < s <= 1', parseFloatOption('--hires-denoise', 0, 1), 0.5)
+    .option('--hires-denoise <s>', 'hires fix: second-pass strength, 0 <= s <= 1 (0: the upscaled first pass as it is)', parseFloatOption('--hires-denoise', 0, 1), 0.5)
     .addOption(new Option('--hires-upscaler <name>', 'hires fix: how the first pass is enlarged').choices(HIRES_UPSCALERS).default('latent'))
     .option('--hires-todo <factor>', 'hires fix: ToDo in the second pass (off, auto or a factor; default: as --todo)', parseTodo)
     .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
@@ -158,7 +162,7 @@ export function registerGenerate(program: Command): void {
     .addOption(deviceLoopOption())
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
     .action(async (f: GenerateFlags, cmd: Command) => {
-      if (f.prompt === undefined && f.fromPng === undefined) throw new Error('--prompt is required (or --from-png image.png to take it from an image)');
+      if (f.prompt === undefined && f.fromPng === undefined) throw new UserError('--prompt is required (or --from-png image.png to take it from an image)');
       checkOutput(f.out);
       const png = f.fromPng === undefined ? undefined : readFromPng(f.fromPng);
       const log = (m: string): void => void process.stderr.write(`${m}\n`);
@@ -197,6 +201,7 @@ export function registerGenerate(program: Command): void {
         strength: f.strength,
         mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
         hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
+        strengthRule: initImage || f.hiresScale !== undefined ? f.strengthRule : undefined,
       };
       const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
       const progress = new Progress(process.stderr);

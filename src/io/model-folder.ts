@@ -1,6 +1,7 @@
 /** Finds a component (unet/, vae/, text_encoder/, …) in a diffusers model folder. */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { UserError } from '../errors.js';
 
 export interface ComponentFolder {
   folder: string;
@@ -16,14 +17,14 @@ export function readJson(path: string, what: string): Record<string, unknown> {
   try {
     text = readFileSync(path, 'utf8');
   } catch {
-    throw new Error(`${what}: ${path} not found`);
+    throw new UserError(`${what}: ${path} not found`);
   }
   try {
     const v = JSON.parse(text) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UserError('not a JSON object');
     return v as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${what}: ${path} is not valid JSON (${(e as Error).message})`);
+    throw new UserError(`${what}: ${path} is not valid JSON (${(e as Error).message})`);
   }
 }
 
@@ -35,12 +36,12 @@ export function findComponent(dir: string, name: string, opts: { classNames?: re
   const configFile = opts.configFile ?? 'config.json';
   const root = resolve(dir);
   if (!existsSync(root) || !statSync(root).isDirectory()) {
-    throw new Error(`model folder ${root} not found; pass a diffusers model folder (holding ${name}/) or the ${name}/ folder itself`);
+    throw new UserError(`model folder ${root} not found; pass a diffusers model folder (holding ${name}/) or the ${name}/ folder itself`);
   }
   const candidates = basename(root) === name ? [root, join(root, name)] : [join(root, name), root];
   const folder = candidates.find((c) => existsSync(join(c, configFile)) && isClass(readJson(join(c, configFile), name), opts.classNames));
   if (!folder) {
-    throw new Error(`no ${name} component in ${root}: expected ${join(root, name, configFile)} (diffusers layout)`);
+    throw new UserError(`no ${name} component in ${root}: expected ${join(root, name, configFile)} (diffusers layout)`);
   }
   const config = readJson(join(folder, configFile), name);
   return { folder, config, weightFiles: opts.needWeights === false ? [] : findWeights(folder, name) };
@@ -62,14 +63,14 @@ function findWeights(folder: string, name: string): string[] {
       const index = `${stem}.safetensors.index${variant ? `${variant}` : ''}.json`;
       if (files.includes(index)) {
         const map = readJson(join(folder, index), name).weight_map as Record<string, string> | undefined;
-        if (!map) throw new Error(`${name}: ${join(folder, index)} has no weight_map`);
+        if (!map) throw new UserError(`${name}: ${join(folder, index)} has no weight_map`);
         return [...new Set(Object.values(map))].map((f) => join(folder, f));
       }
     }
   }
   const bin = files.find((f) => f.endsWith('.bin') || f.endsWith('.ckpt'));
   if (bin) {
-    throw new Error(`${name}: only PyTorch pickle weights (${bin}) in ${folder}; todo-sd reads safetensors only — convert them (e.g. diffusers' save_pretrained(safe_serialization=True))`);
+    throw new UserError(`${name}: only PyTorch pickle weights (${bin}) in ${folder}; todo-sd reads safetensors only — convert them (e.g. diffusers' save_pretrained(safe_serialization=True))`);
   }
-  throw new Error(`${name}: no weights in ${folder} (expected ${WEIGHT_STEMS.map((s) => `${s}.safetensors`).join(' or ')})`);
+  throw new UserError(`${name}: no weights in ${folder} (expected ${WEIGHT_STEMS.map((s) => `${s}.safetensors`).join(' or ')})`);
 }

@@ -6,6 +6,7 @@
  */
 import { closeSync, openSync, readSync, fstatSync, writeSync, renameSync, rmSync } from 'node:fs';
 import { basename } from 'node:path';
+import { UserError } from '../errors.js';
 
 export type DType = 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'U8' | 'F64';
 
@@ -23,7 +24,7 @@ export interface TensorInfo {
 /** The JSON header may not be larger than this (the reference implementation's limit). */
 const MAX_HEADER_BYTES = 100_000_000;
 
-export class SafetensorsError extends Error {
+export class SafetensorsError extends UserError {
   constructor(file: string, message: string) {
     super(`${basename(file)}: ${message} (file: ${file})`);
     this.name = 'SafetensorsError';

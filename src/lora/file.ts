@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { basename, extname } from 'node:path';
 import { SafetensorsFile, type TensorInfo } from '../io/safetensors.js';
+import { UserError } from '../errors.js';
 
 /** Which part of a Stable Diffusion model a LoRA module belongs to. */
 export type LoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
@@ -54,7 +55,7 @@ const UNSUPPORTED = [
 ] as const;
 
 function fail(path: string, msg: string): never {
-  throw new Error(`LoRA ${basename(path)}: ${msg} (file: ${path})`);
+  throw new UserError(`LoRA ${basename(path)}: ${msg} (file: ${path})`);
 }
 
 export class LoraFile {

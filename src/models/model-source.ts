@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { WeightStore, type WeightFiles } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
 import { refusePickle, SingleFileCheckpoint } from './single-file/checkpoint.js';
+import { UserError } from '../errors.js';
 
 export interface ComponentSource {
   config: Record<string, unknown>;
@@ -24,7 +25,7 @@ export function isSingleFile(path: string): boolean {
 export function checkModelFile(path: string): void {
   if (existsSync(path) || !/\.(safetensors|ckpt|pt|pth|bin)$/i.test(path)) return;
   refusePickle(path);
-  throw new Error(`model file ${path} not found`);
+  throw new UserError(`model file ${path} not found`);
 }
 
 /** `name`: the component's folder name in a diffusers model (unet, vae, text_encoder, text_encoder_2). */

@@ -11,6 +11,8 @@ import type { ParsedParameters } from './parameters.js';
 import type { GenerateOptions } from './stable-diffusion.js';
 import { A1111_UPSCALER_NAMES, HIRES_UPSCALERS, type HiresOptions } from './hires.js';
 import { hiresTodoFromInfotext, todoFromInfotext } from './todo-infotext.js';
+import { STRENGTH_RULES, type StrengthRule } from './strength.js';
+import { UserError } from '../errors.js';
 
 export interface ParametersAsOptions {
   options: GenerateOptions;
@@ -26,7 +28,7 @@ export interface ParametersAsOptions {
    * was made from an init image (and mask), which a caller must supply to apply them; they are
    * in notApplied until it does.
    */
-  imageToImage?: { strength?: number; maskBlur?: number };
+  imageToImage?: { strength?: number; strengthRule?: StrengthRule; maskBlur?: number };
 }
 
 /** Keys that describe the image or the program, not the generation. */
@@ -35,7 +37,7 @@ const INFORMATIONAL = new Set(['Model', 'Model hash', 'Version']);
 function number(key: string, v: string, integer: boolean): number {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new Error(`parameters: "${key}: ${v}" is not ${integer ? 'an integer' : 'a number'}`);
+    throw new UserError(`parameters: "${key}: ${v}" is not ${integer ? 'an integer' : 'a number'}`);
   }
   return n;
 }
@@ -72,7 +74,7 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   const size = take('Size');
   if (size !== undefined) {
     const m = /^(\d+)x(\d+)$/.exec(size);
-    if (!m) throw new Error(`parameters: "Size: ${size}" is not WIDTHxHEIGHT`);
+    if (!m) throw new UserError(`parameters: "Size: ${size}" is not WIDTHxHEIGHT`);
     options.width = Number(m[1]);
     options.height = Number(m[2]);
   }
@@ -80,16 +82,18 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   if (clipSkip !== undefined) options.clipSkip = number('Clip skip', clipSkip, true);
   const syntax = take('Prompt syntax');
   if (syntax !== undefined) {
-    if (!(PROMPT_SYNTAXES as readonly string[]).includes(syntax)) throw new Error(`parameters: "Prompt syntax: ${syntax}" is not one of ${PROMPT_SYNTAXES.join(', ')}`);
+    if (!(PROMPT_SYNTAXES as readonly string[]).includes(syntax)) throw new UserError(`parameters: "Prompt syntax: ${syntax}" is not one of ${PROMPT_SYNTAXES.join(', ')}`);
     options.promptSyntax = syntax as PromptSyntax;
   }
   options.attention = attentionFrom(s, attentionLevels, used);
   const reasons = new Map<string, string>();
   const hires = hiresFrom(s, options, attentionLevels, used, reasons);
+  const strengthRule = strengthRuleFrom(s, used);
   if (hires) options.hires = hires;
+  if (hires) options.strengthRule = strengthRule;
   // Without a hires fix, a denoising strength or mask blur means image-to-image, which needs the init image (and mask) again.
   const imageToImage: ParametersAsOptions['imageToImage'] = {};
-  if (!hires && 'Denoising strength' in s) imageToImage.strength = number('Denoising strength', s['Denoising strength']!, false);
+  if (!hires && 'Denoising strength' in s) Object.assign(imageToImage, { strength: number('Denoising strength', s['Denoising strength']!, false), strengthRule });
   if ('Mask blur' in s) imageToImage.maskBlur = number('Mask blur', s['Mask blur']!, false);
   // The LoRAs are applied from the prompt's `<lora:name:w>` tags (which our infotext always has, as A1111's does).
   const hashes = s['Lora hashes'];
@@ -98,6 +102,15 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
     .filter((k) => !used.has(k) && !INFORMATIONAL.has(k))
     .map((k) => (reasons.has(k) ? `${k} (${reasons.get(k)!})` : k));
   return { options, model: s.Model, notApplied, ...(Object.keys(imageToImage).length > 0 ? { imageToImage } : {}) };
+}
+
+/** Our `Strength rule` key; without it, A1111's rule, which A1111's own images were made with. */
+function strengthRuleFrom(s: Readonly<Record<string, string>>, used: Set<string>): StrengthRule {
+  const rule = s['Strength rule'];
+  if (rule === undefined) return 'a1111';
+  if (!(STRENGTH_RULES as readonly string[]).includes(rule)) throw new UserError(`parameters: "Strength rule: ${rule}" is not one of ${STRENGTH_RULES.join(', ')}`);
+  used.add('Strength rule');
+  return rule as StrengthRule;
 }
 
 /** The names in A1111's `Lora hashes: "name: hash, name2: hash2"`. */
@@ -170,7 +183,7 @@ function attentionFrom(s: Readonly<Record<string, string>>, attentionLevels: rea
   const todo = todoFromInfotext(s, attentionLevels);
   TODO_KEYS.forEach((k) => k in s && used.add(k));
   if (todo !== undefined) {
-    if (!(TODO_MODES as readonly string[]).includes(todo.mode ?? 'nearest')) throw new Error(`parameters: "ToDo mode: ${todo.mode}" is not one of ${TODO_MODES.join(', ')}`);
+    if (!(TODO_MODES as readonly string[]).includes(todo.mode ?? 'nearest')) throw new UserError(`parameters: "ToDo mode: ${todo.mode}" is not one of ${TODO_MODES.join(', ')}`);
     return todo;
   }
   const tome = s['Token merging ratio'];

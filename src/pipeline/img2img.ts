@@ -1,13 +1,14 @@
 /**
  * Image-to-image as diffusers' StableDiffusionImg2ImgPipeline (0.26): the picture in [-1, 1],
- * the strength cutting the schedule, a posterior sample of the VAE encoder, then the scheduler's
- * add_noise — with the random draws in diffusers' order from the one seeded generator.
+ * a posterior sample of the VAE encoder, then the scheduler's add_noise — with the random draws in
+ * diffusers' order from the one seeded generator. Which steps run is strength.ts's part.
  */
 import { resample } from '../image/resample.js';
 import type { RgbImage } from '../io/png.js';
 import type { VAE } from '../models/vae.js';
 import type { Scheduler } from '../scheduler/index.js';
 import type { Tensor } from '../tensor.js';
+import { UserError } from '../errors.js';
 
 const f = Math.fround;
 
@@ -35,22 +36,7 @@ export function fitImage(img: RgbImage, width: number, height: number): RgbImage
 export function checkRgbImage(img: RgbImage, what: string): void {
   const ok =
     img && Number.isInteger(img.width) && Number.isInteger(img.height) && img.width > 0 && img.height > 0 && img.data instanceof Uint8Array && img.data.length === img.width * img.height * 3;
-  if (!ok) throw new Error(`${what} must be { width, height, data: Uint8Array of width·height·3 RGB bytes }`);
-}
-
-/**
- * The part of the schedule img2img runs: `timesteps[t_start · order:]` with
- * `t_start = steps − min(⌊steps · strength⌋, steps)`. PNDM's schedule has one timestep more than
- * `steps`, so it runs one step more.
- */
-export function img2imgTimesteps(scheduler: Scheduler, steps: number, strength: number): number[] {
-  const init = Math.min(Math.floor(steps * strength), steps);
-  const start = Math.max(steps - init, 0);
-  const ts = scheduler.timesteps.slice(start * scheduler.order);
-  if (ts.length === 0 || init === 0) {
-    throw new Error(`strength ${strength} with ${steps} steps runs no denoising step (⌊steps · strength⌋ = 0); raise the strength or the steps`);
-  }
-  return ts;
+  if (!ok) throw new UserError(`${what} must be { width, height, data: Uint8Array of width·height·3 RGB bytes }`);
 }
 
 export interface EncodedImage {
@@ -78,8 +64,11 @@ export async function encodeImage(vae: VAE, image: Tensor, randn: (dims: readonl
   return { mean, std: { data: std, dims: mean.dims }, eps, latents: { data, dims: [batch, ...mean.dims.slice(1)] } };
 }
 
-/** The starting latents of an img2img run: fresh noise from `randn`, added at the first timestep. */
-export function noiseLatents(scheduler: Scheduler, init: Tensor, timesteps: readonly number[], randn: (dims: readonly number[]) => Float32Array): { noise: Tensor; latents: Tensor } {
+/**
+ * The starting latents of an img2img run: fresh noise from `randn` (drawn even when unused, so
+ * later draws stay in place), added at timestep `noiseAt`; without one the init passes as it is.
+ */
+export function noiseLatents(scheduler: Scheduler, init: Tensor, noiseAt: number | undefined, randn: (dims: readonly number[]) => Float32Array): { noise: Tensor; latents: Tensor } {
   const noise = { data: randn(init.dims), dims: init.dims };
-  return { noise, latents: scheduler.addNoise(init, noise, timesteps[0]!) };
+  return { noise, latents: noiseAt === undefined ? init : scheduler.addNoise(init, noise, noiseAt) };
 }

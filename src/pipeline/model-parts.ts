@@ -12,6 +12,7 @@ import { VAE } from '../models/vae.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
 import { SdxlConditioner } from './conditioning-sdxl.js';
+import { UserError } from '../errors.js';
 
 export interface ModelSourceOptions {
   /** A VAE that replaces the model's: a single-file VAE or checkpoint, a diffusers VAE folder or its weights file. */
@@ -24,7 +25,7 @@ export const PREDICTIONS: readonly Prediction[] = ['epsilon', 'v'];
 
 export function schedulerConfig(model: string, opts: ModelSourceOptions): Record<string, unknown> {
   if (opts.prediction !== undefined && !PREDICTIONS.includes(opts.prediction)) {
-    throw new Error(`prediction must be ${PREDICTIONS.join(' or ')}; got ${JSON.stringify(opts.prediction)}`);
+    throw new UserError(`prediction must be ${PREDICTIONS.join(' or ')}; got ${JSON.stringify(opts.prediction)}`);
   }
   checkModelFile(model);
   if (isSingleFile(model)) return SingleFileCheckpoint.open(model, { prediction: opts.prediction }).schedulerConfig();
@@ -71,7 +72,7 @@ export async function modelVAE(model: string, opts: ModelSourceOptions & Runtime
   const own = modelScalingFactor(model);
   const theirs = openComponent(opts.vae, 'vae', ['AutoencoderKL']).config.scaling_factor as number | undefined;
   if (own !== undefined && theirs !== undefined && Math.abs(own - theirs) > 1e-6) {
-    throw new Error(
+    throw new UserError(
       `--vae ${opts.vae} is a VAE of another model family: its latent scaling factor is ${theirs} (${familyOf(theirs)}), ` +
         `the model's is ${own} (${familyOf(own)}); use a VAE made for this model`,
     );

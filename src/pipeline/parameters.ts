@@ -9,7 +9,9 @@ import type { PromptSyntax } from '../prompt/index.js';
 import type { SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName } from '../scheduler/names.js';
 import { A1111_UPSCALER_NAMES, type HiresUpscaler } from './hires.js';
+import type { StrengthRule } from './strength.js';
 import { hiresTodoInfotext, todoInfotext } from './todo-infotext.js';
+import { UserError } from '../errors.js';
 
 export interface ParameterSource {
   prompt: string;
@@ -33,6 +35,8 @@ export interface ParameterSource {
   promptSyntax?: PromptSyntax;
   /** Image-to-image strength. */
   strength?: number;
+  /** Written only when 'diffusers' (A1111's rule is what its own images were made with). */
+  strengthRule?: StrengthRule;
   mask?: { blur: number };
   hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler };
   /** The attention each pass used (ToDo's 'auto' resolved). */
@@ -73,6 +77,7 @@ export function a1111Parameters(p: ParameterSource): string {
     if (second.method === 'tome' && (a.method !== 'tome' || a.ratio !== second.ratio)) fields.push(['Hires token merging ratio', second.ratio]);
     if (second.method !== 'tome' && a.method === 'tome') fields.push(['Hires token merging ratio', 0]);
   }
+  if (strength !== undefined && p.strengthRule === 'diffusers') fields.push(['Strength rule', 'diffusers']);
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);
@@ -106,7 +111,7 @@ function unquote(v: string): string {
  * `Negative prompt:` are the prompt, the rest the negative prompt; each line is trimmed.
  */
 export function parseParameters(text: string): ParsedParameters {
-  if (typeof text !== 'string') throw new Error('parseParameters: expected the text of a PNG "parameters" chunk');
+  if (typeof text !== 'string') throw new UserError('parseParameters: expected the text of a PNG "parameters" chunk');
   const lines = text.trim().split('\n');
   let last = lines.pop()!;
   if ([...last.matchAll(PARAM)].length < 3) {

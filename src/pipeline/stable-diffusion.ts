@@ -25,13 +25,15 @@ import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { modelSdxlConditioner, modelTokenizer, modelVAE, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
 import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
-import { checkRgbImage, encodeImage, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
+import { checkRgbImage, encodeImage, fitImage, imagesToTensor, noiseLatents } from './img2img.js';
+import { STRENGTH_RULES, strengthRun, type StrengthRule } from './strength.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
 import { a1111Parameters } from './parameters.js';
 import { decodeTiled } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
+import { UserError } from '../errors.js';
 
 export interface GenerateOptions {
   prompt: string;
@@ -61,8 +63,14 @@ export interface GenerateOptions {
    * given and differ; without them the size is the image's, rounded down to a multiple of 8.
    */
   initImage?: RgbImage;
-  /** How far the init image is noised, 0 < strength ≤ 1 (default 0.75): the share of the steps that run. */
+  /** How far the init image is noised, 0 ≤ strength ≤ 1 (default 0.75): the share of the steps that run. */
   strength?: number;
+  /**
+   * Which steps img2img and the hires fix's second pass run for a strength: 'diffusers' (default,
+   * diffusers' img2img cut) or 'a1111' (AUTOMATIC1111's rules per sampler family); see strength.ts.
+   * Where diffusers' cut runs no step (strength 0), A1111's rule applies.
+   */
+  strengthRule?: StrengthRule;
   /** Inpainting with an ordinary model (needs initImage): white repaints. */
   mask?: InpaintMask;
   /** Hires fix: a second, image-to-image pass at scale × the size. */
@@ -106,12 +114,14 @@ export interface PassInfo {
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'strengthRule' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler'>> & {
   sampler: SamplerName;
   negativePrompt: string;
   latentsFromFile: boolean;
   initImage?: { width: number; height: number };
   strength?: number;
+  /** Set when img2img or the hires fix runs. */
+  strengthRule?: StrengthRule;
   mask?: { blur: number; invert: boolean; fill: InpaintFill };
   hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler; attention: AttentionOptions; width: number; height: number };
 };
@@ -144,7 +154,7 @@ const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
 };
 
 function fail(msg: string): never {
-  throw new Error(msg);
+  throw new UserError(msg);
 }
 
 function abortError(): Error {
@@ -287,7 +297,7 @@ export class StableDiffusion {
     if (init) {
       if (o.latents) fail('initial latents and an init image exclude each other: img2img draws its noise from the seed');
       const strength = o.strength ?? 0.75;
-      if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) fail(`strength must be a number in (0, 1] (1 repaints everything); got ${strength}`);
+      if (typeof strength !== 'number' || !(strength >= 0 && strength <= 1)) fail(`strength must be a number from 0 to 1 (1 repaints everything); got ${strength}`);
       settings.initImage = { width: init.width, height: init.height };
       settings.strength = strength;
     } else {
@@ -309,10 +319,17 @@ export class StableDiffusion {
       const size = hiresSize(width, height, h.scale, grid);
       const hSteps = h.steps ?? steps;
       if (!Number.isInteger(hSteps) || hSteps < 1 || hSteps > 1000) fail(`hires steps must be an integer from 1 to 1000; got ${hSteps}`);
-      if (typeof h.denoise !== 'number' || !(h.denoise > 0 && h.denoise <= 1)) fail(`hires denoise must be a number in (0, 1]; got ${h.denoise}`);
+      if (typeof h.denoise !== 'number' || !(h.denoise >= 0 && h.denoise <= 1)) fail(`hires denoise must be a number from 0 to 1; got ${h.denoise}`);
       if (!HIRES_UPSCALERS.includes(h.upscaler)) fail(`unknown hires upscaler "${String(h.upscaler)}"; use one of ${HIRES_UPSCALERS.join(', ')}`);
       const hAttention = h.attention ? resolveAttention(h.attention).options : attention;
       settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler, attention: hAttention, ...size };
+    }
+    if (init || o.hires) {
+      const rule = o.strengthRule ?? 'diffusers';
+      if (!STRENGTH_RULES.includes(rule)) fail(`unknown strength rule "${String(rule)}"; use one of ${STRENGTH_RULES.join(', ')}`);
+      settings.strengthRule = rule;
+    } else if (o.strengthRule !== undefined) {
+      fail('strengthRule applies to image-to-image and the hires fix: give an init image or hires options (or drop it)');
     }
     return settings;
   }
@@ -378,7 +395,8 @@ export class StableDiffusion {
       }
       if (cb.signal?.aborted) throw abortError();
     }
-    return x;
+    // A pass that runs no step (strength 0) still gets the final inpainting blend.
+    return timesteps.length === 0 && run.blend ? run.blend(x, undefined) : x;
   }
 
   /** The attention options as a pass of this latent size runs them: ToDo's 'auto' resolved on the first attention level's grid. */
@@ -411,7 +429,7 @@ export class StableDiffusion {
     const generator = new TorchGenerator(s.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
     const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
-    scheduler.setTimesteps(s.steps);
+    if (!o.initImage) scheduler.setTimesteps(s.steps);
 
     const t0 = performance.now();
     const cond = await this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps });
@@ -425,14 +443,15 @@ export class StableDiffusion {
       const original = fitImage(o.initImage, s.width, s.height);
       const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
-      timesteps = img2imgTimesteps(scheduler, s.steps, s.strength!);
+      const run = strengthRun(scheduler, this.strengthRequest(s, s.steps, s.strength!, false));
+      timesteps = run.timesteps;
       let init = (await encodeImage(this.vae, imagesToTensor([source]), randn, s.batch)).latents;
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
         // A1111 draws this noise from a fresh generator of the seed.
         const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
         init = blendLatents({ data: inside, dims: init.dims }, init, mask.latent);
       }
-      const start = noiseLatents(scheduler, init, timesteps, randn);
+      const start = noiseLatents(scheduler, init, run.noiseAt, randn);
       x = start.latents;
       if (mask) {
         const keep = init;
@@ -497,8 +516,8 @@ export class StableDiffusion {
     const generator = new TorchGenerator(s.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
     const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
-    scheduler.setTimesteps(hr.steps);
-    const timesteps = img2imgTimesteps(scheduler, hr.steps, hr.denoise);
+    const run = strengthRun(scheduler, this.strengthRequest(s, hr.steps, hr.denoise, true));
+    const timesteps = run.timesteps;
     let init: Tensor;
     if (hr.upscaler === 'lanczos') {
       const images = toRgb(await this.decodeLatents(x, s.vaeTiling)).map((img) => fitImage(img, hr.width, hr.height));
@@ -506,10 +525,14 @@ export class StableDiffusion {
     } else {
       init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
     }
-    const start = noiseLatents(scheduler, init, timesteps, randn);
+    const start = noiseLatents(scheduler, init, run.noiseAt, randn);
     const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2 }, cb);
     passes.push({ pass: 2, width: hr.width, height: hr.height, steps: timesteps.length, attention: this.attentionUsed(hr.attention, [lh, lw]) });
     return out;
+  }
+
+  private strengthRequest(s: GenerateSettings, steps: number, strength: number, hires: boolean): Parameters<typeof strengthRun>[1] {
+    return { sampler: s.sampler, rule: s.strengthRule!, steps, strength, hires, numTrain: Number(this.schedulerConfig.num_train_timesteps ?? 1000) };
   }
 
   private async denoiseOnDevice(x: Tensor, s: GenerateSettings, fixed: Conditioning, cb: GenerateCallbacks): Promise<Tensor | null> {

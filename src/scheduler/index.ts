@@ -11,6 +11,7 @@ import { HeunScheduler } from './heun.js';
 import { LmsScheduler } from './lms.js';
 import { PndmScheduler } from './pndm.js';
 import { UniPcMultistepScheduler } from './unipc.js';
+import { UserError } from '../errors.js';
 
 export const SAMPLER_NAMES = ['ddim', 'pndm', 'euler', 'euler-a', 'dpmpp-2m', 'dpmpp-2m-sde', 'heun', 'lms', 'unipc'] as const;
 
@@ -50,10 +51,10 @@ export interface SchedulerOptions {
 export function createScheduler(name: string, config: object, opts: SchedulerOptions = {}): Scheduler {
   const sampler = SAMPLER_NAMES.find((n) => n === name);
   if (sampler === undefined) {
-    throw new Error(`unknown sampler ${JSON.stringify(name)}; valid samplers: ${SAMPLER_NAMES.join(', ')}`);
+    throw new UserError(`unknown sampler ${JSON.stringify(name)}; valid samplers: ${SAMPLER_NAMES.join(', ')}`);
   }
   if (opts.karras === true && !KARRAS_SAMPLERS.includes(sampler)) {
-    throw new Error(`Karras sigmas are not available for the ${sampler} sampler (only for ${KARRAS_SAMPLERS.join(', ')})`);
+    throw new UserError(`Karras sigmas are not available for the ${sampler} sampler (only for ${KARRAS_SAMPLERS.join(', ')})`);
   }
   const randn = opts.randn ?? seededRandn(0);
   switch (sampler) {

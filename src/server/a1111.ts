@@ -60,7 +60,7 @@ export type GenerationBody = Record<string, unknown> & {
   mask?: string | null;
   mask_blur?: number | null;
   inpainting_fill?: number;
-  inpainting_mask_invert?: number;
+  inpainting_mask_invert?: number | boolean;
 };
 
 /** A sampler by A1111 name (or ours) and A1111's scheduler field: Automatic keeps what the name says. */
@@ -139,7 +139,7 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     if (![body.width, body.height].every((v) => Number.isInteger((v * scale) / 8))) {
       throw new RequestError('hr_scale', `hr_scale ${scale} gives a size of ${body.width * scale}x${body.height * scale}; both sides must be multiples of 8`);
     }
-    job.hires = { scale, denoise: body.denoising_strength ?? 0.7, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}) };
+    job.hires = { scale, denoise: body.denoising_strength ?? 0, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}) };
   }
   if (kind === 'img2img') {
     const mode = body.resize_mode ?? 0;
@@ -149,11 +149,13 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
       job.mask = {
         image: toWire(fitImage(readImage(body.mask, 'mask', decodeMask), body.width, body.height, mode)),
         blur: body.mask_blur ?? 4,
-        invert: body.inpainting_mask_invert === 1,
+        invert: Number(body.inpainting_mask_invert) === 1,
         fill: INPAINTING_FILL[body.inpainting_fill ?? 1]!,
       };
     }
   }
+  // The strength runs the steps A1111 runs for it (strength.ts), 0 included.
+  if (job.initImage || job.hires) job.strengthRule = 'a1111';
   return { job, samplerLabel: label };
 }
 

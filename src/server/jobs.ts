@@ -3,6 +3,7 @@
  * runs in this process or on a BullMQ worker on another machine.
  */
 import type { AttentionOptions } from '../attention/options.js';
+import type { StrengthRule } from '../pipeline/strength.js';
 import type { SamplerName } from '../scheduler/index.js';
 
 /** An image on the wire: RGB bytes as base64. */
@@ -33,6 +34,7 @@ export interface JobSpec {
   strength?: number;
   mask?: { image: WireImage; blur: number; invert: boolean; fill: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
   hires?: { scale: number; steps?: number; denoise: number; upscaler: 'latent' | 'latent-nearest' | 'lanczos' };
+  strengthRule?: StrengthRule;
 }
 
 export interface JobImage {

@@ -7,6 +7,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
+import { UserError } from '../errors.js';
 
 export interface ModelEntry {
   name: string;
@@ -48,7 +49,7 @@ export class ModelRegistry {
   resolve(name: string): ModelEntry {
     const bare = name.replace(/\s*\[[0-9a-f]+\]$/i, '');
     const hit = this.list().find((m) => m.name === bare || m.title === bare);
-    if (!hit) throw new Error(`unknown model "${name}"; available: ${this.list().map((m) => m.title).join(', ')} (models are looked up by name inside --models-dir)`);
+    if (!hit) throw new UserError(`unknown model "${name}"; available: ${this.list().map((m) => m.title).join(', ')} (models are looked up by name inside --models-dir)`);
     return hit;
   }
 

@@ -79,6 +79,7 @@ export class JobRunner {
       ...(job.initImage && { initImage: fromWire(job.initImage), strength: job.strength }),
       ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
       ...(job.hires && { hires: job.hires }),
+      ...(job.strengthRule && { strengthRule: job.strengthRule }),
     };
     const images: JobResult['images'] = [];
     let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };

@@ -1,15 +1,20 @@
 /**
- * The server's settings as A1111's `options` holds them: the model, CLIP skip, and the ToDo
- * extension's keys (sd-webui-token-downsampling). A request's `override_settings` applies on top,
- * for that request only.
+ * The server's settings as A1111's `options` holds them: every setting of A1111 v1.10.1
+ * (a1111-options.ts) and the ToDo extension's keys (sd-webui-token-downsampling). todo-sd acts on
+ * the model, CLIP skip and the ToDo keys; the others are kept and answered as written. A request's
+ * `override_settings` applies on top, for that request only. Types are checked by the request
+ * schemas (schemas.ts), values here.
  */
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
+import { UserError } from '../errors.js';
 import { findComponent } from '../io/model-folder.js';
 import { attentionLevels, parseUNetConfig } from '../models/unet.js';
 import { todoFromInfotext } from '../pipeline/todo-infotext.js';
+import { A1111_OPTIONS, type A1111OptionValue } from './a1111-options.js';
 import { RequestError } from './errors.js';
 import type { ModelRegistry } from './models.js';
 
+/** The settings todo-sd acts on. */
 export interface Settings {
   sd_model_checkpoint: string;
   CLIP_stop_at_last_layers: number;
@@ -20,50 +25,51 @@ export interface Settings {
 
 export type SettingsPatch = Partial<Settings> & Record<string, unknown>;
 
-/** Options A1111 clients read that todo-sd answers with fixed values. */
-const FIXED = { samples_format: 'png', sd_vae: 'Automatic', sd_checkpoint_hash: null, enable_pnginfo: true, img2img_background_color: '#ffffff' };
+/** The ToDo extension's settings and their defaults (dense attention). */
+export const TODO_OPTIONS = { token_downsampling_factor: 1, token_downsampling_max_depth: 1, token_downsampling_disable_after: 1 } as const;
+
+type Values = Record<string, A1111OptionValue> & Settings;
 
 export class ServerSettings {
-  private current: Settings;
+  private current: Values;
 
   constructor(
     private readonly registry: ModelRegistry,
     model: string,
   ) {
-    this.current = {
-      sd_model_checkpoint: registry.resolve(model).title,
-      CLIP_stop_at_last_layers: 1,
-      token_downsampling_factor: 1,
-      token_downsampling_max_depth: 1,
-      token_downsampling_disable_after: 1,
-    };
+    this.current = { ...A1111_OPTIONS, ...TODO_OPTIONS, CLIP_stop_at_last_layers: 1, sd_model_checkpoint: registry.resolve(model).title };
   }
 
-  get(): Settings & typeof FIXED {
-    return { ...FIXED, ...this.current };
+  /** Every setting, as GET options answers them. */
+  get(): Readonly<Values> {
+    return this.current;
   }
 
-  /** The settings with a patch applied (validated); `field` names where the patch came from in errors. */
-  merged(patch: SettingsPatch | null | undefined, field: string): Settings {
-    const next = { ...this.current };
+  /** The settings with a patch applied (validated); `field` names where the patch came from in errors. Unknown keys are ignored. */
+  private apply(patch: SettingsPatch | null | undefined, field: string): Values {
+    const next: Values = { ...this.current };
     if (!patch) return next;
+    for (const [k, v] of Object.entries(patch)) if (k in next && v !== undefined) next[k] = v as A1111OptionValue;
     if (patch.sd_model_checkpoint !== undefined) {
       try {
         next.sd_model_checkpoint = this.registry.resolve(patch.sd_model_checkpoint).title;
       } catch (e) {
-        throw new RequestError(`${field}sd_model_checkpoint`, (e as Error).message);
+        if (!(e instanceof UserError)) throw e;
+        throw new RequestError(`${field}sd_model_checkpoint`, e.message);
       }
-    }
-    for (const k of ['CLIP_stop_at_last_layers', 'token_downsampling_factor', 'token_downsampling_max_depth', 'token_downsampling_disable_after'] as const) {
-      if (patch[k] !== undefined) next[k] = patch[k];
     }
     todoAttention(next, () => modelAttentionLevels(this.registry.resolve(next.sd_model_checkpoint).path), field);
     return next;
   }
 
-  /** POST options: unknown keys are ignored, as A1111 does. */
+  /** The settings a request runs with: these, its override_settings on top. */
+  merged(patch: SettingsPatch | null | undefined, field: string): Settings {
+    return this.apply(patch, field);
+  }
+
+  /** POST options: unknown keys are ignored. */
   update(patch: SettingsPatch): void {
-    this.current = this.merged(patch, '');
+    this.current = this.apply(patch, '');
   }
 }
 
@@ -84,7 +90,8 @@ export function todoAttention(s: Settings, attentionLevels: () => readonly numbe
     options = todoFromInfotext(fields, attentionLevels()) ?? { method: 'dense' };
     resolveAttention(options);
   } catch (e) {
-    throw new RequestError(`${field}token_downsampling_max_depth`, (e as Error).message.replace(/^(infotext|attention options): /, ''));
+    if (!(e instanceof UserError)) throw e;
+    throw new RequestError(`${field}token_downsampling_max_depth`, e.message.replace(/^(infotext|attention options): /, ''));
   }
   return options;
 }

@@ -1,5 +1,6 @@
 /** AUTOMATIC1111's `/sdapi/v1` endpoints, with its request fields and response shapes. */
 import { mkdirSync, readdirSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { decodeBase64, decodeRgb } from '../../image/decode.js';
@@ -8,6 +9,7 @@ import { writeFileAtomic } from '../../io/atomic.js';
 import { encodePng, readPngText } from '../../io/png.js';
 import { A1111_SAMPLERS } from '../../scheduler/names.js';
 import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
+import { A1111_FLAGS } from '../a1111-flags.js';
 import type { ServerContext } from '../app.js';
 import { RequestError } from '../errors.js';
 import { infotextFields } from '../infotext.js';
@@ -111,11 +113,18 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   app.get(`${api}/latent-upscale-modes`, async () => LATENT_UPSCALE_MODES.map((name) => ({ name })));
   app.get(`${api}/loras`, async () => registry.loras().map((l) => ({ name: l.name, alias: l.name, path: l.path, metadata: {} })));
   app.post(`${api}/refresh-loras`, async () => null);
+  app.post(`${api}/refresh-embeddings`, async () => null);
+  app.post(`${api}/refresh-vae`, async () => null);
+  // This process's memory, as A1111 reports its own (rss of the total); no CUDA allocator to report.
+  app.get(`${api}/memory`, async () => {
+    const used = process.memoryUsage.rss();
+    return { ram: { free: totalmem() - used, used, total: totalmem() }, cuda: { error: 'unavailable' } };
+  });
   app.get(`${api}/embeddings`, async () => ({ loaded: {}, skipped: {} }));
   app.get(`${api}/prompt-styles`, async () => []);
   app.get(`${api}/scripts`, async () => ({ txt2img: [], img2img: [] }));
   for (const name of EMPTY_LIST_ENDPOINTS) app.get(`${api}/${name}`, async () => []);
-  app.get(`${api}/cmd-flags`, async () => ({ api: true, nowebui: false, ckpt_dir: registry.modelsDir ?? null, lora_dir: registry.loraDir ?? null, ...ctx.flags }));
+  app.get(`${api}/cmd-flags`, async () => ({ ...A1111_FLAGS, api: true, nowebui: false, ckpt_dir: registry.modelsDir ?? null, lora_dir: registry.loraDir ?? null, ...ctx.flags }));
 
   app.post(`${api}/png-info`, { schema: { body: PNG_INFO_SCHEMA } }, async (req) => {
     let text: Record<string, string>;
