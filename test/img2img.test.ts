@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createScheduler, StableDiffusion, TorchGenerator, type SamplerName } from '../src/index.js';
-import { decodePngRgb } from '../src/io/png.js';
+import { decodeImage } from '../src/io/image.js';
 import { encodeImage, imagesToTensor, noiseLatents } from '../src/pipeline/img2img.js';
 import { strengthRun } from '../src/pipeline/strength.js';
 import { caseFlags, comparePngs, readCases, type ReferenceCase } from './conformance-images.js';
@@ -51,7 +51,7 @@ for (const c of cases.filter((_, i) => i === 0 || i === 6)) {
   test(`img2img ${c.name}: preprocessing, posterior, draws and every step to 1e-4`, async () => {
     const a = c.args;
     const t = (what: string): { data: Float32Array; dims: readonly number[] } => readTensor(trace, `${c.name}.${what}`);
-    const init = decodePngRgb(readFileSync(fixture('img2img', c.init_image)), c.init_image);
+    const init = await decodeImage(readFileSync(fixture('img2img', c.init_image)));
     const image = imagesToTensor([init]);
     assert.ok(relL2(image.data, t('image').data) < 1e-6);
 
@@ -86,7 +86,7 @@ for (const c of cases.filter((_, i) => i === 0 || i === 6)) {
 }
 
 test('PNDM (PLMS) runs one step more than steps × strength, as diffusers', async () => {
-  const init = decodePngRgb(readFileSync(fixture('img2img', 'init-32.png')), 'init-32.png');
+  const init = await decodeImage(readFileSync(fixture('img2img', 'init-32.png')));
   const seen: number[] = [];
   await pipe.generate({ prompt: 'a lighthouse', steps: 10, sampler: 'pndm', seed: 1, initImage: init, strength: 0.5 }, { onStep: (s) => void (s.phase === 'denoise' && seen.push(s.timestep)) });
   // The schedule is 901, 801, 801, 701, …, 1 (PLMS repeats a timestep); t_start = 5 keeps six of them.
@@ -94,7 +94,7 @@ test('PNDM (PLMS) runs one step more than steps × strength, as diffusers', asyn
 });
 
 test('an init image of another size is resized with Lanczos to the asked size; without a size, rounded down to 8', async () => {
-  const init = decodePngRgb(readFileSync(fixture('img2img', 'init-64.png')), 'init-64.png');
+  const init = await decodeImage(readFileSync(fixture('img2img', 'init-64.png')));
   const resized = await pipe.generate({ prompt: 'a lighthouse', steps: 2, sampler: 'ddim', seed: 1, initImage: init, strength: 0.5, width: 32, height: 40 });
   assert.deepEqual([resized.images[0]!.width, resized.images[0]!.height], [32, 40]);
   const odd = { width: 37, height: 30, data: init.data.subarray(0, 37 * 30 * 3) };
@@ -103,7 +103,7 @@ test('an init image of another size is resized with Lanczos to the asked size; w
 });
 
 test('strength outside [0, 1], a strength without an image, latents with an image: clear errors', async () => {
-  const init = decodePngRgb(readFileSync(fixture('img2img', 'init-32.png')), 'init-32.png');
+  const init = await decodeImage(readFileSync(fixture('img2img', 'init-32.png')));
   for (const strength of [-0.5, 1.5, Number.NaN]) {
     await assert.rejects(pipe.generate({ prompt: 'x', steps: 2, initImage: init, strength }), /strength must be a number from 0 to 1/);
   }

@@ -5,7 +5,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { AttentionOptions } from '../attention/options.js';
 import { TODO_MODES, type TodoMode } from '../attention/todo.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { decodePngRgb, encodePng } from '../io/png.js';
+import { decodeImage, type DecodedImage } from '../io/image.js';
+import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { PREDICTIONS } from '../pipeline/model-parts.js';
 import type { Prediction } from '../models/single-file/checkpoint.js';
@@ -87,10 +88,10 @@ export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 
   };
 }
 
-/** A PNG named by a flag, as RGB (plus its alpha, if any). */
-function readPng(path: string, flag: string): ReturnType<typeof decodePngRgb> {
+/** A picture named by a flag (PNG, JPEG, WebP, …), as RGB plus its alpha, if any. */
+function readImage(path: string, flag: string): Promise<DecodedImage> {
   if (!existsSync(path) || !statSync(path).isFile()) throw new UserError(`${flag} ${path}: file not found`);
-  return decodePngRgb(readFileSync(path), `${flag} ${path}`);
+  return decodeImage(readFileSync(path), { what: `${flag} ${path}` });
 }
 
 /** Output file names: `out.png` for one image, `out-0.png`, `out-1.png`, … for a batch. */
@@ -132,10 +133,10 @@ export function registerGenerate(program: Command): void {
     .option('--karras', 'Karras noise schedule (all samplers but ddim and pndm)')
     .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
     .option('--latents <file>', 'initial noise from a safetensors file (tensor "latents", [batch, 4, h/8, w/8])')
-    .option('--init-image <file.png>', 'image-to-image: start from this picture (resized with Lanczos to --width x --height if given)')
+    .option('--init-image <file>', 'image-to-image: start from this picture, PNG, JPEG or WebP (resized with Lanczos to --width x --height if given)')
     .option('--strength <s>', 'image-to-image: how much is repainted, 0 <= s <= 1 (default 0.75)', parseFloatOption('--strength', 0, 1))
     .addOption(new Option('--strength-rule <rule>', "which steps a strength runs (img2img, hires fix): diffusers' img2img cut or AUTOMATIC1111's").choices(STRENGTH_RULES).default('diffusers'))
-    .option('--mask <file.png>', 'inpainting (with --init-image): white repaints, black keeps; another size is resized')
+    .option('--mask <file>', 'inpainting (with --init-image): white (or opaque, in a mask with transparency) repaints; another size is resized')
     .option('--mask-blur <px>', 'Gaussian blur of the mask, in pixels', parseFloatOption('--mask-blur', 0, 64), 4)
     .option('--mask-invert', 'repaint the black part of the mask instead')
     .addOption(new Option('--inpainting-fill <how>', 'what the masked area starts from').choices(INPAINT_FILLS).default('original'))
@@ -169,8 +170,8 @@ export function registerGenerate(program: Command): void {
       const modelDir = f.model ?? BUILTIN_MODEL_DIR;
       if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
       const latents = f.latents ? readLatentsFile(f.latents) : undefined;
-      const initImage = f.initImage ? readPng(f.initImage, '--init-image') : undefined;
-      const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
+      const initImage = f.initImage ? await readImage(f.initImage, '--init-image') : undefined;
+      const mask = f.mask ? await readImage(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
       const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
       const hiresFlags = {

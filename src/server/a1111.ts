@@ -4,12 +4,15 @@
  * `parameters`, `info` as a JSON string).
  */
 import { randomInt } from 'node:crypto';
-import { decodeBase64, decodeMask, decodeRgb } from '../image/decode.js';
+import { UserError } from '../errors.js';
+import { decodeBase64, flattenImage, maskImage } from '../image/decode.js';
+import { decodeImage, type DecodedImage } from '../io/image.js';
 import { fitImage as resizeLanczos } from '../pipeline/img2img.js';
 import type { RgbImage } from '../io/png.js';
 import { KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName, resolveSampler } from '../scheduler/names.js';
 import { RequestError } from './errors.js';
+import { LIMITS } from './limits.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
 import { modelAttentionLevels, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
@@ -81,11 +84,13 @@ export function resolveA1111Sampler(name: string, scheduler: string | null): { s
   return { sampler: named.sampler, karras, label: a1111SamplerName(named.sampler, karras) };
 }
 
-function readImage(b64: string, field: string, as = decodeRgb): RgbImage {
+/** A client's base64 picture (PNG, JPEG, WebP, … with or without a data-URL prefix); bad input is a RequestError on `field`. */
+export async function readClientImage(b64: string, field: string): Promise<DecodedImage> {
   try {
-    return as(decodeBase64(b64));
+    return await decodeImage(decodeBase64(b64), { what: field, maxPixels: LIMITS.maxInputPixels });
   } catch (e) {
-    throw new RequestError(field, `${field}: ${(e as Error).message}`);
+    if (!(e instanceof UserError)) throw e;
+    throw new RequestError(field, e.message);
   }
 }
 
@@ -112,7 +117,7 @@ export function fitImage(img: RgbImage, width: number, height: number, mode: num
 }
 
 /** A1111 request → JobSpec, every check made before the job is queued. */
-export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings, modelPath: (name: string) => string): { job: JobSpec; samplerLabel: string } {
+export async function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings, modelPath: (name: string) => string): Promise<{ job: JobSpec; samplerLabel: string }> {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
@@ -143,11 +148,12 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
   }
   if (kind === 'img2img') {
     const mode = body.resize_mode ?? 0;
-    job.initImage = toWire(fitImage(readImage(body.init_images![0]!, 'init_images.0'), body.width, body.height, mode));
+    const init = flattenImage(await readClientImage(body.init_images![0]!, 'init_images.0'), s.img2img_background_color);
+    job.initImage = toWire(fitImage(init, body.width, body.height, mode));
     job.strength = body.denoising_strength ?? 0.75;
     if (body.mask) {
       job.mask = {
-        image: toWire(fitImage(readImage(body.mask, 'mask', decodeMask), body.width, body.height, mode)),
+        image: toWire(fitImage(maskImage(await readClientImage(body.mask, 'mask')), body.width, body.height, mode)),
         blur: body.mask_blur ?? 4,
         invert: Number(body.inpainting_mask_invert) === 1,
         fill: INPAINTING_FILL[body.inpainting_fill ?? 1]!,

@@ -7,6 +7,7 @@
  */
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
 import { UserError } from '../errors.js';
+import { parseColor } from '../image/decode.js';
 import { findComponent } from '../io/model-folder.js';
 import { attentionLevels, parseUNetConfig } from '../models/unet.js';
 import { todoFromInfotext } from '../pipeline/todo-infotext.js';
@@ -18,6 +19,8 @@ import type { ModelRegistry } from './models.js';
 export interface Settings {
   sd_model_checkpoint: string;
   CLIP_stop_at_last_layers: number;
+  /** What transparent parts of an img2img picture become. */
+  img2img_background_color: string;
   token_downsampling_factor: number;
   token_downsampling_max_depth: number;
   token_downsampling_disable_after: number;
@@ -37,7 +40,7 @@ export class ServerSettings {
     private readonly registry: ModelRegistry,
     model: string,
   ) {
-    this.current = { ...A1111_OPTIONS, ...TODO_OPTIONS, CLIP_stop_at_last_layers: 1, sd_model_checkpoint: registry.resolve(model).title };
+    this.current = { ...A1111_OPTIONS, ...TODO_OPTIONS, CLIP_stop_at_last_layers: 1, img2img_background_color: '#ffffff', sd_model_checkpoint: registry.resolve(model).title };
   }
 
   /** Every setting, as GET options answers them. */
@@ -57,6 +60,11 @@ export class ServerSettings {
         if (!(e instanceof UserError)) throw e;
         throw new RequestError(`${field}sd_model_checkpoint`, e.message);
       }
+    }
+    try {
+      parseColor(next.img2img_background_color);
+    } catch (e) {
+      throw new RequestError(`${field}img2img_background_color`, (e as Error).message);
     }
     todoAttention(next, () => modelAttentionLevels(this.registry.resolve(next.sd_model_checkpoint).path), field);
     return next;

@@ -3,12 +3,12 @@ import { mkdirSync, readdirSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { decodeBase64, decodeRgb } from '../../image/decode.js';
+import { decodeBase64, flattenImage } from '../../image/decode.js';
 import { fitImage as resizeLanczos } from '../../pipeline/img2img.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { encodePng, readPngText } from '../../io/png.js';
 import { A1111_SAMPLERS } from '../../scheduler/names.js';
-import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
+import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, readClientImage, toJob, type GenerationBody } from '../a1111.js';
 import { A1111_FLAGS } from '../a1111-flags.js';
 import type { ServerContext } from '../app.js';
 import { RequestError } from '../errors.js';
@@ -32,7 +32,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   const { registry, settings, queue } = ctx;
 
   const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
-    const { job, samplerLabel } = toJob(kind, body, settings, (name) => registry.resolve(name).path);
+    const { job, samplerLabel } = await toJob(kind, body, settings, (name) => registry.resolve(name).path);
     const model = registry.resolve(job.model);
     const refusal = memoryRefusal(estimateJobMemory(job, model.path), ctx.maxMemoryMiB);
     if (refusal) throw new RequestError('width', refusal, 'value_error.memory');
@@ -48,12 +48,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   app.post(`${api}/extra-single-image`, { schema: { body: EXTRA_SINGLE_IMAGE_SCHEMA } }, async (req) => {
     const b = req.body as { image: string; resize_mode: number; upscaling_resize: number; upscaling_resize_w: number; upscaling_resize_h: number; upscaler_1: string | null };
     if (!['None', 'Lanczos', null].includes(b.upscaler_1)) throw new RequestError('upscaler_1', `unknown upscaler "${b.upscaler_1}"; available: None, Lanczos (both resize with Lanczos)`);
-    let img;
-    try {
-      img = decodeRgb(decodeBase64(b.image));
-    } catch (e) {
-      throw new RequestError('image', `image: ${(e as Error).message}`);
-    }
+    const img = flattenImage(await readClientImage(b.image, 'image'), settings.get().img2img_background_color);
     const [w, h] = b.resize_mode === 1 ? [b.upscaling_resize_w, b.upscaling_resize_h] : [Math.round(img.width * b.upscaling_resize), Math.round(img.height * b.upscaling_resize)];
     if (w * h > (4 * 2048) ** 2) throw new RequestError('upscaling_resize', `the result would be ${w}x${h}; at most ${4 * 2048}x${4 * 2048} pixels`);
     const out = resizeLanczos(img, w, h);
