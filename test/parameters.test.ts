@@ -208,7 +208,7 @@ test('hires fix in A1111 parameters: Hires resize, absent steps, upscalers we do
   assert.deepEqual(esrgan.options.hires, { scale: 1.5, denoise: 0.3, upscaler: 'latent' });
   assert.deepEqual(esrgan.notApplied, ['Hires upscaler ("R-ESRGAN 4x+" is not offered here (Latent, Latent (nearest), Lanczos): Latent used)', 'Hires sampler']);
   const img2img = read('Denoising strength: 0.6, Mask blur: 3');
-  assert.deepEqual(img2img.imageToImage, { strength: 0.6, maskBlur: 3 });
+  assert.deepEqual(img2img.imageToImage, { strength: 0.6, strengthRule: 'a1111', maskBlur: 3 });
   assert.equal(img2img.options.hires, undefined);
   assert.deepEqual(img2img.notApplied, ['Denoising strength', 'Mask blur']);
 });
