@@ -171,7 +171,7 @@ export class RedisWorker {
       autorun: false,
     });
     // Logged once BullMQ has recorded the outcome: a job whose lock was lost is not reported as finished here.
-    worker.on('completed', (job, r) => log(`job ${job.id} ${r.userError === undefined ? `finished: ${r.images.length} images${r.interrupted ? ' (interrupted)' : ''}` : `refused: ${r.userError}`}`));
+    worker.on('completed', (job, r) => log(`job ${job.id} finished: ${r.userError === undefined ? `${r.images.length} images${r.interrupted ? ' (interrupted)' : ''}` : `refused (${r.userError})`}`));
     worker.on('failed', (job, e) => log(`job ${job?.id ?? '?'} failed: ${e.message}`));
     reportErrors([events, worker], log);
     await Promise.all([events.waitUntilReady(), worker.waitUntilReady()]);
