@@ -22,6 +22,8 @@ export { StableDiffusion, toRgb, readLatentsFile } from './pipeline/stable-diffu
 export type { GenerateOptions, GenerateResult, GenerateSettings, GeneratedImage, PassInfo, StepInfo, GenerateCallbacks } from './pipeline/stable-diffusion.js';
 export { HIRES_UPSCALERS } from './pipeline/hires.js';
 export type { HiresOptions, HiresUpscaler } from './pipeline/hires.js';
+export { STRENGTH_RULES } from './pipeline/strength.js';
+export type { StrengthRule } from './pipeline/strength.js';
 export { INPAINT_FILLS } from './pipeline/inpaint.js';
 export type { InpaintMask, InpaintFill } from './pipeline/inpaint.js';
 export { resample } from './image/resample.js';

@@ -6,11 +6,12 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32, deflateSync } from 'node:zlib';
+import { deflateSync } from 'node:zlib';
 import { encode } from 'fast-png';
 import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
 import { readPngText, writeSafetensors } from '../src/index.js';
+import { pngChunk } from '../src/io/png.js';
 import { createServer } from '../src/server/app.js';
 import { ModelRegistry } from '../src/server/models.js';
 import { LocalQueue } from '../src/server/queue-local.js';
@@ -203,22 +204,14 @@ test('user errors found inside a job answer 422 in A1111 error shape: a LoRA mad
   assert.equal((await post('txt2img', txt2img)).status, 200);
 });
 
-/** The parts of a PNG, as a PNG file: enough for a header that claims a size. */
+/** A PNG whose header claims a size, with next to no pixel data. */
 function pngClaiming(width: number, height: number): string {
-  const chunk = (type: string, body: Buffer): Buffer => {
-    const out = Buffer.alloc(12 + body.length);
-    out.writeUInt32BE(body.length, 0);
-    out.write(type, 4, 'latin1');
-    body.copy(out, 8);
-    out.writeUInt32BE(crc32(out.subarray(4, 8 + body.length)), 8 + body.length);
-    return out;
-  };
   const ihdr = Buffer.alloc(13);
   ihdr.writeUInt32BE(width, 0);
   ihdr.writeUInt32BE(height, 4);
   ihdr[8] = 8;
   const sig = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
-  return Buffer.concat([sig, chunk('IHDR', ihdr), chunk('IDAT', deflateSync(Buffer.alloc(width + 1))), chunk('IEND', Buffer.alloc(0))]).toString('base64');
+  return Buffer.concat([sig, pngChunk('IHDR', ihdr), pngChunk('IDAT', deflateSync(Buffer.alloc(width + 1))), pngChunk('IEND', Buffer.alloc(0))]).toString('base64');
 }
 
 test('pictures as JPEG, WebP or GIF, with or without a data-URL prefix; damaged, refused and oversized ones are 422 on their field', async () => {

@@ -15,7 +15,8 @@ export interface RgbImage {
 
 const isLatin1 = (s: string): boolean => [...s].every((ch) => ch.charCodeAt(0) <= 0xff);
 
-function chunk(type: string, body: Uint8Array): Uint8Array {
+/** One PNG chunk: length, type, body, CRC. */
+export function pngChunk(type: string, body: Uint8Array): Uint8Array {
   const out = Buffer.alloc(12 + body.length);
   out.writeUInt32BE(body.length, 0);
   out.write(type, 4, 'latin1');
@@ -26,7 +27,7 @@ function chunk(type: string, body: Uint8Array): Uint8Array {
 
 /** keyword \0 compression-flag(0) method(0) language-tag \0 translated-keyword \0 text */
 function iTXt(keyword: string, text: string): Uint8Array {
-  return chunk('iTXt', Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, 'utf8')]));
+  return pngChunk('iTXt', Buffer.concat([Buffer.from(keyword, 'latin1'), Buffer.from([0, 0, 0, 0, 0]), Buffer.from(text, 'utf8')]));
 }
 
 export function encodePng(img: RgbImage, text: Record<string, string> = {}): Uint8Array {

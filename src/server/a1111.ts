@@ -144,6 +144,7 @@ export async function toJob(kind: JobSpec['kind'], body: GenerationBody, setting
     if (![body.width, body.height].every((v) => Number.isInteger((v * scale) / 8))) {
       throw new RequestError('hr_scale', `hr_scale ${scale} gives a size of ${body.width * scale}x${body.height * scale}; both sides must be multiples of 8`);
     }
+    // Without denoising_strength, 0, as A1111's own API tests send (its request model leaves None, which its step set-up cannot take).
     job.hires = { scale, denoise: body.denoising_strength ?? 0, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}) };
   }
   if (kind === 'img2img') {
