@@ -29,7 +29,7 @@ export type { InpaintMask, InpaintFill } from './pipeline/inpaint.js';
 export { resample } from './image/resample.js';
 export type { Pixels, ResampleFilter } from './image/resample.js';
 export { encodePng, readPngText } from './io/png.js';
-export { decodeImage } from './io/image.js';
+export { decodeImage, readImageText } from './io/image.js';
 export type { DecodedImage, DecodeOptions } from './io/image.js';
 export { UserError } from './errors.js';
 export { a1111Parameters, parseParameters } from './pipeline/parameters.js';

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encode } from 'fast-png';
 import sharp, { type Sharp } from 'sharp';
-import { decodeImage, UserError } from '../src/index.js';
+import { decodeImage, encodePng, readImageText, UserError } from '../src/index.js';
 
 const rgbOf = (width: number, height: number, pixel: (x: number, y: number) => [number, number, number]): Buffer => {
   const data = Buffer.alloc(width * height * 3);
@@ -59,6 +59,41 @@ test('EXIF orientation is applied (a JPEG stored sideways with orientation 6 rea
   assert.ok(near(mean(img, 5, 1, 8, 7), [0, 255, 0]), `top right ${mean(img, 5, 1, 8, 7)}`);
   assert.ok(near(mean(img, 0, 1, 3, 7), [255, 0, 0]), `top left ${mean(img, 0, 1, 3, 7)}`);
   assert.ok(near(mean(img, 0, 9, 8, 16), [0, 0, 255]), `bottom ${mean(img, 0, 9, 8, 16)}`);
+});
+
+/** A JPEG with an APP1 EXIF segment holding only UserComment, as piexif writes A1111's: `UNICODE\0` + UTF-16 big-endian. */
+async function jpegWithUserComment(text: string): Promise<Buffer> {
+  const comment = Buffer.concat([Buffer.from('UNICODE\0', 'latin1'), Buffer.from(text, 'utf16le').swap16()]);
+  // Big-endian TIFF: header, IFD0 at 8 (one entry: the Exif IFD at 26), Exif IFD (one entry: UserComment at 44), the comment.
+  const tiff = Buffer.alloc(44 + comment.length);
+  tiff.write('MM', 0, 'latin1');
+  tiff.writeUInt16BE(42, 2);
+  tiff.writeUInt32BE(8, 4);
+  for (const [at, tag, type, count, value] of [[8, 0x8769, 4, 1, 26], [26, 0x9286, 7, comment.length, 44]] as const) {
+    tiff.writeUInt16BE(1, at);
+    tiff.writeUInt16BE(tag, at + 2);
+    tiff.writeUInt16BE(type, at + 4);
+    tiff.writeUInt32BE(count, at + 6);
+    tiff.writeUInt32BE(value, at + 10);
+  }
+  comment.copy(tiff, 44);
+  const exif = Buffer.concat([Buffer.from('Exif\0\0', 'latin1'), tiff]);
+  const length = Buffer.alloc(2);
+  length.writeUInt16BE(exif.length + 2);
+  const jpeg = await raw(8, 8, rgbOf(8, 8, () => [90, 90, 90])).jpeg().toBuffer();
+  return Buffer.concat([jpeg.subarray(0, 2), Buffer.from([0xff, 0xe1]), length, exif, jpeg.subarray(2)]);
+}
+
+test("the parameters a picture carries: PNG text chunks, a JPEG's or WebP's EXIF UserComment (A1111's samples_format jpg / webp)", async () => {
+  const text = 'a café, (fox:1.2) 🦊\nNegative prompt: blur\nSteps: 20, Sampler: Euler a, Seed: 1';
+  const png = encodePng({ width: 1, height: 1, data: new Uint8Array(3) }, { parameters: text, extra: 'x' });
+  assert.deepEqual(await readImageText(png), { parameters: text, extra: 'x' });
+  assert.deepEqual(await readImageText(await jpegWithUserComment(text)), { parameters: text });
+  // libvips writes the charset code ASCII: plain text reads back the same.
+  const webp = await raw(4, 4, rgbOf(4, 4, () => [1, 2, 3])).webp().withExif({ IFD2: { UserComment: 'Steps: 4, Seed: 2' } }).toBuffer();
+  assert.deepEqual(await readImageText(webp), { parameters: 'Steps: 4, Seed: 2' });
+  assert.deepEqual(await readImageText(await raw(4, 4, rgbOf(4, 4, () => [1, 2, 3])).jpeg().toBuffer()), {});
+  await assert.rejects(readImageText(new TextEncoder().encode('no picture'), { what: 'image' }), /^UserError: image is not a readable image/);
 });
 
 test('bad input: not an image, truncated, refused formats and huge images are UserErrors that say what to do', async () => {

@@ -256,6 +256,12 @@ test('every other endpoint, read field by field as its A1111 response model docu
   const info = await post<Json>('png-info', { image: made.body.images[0]! });
   hasFields(info.body, ['info', 'items', 'parameters'], 'png-info');
   assert.equal((info.body.parameters as Json).Seed, '3');
+  // A1111 with samples_format jpg / webp puts the parameters in EXIF UserComment; png-info reads them there too.
+  const jpeg = await sharp(Buffer.from(made.body.images[0]!, 'base64')).jpeg().withExif({ IFD2: { UserComment: 'a fox\nSteps: 3, Seed: 7, Size: 32x32' } }).toBuffer();
+  const fromJpeg = await post<Json>('png-info', { image: `data:image/jpeg;base64,${jpeg.toString('base64')}` });
+  assert.equal(fromJpeg.body.info, 'a fox\nSteps: 3, Seed: 7, Size: 32x32');
+  assert.equal((fromJpeg.body.parameters as Json).Seed, '7');
+  assert.equal((await post('png-info', { image: Buffer.from('no picture').toString('base64') })).status, 422);
 
   const progress = await get('progress');
   hasFields(progress, ['progress', 'eta_relative', 'state', 'current_image', 'textinfo'], 'progress');

@@ -5,11 +5,14 @@
  * grey replicated, palettes expanded, 16-bit samples cut to their high byte, embedded ICC profiles
  * not applied. TIFF, HEIC, SVG and the other formats libvips knows are refused by name: the inputs
  * here are photographs and drawings in the formats browsers and cameras send, and every decoder
- * left out is one less reached by untrusted bytes on the server.
+ * left out is one less reached by untrusted bytes on the server. readImageText reads the
+ * generation parameters a picture carries: PNG text chunks, or the EXIF UserComment of a JPEG or
+ * WebP (A1111's `samples_format` jpg / webp).
  */
+import exifReader from 'exif-reader';
 import sharp, { type Metadata, type OutputInfo } from 'sharp';
 import { UserError } from '../errors.js';
-import type { RgbImage } from './png.js';
+import { readPngText, type RgbImage } from './png.js';
 
 export interface DecodedImage extends RgbImage {
   /** The alpha plane (255 = opaque), when the image has one. */
@@ -50,20 +53,28 @@ function formatOf(meta: Metadata, what: string): string {
   return name;
 }
 
-/** Decodes a picture; bad, truncated, unsupported or oversized input is a UserError naming the problem. */
-export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}): Promise<DecodedImage> {
-  const what = options.what ?? 'the image';
-  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
-  const damaged = (name: string, e: unknown): UserError => new UserError(`${what} is a damaged ${name} file (${(e as Error).message.split('\n')[0]}); re-save it`);
+function damaged(what: string, name: string, e: unknown): UserError {
+  return new UserError(`${what} is a damaged ${name} file (${(e as Error).message.split('\n')[0]}); re-save it`);
+}
+
+/** The picture's header (no pixels decoded) and its format's name; anything else is a UserError. */
+async function probe(bytes: Uint8Array, what: string): Promise<{ meta: Metadata; name: string }> {
   let meta: Metadata;
   try {
     meta = await sharp(bytes).metadata();
   } catch (e) {
     const name = announced(bytes);
-    if (name) throw damaged(name, e);
+    if (name) throw damaged(what, name, e);
     throw new UserError(`${what} is not a readable image (${(e as Error).message.split('\n')[0]}); give a PNG, JPEG or WebP file`);
   }
-  const name = formatOf(meta, what);
+  return { meta, name: formatOf(meta, what) };
+}
+
+/** Decodes a picture; bad, truncated, unsupported or oversized input is a UserError naming the problem. */
+export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}): Promise<DecodedImage> {
+  const what = options.what ?? 'the image';
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  const { meta, name } = await probe(bytes, what);
   const w = meta.width ?? 0;
   const h = meta.height ?? 0;
   if (w * h > maxPixels) throw new UserError(`${what} is ${w}x${h} pixels, more than the ${maxPixels.toLocaleString('en-US')} allowed; scale it down first`);
@@ -72,9 +83,43 @@ export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}
     // failOn 'warning' (sharp's default) also refuses truncated and damaged data.
     raw = await sharp(bytes, { ignoreIcc: true, limitInputPixels: maxPixels }).autoOrient().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
   } catch (e) {
-    throw damaged(name, e);
+    throw damaged(what, name, e);
   }
   return toRgb(raw.data, raw.info);
+}
+
+/**
+ * EXIF UserComment by its 8-byte charset code: `UNICODE` is UTF-16 big-endian (piexif's, as A1111
+ * writes JPEG and WebP parameters); `ASCII` and the rest are read as UTF-8, which ASCII is too.
+ */
+function userComment(raw: Uint8Array): string {
+  const code = Buffer.from(raw.subarray(0, 8)).toString('latin1');
+  const body = Buffer.from(raw.subarray(8));
+  const text = code === 'UNICODE\0' ? new TextDecoder('utf-16be').decode(body) : body.toString('utf8');
+  return text.replace(/\0+$/, '');
+}
+
+/**
+ * The text a picture carries, as A1111's `read_info_from_image`: a PNG's text chunks, a JPEG's or
+ * WebP's EXIF UserComment as `parameters`.
+ */
+export async function readImageText(bytes: Uint8Array, options: DecodeOptions = {}): Promise<Record<string, string>> {
+  const what = options.what ?? 'the image';
+  const { meta, name } = await probe(bytes, what);
+  if (name === 'PNG') {
+    try {
+      return readPngText(bytes);
+    } catch (e) {
+      throw damaged(what, name, e);
+    }
+  }
+  let comment: unknown;
+  try {
+    comment = meta.exif && exifReader(meta.exif).Photo?.UserComment;
+  } catch {
+    // Damaged EXIF carries no parameters (A1111's piexif gives up on it too).
+  }
+  return comment instanceof Uint8Array ? { parameters: userComment(comment) } : {};
 }
 
 /** Interleaved 8-bit samples (grey, grey + alpha, RGB or RGBA) → RGB and an alpha plane. */

@@ -4,14 +4,13 @@
  * `parameters`, `info` as a JSON string).
  */
 import { randomInt } from 'node:crypto';
-import { UserError } from '../errors.js';
 import { decodeBase64, flattenImage, maskImage } from '../image/decode.js';
 import { decodeImage, type DecodedImage } from '../io/image.js';
 import { fitImage as resizeLanczos } from '../pipeline/img2img.js';
 import type { RgbImage } from '../io/png.js';
 import { KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName, resolveSampler } from '../scheduler/names.js';
-import { RequestError } from './errors.js';
+import { onField, RequestError } from './errors.js';
 import { LIMITS } from './limits.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
@@ -85,13 +84,8 @@ export function resolveA1111Sampler(name: string, scheduler: string | null): { s
 }
 
 /** A client's base64 picture (PNG, JPEG, WebP, … with or without a data-URL prefix); bad input is a RequestError on `field`. */
-export async function readClientImage(b64: string, field: string): Promise<DecodedImage> {
-  try {
-    return await decodeImage(decodeBase64(b64), { what: field, maxPixels: LIMITS.maxInputPixels });
-  } catch (e) {
-    if (!(e instanceof UserError)) throw e;
-    throw new RequestError(field, e.message);
-  }
+export function readClientImage(b64: string, field: string): Promise<DecodedImage> {
+  return onField(field, () => decodeImage(decodeBase64(b64), { what: field, maxPixels: LIMITS.maxInputPixels }));
 }
 
 /** A1111's resize modes: 0 just resize, 1 crop and resize, 2 resize and fill, 3 latent (as 0 here). */

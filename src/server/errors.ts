@@ -28,6 +28,16 @@ export class RequestError extends UserError {
   }
 }
 
+/** `work`'s result; a UserError it throws becomes a RequestError on `field`, so the answer points at the field. */
+export async function onField<T>(field: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    if (!(e instanceof UserError)) throw e;
+    throw new RequestError(field, e.message);
+  }
+}
+
 interface AjvError {
   instancePath: string;
   keyword: string;

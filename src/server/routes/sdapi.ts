@@ -6,12 +6,13 @@ import type { FastifyInstance } from 'fastify';
 import { decodeBase64, flattenImage } from '../../image/decode.js';
 import { fitImage as resizeLanczos } from '../../pipeline/img2img.js';
 import { writeFileAtomic } from '../../io/atomic.js';
-import { encodePng, readPngText } from '../../io/png.js';
+import { readImageText } from '../../io/image.js';
+import { encodePng } from '../../io/png.js';
 import { A1111_SAMPLERS } from '../../scheduler/names.js';
 import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, readClientImage, toJob, type GenerationBody } from '../a1111.js';
 import { A1111_FLAGS } from '../a1111-flags.js';
 import type { ServerContext } from '../app.js';
-import { RequestError } from '../errors.js';
+import { onField, RequestError } from '../errors.js';
 import { infotextFields } from '../infotext.js';
 import type { JobResult, JobSpec } from '../jobs.js';
 import { estimateJobMemory, memoryRefusal } from '../limits.js';
@@ -122,12 +123,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   app.get(`${api}/cmd-flags`, async () => ({ ...A1111_FLAGS, api: true, nowebui: false, ckpt_dir: registry.modelsDir ?? null, lora_dir: registry.loraDir ?? null, ...ctx.flags }));
 
   app.post(`${api}/png-info`, { schema: { body: PNG_INFO_SCHEMA } }, async (req) => {
-    let text: Record<string, string>;
-    try {
-      text = readPngText(decodeBase64((req.body as { image: string }).image));
-    } catch (e) {
-      throw new RequestError('image', `image: not a readable PNG (${(e as Error).message})`);
-    }
+    const text = await onField('image', () => readImageText(decodeBase64((req.body as { image: string }).image), { what: 'image' }));
     const info = text.parameters ?? '';
     return { info, items: Object.fromEntries(Object.entries(text).filter(([k]) => k !== 'parameters')), parameters: info ? infotextFields(info) : {} };
   });
