@@ -28,13 +28,18 @@ export class RequestError extends UserError {
   }
 }
 
-/** `work`'s result; a UserError it throws becomes a RequestError on `field`, so the answer points at the field. */
+/** Rethrows a UserError as a RequestError on `field`, so the answer points at the field; other errors as they are. */
+export function onFieldError(field: string, e: unknown): never {
+  if (!(e instanceof UserError)) throw e;
+  throw new RequestError(field, e.message);
+}
+
+/** `work`'s result, its UserError a RequestError on `field`. */
 export async function onField<T>(field: string, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (e) {
-    if (!(e instanceof UserError)) throw e;
-    throw new RequestError(field, e.message);
+    onFieldError(field, e);
   }
 }
 
@@ -70,7 +75,8 @@ export function validationDetail(errors: AjvError[], context: string): ErrorDeta
 /** What the server answers for an error: the status and A1111's body; `internal` marks our own faults (500) for the log. */
 export function errorReply(err: Error & { validation?: AjvError[]; validationContext?: string; statusCode?: number; code?: string }, bodyLimitMiB: number): { status: number; body: object; internal: boolean } {
   const shape = (detail: unknown, errors = err.message): object => ({ error: err.name, detail, body: '', errors });
-  if (err.validation) return { status: 422, body: shape(validationDetail(err.validation, err.validationContext ?? 'body')), internal: false };
+  // FastAPI's class name for a body that fails its model.
+  if (err.validation) return { status: 422, body: { ...shape(validationDetail(err.validation, err.validationContext ?? 'body')), error: 'RequestValidationError' }, internal: false };
   if (err instanceof RequestError) return { status: 422, body: shape(err.detail), internal: false };
   if (err instanceof UserError) return { status: 422, body: shape(err.message), internal: false };
   if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {

@@ -12,7 +12,7 @@ import { findComponent } from '../io/model-folder.js';
 import { attentionLevels, parseUNetConfig } from '../models/unet.js';
 import { todoFromInfotext } from '../pipeline/todo-infotext.js';
 import { A1111_OPTIONS, type A1111OptionValue } from './a1111-options.js';
-import { RequestError } from './errors.js';
+import { onFieldError, RequestError } from './errors.js';
 import type { ModelRegistry } from './models.js';
 
 /** The settings todo-sd acts on. */
@@ -48,8 +48,11 @@ export class ServerSettings {
     return this.current;
   }
 
-  /** The settings with a patch applied (validated); `field` names where the patch came from in errors. Unknown keys are ignored. */
-  private apply(patch: SettingsPatch | null | undefined, field: string): Values {
+  /**
+   * The settings with a patch applied (validated): a request's override_settings, or POST options.
+   * `field` names where the patch came from in errors. Unknown keys are ignored.
+   */
+  merged(patch: SettingsPatch | null | undefined, field: string): Values {
     const next: Values = { ...this.current };
     if (!patch) return next;
     for (const [k, v] of Object.entries(patch)) if (k in next && v !== undefined) next[k] = v as A1111OptionValue;
@@ -57,27 +60,21 @@ export class ServerSettings {
       try {
         next.sd_model_checkpoint = this.registry.resolve(patch.sd_model_checkpoint).title;
       } catch (e) {
-        if (!(e instanceof UserError)) throw e;
-        throw new RequestError(`${field}sd_model_checkpoint`, e.message);
+        onFieldError(`${field}sd_model_checkpoint`, e);
       }
     }
     try {
       parseColor(next.img2img_background_color);
     } catch (e) {
-      throw new RequestError(`${field}img2img_background_color`, (e as Error).message);
+      onFieldError(`${field}img2img_background_color`, e);
     }
     todoAttention(next, () => modelAttentionLevels(this.registry.resolve(next.sd_model_checkpoint).path), field);
     return next;
   }
 
-  /** The settings a request runs with: these, its override_settings on top. */
-  merged(patch: SettingsPatch | null | undefined, field: string): Settings {
-    return this.apply(patch, field);
-  }
-
-  /** POST options: unknown keys are ignored. */
+  /** POST options. */
   update(patch: SettingsPatch): void {
-    this.current = this.apply(patch, '');
+    this.current = this.merged(patch, '');
   }
 }
 
