@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BUILTIN_MODEL_DIR, createScheduler, optionsFromParameters, parseParameters, StableDiffusion, toRgb, TorchGenerator, UserError, type RgbImage, type SamplerName } from '../src/index.js';
 import { upscaleLatents } from '../src/pipeline/hires.js';
-import { encodeImage, imagesToTensor } from '../src/pipeline/img2img.js';
+import { encodeInitLatents, imagesToTensor } from '../src/pipeline/img2img.js';
 import { strengthRun, type StrengthRequest } from '../src/pipeline/strength.js';
 import type { Tensor } from '../src/tensor.js';
 
@@ -110,7 +110,7 @@ test('img2img at strength 0 with DDIM runs no U-Net step: the init latents noise
   // The same by hand: posterior sample and noise from the seed's generator, DDIM's add_noise at t = 1, the VAE decoder.
   const generator = new TorchGenerator(base.seed);
   const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-  const latents = (await encodeImage(pipe.vae, imagesToTensor([init]), randn, 1)).latents;
+  const latents = await encodeInitLatents(pipe.vae, imagesToTensor([init]), randn, 1);
   const scheduler = createScheduler('ddim', pipe.schedulerConfig);
   scheduler.setTimesteps(4);
   const noised = scheduler.addNoise(latents, { data: randn(latents.dims), dims: latents.dims }, 1);

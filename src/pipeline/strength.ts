@@ -3,8 +3,9 @@
  * hires fix's denoise), and at which noise level the init latents start. Two rules:
  *
  * - `diffusers`: StableDiffusionImg2ImgPipeline's cut, the last ⌊steps · strength⌋ steps
- *   (`timesteps[t_start · order:]`; PLMS runs one more). Where that cut leaves no step
- *   (strength 0 included), diffusers has no answer and A1111's rule decides.
+ *   (`timesteps[t_start · order:]`; PLMS runs one more); LCM and TCD shorten their distillation
+ *   schedule instead and run every step (LatentConsistencyModelImg2ImgPipeline). Where that cut
+ *   leaves no step (strength 0 included), diffusers has no answer and A1111's rule decides.
  * - `a1111`: AUTOMATIC1111 v1.10 (`setup_img2img_steps` in sd_samplers_common.py): img2img takes
  *   t_enc = ⌊min(strength, 0.999) · steps⌋ of a `steps`-step schedule; the hires fix runs exactly
  *   its N second-pass steps at the end of a ⌊N / min(denoise, 0.999)⌋-step schedule (t_enc = N − 1),
@@ -24,7 +25,8 @@ export type StrengthRule = (typeof STRENGTH_RULES)[number];
  * and PLMS loops (sd_samplers_timesteps_impl.py, `range(len(timesteps) − 1)` over
  * `timesteps[:t_enc]`) evaluate from one position after p0 and stop one position before the end,
  * keeping the last timestep's small noise; its UniPC also starts one position after p0 but runs
- * to the end.
+ * to the end. A1111's LCM is one of its k-diffusion samplers (sd_samplers_lcm.py); TCD, which
+ * A1111 v1.10 lacks, is taken as the same kind.
  */
 const A1111_SPAN: Record<SamplerName, { skipFirst: boolean; skipLast: boolean }> = {
   euler: { skipFirst: false, skipLast: false },
@@ -36,6 +38,8 @@ const A1111_SPAN: Record<SamplerName, { skipFirst: boolean; skipLast: boolean }>
   ddim: { skipFirst: true, skipLast: true },
   pndm: { skipFirst: true, skipLast: true },
   unipc: { skipFirst: true, skipLast: false },
+  lcm: { skipFirst: false, skipLast: false },
+  tcd: { skipFirst: false, skipLast: false },
 };
 
 export interface StrengthRun {
@@ -63,6 +67,10 @@ export interface StrengthRequest {
  * warm-up) starts a step at its last listing, as diffusers' `timesteps[t_start · order:]` does.
  */
 export function strengthRun(scheduler: Scheduler, r: StrengthRequest): StrengthRun {
+  if (r.rule === 'diffusers' && r.strength > 0 && scheduler.setImg2ImgTimesteps) {
+    scheduler.setImg2ImgTimesteps(r.steps, r.strength);
+    return { noiseAt: scheduler.timesteps[0], timesteps: [...scheduler.timesteps] };
+  }
   if (r.rule === 'diffusers') {
     const init = Math.min(Math.floor(r.steps * r.strength), r.steps);
     if (init > 0) {

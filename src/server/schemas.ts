@@ -5,6 +5,7 @@
  */
 import { A1111_OPTIONS, type A1111OptionValue } from './a1111-options.js';
 import { LIMITS } from './limits.js';
+import { SHOW_PROGRESS_TYPES } from './settings.js';
 
 const int = (def: number | null, min: number, max?: number): object => ({ type: ['integer', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
 const num = (def: number | null, min: number, max?: number): object => ({ type: ['number', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
@@ -29,6 +30,8 @@ export const OPTIONS_SCHEMA = {
     ...Object.fromEntries(Object.entries(A1111_OPTIONS).map(([k, v]) => [k, optionType(v)])),
     sd_model_checkpoint: { type: 'string' },
     CLIP_stop_at_last_layers: { type: 'integer', minimum: 1, maximum: 12 },
+    live_previews_enable: { type: 'boolean' },
+    show_progress_type: { type: 'string', enum: SHOW_PROGRESS_TYPES },
     token_downsampling_factor: { type: 'number', minimum: 1, maximum: 8 },
     token_downsampling_max_depth: { type: 'integer', minimum: 1, maximum: 4 },
     token_downsampling_disable_after: { type: 'number', minimum: 0, maximum: 1 },
@@ -43,6 +46,7 @@ const generation = {
   sampler_name: str(null),
   sampler_index: str('Euler'),
   scheduler: str(null),
+  eta: num(null, 0),
   batch_size: { type: 'integer', default: 1, minimum: 1, maximum: LIMITS.maxBatchSize },
   n_iter: { type: 'integer', default: 1, minimum: 1, maximum: LIMITS.maxIterations },
   steps: { type: 'integer', default: 50, minimum: 1, maximum: LIMITS.maxSteps },

@@ -1,7 +1,8 @@
 /**
  * The server's settings as A1111's `options` holds them: every setting of A1111 v1.10.1
  * (a1111-options.ts) and the ToDo extension's keys (sd-webui-token-downsampling). todo-sd acts on
- * the model, CLIP skip and the ToDo keys; the others are kept and answered as written. A request's
+ * the model, CLIP skip, img2img_background_color, the live preview (`live_previews_enable`,
+ * `show_progress_type`) and the ToDo keys; the others are kept and answered as written. A request's
  * `override_settings` applies on top, for that request only. Types are checked by the request
  * schemas (schemas.ts), values here.
  */
@@ -15,12 +16,17 @@ import { A1111_OPTIONS, type A1111OptionValue } from './a1111-options.js';
 import { onFieldError, RequestError } from './errors.js';
 import type { ModelRegistry } from './models.js';
 
+/** A1111's live preview methods; "Full" and "Approx NN" are not offered and show "Approx cheap". */
+export const SHOW_PROGRESS_TYPES = ['Full', 'Approx NN', 'Approx cheap', 'TAESD'] as const;
+
 /** The settings todo-sd acts on. */
 export interface Settings {
   sd_model_checkpoint: string;
   CLIP_stop_at_last_layers: number;
   /** What transparent parts of an img2img picture become. */
   img2img_background_color: string;
+  live_previews_enable: boolean;
+  show_progress_type: (typeof SHOW_PROGRESS_TYPES)[number];
   token_downsampling_factor: number;
   token_downsampling_max_depth: number;
   token_downsampling_disable_after: number;
@@ -40,7 +46,16 @@ export class ServerSettings {
     private readonly registry: ModelRegistry,
     model: string,
   ) {
-    this.current = { ...A1111_OPTIONS, ...TODO_OPTIONS, CLIP_stop_at_last_layers: 1, img2img_background_color: '#ffffff', sd_model_checkpoint: registry.resolve(model).title };
+    // A1111's defaults; the preview answers with the method it runs.
+    this.current = {
+      ...A1111_OPTIONS,
+      ...TODO_OPTIONS,
+      CLIP_stop_at_last_layers: 1,
+      img2img_background_color: '#ffffff',
+      live_previews_enable: true,
+      show_progress_type: 'Approx cheap',
+      sd_model_checkpoint: registry.resolve(model).title,
+    };
   }
 
   /** Every setting, as GET options answers them. */
