@@ -5,6 +5,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, encode } from 'fast-png';
+import sharp from 'sharp';
 import { readPngText, writeRandomModel, writeSafetensors, randn } from '../src/index.js';
 import { fixture, repoRoot, runCli } from './helpers.js';
 
@@ -119,10 +120,9 @@ const bad: [string, string[], RegExp][] = [
   ['output path is a folder', ['--out', join(root, 'folder.png')], /cannot write .*folder\.png: it is a folder/],
   ['output folder missing', ['--out', join(root, 'absent-dir', 'x.png')], /folder .*absent-dir does not exist/],
   ['missing latents file', ['--latents', join(root, 'none.safetensors')], /none\.safetensors: file not found/],
-  ['init image not a PNG', ['--init-image', join(root, 'not-a-png.png')], /--init-image .*not-a-png\.png is not a PNG file; convert it to PNG first/],
+  ['init image not a picture', ['--init-image', join(root, 'not-a-png.png')], /--init-image .*not-a-png\.png is not a readable image \(.*\); give a PNG, JPEG or WebP file/],
   ['init image missing', ['--init-image', join(root, 'absent.png')], /--init-image .*absent\.png: file not found/],
   ['strength above 1', ['--init-image', join(root, 'init.png'), '--strength', '1.5'], /--strength must be a number from 0 to 1; got "1\.5"/],
-  ['strength 0', ['--init-image', join(root, 'init.png'), '--strength', '0'], /strength must be a number in \(0, 1\]/],
   ['strength without an init image', ['--strength', '0.5'], /strength applies to image-to-image: give an init image/],
   ['mask without an init image', ['--mask', join(root, 'init.png')], /a mask needs the image it masks/],
   ['hires scale off the grid', ['--width', '32', '--height', '48', '--hires-scale', '1.3'], /hires scale 1\.3 gives 41\.6x62\.4 px, .*the nearest valid scale is 1\.5 \(48x72\)/],
@@ -182,6 +182,32 @@ test('img2img, inpainting and hires fix from the command line', () => {
   const png = decode(readFileSync(hires));
   assert.deepEqual([png.width, png.height], [64, 96]);
   assert.match(readPngText(readFileSync(hires)).parameters!, /Size: 32x48, .*Denoising strength: 0\.5, Hires upscale: 2, Hires steps: 2, Hires upscaler: Lanczos, Hires ToDo factor: 2\.0/);
+});
+
+test('a JPEG init image at strength 0 and a hires fix at denoise 0 run; --from-png makes them again byte for byte with the rule they were made with', async () => {
+  const made = join(root, 'for-jpeg.png');
+  assert.equal(cli(...base, '--seed', '5', '--out', made).code, 0);
+  const jpeg = join(root, 'init.jpg');
+  writeFileSync(jpeg, await sharp(readFileSync(made)).jpeg({ quality: 90 }).toBuffer());
+  for (const [name, flags] of [
+    ['img2img', ['--init-image', jpeg, '--strength', '0', '--sampler', 'euler']],
+    ['a1111 img2img', ['--init-image', jpeg, '--strength', '0.5', '--strength-rule', 'a1111', '--sampler', 'ddim']],
+    ['hires', ['--hires-scale', '2', '--hires-denoise', '0', '--hires-steps', '2', '--sampler', 'euler']],
+  ] as const) {
+    const out = join(root, `zero-${name.replace(/\W/g, '-')}.png`);
+    const r = cli(...base, '--seed', '6', ...flags, '--out', out, '--json');
+    assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+    const summary = JSON.parse(r.stdout) as { strengthRule: string; passes: { steps: number }[] };
+    const params = readPngText(readFileSync(out)).parameters!;
+    assert.match(params, name === 'a1111 img2img' ? /Denoising strength: 0\.5, Version/ : /Denoising strength: 0, .*Strength rule: diffusers, Version/, name);
+    // Strength 0 with Euler: one step on the tail; the hires pass at denoise 0: none.
+    if (name !== 'a1111 img2img') assert.deepEqual(summary.passes.map((p) => p.steps), name === 'hires' ? [4, 0] : [1], name);
+    const again = join(root, `again-${name.replace(/\W/g, '-')}.png`);
+    const init = flags[0] === '--init-image' ? ['--init-image', jpeg] : [];
+    const r2 = cli('generate', '--model', model, '--from-png', out, ...init, '--out', again);
+    assert.equal(r2.code, 0, `${name}: ${r2.stderr}`);
+    assert.deepEqual(readFileSync(again), readFileSync(out), `${name}: the same bytes`);
+  }
 });
 
 test('the README command form works: `npx todo-sd` runs the built command (its file is executable)', () => {

@@ -59,7 +59,7 @@ test('the other upscalers: latent-nearest and lanczos (decode → Lanczos → en
   const lanczos = await pipe.generate({ ...base, hires: { scale: 1.5, steps: 2, denoise: 0.5, upscaler: 'lanczos' } });
   for (const r of [near, lanczos]) assert.deepEqual([r.images[0]!.width, r.images[0]!.height], [48, 48]);
   assert.doesNotMatch(near.images[0]!.parameters, /ToDo/, 'the previous run\'s attention does not carry over');
-  assert.match(near.images[0]!.parameters, /Hires upscaler: Latent \(nearest\), Version/);
+  assert.match(near.images[0]!.parameters, /Hires upscaler: Latent \(nearest\), Strength rule: diffusers, Version/);
   assert.match(lanczos.images[0]!.parameters, /Hires upscaler: Lanczos/);
   assert.notDeepEqual(near.images[0]!.data, lanczos.images[0]!.data);
   const again = await pipe.generate({ ...base, hires: { scale: 1.5, steps: 2, denoise: 0.5, upscaler: 'lanczos' } });
@@ -97,7 +97,7 @@ test('a hires scale off the 8-pixel grid names the nearest valid scale', async (
   assert.throws(() => hiresSize(64, 64, 1.3, 8), /hires scale 1\.3 gives 83\.2x83\.2 px, but sizes must be multiples of 8; the nearest valid scale is 1\.25 \(80x80\)/);
   assert.throws(() => hiresSize(64, 48, 1.3, 8), /the nearest valid scale is 1\.5 \(96x72\)/);
   assert.throws(() => hiresSize(64, 64, 0.5, 8), /hires scale must be a number from 1 to 8/);
-  await assert.rejects(pipe.generate({ prompt: 'x', width: 64, height: 64, hires: { scale: 2, denoise: 0, upscaler: 'latent' } }), /hires denoise must be a number in \(0, 1\]/);
+  await assert.rejects(pipe.generate({ prompt: 'x', width: 64, height: 64, hires: { scale: 2, denoise: 1.5, upscaler: 'latent' } }), /hires denoise must be a number from 0 to 1; got 1\.5/);
 });
 
 test('an AbortSignal stops after the current step with an AbortError', async () => {

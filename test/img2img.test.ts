@@ -4,8 +4,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createScheduler, StableDiffusion, TorchGenerator, VAE, type SamplerName } from '../src/index.js';
-import { decodePngRgb } from '../src/io/png.js';
-import { encodeImage, imagesToTensor, img2imgTimesteps, noiseLatents } from '../src/pipeline/img2img.js';
+import { decodeImage } from '../src/io/image.js';
+import { encodeImage, imagesToTensor, noiseLatents } from '../src/pipeline/img2img.js';
+import { strengthRun } from '../src/pipeline/strength.js';
 import { caseFlags, comparePngs, readCases, type ReferenceCase } from './conformance-images.js';
 import { fixture, readTensor, relL2, runCli, sharedDir } from './helpers.js';
 
@@ -50,16 +51,16 @@ for (const c of cases.filter((_, i) => i === 0 || i === 6)) {
   test(`img2img ${c.name}: preprocessing, posterior, draws and every step to 1e-4`, async () => {
     const a = c.args;
     const t = (what: string): { data: Float32Array; dims: readonly number[] } => readTensor(trace, `${c.name}.${what}`);
-    const init = decodePngRgb(readFileSync(fixture('img2img', c.init_image)), c.init_image);
+    const init = await decodeImage(readFileSync(fixture('img2img', c.init_image)));
     const image = imagesToTensor([init]);
     assert.ok(relL2(image.data, t('image').data) < 1e-6);
 
     const generator = new TorchGenerator(a.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
     const scheduler = createScheduler(a.sampler, pipe.schedulerConfig, { randn });
-    scheduler.setTimesteps(a.steps);
-    const timesteps = img2imgTimesteps(scheduler, a.steps, c.strength);
+    const { timesteps, noiseAt } = strengthRun(scheduler, { sampler: a.sampler as SamplerName, rule: 'diffusers', steps: a.steps, strength: c.strength, hires: false, numTrain: 1000 });
     assert.deepEqual(timesteps, Array.from(t('timesteps').data));
+    assert.equal(noiseAt, timesteps[0]);
     assert.equal(timesteps[0], c.first_timestep);
 
     assert.ok(pipe.vae instanceof VAE);
@@ -68,7 +69,7 @@ for (const c of cases.filter((_, i) => i === 0 || i === 6)) {
     assert.ok(relL2(encoded.std.data, t('posterior_std').data) < 1e-4);
     assert.deepEqual(encoded.eps, t('posterior_eps').data);
     assert.ok(relL2(encoded.latents.data, t('init_latents').data) < 1e-4);
-    const { noise, latents } = noiseLatents(scheduler, encoded.latents, timesteps, randn);
+    const { noise, latents } = noiseLatents(scheduler, encoded.latents, noiseAt, randn);
     assert.deepEqual(noise.data, t('noise').data);
 
     const steps = t('latents');
@@ -86,7 +87,7 @@ for (const c of cases.filter((_, i) => i === 0 || i === 6)) {
 }
 
 test('PNDM (PLMS) runs one step more than steps × strength, as diffusers', async () => {
-  const init = decodePngRgb(readFileSync(fixture('img2img', 'init-32.png')), 'init-32.png');
+  const init = await decodeImage(readFileSync(fixture('img2img', 'init-32.png')));
   const seen: number[] = [];
   await pipe.generate({ prompt: 'a lighthouse', steps: 10, sampler: 'pndm', seed: 1, initImage: init, strength: 0.5 }, { onStep: (s) => void (s.phase === 'denoise' && seen.push(s.timestep)) });
   // The schedule is 901, 801, 801, 701, …, 1 (PLMS repeats a timestep); t_start = 5 keeps six of them.
@@ -94,7 +95,7 @@ test('PNDM (PLMS) runs one step more than steps × strength, as diffusers', asyn
 });
 
 test('an init image of another size is resized with Lanczos to the asked size; without a size, rounded down to 8', async () => {
-  const init = decodePngRgb(readFileSync(fixture('img2img', 'init-64.png')), 'init-64.png');
+  const init = await decodeImage(readFileSync(fixture('img2img', 'init-64.png')));
   const resized = await pipe.generate({ prompt: 'a lighthouse', steps: 2, sampler: 'ddim', seed: 1, initImage: init, strength: 0.5, width: 32, height: 40 });
   assert.deepEqual([resized.images[0]!.width, resized.images[0]!.height], [32, 40]);
   const odd = { width: 37, height: 30, data: init.data.subarray(0, 37 * 30 * 3) };
@@ -102,13 +103,13 @@ test('an init image of another size is resized with Lanczos to the asked size; w
   assert.deepEqual([own.images[0]!.width, own.images[0]!.height], [32, 24]);
 });
 
-test('strength outside (0, 1], a strength without an image, latents with an image: clear errors', async () => {
-  const init = decodePngRgb(readFileSync(fixture('img2img', 'init-32.png')), 'init-32.png');
-  for (const strength of [0, -0.5, 1.5, Number.NaN]) {
-    await assert.rejects(pipe.generate({ prompt: 'x', steps: 2, initImage: init, strength }), /strength must be a number in \(0, 1\]/);
+test('strength outside [0, 1], a strength without an image, latents with an image: clear errors', async () => {
+  const init = await decodeImage(readFileSync(fixture('img2img', 'init-32.png')));
+  for (const strength of [-0.5, 1.5, Number.NaN]) {
+    await assert.rejects(pipe.generate({ prompt: 'x', steps: 2, initImage: init, strength }), /strength must be a number from 0 to 1/);
   }
   await assert.rejects(pipe.generate({ prompt: 'x', steps: 2, strength: 0.5 }), /strength applies to image-to-image: give an init image/);
-  await assert.rejects(pipe.generate({ prompt: 'x', steps: 4, initImage: init, strength: 0.1 }), /runs no denoising step/);
+  await assert.rejects(pipe.generate({ prompt: 'x', steps: 2, strengthRule: 'a1111' }), /strengthRule applies to image-to-image and the hires fix/);
   await assert.rejects(
     pipe.generate({ prompt: 'x', steps: 2, initImage: init, latents: { data: new Float32Array(4 * 16 * 16), dims: [1, 4, 16, 16] } }),
     /initial latents and an init image exclude each other/,

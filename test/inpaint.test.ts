@@ -2,7 +2,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { BUILTIN_MODEL_DIR, StableDiffusion, type RgbImage } from '../src/index.js';
-import { decodePngRgb } from '../src/io/png.js';
+import { decodeImage } from '../src/io/image.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask } from '../src/pipeline/inpaint.js';
 import { fixture } from './helpers.js';
 
@@ -10,7 +10,7 @@ let pipe: StableDiffusion;
 let init: RgbImage;
 before(async () => {
   pipe = await StableDiffusion.load(BUILTIN_MODEL_DIR);
-  init = decodePngRgb(readFileSync(fixture('img2img', 'init-32.png')), 'init-32.png');
+  init = await decodeImage(readFileSync(fixture('img2img', 'init-32.png')));
 });
 after(() => pipe.dispose());
 

@@ -217,7 +217,7 @@ test('hires fix in A1111 parameters: Hires resize, absent steps, upscalers we do
   assert.deepEqual(esrgan.notApplied, ['Hires upscaler ("R-ESRGAN 4x+" is an upscaler model: give the folder that holds it (--upscaler-dir), or load it with loadUpscaler; Latent used)', 'Hires sampler']);
   assert.deepEqual(read('Hires upscale: 2, Hires upscaler: Nearest').options.hires, { scale: 2, denoise: 0.7, upscaler: 'nearest' });
   const img2img = read('Denoising strength: 0.6, Mask blur: 3');
-  assert.deepEqual(img2img.imageToImage, { strength: 0.6, maskBlur: 3 });
+  assert.deepEqual(img2img.imageToImage, { strength: 0.6, strengthRule: 'a1111', maskBlur: 3 });
   assert.equal(img2img.options.hires, undefined);
   assert.deepEqual(img2img.notApplied, ['Denoising strength', 'Mask blur']);
 });

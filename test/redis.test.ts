@@ -95,6 +95,15 @@ test('interrupt reaches the worker that runs the job', async () => {
   assert.deepEqual([p.state.interrupted, p.state.job_count], [true, 0]);
 });
 
+test("a user error in a worker's job comes back as the server's 422 in A1111's error shape, not a 500", async () => {
+  const r = await txt2img({ prompt: 'x', steps: 2, width: 8, height: 8, override_settings: { token_downsampling_factor: 8 } });
+  assert.equal(r.status, 422, JSON.stringify(r));
+  const body = r.info as unknown as { error: string; detail: string; errors: string };
+  assert.equal(body.error, 'UserError');
+  assert.match(body.detail, /ToDo: factor 8 is larger than the \dx\d token grid/);
+  assert.equal(body.errors, body.detail);
+});
+
 const alive = (w: Child): boolean => w.proc.exitCode === null && w.proc.signalCode === null;
 
 test('20 concurrent requests are all answered, each job finished exactly once', async () => {

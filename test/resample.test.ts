@@ -2,9 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encode } from 'fast-png';
 import { resample, type ResampleFilter } from '../src/image/resample.js';
-import { decodePngRgb } from '../src/io/png.js';
 import { repoRoot } from './helpers.js';
 
 interface PillowCase {
@@ -34,19 +32,4 @@ test('resampling keeps flat colours, leaves a same-size image alone and works on
     assert.ok(resample(flat, w, h).data.every((v) => v === 77), `${w}x${h}`);
   }
   assert.throws(() => resample(flat, 0, 4), /target size must be positive integers/);
-});
-
-test('PNGs of every colour type become RGB; a file that is not a PNG is refused clearly', () => {
-  const rgba = encode({ width: 2, height: 1, data: Uint8Array.from([10, 20, 30, 0, 40, 50, 60, 255]), channels: 4, depth: 8 });
-  const a = decodePngRgb(rgba, 'a.png');
-  assert.deepEqual(Array.from(a.data), [10, 20, 30, 40, 50, 60]);
-  assert.deepEqual(Array.from(a.alpha!), [0, 255]);
-  const grey = decodePngRgb(encode({ width: 2, height: 1, data: Uint8Array.from([7, 200]), channels: 1, depth: 8 }), 'g.png');
-  assert.deepEqual(Array.from(grey.data), [7, 7, 7, 200, 200, 200]);
-  assert.equal(grey.alpha, undefined);
-  const deep = decodePngRgb(encode({ width: 1, height: 1, data: Uint16Array.from([0x1234, 0xabcd, 0xff00]), channels: 3, depth: 16 }), 'd.png');
-  assert.deepEqual(Array.from(deep.data), [0x12, 0xab, 0xff]);
-  assert.throws(() => decodePngRgb(new TextEncoder().encode('GIF89a not a png'), 'x.gif'), /x\.gif is not a PNG file; convert it to PNG first/);
-  const truncated = rgba.subarray(0, 30);
-  assert.throws(() => decodePngRgb(truncated, 't.png'), /t\.png is not a readable PNG/);
 });

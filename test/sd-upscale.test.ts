@@ -23,7 +23,7 @@ import { writeRandomUpscaler } from '../src/models/upscaler/random.js';
 import type { EsrganConfig } from '../src/models/upscaler/esrgan.js';
 import { readPngParameters } from '../src/cli/png-parameters.js';
 import { runCli, sharedDir } from './helpers.js';
-import { decodePngRgb } from '../src/io/png.js';
+import { decodeImage } from '../src/io/image.js';
 
 /** images.split_grid, transcribed: [y, [x, …]] per row. */
 function a1111SplitGrid(w: number, h: number, tileW: number, tileH: number, overlap: number): [number, number[]][] {
@@ -275,7 +275,7 @@ describe('SD upscale in the pipeline (tiny-photo)', () => {
 const TINY_ESRGAN: EsrganConfig = { architecture: 'ESRGAN', inChannels: 3, outChannels: 3, features: 8, blocks: 1, growth: 4, upsamples: 2, unshuffle: 1, scale: 4 };
 
 describe('CLI', () => {
-  it('generate --sd-upscale writes the upscaled PNG; --from-png with the original makes it again; stray flags fail', () => {
+  it('generate --sd-upscale writes the upscaled PNG; --from-png with the original makes it again; stray flags fail', async () => {
     const tmp = mkdtempSync(join(tmpdir(), 'todo-sd-sd-upscale-'));
     const common = ['--prompt', 'a field', '--steps', '2', '--seed', '1', '--sampler', 'ddim'];
     assert.equal(runCli(tmp, 'generate', ...common, '--width', '32', '--height', '24', '--out', 'src.png').code, 0);
@@ -284,7 +284,8 @@ describe('CLI', () => {
     const summary = JSON.parse(r.stdout) as { sdUpscale: { width: number; height: number; tiles: number } };
     assert.deepEqual([summary.sdUpscale.width, summary.sdUpscale.height, summary.sdUpscale.tiles], [64, 48, 6]);
     const big = readFileSync(join(tmp, 'big.png'));
-    assert.deepEqual([decodePngRgb(big, 'big.png').width, decodePngRgb(big, 'big.png').height], [64, 48]);
+    const decoded = await decodeImage(big);
+    assert.deepEqual([decoded.width, decoded.height], [64, 48]);
     const again = runCli(tmp, 'generate', '--from-png', 'big.png', '--init-image', 'src.png', '--out', 'again.png');
     assert.equal(again.code, 0, again.stderr);
     assert.deepEqual(readFileSync(join(tmp, 'again.png')), big);

@@ -1,26 +1,31 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encode } from 'fast-png';
-import { decodeBase64, decodeMask, decodeRgb } from '../src/image/decode.js';
+import { decodeBase64, flattenImage, maskImage } from '../src/image/decode.js';
+import { decodeImage } from '../src/io/image.js';
 import { fitImage as resizeLanczos } from '../src/pipeline/img2img.js';
 import { fitImage } from '../src/server/resize-mode.js';
 
 const pngOf = (width: number, height: number, channels: number, data: number[]): Uint8Array => encode({ width, height, channels, data: Uint8Array.from(data) });
 
-test('client pictures: RGBA flattened onto white, grey replicated; data: URLs and plain base64 alike', () => {
-  const rgba = pngOf(2, 1, 4, [255, 0, 0, 255, 0, 0, 255, 0]);
-  assert.deepEqual([...decodeRgb(rgba).data], [255, 0, 0, 255, 255, 255]);
-  assert.deepEqual([...decodeRgb(pngOf(1, 1, 1, [77])).data], [77, 77, 77]);
-  const b64 = Buffer.from(rgba).toString('base64');
+test('client pictures: RGBA flattened onto the background colour (white by default), grey replicated; data: URLs and plain base64 alike', async () => {
+  const rgba = await decodeImage(pngOf(3, 1, 4, [255, 0, 0, 255, 0, 0, 255, 0, 0, 0, 255, 51]));
+  assert.deepEqual([...flattenImage(rgba).data], [255, 0, 0, 255, 255, 255, 204, 204, 255]);
+  // A1111's img2img_background_color: 20% blue over #102030 → 0.2·(0, 0, 255) + 0.8·(16, 32, 48).
+  assert.deepEqual([...flattenImage(rgba, '#102030').data], [255, 0, 0, 16, 32, 48, 13, 26, 89]);
+  assert.deepEqual([...flattenImage(rgba, '#fff').data], [...flattenImage(rgba).data]);
+  assert.throws(() => flattenImage(rgba, 'white'), /img2img_background_color must be a colour like #ffffff; got "white"/);
+  assert.deepEqual([...flattenImage(await decodeImage(pngOf(1, 1, 1, [77]))).data], [77, 77, 77]);
+  const b64 = Buffer.from(pngOf(1, 1, 1, [77])).toString('base64');
   assert.deepEqual(decodeBase64(`data:image/png;base64,${b64}`), decodeBase64(b64));
-  assert.throws(() => decodeRgb(new Uint8Array([1, 2, 3])), /not a PNG file/);
+  assert.deepEqual(decodeBase64(`data:image/jpeg;base64,${b64}`), decodeBase64(b64));
 });
 
-test('masks: the alpha channel when it has transparency (as A1111), else the luminance', () => {
-  const painted = pngOf(2, 1, 4, [0, 0, 0, 255, 0, 0, 0, 0]);
-  assert.deepEqual([...decodeMask(painted).data], [255, 255, 255, 0, 0, 0]);
-  const opaque = pngOf(2, 1, 3, [255, 255, 255, 255, 0, 0]);
-  assert.deepEqual([...decodeMask(opaque).data], [255, 255, 255, 76, 76, 76]);
+test('masks: the alpha channel when it has transparency (as A1111), else the luminance', async () => {
+  const painted = await decodeImage(pngOf(2, 1, 4, [0, 0, 0, 255, 0, 0, 0, 0]));
+  assert.deepEqual([...maskImage(painted).data], [255, 255, 255, 0, 0, 0]);
+  const opaque = await decodeImage(pngOf(2, 1, 3, [255, 255, 255, 255, 0, 0]));
+  assert.deepEqual([...maskImage(opaque).data], [255, 255, 255, 76, 76, 76]);
 });
 
 test('Lanczos: a flat image stays flat; shrinking averages a checkerboard to grey', () => {

@@ -1,11 +1,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, encode } from 'fast-png';
 import type { FastifyInstance } from 'fastify';
-import { loadUpscaler, readPngText, SafetensorsFile, upscaleBy, upscaleExtras, writeRandomModel, writeRandomUpscaler, type EsrganConfig } from '../src/index.js';
+import sharp from 'sharp';
+import { loadUpscaler, readPngText, SafetensorsFile, upscaleBy, upscaleExtras, UserError, writeRandomModel, writeRandomUpscaler, type EsrganConfig } from '../src/index.js';
 import { createServer } from '../src/server/app.js';
 import { ModelRegistry } from '../src/server/models.js';
 import { LocalQueue } from '../src/server/queue-local.js';
@@ -99,6 +100,28 @@ test('extra-batch-images upscales each image; unknown upscalers and oversized re
   const big = await call<{ detail: { loc: string[] }[] }>('POST', 'extra-single-image', { image: b64(noise(1100, 8)), upscaling_resize: 8, upscaler_1: 'Lanczos' });
   assert.equal(big.status, 422);
   assert.deepEqual(big.body.detail[0]!.loc, ['body', 'upscaling_resize']);
+});
+
+test('extras read JPEG and WebP as img2img does; a damaged picture is a 422 on its field; a damaged upscaler file is a UserError', async () => {
+  const img = noise(16, 12);
+  const raw = sharp(Buffer.from(img.data), { raw: { width: 16, height: 12, channels: 3 } });
+  const webp = (await raw.clone().webp({ lossless: true }).toBuffer()).toString('base64');
+  const jpeg = (await raw.clone().jpeg().toBuffer()).toString('base64');
+  const body = { upscaling_resize: 2, upscaler_1: 'Lanczos' };
+  const fromPng = await call<{ image: string }>('POST', 'extra-single-image', { ...body, image: b64(img) });
+  const fromWebp = await call<{ image: string }>('POST', 'extra-single-image', { ...body, image: webp });
+  assert.equal(fromWebp.status, 200, JSON.stringify(fromWebp.body));
+  assert.deepEqual(Buffer.from(decode(Buffer.from(fromWebp.body.image, 'base64')).data), Buffer.from(decode(Buffer.from(fromPng.body.image, 'base64')).data), 'lossless WebP gives the PNG\'s result');
+  const batch = await call<{ images: string[] }>('POST', 'extra-batch-images', { ...body, imageList: [{ data: `data:image/jpeg;base64,${jpeg}`, name: 'a.jpg' }] });
+  assert.equal(batch.status, 200, JSON.stringify(batch.body));
+  assert.deepEqual([decode(Buffer.from(batch.body.images[0]!, 'base64')).width, decode(Buffer.from(batch.body.images[0]!, 'base64')).height], [32, 24]);
+  const damaged = await call<{ detail: { loc: (string | number)[]; msg: string }[] }>('POST', 'extra-batch-images', { ...body, imageList: [{ data: jpeg.slice(0, 200), name: 'a.jpg' }] });
+  assert.equal(damaged.status, 422);
+  assert.deepEqual(damaged.body.detail[0]!.loc, ['body', 'imageList', 0, 'data']);
+  assert.match(damaged.body.detail[0]!.msg, /damaged JPEG/);
+  const junk = join(root, 'junk.pth');
+  writeFileSync(junk, Buffer.from('PK\x03\x04 not really a zip'));
+  await assert.rejects(loadUpscaler(junk), (e) => e instanceof UserError);
 });
 
 test('txt2img hires fix with an upscaler model by name; the infotext names it', async () => {

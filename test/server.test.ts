@@ -10,7 +10,8 @@ import { createServer, type ServerOptions } from '../src/server/app.js';
 import { ModelRegistry } from '../src/server/models.js';
 import { LocalQueue } from '../src/server/queue-local.js';
 import { fitImage } from '../src/server/resize-mode.js';
-import { decodeRgb } from '../src/image/decode.js';
+import { flattenImage } from '../src/image/decode.js';
+import { decodeImage } from '../src/io/image.js';
 import { JobRunner } from '../src/server/runner.js';
 
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-serve-'));
@@ -331,7 +332,7 @@ test('img2img: plain and data-URL base64 (RGBA too), resize modes, inpainting ma
   const mask = Buffer.from(encode({ width: 32, height: 48, data: new Uint8Array(32 * 48).map((_, i) => (i % 32 < 16 ? 255 : 0)), channels: 1 })).toString('base64');
   const m = await post('img2img', { init_images: [rgba], mask, mask_blur: 0, inpainting_fill: 1, denoising_strength: 1, width: 32, height: 48, steps: 3, seed: 1 });
   assert.equal(m.status, 200, JSON.stringify(m.body));
-  const original = fitImage(decodeRgb(Buffer.from(rgba, 'base64')), 32, 48, 0);
+  const original = fitImage(flattenImage(await decodeImage(Buffer.from(rgba, 'base64'))), 32, 48, 0);
   const out = png(m.body.images[0]!).data as Uint8Array;
   let kept = 0;
   for (let p = 0; p < 32 * 48; p++) if (p % 32 >= 16 && [0, 1, 2].every((c) => out[p * 3 + c] === original.data[p * 3 + c])) kept++;

@@ -8,7 +8,7 @@ import {
   a1111Parameters,
   BUILTIN_MODEL_DIR,
   createScheduler,
-  decodePngRgb,
+  decodeImage,
   loadTinyVAE,
   optionsFromParameters,
   parseParameters,
@@ -22,7 +22,8 @@ import {
   type RgbImage,
   type Tensor,
 } from '../src/index.js';
-import { encodeInitLatents, img2imgTimesteps, imagesToTensor } from '../src/pipeline/img2img.js';
+import { encodeInitLatents, imagesToTensor } from '../src/pipeline/img2img.js';
+import { strengthRun } from '../src/pipeline/strength.js';
 import { writeRandomTinyVAEFiles } from '../src/models/random-taesd.js';
 import { decodeTiled } from '../src/pipeline/vae-tiling.js';
 import { fixture, relL2, runCli } from './helpers.js';
@@ -66,7 +67,7 @@ async function generateWithLatents(pipe: StableDiffusion, o: Parameters<StableDi
 
 const sameImage = (a: RgbImage, b: RgbImage): void => assert.deepEqual([a.width, a.height, Buffer.from(a.data).equals(Buffer.from(b.data))], [b.width, b.height, true]);
 
-test('generate --vae taesd on the built-in model: a 32x32 image, decoded by the TAESD, said in the PNG', () => {
+test('generate --vae taesd on the built-in model: a 32x32 image, decoded by the TAESD, said in the PNG', async () => {
   const out = join(root, 'cli.png');
   const r = runCli(root, 'generate', '--prompt', 'a lighthouse at dusk', '--steps', '4', '--seed', '3', '--vae', taesd, '--out', out, '--json');
   assert.equal(r.code, 0, r.stderr);
@@ -74,7 +75,7 @@ test('generate --vae taesd on the built-in model: a 32x32 image, decoded by the 
   assert.equal(summary.vaeDecoder, 'taesd');
   assert.match(summary.parameters, /VAE Decoder: TAESD/);
   const png = readFileSync(out);
-  const img = decodePngRgb(png, out);
+  const img = await decodeImage(png, { what: out });
   assert.deepEqual([img.width, img.height], [32, 32]);
   assert.match(readPngText(png).parameters!, /VAE Decoder: TAESD/);
   // A sane picture from random TAESD weights: every channel varies and is not all black or white.
@@ -133,8 +134,7 @@ test('inpainting with a TAESD encoder: kept latents are its output, noised with 
   assert.doesNotMatch(r.images[0]!.parameters, /VAE Decoder/);
   const kept = await full.taesd!.encode(imagesToTensor([init]));
   const scheduler = createScheduler('euler', full.schedulerConfig);
-  scheduler.setTimesteps(4);
-  const timesteps = img2imgTimesteps(scheduler, 4, 1);
+  const { timesteps } = strengthRun(scheduler, { sampler: 'euler', rule: 'diffusers', steps: 4, strength: 1, hires: false, numTrain: 1000 });
   const noise = { data: new TorchGenerator(seed).randn(kept.dims), dims: kept.dims };
   const expected = [...timesteps.slice(1).map((t) => scheduler.addNoise(kept, noise, t)), kept];
   const outside = (t: Tensor): number[] => Array.from(t.data).filter((_, i) => i % 16 >= 10);

@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode } from 'fast-png';
+import sharp from 'sharp';
 import { readPngText, SafetensorsFile, writeRandomUpscaler, type EsrganConfig } from '../src/index.js';
 import { runCli } from './helpers.js';
 import { tensorsOf, writeTorchFile } from './torch-writer.js';
@@ -20,7 +21,7 @@ const size = (file: string): [number, number] => {
   return [d.width, d.height];
 };
 
-test('todo-sd upscale: a model by A1111 name or file, Lanczos, to a size with crop; parameters kept, postprocessing recorded; bad input fails cleanly', () => {
+test('todo-sd upscale: a model by A1111 name or file, Lanczos, to a size with crop, a JPEG; parameters kept, postprocessing recorded; bad input fails cleanly', async () => {
   const src = join(root, 'in.png');
   assert.equal(runCli(root, 'generate', '-p', 'a fox', '-W', '32', '-H', '24', '--steps', '1', '--seed', '1', '-o', src).code, 0);
   const up = join(root, 'up.png');
@@ -38,11 +39,16 @@ test('todo-sd upscale: a model by A1111 name or file, Lanczos, to a size with cr
   assert.equal(runCli(root, 'upscale', '-m', 'lanczos', '-W', '100', '-H', '50', '--crop', src, '-o', crop).code, 0);
   assert.deepEqual(size(crop), [100, 50]);
   assert.equal(readPngText(readFileSync(crop)).postprocessing, 'Postprocess upscale to: 100x50, Postprocess crop to: 100x50, Postprocess upscaler: Lanczos');
+  const jpeg = join(root, 'in.jpg');
+  writeFileSync(jpeg, await sharp(src).jpeg().toBuffer());
+  assert.equal(runCli(root, 'upscale', '-m', 'lanczos', '--scale', '2', jpeg, '-o', join(root, 'jpeg.png')).code, 0);
+  assert.deepEqual(size(join(root, 'jpeg.png')), [64, 48]);
   const before = readdirSync(root).length;
   for (const [args, message] of [
     [['-m', '4x-UltraSharp', '--upscaler-dir', models, src], /upscaler "4x-UltraSharp" not found in .*available: R-ESRGAN 4x\+/],
     [['-m', 'lanczos', '-W', '64', src], /--width and --height go together/],
     [['-m', join(root, 'in.png'), src], /in\.png: (not a PyTorch file|.*not safetensors)/],
+    [['-m', 'lanczos', join(root, 'missing.png')], /input .*missing\.png: file not found/],
   ] as const) {
     const bad = runCli(root, 'upscale', ...args, '-o', join(root, 'bad.png'));
     assert.equal(bad.code, 1, bad.stderr);

@@ -16,6 +16,7 @@
  * attention micro-benchmark tests; change it when that says otherwise.
  */
 import type { GraphBuilder, Value } from '../graph/builder.js';
+import { UserError } from '../errors.js';
 
 export const ATTENTION_FORMS = ['mha', 'chunked'] as const;
 export type AttentionForm = (typeof ATTENTION_FORMS)[number];
@@ -44,7 +45,7 @@ const MIN_CHUNK = 1024;
 
 export function checkAttentionForm(v: string): AttentionForm | 'auto' {
   if (v === 'auto' || (ATTENTION_FORMS as readonly string[]).includes(v)) return v as AttentionForm | 'auto';
-  throw new Error(`unknown attention form "${v}"; use auto, ${ATTENTION_FORMS.join(', ')}`);
+  throw new UserError(`unknown attention form "${v}"; use auto, ${ATTENTION_FORMS.join(', ')}`);
 }
 
 /** The largest query chunk whose attention map fits CHUNK_MAP_BYTES (at least 1, at most all queries). */

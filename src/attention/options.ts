@@ -3,6 +3,7 @@ import { denseAttention } from './dense.js';
 import { FRACTIONAL_TODO_MODES, TODO_MODES, todoAttention, type TodoMode, type TodoOptions } from './todo.js';
 import { TomeRandomState, tomeAttention, TORCH_DEFAULT_SEED, type TomeOptions } from './tome.js';
 import type { AttentionVariant } from './variant.js';
+import { UserError } from '../errors.js';
 
 export type { TodoOptions, TodoMode, TomeOptions };
 
@@ -22,7 +23,7 @@ export interface ResolvedAttention {
 const METHODS = ['dense', 'todo', 'tome'];
 
 function fail(msg: string): never {
-  throw new Error(`attention options: ${msg}`);
+  throw new UserError(`attention options: ${msg}`);
 }
 
 function checkKeys(o: object, allowed: readonly string[]): void {

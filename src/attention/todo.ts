@@ -12,6 +12,7 @@
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import { fromTokens, toTokens } from '../models/layers.js';
 import { IDENTITY_BLOCK, type AttentionVariant, type BlockContext } from './variant.js';
+import { UserError } from '../errors.js';
 
 export const TODO_MODES = ['nearest', 'nearest-exact', 'avg-pool', 'max-pool', 'bilinear'] as const;
 export type TodoMode = (typeof TODO_MODES)[number];
@@ -74,9 +75,9 @@ export function downsampleTokens(g: GraphBuilder, x: Value, grid: readonly [numb
   if (n !== h * w) throw new Error(`ToDo: ${n} tokens do not form a ${h}x${w} grid`);
   const nh = Math.floor(h / k);
   const nw = Math.floor(w / k);
-  if (nh < 1 || nw < 1) throw new Error(`ToDo: factor ${k} is larger than the ${h}x${w} token grid`);
+  if (nh < 1 || nw < 1) throw new UserError(`ToDo: factor ${k} is larger than the ${h}x${w} token grid`);
   if (!Number.isInteger(k) && !FRACTIONAL_TODO_MODES.includes(mode)) {
-    throw new Error(`ToDo: mode ${mode} pools whole k x k windows and needs an integer factor; got ${k} (use ${FRACTIONAL_TODO_MODES.join(', ')} for fractional factors)`);
+    throw new UserError(`ToDo: mode ${mode} pools whole k x k windows and needs an integer factor; got ${k} (use ${FRACTIONAL_TODO_MODES.join(', ')} for fractional factors)`);
   }
   if (mode === 'nearest' || mode === 'nearest-exact') {
     const exact = mode === 'nearest-exact';

@@ -28,6 +28,7 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   attention: ['todo', 'todoMode', 'todoStop', 'todoLevel2', 'tome'],
   clipSkip: ['clipSkip'],
   promptSyntax: ['promptSyntax'],
+  strengthRule: ['strengthRule'],
   vaeDecoder: ['vaeDecoder'],
   vaeEncoder: ['vaeEncoder'],
   tiling: ['tiledDiffusion', 'tileWindow', 'tileStride', 'tileBatch', 'circular'],
@@ -92,7 +93,10 @@ export function mergeFromPng(
   else if (applySdUpscale) merged.sdUpscale = up;
   if (imageToImage?.strength !== undefined) {
     if (!merged.initImage) skipped[skipped.indexOf('Denoising strength')] = 'Denoising strength (the image was made from an init image: give --init-image to apply it)';
-    else if (!given('strength')) merged.strength = imageToImage.strength;
+    else {
+      if (!given('strength')) merged.strength = imageToImage.strength;
+      if (!given('strengthRule')) merged.strengthRule = imageToImage.strengthRule;
+    }
   }
   if (imageToImage?.maskBlur !== undefined && merged.mask && !given('maskBlur')) merged.mask = { ...merged.mask, blur: imageToImage.maskBlur };
   for (const [key, label] of [

@@ -5,7 +5,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import type { AttentionOptions } from '../attention/options.js';
 import { TODO_MODES, type TodoMode } from '../attention/todo.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { decodePngRgb, encodePng } from '../io/png.js';
+import { decodeImage, type DecodedImage } from '../io/image.js';
+import { encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { modelTinyVAE, PREDICTIONS, VAE_METHODS, type VaeMethod } from '../pipeline/model-parts.js';
 import { LivePreview, PREVIEW_METHODS, type PreviewMethod } from '../pipeline/preview.js';
@@ -19,6 +20,7 @@ import type { SdUpscaleOptions } from '../pipeline/sd-upscale.js';
 import { builtinUpscaler } from '../pipeline/upscale-image.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions, type GenerateResult } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
+import { STRENGTH_RULES, type StrengthRule } from '../pipeline/strength.js';
 import { TIMESTEP_SPACINGS, type TimestepSpacing } from '../scheduler/config.js';
 import { checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
@@ -29,6 +31,7 @@ import { builtinHiresUpscaler, imageUpscaler, loadUpscalerModel } from './upscal
 import { Upscaler } from '../models/upscaler/upscaler.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
+import { UserError } from '../errors.js';
 
 interface GenerateFlags extends RuntimeFlags {
   model?: string;
@@ -56,6 +59,7 @@ interface GenerateFlags extends RuntimeFlags {
   latents?: string;
   initImage?: string;
   strength?: number;
+  strengthRule: StrengthRule;
   mask?: string;
   maskBlur: number;
   maskInvert?: boolean;
@@ -103,7 +107,7 @@ function parseTodo(v: string): string {
 export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 'todoStop' | 'todoLevel2' | 'tome'>): AttentionOptions {
   const todoOff = f.todo === 'off' || Number(f.todo) === 1;
   if (f.tome !== undefined) {
-    if (!todoOff) throw new Error('--todo and --tome are two ways to cut attention work: choose one');
+    if (!todoOff) throw new UserError('--todo and --tome are two ways to cut attention work: choose one');
     return { method: 'tome', ratio: f.tome };
   }
   if (todoOff) return { method: 'dense' };
@@ -127,17 +131,22 @@ function sdUpscaleFromFlags(f: GenerateFlags): SdUpscaleOptions | undefined {
   const seamFix = f.seamFix && { mode: f.seamFix, width: f.seamFixWidth, padding: f.seamFixPadding, denoise: f.seamFixDenoise };
   if (f.sdUpscale === undefined) {
     const stray = (['sdUpscaleOverlap', 'sdUpscaleUpscaler', 'sdUpscaleBatch', 'seamFix', 'seamFixWidth', 'seamFixPadding', 'seamFixDenoise'] as const).find((k) => f[k] !== undefined);
-    if (stray) throw new Error(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} belongs to SD upscale: add --sd-upscale SCALE (and --init-image)`);
+    if (stray) throw new UserError(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} belongs to SD upscale: add --sd-upscale SCALE (and --init-image)`);
     return undefined;
   }
-  if (!seamFix && (f.seamFixWidth ?? f.seamFixPadding ?? f.seamFixDenoise) !== undefined) throw new Error('--seam-fix-width, --seam-fix-padding and --seam-fix-denoise need --seam-fix band');
+  if (!seamFix && (f.seamFixWidth ?? f.seamFixPadding ?? f.seamFixDenoise) !== undefined) throw new UserError('--seam-fix-width, --seam-fix-padding and --seam-fix-denoise need --seam-fix band');
   return { scale: f.sdUpscale, overlap: f.sdUpscaleOverlap, batchSize: f.sdUpscaleBatch, ...(seamFix && { seamFix }) };
 }
 
-/** A PNG named by a flag, as RGB (plus its alpha, if any). */
-function readPng(path: string, flag: string): ReturnType<typeof decodePngRgb> {
-  if (!existsSync(path) || !statSync(path).isFile()) throw new Error(`${flag} ${path}: file not found`);
-  return decodePngRgb(readFileSync(path), `${flag} ${path}`);
+/** The bytes of a file named by a flag (or an argument: `what`); a missing one is named. */
+export function readInputFile(path: string, what: string): Buffer {
+  if (!existsSync(path) || !statSync(path).isFile()) throw new UserError(`${what} ${path}: file not found`);
+  return readFileSync(path);
+}
+
+/** A picture named by a flag (PNG, JPEG, WebP, …), as RGB plus its alpha, if any. */
+function readImage(path: string, flag: string): Promise<DecodedImage> {
+  return decodeImage(readInputFile(path, flag), { what: `${flag} ${path}` });
 }
 
 /** Output file names: `out.png` for one image, `out-0.png`, `out-1.png`, … for a batch. */
@@ -149,14 +158,14 @@ export function outputPaths(out: string, n: number): string[] {
 
 /** Fails before any work when the PNG could not be written. */
 export function checkOutput(out: string, flag = '--out'): void {
-  if (extname(out).toLowerCase() !== '.png') throw new Error(`${flag} must name a .png file; got ${out}`);
-  if (existsSync(out) && statSync(out).isDirectory()) throw new Error(`cannot write ${out}: it is a folder (name a .png file)`);
+  if (extname(out).toLowerCase() !== '.png') throw new UserError(`${flag} must name a .png file; got ${out}`);
+  if (existsSync(out) && statSync(out).isDirectory()) throw new UserError(`cannot write ${out}: it is a folder (name a .png file)`);
   const dir = dirname(resolve(out));
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`cannot write ${out}: folder ${dir} does not exist (create it first)`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`cannot write ${out}: folder ${dir} does not exist (create it first)`);
   try {
     accessSync(dir, constants.W_OK);
   } catch {
-    throw new Error(`cannot write ${out}: folder ${dir} is not writable (choose another --out)`);
+    throw new UserError(`cannot write ${out}: folder ${dir} is not writable (choose another --out)`);
   }
 }
 
@@ -176,7 +185,7 @@ async function livePreview(
   let decoder: TinyVAE | undefined;
   if (f.preview === 'taesd') {
     const taesd = source.taesd ?? (source.vae && isTinyVAESource(source.vae) ? source.vae : undefined);
-    if (!taesd) throw new Error('--preview taesd needs a TAESD: give --taesd FILE|DIR (taesd_decoder.safetensors, taesdxl_decoder.safetensors for SDXL), or --vae a TAESD');
+    if (!taesd) throw new UserError('--preview taesd needs a TAESD: give --taesd FILE|DIR (taesd_decoder.safetensors, taesdxl_decoder.safetensors for SDXL), or --vae a TAESD');
     decoder = await modelTinyVAE(model, taesd, source.taesd ? '--taesd' : '--vae', { ...runtimeFromFlags(f), taesdFamily: source.taesdFamily, onWarning: () => {} });
   }
   const live = new LivePreview((png) => writeFileAtomic(path, png), decoder, (e) => log(`--preview taesd failed (${e.message}); writing the cheap approximation`));
@@ -210,15 +219,16 @@ export function registerGenerate(program: Command): void {
     .option('--eta <gamma>', "the tcd sampler's gamma: 0 deterministic … 1 fully stochastic (default 0.3)", parseFloatOption('--eta', 0, 1))
     .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
     .option('--latents <file>', 'initial noise from a safetensors file (tensor "latents", [batch, 4, h/8, w/8])')
-    .option('--init-image <file.png>', 'image-to-image: start from this picture (resized with Lanczos to --width x --height if given)')
-    .option('--strength <s>', 'image-to-image: how much is repainted, 0 < s <= 1 (default 0.75)', parseFloatOption('--strength', 0, 1))
-    .option('--mask <file.png>', 'inpainting (with --init-image): white repaints, black keeps; another size is resized')
+    .option('--init-image <file>', 'image-to-image: start from this picture, PNG, JPEG or WebP (resized with Lanczos to --width x --height if given)')
+    .option('--strength <s>', 'image-to-image: how much is repainted, 0 <= s <= 1 (default 0.75)', parseFloatOption('--strength', 0, 1))
+    .addOption(new Option('--strength-rule <rule>', "which steps a strength runs (img2img, hires fix): diffusers' img2img cut or AUTOMATIC1111's").choices(STRENGTH_RULES).default('diffusers'))
+    .option('--mask <file>', 'inpainting (with --init-image): white (or opaque, in a mask with transparency) repaints; another size is resized')
     .option('--mask-blur <px>', 'Gaussian blur of the mask, in pixels', parseFloatOption('--mask-blur', 0, 64), 4)
     .option('--mask-invert', 'repaint the black part of the mask instead')
     .addOption(new Option('--inpainting-fill <how>', 'what the masked area starts from').choices(INPAINT_FILLS).default('original'))
     .option('--hires-scale <x>', 'hires fix: second pass at x times the size', parseFloatOption('--hires-scale', 1, 8))
     .option('--hires-steps <n>', 'hires fix: second-pass steps (default: --steps)', parseIntOption('--hires-steps', 1, 1000))
-    .option('--hires-denoise <s>', 'hires fix: second-pass strength, 0 < s <= 1', parseFloatOption('--hires-denoise', 0, 1), 0.5)
+    .option('--hires-denoise <s>', 'hires fix: second-pass strength, 0 <= s <= 1 (0: the upscaled first pass as it is)', parseFloatOption('--hires-denoise', 0, 1), 0.5)
     .option('--hires-upscaler <name>', 'hires fix: how the first pass is enlarged: latent, latent-nearest, lanczos, nearest, or an upscaler model (a file, or a name in --upscaler-dir: "R-ESRGAN 4x+", 4x-UltraSharp, …)', 'latent')
     .option('--upscaler-dir <dir>', "folder of upscaler models (.pth, .safetensors), or a models folder with A1111's ESRGAN/ and RealESRGAN/")
     .option('--tile <px>', 'upscaler models (hires fix, SD upscale): largest tile side in input pixels (0: no tiles)', parseIntOption('--tile', 0), 512)
@@ -255,15 +265,15 @@ export function registerGenerate(program: Command): void {
     .addOption(deviceLoopOption())
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
     .action(async (f: GenerateFlags, cmd: Command) => {
-      if (f.prompt === undefined && f.fromPng === undefined) throw new Error('--prompt is required (or --from-png image.png to take it from an image)');
+      if (f.prompt === undefined && f.fromPng === undefined) throw new UserError('--prompt is required (or --from-png image.png to take it from an image)');
       checkOutput(f.out);
       const png = f.fromPng === undefined ? undefined : readFromPng(f.fromPng);
       const log = (m: string): void => void process.stderr.write(`${m}\n`);
       const modelDir = f.model ?? BUILTIN_MODEL_DIR;
       if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
       const latents = f.latents ? readLatentsFile(f.latents) : undefined;
-      const initImage = f.initImage ? readPng(f.initImage, '--init-image') : undefined;
-      const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
+      const initImage = f.initImage ? await readImage(f.initImage, '--init-image') : undefined;
+      const mask = f.mask ? await readImage(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
       const tiling = tilingFromFlags(f);
       const sdUpscale = sdUpscaleFromFlags(f);
@@ -324,6 +334,7 @@ export function registerGenerate(program: Command): void {
         hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
         tiling,
         sdUpscale,
+        strengthRule: initImage || f.hiresScale !== undefined ? f.strengthRule : undefined,
       };
       const opts =
         png === undefined

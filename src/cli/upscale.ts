@@ -1,15 +1,16 @@
-/** `todo-sd upscale`: AUTOMATIC1111's Extras upscaling on PNG files, with an upscaler model, Lanczos or Nearest. */
-import { readFileSync } from 'node:fs';
+/** `todo-sd upscale`: AUTOMATIC1111's Extras upscaling of pictures (PNG, JPEG, WebP, …), with an upscaler model, Lanczos or Nearest. */
 import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { writeFileAtomic } from '../io/atomic.js';
-import { decodePngRgb, encodePng, readPngText } from '../io/png.js';
+import { decodeImage, readImageText } from '../io/image.js';
+import { encodePng } from '../io/png.js';
 import { extrasInfotext, upscaleExtras } from '../pipeline/extras.js';
-import { checkOutput, outputPaths } from './generate.js';
+import { checkOutput, outputPaths, readInputFile } from './generate.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
 import { providerOption, precisionOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 import { imageUpscaler } from './upscaler-option.js';
+import { UserError } from '../errors.js';
 
 interface UpscaleFlags extends RuntimeFlags {
   model: string;
@@ -48,13 +49,15 @@ export function registerUpscale(program: Command): void {
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
     .action(async (inputs: string[], f: UpscaleFlags) => {
       checkOutput(f.out);
-      if ((f.width === undefined) !== (f.height === undefined)) throw new Error('--width and --height go together (or give --scale)');
-      if (f.width !== undefined && f.scale !== undefined) throw new Error('give --scale or --width/--height, not both');
-      if (f.crop && f.width === undefined) throw new Error('--crop needs --width and --height');
-      const images = inputs.map((p) => {
-        const bytes = readFileSync(p);
-        return { path: p, image: decodePngRgb(bytes, p), text: readPngText(bytes) };
-      });
+      if ((f.width === undefined) !== (f.height === undefined)) throw new UserError('--width and --height go together (or give --scale)');
+      if (f.width !== undefined && f.scale !== undefined) throw new UserError('give --scale or --width/--height, not both');
+      if (f.crop && f.width === undefined) throw new UserError('--crop needs --width and --height');
+      const images = await Promise.all(
+        inputs.map(async (p) => {
+          const bytes = readInputFile(p, 'input');
+          return { path: p, image: await decodeImage(bytes, { what: p }), text: await readImageText(bytes, { what: p }) };
+        }),
+      );
       const runtime = runtimeFromFlags(f);
       const dirs = f.upscalerDir ? [f.upscalerDir] : [];
       const upscaler = await imageUpscaler(f.model, dirs, runtime);

@@ -1,6 +1,7 @@
 /** Finds a component (unet/, vae/, text_encoder/, …) in a diffusers model folder. */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
+import { UserError } from '../errors.js';
 
 export interface ComponentFolder {
   folder: string;
@@ -18,14 +19,14 @@ export function readJson(path: string, what: string): Record<string, unknown> {
   try {
     text = readFileSync(path, 'utf8');
   } catch {
-    throw new Error(`${what}: ${path} not found`);
+    throw new UserError(`${what}: ${path} not found`);
   }
   try {
     const v = JSON.parse(text) as unknown;
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new UserError('not a JSON object');
     return v as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${what}: ${path} is not valid JSON (${(e as Error).message})`);
+    throw new UserError(`${what}: ${path} is not valid JSON (${(e as Error).message})`);
   }
 }
 
@@ -37,12 +38,12 @@ export function findComponent(dir: string, name: string, opts: { classNames?: re
   const configFile = opts.configFile ?? 'config.json';
   const root = resolve(dir);
   if (!existsSync(root) || !statSync(root).isDirectory()) {
-    throw new Error(`model folder ${root} not found; pass a diffusers model folder (holding ${name}/) or the ${name}/ folder itself`);
+    throw new UserError(`model folder ${root} not found; pass a diffusers model folder (holding ${name}/) or the ${name}/ folder itself`);
   }
   const candidates = basename(root) === name ? [root, join(root, name)] : [join(root, name), root];
   const folder = candidates.find((c) => existsSync(join(c, configFile)) && isClass(readJson(join(c, configFile), name), opts.classNames));
   if (!folder) {
-    throw new Error(`no ${name} component in ${root}: expected ${join(root, name, configFile)} (diffusers layout)`);
+    throw new UserError(`no ${name} component in ${root}: expected ${join(root, name, configFile)} (diffusers layout)`);
   }
   const config = readJson(join(folder, configFile), name);
   return { folder, config, weightFiles: opts.needWeights === false ? [] : findWeights(folder, name) };
@@ -69,11 +70,11 @@ function findWeights(folder: string, name: string): string[] {
         const index = `${stem}.${ext}.index${variant}.json`;
         if (files.includes(index)) {
           const map = readJson(join(folder, index), name).weight_map as Record<string, string> | undefined;
-          if (!map) throw new Error(`${name}: ${join(folder, index)} has no weight_map`);
+          if (!map) throw new UserError(`${name}: ${join(folder, index)} has no weight_map`);
           return [...new Set(Object.values(map))].map((f) => join(folder, f));
         }
       }
     }
   }
-  throw new Error(`${name}: no weights in ${folder} (expected ${WEIGHT_STEMS.map((s) => `${s}.safetensors`).join(' or ')}, or ${PICKLE_STEMS.map((s) => `${s}.bin`).join(' or ')})`);
+  throw new UserError(`${name}: no weights in ${folder} (expected ${WEIGHT_STEMS.map((s) => `${s}.safetensors`).join(' or ')}, or ${PICKLE_STEMS.map((s) => `${s}.bin`).join(' or ')})`);
 }

@@ -6,8 +6,9 @@
  * lists), as PyTorch's weights-only unpickler does. What a pickle may build is the policy's
  * business (torch-pickle.ts); this module only walks the opcodes.
  */
+import { UserError } from '../errors.js';
 
-export class PickleError extends Error {
+export class PickleError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'PickleError';

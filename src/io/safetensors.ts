@@ -7,13 +7,14 @@
 import { closeSync, openSync, readSync, fstatSync, writeSync, renameSync, rmSync } from 'node:fs';
 import { basename } from 'node:path';
 import { DTYPE_BYTES, TensorFile, type DType, type TensorInfo } from './tensor-file.js';
+import { UserError } from '../errors.js';
 
 export { DTYPE_BYTES, f16ToF32, toFloat32, type DType, type TensorInfo } from './tensor-file.js';
 
 /** The JSON header may not be larger than this (the reference implementation's limit). */
 const MAX_HEADER_BYTES = 100_000_000;
 
-export class SafetensorsError extends Error {
+export class SafetensorsError extends UserError {
   constructor(file: string, message: string) {
     super(`${basename(file)}: ${message} (file: ${file})`);
     this.name = 'SafetensorsError';

@@ -17,8 +17,9 @@ import { ByteReader, PickleError, PyDict, PyTuple, unpickle } from './pickle.js'
 import { DTYPE_BYTES, numelOf, TensorFile, type TensorInfo } from './tensor-file.js';
 import { int, storageType, TorchStorage, TorchTensor, torchPolicy, Unusable, type StorageLoader } from './torch-pickle.js';
 import { ZipArchive } from './zip.js';
+import { UserError } from '../errors.js';
 
-export class TorchFileError extends Error {
+export class TorchFileError extends UserError {
   constructor(file: string, message: string) {
     super(`${basename(file)}: ${message} (file: ${file})`);
     this.name = 'TorchFileError';

@@ -6,6 +6,7 @@
 import type { LoraComponent } from './file.js';
 import { componentName, resolveLoras, type LoadedLora, type LoraPatches } from './merge.js';
 import type { LoraTargets } from './names.js';
+import { UserError } from '../errors.js';
 
 /** A component whose weights take LoRAs (the U-Net, a text encoder). */
 export interface LoraHost {
@@ -33,14 +34,14 @@ export function applyLoras(loras: readonly LoadedLora[], hosts: readonly LoraHos
     const absent = file.modules.filter((m) => m.component && !present.has(m.component));
     if (o.strict && absent.length > 0) {
       const c = absent[0]!.component!;
-      throw new Error(
+      throw new UserError(
         `LoRA ${file.name}: ${absent.length} ${absent.length === 1 ? 'module' : 'modules'} (${absent[0]!.name}${absent.length > 1 ? ', …' : ''}) for the ${componentName(c)}, which this model does not have: ` +
           `the LoRA was made for another model architecture; use a LoRA trained for this model`,
       );
     }
     const applicable = file.modules.filter((m) => m.component && present.has(m.component));
     if (applicable.length === 0 && (o.strict || absent.length === 0)) {
-      throw new Error(
+      throw new UserError(
         `LoRA ${file.name}: none of its ${file.modules.length} modules (${file.modules[0]!.name}, …) names a part of this model ` +
           `(expected lora_unet_… / lora_te_… names): it was made for another kind of model`,
       );

@@ -9,6 +9,7 @@ import { basename, extname } from 'node:path';
 import { SafetensorsFile } from '../io/safetensors.js';
 import type { TensorFile, TensorInfo } from '../io/tensor-file.js';
 import { openWeightsFile } from '../io/weights-file.js';
+import { UserError } from '../errors.js';
 
 /** Which part of a Stable Diffusion model a LoRA module belongs to. */
 export type LoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
@@ -56,7 +57,7 @@ const UNSUPPORTED = [
 ] as const;
 
 function fail(path: string, msg: string): never {
-  throw new Error(`LoRA ${basename(path)}: ${msg} (file: ${path})`);
+  throw new UserError(`LoRA ${basename(path)}: ${msg} (file: ${path})`);
 }
 
 export class LoraFile {

@@ -9,6 +9,7 @@ import type { GraphBuilder, Value } from '../graph/builder.js';
 import type { WeightPatches } from '../graph/weights.js';
 import { LoraFile, type LoraComponent } from './file.js';
 import type { LoraTargets } from './names.js';
+import { UserError } from '../errors.js';
 
 /** A LoRA to apply: a file and its weight (A1111's multiplier). */
 export interface LoraSpec {
@@ -42,12 +43,12 @@ export function componentName(c: LoraComponent): string {
 }
 
 function checkScale(scale: number, what: string): void {
-  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new Error(`${what}: the LoRA weight must be a finite number; got ${scale}`);
+  if (typeof scale !== 'number' || !Number.isFinite(scale)) throw new UserError(`${what}: the LoRA weight must be a finite number; got ${scale}`);
 }
 
 /** Checks a spec and opens its file (the header only): a missing file or one that is no LoRA fails here. */
 export function loadLora(s: LoraSpec, open: (path: string) => LoraFile = LoraFile.open): LoadedLora {
-  if (!s || typeof s.path !== 'string') throw new Error(`a LoRA is given as { path, scale }; got ${JSON.stringify(s)}`);
+  if (!s || typeof s.path !== 'string') throw new UserError(`a LoRA is given as { path, scale }; got ${JSON.stringify(s)}`);
   checkScale(s.scale, `LoRA ${s.path}`);
   if (s.unetScale !== undefined) checkScale(s.unetScale, `LoRA ${s.path}`);
   return { file: open(resolve(s.path)), scale: s.scale, unetScale: s.unetScale };
@@ -118,7 +119,7 @@ export function resolveLoras(loras: readonly LoadedLora[], component: LoraCompon
       const inner = rest.reduce((a, b) => a * b, 1);
       const downInner = m.down.shape.slice(1).reduce((a, b) => a * b, 1);
       if (m.up.shape[0] !== out || downInner !== inner) {
-        throw new Error(
+        throw new UserError(
           `LoRA ${file.name}: module ${m.name} (up [${m.up.shape.join(', ')}], down [${m.down.shape.join(', ')}]) does not fit ` +
             `the ${componentName(component)}'s ${target.key} [${target.shape.join(', ')}]: the LoRA was made for another model architecture ` +
             `(e.g. SD 1.x vs SD 2.x vs SDXL); use a LoRA trained for this model`,
@@ -132,7 +133,7 @@ export function resolveLoras(loras: readonly LoadedLora[], component: LoraCompon
       deltas.set(target.key, list);
     }
     if (own.length > 0 && missing.length === own.length) {
-      throw new Error(
+      throw new UserError(
         `LoRA ${file.name}: none of its ${own.length} ${componentName(component)} modules (${missing.slice(0, 3).join(', ')}${own.length > 3 ? ', …' : ''}) names a layer of this model: ` +
           `it was made for another model architecture; use a LoRA trained for this model`,
       );

@@ -8,6 +8,7 @@ import { applyLoras, loraHashes, type LoraHost } from './apply.js';
 import { LoraFile } from './file.js';
 import { loadLora, type LoadedLora, type LoraSpec } from './merge.js';
 import { extractLoraTags, resolvePromptLora } from './prompt-tags.js';
+import { UserError } from '../errors.js';
 
 /** A LoRA as one generation used it. */
 export interface UsedLora {
@@ -92,7 +93,7 @@ export class PipelineLoras {
     const warn = onWarning ?? ((m: string) => console.warn(m));
     for (const t of tags.ignored) warn(`prompt tag ${t} is not supported here (only <lora:…>); it was removed from the prompt`);
     const fromTags = tags.loras.map((t) => ({ ...resolvePromptLora(t, loraDir), name: t.name }));
-    if (extra !== undefined && !Array.isArray(extra)) throw new Error('loras must be a list of { path, scale }');
+    if (extra !== undefined && !Array.isArray(extra)) throw new UserError('loras must be a list of { path, scale }');
     const used = this.use([...this.base, ...(extra ?? []), ...fromTags], onWarning);
     const fromOptions = used.slice(0, used.length - fromTags.length);
     const infotextPrompt = prompt + fromOptions.map((u) => `<lora:${u.name}:${u.scale}${u.unetScale !== undefined ? `:${u.unetScale}` : ''}>`).join('');

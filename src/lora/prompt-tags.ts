@@ -6,6 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { LoraSpec } from './merge.js';
+import { UserError } from '../errors.js';
 
 /** A1111's `re_extra_net`. */
 const TAG = /<(\w+):([^>]+)>/g;
@@ -27,7 +28,7 @@ export interface PromptTags {
 
 function number(v: string, tag: string): number {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n)) throw new Error(`prompt tag ${tag}: "${v}" is not a number (write e.g. <lora:name:0.8>)`);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new UserError(`prompt tag ${tag}: "${v}" is not a number (write e.g. <lora:name:0.8>)`);
   return n;
 }
 
@@ -47,7 +48,7 @@ export function extractLoraTags(prompt: string): PromptTags {
       else positional.push(item);
     }
     const name = positional[0];
-    if (!name) throw new Error(`prompt tag ${tag} names no LoRA (write <lora:name:0.8>)`);
+    if (!name) throw new UserError(`prompt tag ${tag} names no LoRA (write <lora:name:0.8>)`);
     let scale = positional[1] !== undefined ? number(positional[1], tag) : 1;
     if (named.te !== undefined) scale = number(named.te, tag);
     let unetScale = positional[2] !== undefined ? number(positional[2], tag) : undefined;
@@ -63,13 +64,13 @@ export const LORA_EXTENSIONS = ['.safetensors', '.pt', '.ckpt'];
 
 /** `<lora:name>` → `<dir>/name.safetensors` (or `.pt`, `.ckpt`); the name may not leave the folder. */
 export function resolvePromptLora(tag: PromptLora, loraDir: string | undefined): LoraSpec {
-  if (!loraDir) throw new Error(`the prompt asks for <lora:${tag.name}> but no LoRA folder is set: pass --lora-dir DIR (loraDir in the API)`);
+  if (!loraDir) throw new UserError(`the prompt asks for <lora:${tag.name}> but no LoRA folder is set: pass --lora-dir DIR (loraDir in the API)`);
   if (/[/\\]/.test(tag.name) || tag.name === '.' || tag.name === '..') {
-    throw new Error(`<lora:${tag.name}>: a LoRA name may not contain path separators; put ${tag.name}.safetensors directly in ${loraDir}`);
+    throw new UserError(`<lora:${tag.name}>: a LoRA name may not contain path separators; put ${tag.name}.safetensors directly in ${loraDir}`);
   }
   const dir = resolve(loraDir);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`LoRA folder ${dir} not found (--lora-dir)`);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`LoRA folder ${dir} not found (--lora-dir)`);
   const path = LORA_EXTENSIONS.map((e) => join(dir, `${tag.name}${e}`)).find((p) => existsSync(p));
-  if (!path) throw new Error(`<lora:${tag.name}>: ${join(dir, `${tag.name}.safetensors`)} not found; the LoRA folder holds <name>.safetensors (or .pt, .ckpt) files`);
+  if (!path) throw new UserError(`<lora:${tag.name}>: ${join(dir, `${tag.name}.safetensors`)} not found; the LoRA folder holds <name>.safetensors (or .pt, .ckpt) files`);
   return { path, scale: tag.scale, ...(tag.unetScale !== undefined ? { unetScale: tag.unetScale } : {}) };
 }

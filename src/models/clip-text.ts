@@ -17,6 +17,7 @@ import { applyLoras, type LoraHost } from '../lora/apply.js';
 import type { LoraComponent } from '../lora/file.js';
 import { openLoras, type LoraPatches, type LoraSpec } from '../lora/merge.js';
 import { textEncoderLoraTargets, type LoraTargets } from '../lora/names.js';
+import { UserError } from '../errors.js';
 
 export interface ClipTextConfig {
   vocabSize: number;
@@ -113,7 +114,7 @@ export function buildClipTextGraph(
   const { clipSkip } = out;
   const maxSkip = out.kind === 'last' ? cfg.layers : cfg.layers - 1;
   if (!Number.isInteger(clipSkip) || clipSkip < 1 || clipSkip > maxSkip) {
-    throw new Error(`clip skip must be an integer from 1 to ${maxSkip}; got ${clipSkip}`);
+    throw new UserError(`clip skip must be an integer from 1 to ${maxSkip}; got ${clipSkip}`);
   }
   if (shape.length > cfg.maxPositions) throw new Error(`text_encoder: ${shape.length} tokens exceed max_position_embeddings ${cfg.maxPositions}`);
   const g = new GraphBuilder('text_encoder', weights, undefined, opts);

@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { WeightStore, type WeightFiles } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
 import { SingleFileCheckpoint } from './single-file/checkpoint.js';
+import { UserError } from '../errors.js';
 
 export interface ComponentSource {
   config: Record<string, unknown>;
@@ -23,7 +24,7 @@ export function isSingleFile(path: string): boolean {
 /** A missing checkpoint file is named as a file (a missing folder is named by findComponent). */
 export function checkModelFile(path: string): void {
   if (existsSync(path) || !/\.(safetensors|ckpt|pt|pth|bin)$/i.test(path)) return;
-  throw new Error(`model file ${path} not found`);
+  throw new UserError(`model file ${path} not found`);
 }
 
 /** `name`: the component's folder name in a diffusers model (unet, vae, text_encoder, text_encoder_2). */

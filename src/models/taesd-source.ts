@@ -16,6 +16,7 @@ import { findComponent, readJson } from '../io/model-folder.js';
 import { SafetensorsFile, type TensorInfo } from '../io/safetensors.js';
 import { COMBINED_PREFIX, diffusersTinyVAEKey, tinyVAEConfigFromTensors, tinyVAEPartOf, type TinyPart } from './single-file/taesd-layout.js';
 import { CheckpointWeights, type CheckpointSlot } from './single-file/weights.js';
+import { UserError } from '../errors.js';
 
 export type TinyVAEFamily = 'sd' | 'sdxl';
 
@@ -56,7 +57,7 @@ export function tinyVAEFamilyOfName(path: string): TinyVAEFamily | undefined {
 const isAutoencoderTiny = (config: string): boolean => existsSync(config) && readJson(config, 'vae')._class_name === 'AutoencoderTiny';
 
 function refuseTinyPickle(path: string): never {
-  throw new Error(
+  throw new UserError(
     `${basename(path)} is a PyTorch pickle: todo-sd reads TAESD as safetensors only (loading a pickle can run any code it holds). ` +
       'Use the .safetensors files: taesd_decoder.safetensors / taesd_encoder.safetensors (taesdxl_… for SDXL) from huggingface.co/madebyollin/taesd ' +
       '(…/taesdxl), or the diffusers folder there (config.json + diffusion_pytorch_model.safetensors)',
@@ -126,7 +127,7 @@ export function tinyVAEInFolder(dir: string, family: TinyVAEFamily): string {
   const pickle = readdirSync(resolve(dir)).find((f) => f.startsWith(`${stem}_decoder.`) && PICKLE.test(f));
   if (pickle) refuseTinyPickle(join(dir, pickle));
   const what = family === 'sdxl' ? 'SDXL' : 'SD 1.x / 2.x';
-  throw new Error(`no TAESD for ${what} in ${resolve(dir)}: expected ${stem}_decoder.safetensors (and ${stem}_encoder.safetensors), or a diffusers folder ${stem}/ (huggingface.co/madebyollin/${stem})`);
+  throw new UserError(`no TAESD for ${what} in ${resolve(dir)}: expected ${stem}_decoder.safetensors (and ${stem}_encoder.safetensors), or a diffusers folder ${stem}/ (huggingface.co/madebyollin/${stem})`);
 }
 
 /** The other half's file beside a madebyollin file: `…decoder…` ↔ `…encoder…` in the name. */
@@ -144,7 +145,7 @@ function halfWeights(part: TinyPart, h: Half): CheckpointWeights {
   const slots = new Map<string, CheckpointSlot>();
   for (const k of h.tensors.keys()) {
     const name = diffusersTinyVAEKey(part, k);
-    if (!name) throw new Error(`${basename(h.file.path)}: tensor "${h.prefix}${k}" is not part of a TAESD ${part} (madebyollin's layout numbers every module)`);
+    if (!name) throw new UserError(`${basename(h.file.path)}: tensor "${h.prefix}${k}" is not part of a TAESD ${part} (madebyollin's layout numbers every module)`);
     slots.set(name, { key: h.prefix + k });
   }
   return new CheckpointWeights(h.file, `taesd_${part}`, slots);
@@ -154,14 +155,14 @@ function openOriginal(path: string): TinyVAESource {
   const halves = originalHalves(SafetensorsFile.open(path));
   const have = (['encoder', 'decoder'] as const).filter((part) => halves[part]);
   if (have.length === 0) {
-    throw new Error(`${basename(path)} is no TAESD file: expected madebyollin's layout (0.weight, 1.conv.0.weight, … as in taesd_encoder.safetensors / taesd_decoder.safetensors) or a diffusers AutoencoderTiny folder`);
+    throw new UserError(`${basename(path)} is no TAESD file: expected madebyollin's layout (0.weight, 1.conv.0.weight, … as in taesd_encoder.safetensors / taesd_decoder.safetensors) or a diffusers AutoencoderTiny folder`);
   }
   if (have.length === 1) {
     const other: TinyPart = have[0] === 'decoder' ? 'encoder' : 'decoder';
     const beside = sibling(path, have[0]!);
     if (beside) {
       const half = originalHalves(SafetensorsFile.open(beside))[other];
-      if (!half) throw new Error(`${basename(beside)} beside ${basename(path)} is not a TAESD ${other}`);
+      if (!half) throw new UserError(`${basename(beside)} beside ${basename(path)} is not a TAESD ${other}`);
       halves[other] = half;
     }
   }
@@ -178,14 +179,14 @@ export function openTinyVAE(source: string): TinyVAESource {
   const path = resolve(source);
   if (!existsSync(path)) {
     if (PICKLE.test(path)) refuseTinyPickle(path);
-    throw new Error(`TAESD ${path} not found; pass a diffusers AutoencoderTiny folder or taesd_decoder.safetensors`);
+    throw new UserError(`TAESD ${path} not found; pass a diffusers AutoencoderTiny folder or taesd_decoder.safetensors`);
   }
   if (statSync(path).isDirectory()) {
     if (!isAutoencoderTinyFolder(path) && familyFolderEntries(path).length > 0) {
-      throw new Error(`${path} holds TAESDs for several families (${familyFolderEntries(path).join(', ')}): pass the file for the model's family, or give the folder as a pipeline's taesd (--taesd), which picks by the model's family`);
+      throw new UserError(`${path} holds TAESDs for several families (${familyFolderEntries(path).join(', ')}): pass the file for the model's family, or give the folder as a pipeline's taesd (--taesd), which picks by the model's family`);
     }
     const comp = findComponent(path, 'vae', { classNames: ['AutoencoderTiny'] });
-    if (comp.config._class_name !== 'AutoencoderTiny') throw new Error(`${join(comp.folder, 'config.json')} is not an AutoencoderTiny (TAESD) config`);
+    if (comp.config._class_name !== 'AutoencoderTiny') throw new UserError(`${join(comp.folder, 'config.json')} is not an AutoencoderTiny (TAESD) config`);
     const weights = WeightStore.open(comp.weightFiles, 'taesd');
     // A model folder's own vae/ is the model's; another folder's name may say its family.
     const family = comp.folder === join(path, 'vae') ? undefined : tinyVAEFamilyOfName(comp.folder);

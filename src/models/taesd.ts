@@ -15,6 +15,7 @@ import { ComponentRuntime, checkInput } from './component.js';
 import { conv2d, interpolateNearest } from './layers.js';
 import { CheckpointWeights } from './single-file/weights.js';
 import { openTinyVAE, type TinyVAEFamily } from './taesd-source.js';
+import { UserError } from '../errors.js';
 
 export type { TinyVAEFamily } from './taesd-source.js';
 
@@ -44,7 +45,7 @@ type TinyActivation = (typeof ACTIVATIONS)[number];
 function list(c: Record<string, unknown>, key: string, fallback: number[]): number[] {
   const v = c[key] ?? fallback;
   if (!Array.isArray(v) || v.length === 0 || !v.every((n) => Number.isInteger(n) && n >= 0)) {
-    throw new Error(`AutoencoderTiny config: ${key} must be a non-empty list of integers; got ${JSON.stringify(v)}`);
+    throw new UserError(`AutoencoderTiny config: ${key} must be a non-empty list of integers; got ${JSON.stringify(v)}`);
   }
   return v as number[];
 }
@@ -55,24 +56,24 @@ export function parseTinyVAEConfig(c: Record<string, unknown>): TinyVAEConfig {
   const decoderBlockOutChannels = list(c, 'decoder_block_out_channels', [64, 64, 64, 64]);
   const numEncoderBlocks = list(c, 'num_encoder_blocks', [1, 3, 3, 3]);
   const numDecoderBlocks = list(c, 'num_decoder_blocks', [3, 3, 3, 1]);
-  if (numEncoderBlocks.length !== encoderBlockOutChannels.length) throw new Error('AutoencoderTiny config: num_encoder_blocks and encoder_block_out_channels differ in length');
-  if (numDecoderBlocks.length !== decoderBlockOutChannels.length) throw new Error('AutoencoderTiny config: num_decoder_blocks and decoder_block_out_channels differ in length');
+  if (numEncoderBlocks.length !== encoderBlockOutChannels.length) throw new UserError('AutoencoderTiny config: num_encoder_blocks and encoder_block_out_channels differ in length');
+  if (numDecoderBlocks.length !== decoderBlockOutChannels.length) throw new UserError('AutoencoderTiny config: num_decoder_blocks and decoder_block_out_channels differ in length');
   if (encoderBlockOutChannels.length !== decoderBlockOutChannels.length) {
-    throw new Error(`AutoencoderTiny config: the encoder has ${encoderBlockOutChannels.length} levels and the decoder ${decoderBlockOutChannels.length}; they must mirror each other`);
+    throw new UserError(`AutoencoderTiny config: the encoder has ${encoderBlockOutChannels.length} levels and the decoder ${decoderBlockOutChannels.length}; they must mirror each other`);
   }
   // EncoderTiny / DecoderTiny chain their levels without a channel projection: torch itself fails on unequal widths.
   for (const [key, channels] of [
     ['encoder_block_out_channels', encoderBlockOutChannels],
     ['decoder_block_out_channels', decoderBlockOutChannels],
   ] as const) {
-    if (channels.some((ch) => ch !== channels[0] || ch === 0)) throw new Error(`AutoencoderTiny config: ${key} must repeat one width (diffusers chains the levels without a projection); got [${channels.join(', ')}]`);
+    if (channels.some((ch) => ch !== channels[0] || ch === 0)) throw new UserError(`AutoencoderTiny config: ${key} must repeat one width (diffusers chains the levels without a projection); got [${channels.join(', ')}]`);
   }
   const actFn = (c.act_fn ?? 'relu') as TinyActivation;
-  if (!ACTIVATIONS.includes(actFn)) throw new Error(`AutoencoderTiny config: act_fn "${String(actFn)}" is not supported; use one of ${ACTIVATIONS.join(', ')}`);
+  if (!ACTIVATIONS.includes(actFn)) throw new UserError(`AutoencoderTiny config: act_fn "${String(actFn)}" is not supported; use one of ${ACTIVATIONS.join(', ')}`);
   const upsampling = c.upsampling_scaling_factor ?? 2;
-  if (upsampling !== 2) throw new Error(`AutoencoderTiny config: upsampling_scaling_factor ${String(upsampling)} would not invert the encoder's stride-2 levels; only 2 (TAESD's) is supported`);
+  if (upsampling !== 2) throw new UserError(`AutoencoderTiny config: upsampling_scaling_factor ${String(upsampling)} would not invert the encoder's stride-2 levels; only 2 (TAESD's) is supported`);
   const upsampleFn = c.upsample_fn ?? 'nearest';
-  if (upsampleFn !== 'nearest') throw new Error(`AutoencoderTiny config: upsample_fn "${String(upsampleFn)}" is not supported; only "nearest" (TAESD's)`);
+  if (upsampleFn !== 'nearest') throw new UserError(`AutoencoderTiny config: upsample_fn "${String(upsampleFn)}" is not supported; only "nearest" (TAESD's)`);
   return {
     inChannels: (c.in_channels as number | undefined) ?? 3,
     outChannels: (c.out_channels as number | undefined) ?? 3,
@@ -172,7 +173,7 @@ function checkWeights(weights: WeightFiles, build: (w: WeightSource) => void, na
   const unused = [...weights.slots.keys()].filter((k) => !asked.has(k));
   if (unused.length > 0) {
     const original = unused.slice(0, 3).map((k) => weights.slots.get(k)!.key);
-    throw new Error(`${name}: tensors ${original.join(', ')}${unused.length > 3 ? ', …' : ''} have no place in a TAESD ${weights.component.replace('taesd_', '')} of this shape; the file holds another architecture`);
+    throw new UserError(`${name}: tensors ${original.join(', ')}${unused.length > 3 ? ', …' : ''} have no place in a TAESD ${weights.component.replace('taesd_', '')} of this shape; the file holds another architecture`);
   }
 }
 
@@ -211,12 +212,12 @@ export class TinyVAE {
 
   /** Throws, naming the file to add, unless the decoder is at hand. */
   requireDecoder(): void {
-    if (!this.decoder) throw new Error(`${this.source} holds only a TAESD encoder; decoding needs its decoder (taesd_decoder.safetensors / taesdxl_decoder.safetensors beside it, or a diffusers AutoencoderTiny folder)`);
+    if (!this.decoder) throw new UserError(`${this.source} holds only a TAESD encoder; decoding needs its decoder (taesd_decoder.safetensors / taesdxl_decoder.safetensors beside it, or a diffusers AutoencoderTiny folder)`);
   }
 
   /** Throws, naming the file to add, unless the encoder is at hand. */
   requireEncoder(): void {
-    if (!this.encoder) throw new Error(`${this.source} holds only a TAESD decoder; encoding (image-to-image, inpainting, a hires fix that upscales the image) needs its encoder: put taesd_encoder.safetensors (taesdxl_encoder.safetensors for SDXL) beside it`);
+    if (!this.encoder) throw new UserError(`${this.source} holds only a TAESD decoder; encoding (image-to-image, inpainting, a hires fix that upscales the image) needs its encoder: put taesd_encoder.safetensors (taesdxl_encoder.safetensors for SDXL) beside it`);
   }
 
   /** latents [B, C, h, w] as the U-Net produces them → image [B, 3, h·s, w·s] in [-1, 1]. */
@@ -236,7 +237,7 @@ export class TinyVAE {
     const e = this.encoder!;
     checkInput('taesd', 'image', image, [null, this.config.inChannels, null, null], 'batch, channels, height, width');
     const [batch, , height, width] = image.dims as [number, number, number, number];
-    if (height % this.config.scale || width % this.config.scale) throw new Error(`taesd: image height and width must be multiples of ${this.config.scale}; got ${height}x${width}`);
+    if (height % this.config.scale || width % this.config.scale) throw new UserError(`taesd: image height and width must be multiples of ${this.config.scale}; got ${height}x${width}`);
     const shape = { batch, height, width };
     const out = await e.runtime.run({ shape, part: 'encoder' }, () => buildTinyEncoderGraph(this.config, e.weights, shape, e.runtime.graph).build(), [{ name: 'image', type: 'float32', value: image }]);
     return { data: out.latents!.data as Float32Array, dims: [...out.latents!.dims] };

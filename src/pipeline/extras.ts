@@ -7,6 +7,7 @@ import type { RgbImage } from '../io/png.js';
 import type { UpscaleOptions } from '../models/upscaler/upscaler.js';
 import { infotextValue } from './parameters.js';
 import { blendImages, centerOnCanvas, upscaleBy, upscalerName, type ImageUpscaler } from './upscale-image.js';
+import { UserError } from '../errors.js';
 
 export interface ExtrasOptions {
   /** Scale by `by`, or ('to') to `width` × `height` (A1111's resize_mode 0 / 1). */
@@ -42,7 +43,7 @@ export async function upscaleExtras(img: RgbImage, o: ExtrasOptions): Promise<Ex
   const once = async (u: ImageUpscaler): Promise<RgbImage> => {
     let by: number;
     if (o.mode === 'to') {
-      if (!(o.width! >= 1 && o.height! >= 1)) throw new Error(`extras: upscaling to a size needs a width and height of at least 1; got ${o.width}x${o.height}`);
+      if (!(o.width! >= 1 && o.height! >= 1)) throw new UserError(`extras: upscaling to a size needs a width and height of at least 1; got ${o.width}x${o.height}`);
       by = Math.max(o.width! / img.width, o.height! / img.height);
       info.set('Postprocess upscale to', `${o.width}x${o.height}`);
     } else {

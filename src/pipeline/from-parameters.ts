@@ -15,6 +15,8 @@ import { A1111_UPSCALER_NAMES, HIRES_UPSCALERS, type HiresOptions } from './hire
 import type { SdUpscaleOptions } from './sd-upscale.js';
 import { isSdUpscaleKey, sdUpscaleFromInfotext, TILED_DIFFUSION_KEY, tilingFromInfotext } from './tiled-infotext.js';
 import { hiresTodoFromInfotext, todoFromInfotext } from './todo-infotext.js';
+import { STRENGTH_RULES, type StrengthRule } from './strength.js';
+import { UserError } from '../errors.js';
 
 export interface ParametersAsOptions {
   options: GenerateOptions;
@@ -30,7 +32,7 @@ export interface ParametersAsOptions {
    * was made from an init image (and mask), which a caller must supply to apply them; they are
    * in notApplied until it does.
    */
-  imageToImage?: { strength?: number; maskBlur?: number; sdUpscale?: SdUpscaleOptions };
+  imageToImage?: { strength?: number; strengthRule?: StrengthRule; maskBlur?: number; sdUpscale?: SdUpscaleOptions };
   /**
    * The upscaler model the hires fix used (`Hires upscaler: R-ESRGAN 4x+`): a caller that can find
    * it loads it into `options.hires.upscaler`; until then Latent stands in and the key is in notApplied.
@@ -49,7 +51,7 @@ const INFORMATIONAL = new Set(['Model', 'Model hash', 'Version']);
 function number(key: string, v: string, integer: boolean): number {
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-    throw new Error(`parameters: "${key}: ${v}" is not ${integer ? 'an integer' : 'a number'}`);
+    throw new UserError(`parameters: "${key}: ${v}" is not ${integer ? 'an integer' : 'a number'}`);
   }
   return n;
 }
@@ -86,7 +88,7 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   const size = take('Size');
   if (size !== undefined) {
     const m = /^(\d+)x(\d+)$/.exec(size);
-    if (!m) throw new Error(`parameters: "Size: ${size}" is not WIDTHxHEIGHT`);
+    if (!m) throw new UserError(`parameters: "Size: ${size}" is not WIDTHxHEIGHT`);
     options.width = Number(m[1]);
     options.height = Number(m[2]);
   }
@@ -94,7 +96,7 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   if (clipSkip !== undefined) options.clipSkip = number('Clip skip', clipSkip, true);
   const syntax = take('Prompt syntax');
   if (syntax !== undefined) {
-    if (!(PROMPT_SYNTAXES as readonly string[]).includes(syntax)) throw new Error(`parameters: "Prompt syntax: ${syntax}" is not one of ${PROMPT_SYNTAXES.join(', ')}`);
+    if (!(PROMPT_SYNTAXES as readonly string[]).includes(syntax)) throw new UserError(`parameters: "Prompt syntax: ${syntax}" is not one of ${PROMPT_SYNTAXES.join(', ')}`);
     options.promptSyntax = syntax as PromptSyntax;
   }
   options.attention = attentionFrom(s, attentionLevels, used);
@@ -108,7 +110,9 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   const hires = hiresFrom(s, options, attentionLevels, used, reasons);
   const upscaler = s['Hires upscaler'];
   const hiresUpscalerModel = hires && upscaler !== undefined && !used.has('Hires upscaler') ? upscaler : undefined;
+  const strengthRule = strengthRuleFrom(s, used);
   if (hires) options.hires = hires;
+  if (hires) options.strengthRule = strengthRule;
   if (TILED_DIFFUSION_KEY in s) {
     try {
       options.tiling = tilingFromInfotext(s);
@@ -119,7 +123,7 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   }
   // Without a hires fix, a denoising strength or mask blur means image-to-image, which needs the init image (and mask) again.
   const imageToImage: ParametersAsOptions['imageToImage'] = {};
-  if (!hires && 'Denoising strength' in s) imageToImage.strength = number('Denoising strength', s['Denoising strength']!, false);
+  if (!hires && 'Denoising strength' in s) Object.assign(imageToImage, { strength: number('Denoising strength', s['Denoising strength']!, false), strengthRule });
   if ('Mask blur' in s) imageToImage.maskBlur = number('Mask blur', s['Mask blur']!, false);
   const up = sdUpscaleFromInfotext(s);
   if (up?.options) imageToImage.sdUpscale = up.options;
@@ -142,10 +146,19 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   };
 }
 
+/** Our `Strength rule` key; without it, A1111's rule, which A1111's own images were made with. */
+function strengthRuleFrom(s: Readonly<Record<string, string>>, used: Set<string>): StrengthRule {
+  const rule = s['Strength rule'];
+  if (rule === undefined) return 'a1111';
+  if (!(STRENGTH_RULES as readonly string[]).includes(rule)) throw new UserError(`parameters: "Strength rule: ${rule}" is not one of ${STRENGTH_RULES.join(', ')}`);
+  used.add('Strength rule');
+  return rule as StrengthRule;
+}
+
 /** A1111's `VAE Decoder` / `VAE Encoder` value (Full or TAESD). */
 function vaeMethod(key: string, v: string): VaeMethod {
   const m = (Object.keys(A1111_VAE_METHODS) as VaeMethod[]).find((k) => A1111_VAE_METHODS[k].toLowerCase() === v.toLowerCase());
-  if (!m) throw new Error(`parameters: "${key}: ${v}" is not one of ${Object.values(A1111_VAE_METHODS).join(', ')}`);
+  if (!m) throw new UserError(`parameters: "${key}: ${v}" is not one of ${Object.values(A1111_VAE_METHODS).join(', ')}`);
   return m;
 }
 
@@ -239,7 +252,7 @@ function attentionFrom(s: Readonly<Record<string, string>>, attentionLevels: rea
   const todo = todoFromInfotext(s, attentionLevels);
   TODO_KEYS.forEach((k) => k in s && used.add(k));
   if (todo !== undefined) {
-    if (!(TODO_MODES as readonly string[]).includes(todo.mode ?? 'nearest')) throw new Error(`parameters: "ToDo mode: ${todo.mode}" is not one of ${TODO_MODES.join(', ')}`);
+    if (!(TODO_MODES as readonly string[]).includes(todo.mode ?? 'nearest')) throw new UserError(`parameters: "ToDo mode: ${todo.mode}" is not one of ${TODO_MODES.join(', ')}`);
     return todo;
   }
   const tome = s['Token merging ratio'];

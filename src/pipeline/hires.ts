@@ -8,6 +8,7 @@ import type { AttentionOptions } from '../attention/options.js';
 import { Upscaler } from '../models/upscaler/upscaler.js';
 import type { TileOptions } from '../models/upscaler/tiling.js';
 import type { Tensor } from '../tensor.js';
+import { UserError } from '../errors.js';
 
 export const HIRES_UPSCALERS = ['latent', 'latent-nearest', 'lanczos', 'nearest'] as const;
 export type HiresUpscaler = (typeof HIRES_UPSCALERS)[number];
@@ -51,14 +52,14 @@ function gcd(a: number, b: number): number {
 
 /** The target size; a scale that misses the size grid fails with the nearest one that fits. */
 export function hiresSize(width: number, height: number, scale: number, multiple: number): { width: number; height: number } {
-  if (!Number.isFinite(scale) || scale < 1 || scale > 8) throw new Error(`hires scale must be a number from 1 to 8; got ${scale}`);
+  if (!Number.isFinite(scale) || scale < 1 || scale > 8) throw new UserError(`hires scale must be a number from 1 to 8; got ${scale}`);
   const w = width * scale;
   const h = height * scale;
   if (Number.isInteger(w) && Number.isInteger(h) && w % multiple === 0 && h % multiple === 0) return { width: w, height: h };
   // Valid scales are the multiples of 1/g, g = gcd(width, height) / multiple.
   const g = gcd(width / multiple, height / multiple);
   const near = Math.max(g, Math.round(scale * g)) / g;
-  throw new Error(
+  throw new UserError(
     `hires scale ${scale} gives ${+w.toFixed(2)}x${+h.toFixed(2)} px, but sizes must be multiples of ${multiple}; the nearest valid scale is ${+near.toFixed(4)} (${width * near}x${height * near})`,
   );
 }

@@ -1,7 +1,8 @@
 /**
  * Image-to-image as diffusers' StableDiffusionImg2ImgPipeline (0.26): the picture in [-1, 1],
- * the strength cutting the schedule, a posterior sample of the VAE encoder (a TAESD's output as it
- * is), then the scheduler's add_noise — with the random draws in diffusers' order from the one seeded generator.
+ * a posterior sample of the VAE encoder (a TAESD's output as it is), then the scheduler's add_noise
+ * — with the random draws in diffusers' order from the one seeded generator. Which steps run is
+ * strength.ts's part.
  */
 import { resample } from '../image/resample.js';
 import type { RgbImage } from '../io/png.js';
@@ -10,6 +11,7 @@ import { VAE } from '../models/vae.js';
 import type { Scheduler } from '../scheduler/index.js';
 import type { Tensor } from '../tensor.js';
 import type { LatentDistribution } from './vae-tiling.js';
+import { UserError } from '../errors.js';
 
 const f = Math.fround;
 
@@ -37,28 +39,7 @@ export function fitImage(img: RgbImage, width: number, height: number): RgbImage
 export function checkRgbImage(img: RgbImage, what: string): void {
   const ok =
     img && Number.isInteger(img.width) && Number.isInteger(img.height) && img.width > 0 && img.height > 0 && img.data instanceof Uint8Array && img.data.length === img.width * img.height * 3;
-  if (!ok) throw new Error(`${what} must be { width, height, data: Uint8Array of width·height·3 RGB bytes }`);
-}
-
-/**
- * The part of the schedule img2img runs: `timesteps[t_start · order:]` with
- * `t_start = steps − min(⌊steps · strength⌋, steps)`. PNDM's schedule has one timestep more than
- * `steps`, so it runs one step more. LCM and TCD take strength into their own schedule instead
- * (diffusers' LatentConsistencyModelImg2ImgPipeline: set_timesteps(steps, strength=…)), and all
- * `steps` run.
- */
-export function img2imgTimesteps(scheduler: Scheduler, steps: number, strength: number): number[] {
-  if (scheduler.setImg2ImgTimesteps) {
-    scheduler.setImg2ImgTimesteps(steps, strength);
-    return [...scheduler.timesteps];
-  }
-  const init = Math.min(Math.floor(steps * strength), steps);
-  const start = Math.max(steps - init, 0);
-  const ts = scheduler.timesteps.slice(start * scheduler.order);
-  if (ts.length === 0 || init === 0) {
-    throw new Error(`strength ${strength} with ${steps} steps runs no denoising step (⌊steps · strength⌋ = 0); raise the strength or the steps`);
-  }
-  return ts;
+  if (!ok) throw new UserError(`${what} must be { width, height, data: Uint8Array of width·height·3 RGB bytes }`);
 }
 
 export interface EncodedImage {
@@ -117,8 +98,11 @@ export async function encodeInitLatents(
   return repeatToBatch({ data: latents.data.map((v) => f(sf * v)), dims: latents.dims }, batch);
 }
 
-/** The starting latents of an img2img run: fresh noise from `randn`, added at the first timestep. */
-export function noiseLatents(scheduler: Scheduler, init: Tensor, timesteps: readonly number[], randn: (dims: readonly number[]) => Float32Array): { noise: Tensor; latents: Tensor } {
+/**
+ * The starting latents of an img2img run: fresh noise from `randn` (drawn even when unused, so
+ * later draws stay in place), added at timestep `noiseAt`; without one the init passes as it is.
+ */
+export function noiseLatents(scheduler: Scheduler, init: Tensor, noiseAt: number | undefined, randn: (dims: readonly number[]) => Float32Array): { noise: Tensor; latents: Tensor } {
   const noise = { data: randn(init.dims), dims: init.dims };
-  return { noise, latents: scheduler.addNoise(init, noise, timesteps[0]!) };
+  return { noise, latents: noiseAt === undefined ? init : scheduler.addNoise(init, noise, noiseAt) };
 }

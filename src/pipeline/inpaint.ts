@@ -15,7 +15,7 @@ export const INPAINT_FILLS = ['original', 'fill', 'latent-noise', 'latent-nothin
 export type InpaintFill = (typeof INPAINT_FILLS)[number];
 
 export interface InpaintMask {
-  /** White repaints, black keeps. An `alpha` plane (as decodePngRgb returns) that is not fully opaque is used instead, as A1111 does. */
+  /** White repaints, black keeps. An `alpha` plane (as decodeImage returns) that is not fully opaque is used instead, as A1111 does. */
   image: RgbImage & { alpha?: Uint8Array };
   /** Gaussian blur sigma in pixels (A1111's mask_blur; default 4). */
   blur?: number;

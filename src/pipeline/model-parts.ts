@@ -15,6 +15,7 @@ import { parseVAEConfig, VAE } from '../models/vae.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { loadTokenizer, type ClipTokenizer } from '../tokenizer/clip.js';
 import { SdxlConditioner } from './conditioning-sdxl.js';
+import { UserError } from '../errors.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 
 export interface ModelSourceOptions {
@@ -43,7 +44,7 @@ export type VaeMethod = (typeof VAE_METHODS)[number];
 
 export function schedulerConfig(model: string, opts: ModelSourceOptions): Record<string, unknown> {
   if (opts.prediction !== undefined && !PREDICTIONS.includes(opts.prediction)) {
-    throw new Error(`prediction must be ${PREDICTIONS.join(' or ')}; got ${JSON.stringify(opts.prediction)}`);
+    throw new UserError(`prediction must be ${PREDICTIONS.join(' or ')}; got ${JSON.stringify(opts.prediction)}`);
   }
   checkModelFile(model);
   if (isSingleFile(model)) return SingleFileCheckpoint.open(model, { prediction: opts.prediction }).schedulerConfig();
@@ -112,7 +113,7 @@ export async function modelTinyVAE(model: string, source: string, flag: string, 
   const want = TINY_VAE_NAMES[family];
   if (tiny.family !== undefined && tiny.family !== family) {
     await tiny.dispose();
-    throw new Error(
+    throw new UserError(
       `${flag} ${source} is a TAESD for ${FAMILY_NAMES[tiny.family]} (${TINY_VAE_NAMES[tiny.family]}) but the model is ${FAMILY_NAMES[family]}: ` +
         `use ${want} (${want}_decoder.safetensors / ${want}_encoder.safetensors or the diffusers folder, huggingface.co/madebyollin/${want})` +
         (opts.taesdFamily ? '' : '; if its name is wrong, state its family with --taesd-family'),
@@ -125,7 +126,7 @@ export async function modelTinyVAE(model: string, source: string, flag: string, 
   const ownGrid = own && (own._class_name === 'AutoencoderTiny' ? parseTinyVAEConfig(own) : parseVAEConfig(own));
   if (ownGrid && (ownGrid.scale !== tiny.config.scale || ownGrid.latentChannels !== tiny.config.latentChannels)) {
     await tiny.dispose();
-    throw new Error(
+    throw new UserError(
       `${flag} ${source}: the TAESD has ${tiny.config.latentChannels} latent channels at 1/${tiny.config.scale} of the image size, ` +
         `the model's VAE ${ownGrid.latentChannels} at 1/${ownGrid.scale}: it was made for another latent space`,
     );
@@ -141,7 +142,7 @@ export async function modelVAE(model: string, opts: ModelSourceOptions & Runtime
   const own = modelScalingFactor(model);
   const theirs = openComponent(opts.vae, 'vae', ['AutoencoderKL']).config.scaling_factor as number | undefined;
   if (own !== undefined && theirs !== undefined && Math.abs(own - theirs) > 1e-6) {
-    throw new Error(
+    throw new UserError(
       `--vae ${opts.vae} is a VAE of another model family: its latent scaling factor is ${theirs} (${familyOf(theirs)}), ` +
         `the model's is ${own} (${familyOf(own)}); use a VAE made for this model`,
     );

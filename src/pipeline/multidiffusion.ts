@@ -20,6 +20,7 @@
 import type { Scheduler } from '../scheduler/index.js';
 import type { Tensor } from '../tensor.js';
 import type { Conditioning } from './conditioning-sdxl.js';
+import { UserError } from '../errors.js';
 
 export interface TilingOptions {
   /** View side in latent pixels (diffusers' window_size); default 64 (512 px on SD 1.x). */
@@ -63,7 +64,7 @@ export interface ViewBatch {
 export type ModelEvaluation = (input: Tensor, t: number, step: number, views?: ViewBatch) => Promise<Tensor>;
 
 function fail(msg: string): never {
-  throw new Error(msg);
+  throw new UserError(msg);
 }
 
 /** Checks the options and fills in the defaults; `minWindow`: the smallest grid the U-Net takes (2^downsamplings). */

@@ -10,10 +10,12 @@ import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName, SCHEDULE_TYPES } from '../scheduler/names.js';
 import { hiresUpscalerLabel } from './hires.js';
+import type { StrengthRule } from './strength.js';
 import type { VaeMethod } from './model-parts.js';
 import type { Tiling } from './multidiffusion.js';
 import { TILED_DIFFUSION_KEY, tilingInfotext } from './tiled-infotext.js';
 import { hiresTodoInfotext, todoInfotext } from './todo-infotext.js';
+import { UserError } from '../errors.js';
 
 export interface ParameterSource {
   prompt: string;
@@ -41,6 +43,8 @@ export interface ParameterSource {
   promptSyntax?: PromptSyntax;
   /** Image-to-image strength. */
   strength?: number;
+  /** Written only when 'diffusers' (A1111's rule is what its own images were made with). */
+  strengthRule?: StrengthRule;
   mask?: { blur: number };
   /** `upscaler`: one of HIRES_UPSCALERS, or an upscaler model's name. */
   hires?: { scale: number; steps: number; denoise: number; upscaler: string };
@@ -99,6 +103,7 @@ export function a1111Parameters(p: ParameterSource): string {
     if (second.method === 'tome' && (a.method !== 'tome' || a.ratio !== second.ratio)) fields.push(['Hires token merging ratio', second.ratio]);
     if (second.method !== 'tome' && a.method === 'tome') fields.push(['Hires token merging ratio', 0]);
   }
+  if (strength !== undefined && p.strengthRule === 'diffusers') fields.push(['Strength rule', 'diffusers']);
   if (p.vaeDecoder === 'taesd') fields.push(['VAE Decoder', A1111_VAE_METHODS.taesd]);
   if (p.vaeEncoder === 'taesd') fields.push(['VAE Encoder', A1111_VAE_METHODS.taesd]);
   fields.push(['Version', 'todo-sd']);
@@ -148,7 +153,7 @@ function unquote(v: string): string {
  * `Negative prompt:` are the prompt, the rest the negative prompt; each line is trimmed.
  */
 export function parseParameters(text: string): ParsedParameters {
-  if (typeof text !== 'string') throw new Error('parseParameters: expected the text of a PNG "parameters" chunk');
+  if (typeof text !== 'string') throw new UserError('parseParameters: expected the text of a PNG "parameters" chunk');
   const lines = text.trim().split('\n');
   let last = lines.pop()!;
   if ([...last.matchAll(PARAM)].length < 3) {

@@ -18,6 +18,7 @@ import { checkRgbImage } from './img2img.js';
 import { sdUpscaleFields } from './tiled-infotext.js';
 import type { GenerateCallbacks, GenerateOptions, GenerateResult } from './stable-diffusion.js';
 import { IMAGE_UPSCALERS, upscaleBy, upscalerName, upscaleTarget, type ImageUpscaler } from './upscale-image.js';
+import { UserError } from '../errors.js';
 
 export interface SeamFixOptions {
   /** Ultimate SD upscale's band pass (the only mode here). */
@@ -61,7 +62,7 @@ export interface SdUpscaleSettings {
 }
 
 function fail(msg: string): never {
-  throw new Error(msg);
+  throw new UserError(msg);
 }
 
 /** One row of tiles: its top and the left of each tile. */

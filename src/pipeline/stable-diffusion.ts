@@ -30,7 +30,8 @@ import { modelSdxlConditioner, modelTinyVAE, modelTokenizer, modelVAE, scheduler
 import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions } from './hires.js';
 import { Upscaler } from '../models/upscaler/upscaler.js';
 import { resizeWithUpscaler } from './upscale-image.js';
-import { checkRgbImage, encodeInitLatents, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
+import { checkRgbImage, encodeInitLatents, fitImage, imagesToTensor, noiseLatents } from './img2img.js';
+import { STRENGTH_RULES, strengthRun, type StrengthRule } from './strength.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
 import { a1111Parameters, withFields } from './parameters.js';
 import { sdUpscale, type SdUpscaleOptions, type SdUpscaleSettings } from './sd-upscale.js';
@@ -38,6 +39,7 @@ import { decodeTiled, encodeTiled, type TileOptions } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
+import { UserError } from '../errors.js';
 import { classifierFreeGuidance, timestepCondition } from './guidance-embedding.js';
 import { conditioningForViews, cropColumns, latentViews, MultiDiffusion, padCircular, resolveTiling, type ModelEvaluation, type Tiling, type TilingOptions } from './multidiffusion.js';
 
@@ -83,8 +85,14 @@ export interface GenerateOptions {
    * given and differ; without them the size is the image's, rounded down to a multiple of 8.
    */
   initImage?: RgbImage;
-  /** How far the init image is noised, 0 < strength ≤ 1 (default 0.75): the share of the steps that run. */
+  /** How far the init image is noised, 0 ≤ strength ≤ 1 (default 0.75): the share of the steps that run. */
   strength?: number;
+  /**
+   * Which steps img2img and the hires fix's second pass run for a strength: 'diffusers' (default,
+   * diffusers' img2img cut) or 'a1111' (AUTOMATIC1111's rules per sampler family); see strength.ts.
+   * Where diffusers' cut runs no step (strength 0), A1111's rule applies.
+   */
+  strengthRule?: StrengthRule;
   /** Inpainting with an ordinary model (needs initImage): white repaints. */
   mask?: InpaintMask;
   /** Hires fix: a second, image-to-image pass at scale × the size. */
@@ -139,7 +147,7 @@ export interface PassInfo {
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'tiling' | 'sdUpscale'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'strengthRule' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'tiling' | 'sdUpscale'>> & {
   sampler: SamplerName;
   /** The spacing asked for; absent: the model's own. */
   timestepSpacing?: TimestepSpacing;
@@ -149,6 +157,8 @@ export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negat
   latentsFromFile: boolean;
   initImage?: { width: number; height: number };
   strength?: number;
+  /** Set when img2img or the hires fix runs. */
+  strengthRule?: StrengthRule;
   mask?: { blur: number; invert: boolean; fill: InpaintFill };
   /** `upscaler`: one of HIRES_UPSCALERS, or the upscaler model's name. */
   hires?: { scale: number; steps: number; denoise: number; upscaler: string; attention: AttentionOptions; width: number; height: number };
@@ -189,7 +199,7 @@ const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
 const CIRCULAR_DECODE_PADDING = 8;
 
 function fail(msg: string): never {
-  throw new Error(msg);
+  throw new UserError(msg);
 }
 
 function abortError(): Error {
@@ -392,7 +402,7 @@ export class StableDiffusion {
     if (init) {
       if (o.latents) fail('initial latents and an init image exclude each other: img2img draws its noise from the seed');
       const strength = o.strength ?? 0.75;
-      if (typeof strength !== 'number' || !(strength > 0 && strength <= 1)) fail(`strength must be a number in (0, 1] (1 repaints everything); got ${strength}`);
+      if (typeof strength !== 'number' || !(strength >= 0 && strength <= 1)) fail(`strength must be a number from 0 to 1 (1 repaints everything); got ${strength}`);
       settings.initImage = { width: init.width, height: init.height };
       settings.strength = strength;
     } else {
@@ -414,7 +424,7 @@ export class StableDiffusion {
       const size = hiresSize(width, height, h.scale, grid);
       const hSteps = h.steps ?? steps;
       if (!Number.isInteger(hSteps) || hSteps < 1 || hSteps > 1000) fail(`hires steps must be an integer from 1 to 1000; got ${hSteps}`);
-      if (typeof h.denoise !== 'number' || !(h.denoise > 0 && h.denoise <= 1)) fail(`hires denoise must be a number in (0, 1]; got ${h.denoise}`);
+      if (typeof h.denoise !== 'number' || !(h.denoise >= 0 && h.denoise <= 1)) fail(`hires denoise must be a number from 0 to 1; got ${h.denoise}`);
       const model = h.upscaler instanceof Upscaler;
       if (!model && !(HIRES_UPSCALERS as readonly unknown[]).includes(h.upscaler)) {
         fail(`unknown hires upscaler "${String(h.upscaler)}"; use one of ${HIRES_UPSCALERS.join(', ')}, or an upscaler model (loadUpscaler)`);
@@ -427,6 +437,13 @@ export class StableDiffusion {
       settings.tiling = resolveTiling(o.tiling, 2 ** (this.unet.config.blockOutChannels.length - 1));
       // A circular window wider than the canvas fails here, before any work (a hires pass is only wider).
       latentViews(height / scale, width / scale, settings.tiling);
+    }
+    if (init || o.hires) {
+      const rule = o.strengthRule ?? 'diffusers';
+      if (!STRENGTH_RULES.includes(rule)) fail(`unknown strength rule "${String(rule)}"; use one of ${STRENGTH_RULES.join(', ')}`);
+      settings.strengthRule = rule;
+    } else if (o.strengthRule !== undefined) {
+      fail('strengthRule applies to image-to-image and the hires fix: give an init image or hires options (or drop it)');
     }
     return settings;
   }
@@ -494,7 +511,8 @@ export class StableDiffusion {
       }
       if (cb.signal?.aborted) throw abortError();
     }
-    return x;
+    // A pass that runs no step (strength 0) still gets the final inpainting blend.
+    return timesteps.length === 0 && run.blend ? run.blend(x, undefined) : x;
   }
 
   /** The sampler these settings ask for, its noise drawn from `randn` (the pass's generator). */
@@ -559,8 +577,10 @@ export class StableDiffusion {
     const generator = new TorchGenerator(resolved.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
     const scheduler = this.scheduler(resolved, randn);
-    scheduler.setTimesteps(resolved.steps);
-    const timesteps: readonly number[] = o.initImage ? img2imgTimesteps(scheduler, resolved.steps, resolved.strength!) : scheduler.timesteps;
+    // img2img runs the part of the schedule its strength asks for (strength.ts).
+    const run = o.initImage ? strengthRun(scheduler, this.strengthRequest(resolved, resolved.steps, resolved.strength!, false)) : undefined;
+    if (!run) scheduler.setTimesteps(resolved.steps);
+    const timesteps: readonly number[] = run ? run.timesteps : scheduler.timesteps;
     if (this.unet.config.timeCondProjDim !== null && o.negativePrompt) {
       cb.onWarning?.('the negative prompt is not used: this U-Net is guidance-distilled (time_cond_proj_dim, an LCM) and takes the CFG scale as an embedding, with no unconditional pass (as in diffusers)');
     }
@@ -588,7 +608,7 @@ export class StableDiffusion {
         const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
         init = blendLatents({ data: inside, dims: init.dims }, init, mask.latent);
       }
-      const start = noiseLatents(scheduler, init, timesteps, randn);
+      const start = noiseLatents(scheduler, init, run!.noiseAt, randn);
       x = start.latents;
       if (mask) {
         const keep = init;
@@ -654,8 +674,8 @@ export class StableDiffusion {
     const generator = new TorchGenerator(s.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
     const scheduler = this.scheduler(s, randn);
-    scheduler.setTimesteps(hr.steps);
-    const timesteps = img2imgTimesteps(scheduler, hr.steps, hr.denoise);
+    const run = strengthRun(scheduler, this.strengthRequest(s, hr.steps, hr.denoise, true));
+    const timesteps = run.timesteps;
     let init: Tensor;
     const u = o.upscaler;
     if (u === 'latent' || u === 'latent-nearest') {
@@ -674,10 +694,14 @@ export class StableDiffusion {
       }
       init = await this.encodeLatents(imagesToTensor(images), s, randn);
     }
-    const start = noiseLatents(scheduler, init, timesteps, randn);
+    const start = noiseLatents(scheduler, init, run.noiseAt, randn);
     const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2, tiling: s.tiling }, cb);
     passes.push(this.passInfo(2, hr.width, hr.height, timesteps.length, hr.attention, s.tiling));
     return out;
+  }
+
+  private strengthRequest(s: GenerateSettings, steps: number, strength: number, hires: boolean): Parameters<typeof strengthRun>[1] {
+    return { sampler: s.sampler, rule: s.strengthRule!, steps, strength, hires, numTrain: Number(this.schedulerConfig.num_train_timesteps ?? 1000) };
   }
 
   private async denoiseOnDevice(x: Tensor, s: GenerateSettings, fixed: Conditioning, cb: GenerateCallbacks): Promise<Tensor | null> {

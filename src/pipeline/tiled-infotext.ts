@@ -9,6 +9,7 @@
 import type { Tiling, TilingOptions } from './multidiffusion.js';
 import type { SdUpscaleOptions, SdUpscaleSettings } from './sd-upscale.js';
 import { builtinUpscaler } from './upscale-image.js';
+import { UserError } from '../errors.js';
 
 export const TILED_DIFFUSION_KEY = 'Tiled Diffusion';
 
@@ -45,13 +46,13 @@ export function tilingFromInfotext(fields: Readonly<Record<string, string>>): Ti
   try {
     o = JSON.parse(raw) as Record<string, unknown>;
   } catch {
-    throw new Error(`infotext: "${TILED_DIFFUSION_KEY}: ${raw}" is not the extension's JSON object`);
+    throw new UserError(`infotext: "${TILED_DIFFUSION_KEY}: ${raw}" is not the extension's JSON object`);
   }
   const method = o.Method ?? MULTIDIFFUSION;
-  if (method !== MULTIDIFFUSION) throw new Error(`infotext: Tiled Diffusion method "${String(method)}" is not offered here (only ${MULTIDIFFUSION})`);
+  if (method !== MULTIDIFFUSION) throw new UserError(`infotext: Tiled Diffusion method "${String(method)}" is not offered here (only ${MULTIDIFFUSION})`);
   const int = (key: string, def: number): number => {
     const v = o[key] ?? def;
-    if (!Number.isInteger(v)) throw new Error(`infotext: Tiled Diffusion "${key}: ${String(v)}" is not an integer`);
+    if (!Number.isInteger(v)) throw new UserError(`infotext: Tiled Diffusion "${key}: ${String(v)}" is not an integer`);
     return v as number;
   };
   const tileWidth = int('Tile tile width', 96);
@@ -63,7 +64,7 @@ export function tilingFromInfotext(fields: Readonly<Record<string, string>>): Ti
  * its rule for an overlap at least as large as the tile (overlap = tile − 4). Tiles must be square.
  */
 export function tilingFromExtension(e: { tileWidth: number; tileHeight: number; overlap: number; batchSize: number }): TilingOptions {
-  if (e.tileWidth !== e.tileHeight) throw new Error(`infotext: Tiled Diffusion tiles of ${e.tileWidth}x${e.tileHeight} latent pixels; only square tiles are offered here`);
+  if (e.tileWidth !== e.tileHeight) throw new UserError(`infotext: Tiled Diffusion tiles of ${e.tileWidth}x${e.tileHeight} latent pixels; only square tiles are offered here`);
   return { window: e.tileWidth, stride: e.overlap >= e.tileWidth ? 4 : e.tileWidth - e.overlap, viewBatch: e.batchSize };
 }
 
@@ -93,7 +94,7 @@ export function sdUpscaleFromInfotext(fields: Readonly<Record<string, string>>):
     const raw = fields[SD_UPSCALE + key];
     if (raw === undefined) return undefined;
     const v = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(v)) throw new Error(`infotext: "${SD_UPSCALE}${key}: ${raw}" is not a number`);
+    if (raw.trim() === '' || !Number.isFinite(v)) throw new UserError(`infotext: "${SD_UPSCALE}${key}: ${raw}" is not a number`);
     return v;
   };
   const name = fields[`${SD_UPSCALE}upscaler`] ?? 'None';

@@ -11,6 +11,7 @@
  * in extra keys that it ignores.
  */
 import { autoTodoFactor, type TodoMode, type TodoOptions } from '../attention/todo.js';
+import { UserError } from '../errors.js';
 
 /** The extension's only operator. */
 const EXTENSION_MODE: TodoMode = 'nearest-exact';
@@ -59,7 +60,7 @@ export function todoFromInfotext(fields: Readonly<Record<string, string>>, atten
     const raw = fields[key];
     if (raw === undefined) return undefined;
     const v = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(v)) throw new Error(`infotext: "${key}: ${raw}" is not a number`);
+    if (raw.trim() === '' || !Number.isFinite(v)) throw new UserError(`infotext: "${key}: ${raw}" is not a number`);
     return v;
   };
   const factor = num('ToDo factor');
@@ -68,7 +69,7 @@ export function todoFromInfotext(fields: Readonly<Record<string, string>>, atten
   // The extension clamps the depth up to the first level with attention (SDXL: 1 → 2).
   const covered = attentionLevels.filter((level) => level < depth);
   if (covered.length > 2) {
-    throw new Error(
+    throw new UserError(
       `infotext: "ToDo max depth: ${depth}" downsamples ${covered.length} attention levels of this model; todo-sd downsamples at most two (factor, level2Factor): use max depth ${attentionLevels[1]! + 1} or less`,
     );
   }

@@ -9,6 +9,7 @@ import { resampleNearest } from '../image/resample.js';
 import type { RgbImage } from '../io/png.js';
 import { Upscaler, type UpscaleOptions } from '../models/upscaler/upscaler.js';
 import { fitImage } from './img2img.js';
+import { UserError } from '../errors.js';
 
 /** The built-in upscalers, in the order A1111's upscaler lists start with (the models follow). */
 export const IMAGE_UPSCALERS = ['none', 'lanczos', 'nearest'] as const;
@@ -51,9 +52,9 @@ async function doUpscale(img: RgbImage, scale: number, u: ImageUpscaler, o: Upsc
 
 /** A1111's `Upscaler.upscale(img, scale)`: the result is ⌊size · scale / 8⌋ · 8 pixels on each side. */
 export async function upscaleBy(img: RgbImage, scale: number, u: ImageUpscaler, o: UpscaleOptions = {}): Promise<RgbImage> {
-  if (!(scale > 0) || !Number.isFinite(scale)) throw new Error(`upscale: the scale must be a positive number; got ${scale}`);
+  if (!(scale > 0) || !Number.isFinite(scale)) throw new UserError(`upscale: the scale must be a positive number; got ${scale}`);
   const [destW, destH] = upscaleTarget(img.width, img.height, scale);
-  if (destW < 8 || destH < 8) throw new Error(`upscale: ${img.width}x${img.height} × ${scale} is smaller than 8x8 pixels`);
+  if (destW < 8 || destH < 8) throw new UserError(`upscale: ${img.width}x${img.height} × ${scale} is smaller than 8x8 pixels`);
   let out = img;
   for (let i = 0; i < 3; i++) {
     if (out.width >= destW && out.height >= destH && (i > 0 || scale !== 1)) break;

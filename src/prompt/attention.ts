@@ -2,6 +2,7 @@
  * AUTOMATIC1111's emphasis syntax (modules/prompt_parser.py `parse_prompt_attention`), token for
  * token: `(x)` ×1.1, `[x]` ÷1.1, `(x:w)` ×w, escapes, `BREAK`, brackets left open closed at the end.
  */
+import { UserError } from '../errors.js';
 
 /** A1111's `re_attention`, alternative for alternative (the order decides which one matches). */
 const ATTENTION = /\\\(|\\\)|\\\[|\\\]|\\\\|\\|\(|\[|:\s*([+-]?[.\d]+)\s*\)|\)|\]|[^\\()[\]:]+|:/gu;
@@ -63,7 +64,7 @@ export function parsePromptAttention(text: string): [string, number][] {
 /** Python's float() on `[+-]?[.\d]+`: `.5` and `5.` are numbers, `1.2.3` and `.` are not. */
 function parseWeight(s: string, token: string): number {
   if (!/^[+-]?(\d+\.?\d*|\.\d+)$/.test(s)) {
-    throw new Error(`prompt: the emphasis weight in "${token}" is not a number; write it like (word:1.2), or escape the brackets as \\( \\)`);
+    throw new UserError(`prompt: the emphasis weight in "${token}" is not a number; write it like (word:1.2), or escape the brackets as \\( \\)`);
   }
   return Number(s);
 }

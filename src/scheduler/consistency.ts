@@ -9,6 +9,7 @@ import { addNoiseVp, checkSameShape, checkSteps, cloneState, findStepIndex } fro
 import { alphasCumprod, ConfigReader, readNoiseSchedule } from './config.js';
 import type { Randn } from './euler-ancestral.js';
 import type { Scheduler } from './index.js';
+import { UserError } from '../errors.js';
 
 const f = Math.fround;
 
@@ -26,9 +27,9 @@ export function consistencyTimesteps(numTrain: number, originalSteps: number, st
   const n = Math.trunc(originalSteps * strength);
   if (Math.floor(n / steps) < 1) {
     if (strength === 1) {
-      throw new Error(`${owner} scheduler: ${steps} steps exceed original_inference_steps ${originalSteps}, the schedule the steps are picked from: use at most ${originalSteps} steps (4–8 is typical)`);
+      throw new UserError(`${owner} scheduler: ${steps} steps exceed original_inference_steps ${originalSteps}, the schedule the steps are picked from: use at most ${originalSteps} steps (4–8 is typical)`);
     }
-    throw new Error(
+    throw new UserError(
       `${owner} scheduler: strength ${strength} keeps ${n} timesteps of the ${originalSteps}-step distillation schedule, fewer than the ${steps} steps asked: ` +
         `use at most ${Math.max(n, 1)} steps or a strength of at least ${Math.min(1, steps / originalSteps)}`,
     );

@@ -14,6 +14,7 @@ import { LmsScheduler } from './lms.js';
 import { PndmScheduler } from './pndm.js';
 import { TcdScheduler } from './tcd.js';
 import { UniPcMultistepScheduler } from './unipc.js';
+import { UserError } from '../errors.js';
 
 export const SAMPLER_NAMES = ['ddim', 'pndm', 'euler', 'euler-a', 'dpmpp-2m', 'dpmpp-2m-sde', 'heun', 'lms', 'unipc', 'lcm', 'tcd'] as const;
 
@@ -72,20 +73,20 @@ export interface SchedulerOptions {
 export function createScheduler(name: string, config: object, opts: SchedulerOptions = {}): Scheduler {
   const sampler = SAMPLER_NAMES.find((n) => n === name);
   if (sampler === undefined) {
-    throw new Error(`unknown sampler ${JSON.stringify(name)}; valid samplers: ${SAMPLER_NAMES.join(', ')}`);
+    throw new UserError(`unknown sampler ${JSON.stringify(name)}; valid samplers: ${SAMPLER_NAMES.join(', ')}`);
   }
   if (opts.karras === true && !KARRAS_SAMPLERS.includes(sampler)) {
-    throw new Error(`Karras sigmas are not available for the ${sampler} sampler (only for ${KARRAS_SAMPLERS.join(', ')})`);
+    throw new UserError(`Karras sigmas are not available for the ${sampler} sampler (only for ${KARRAS_SAMPLERS.join(', ')})`);
   }
   if (opts.timestepSpacing !== undefined) {
     if (CONSISTENCY_SAMPLERS.includes(sampler)) {
-      throw new Error(`timestep spacing does not apply to the ${sampler} sampler: it picks its steps from its own distillation schedule (original_inference_steps); leave the spacing at the model's`);
+      throw new UserError(`timestep spacing does not apply to the ${sampler} sampler: it picks its steps from its own distillation schedule (original_inference_steps); leave the spacing at the model's`);
     }
     if (!(TIMESTEP_SPACINGS as readonly string[]).includes(opts.timestepSpacing)) {
-      throw new Error(`unknown timestep spacing ${JSON.stringify(opts.timestepSpacing)}; use one of ${TIMESTEP_SPACINGS.join(', ')}`);
+      throw new UserError(`unknown timestep spacing ${JSON.stringify(opts.timestepSpacing)}; use one of ${TIMESTEP_SPACINGS.join(', ')}`);
     }
   }
-  if (opts.eta !== undefined && sampler !== 'tcd') throw new Error(`eta (TCD's gamma) applies to the tcd sampler only, not ${sampler}`);
+  if (opts.eta !== undefined && sampler !== 'tcd') throw new UserError(`eta (TCD's gamma) applies to the tcd sampler only, not ${sampler}`);
   const withSpacing = opts.timestepSpacing === undefined ? config : { ...config, timestep_spacing: opts.timestepSpacing };
   const randn = opts.randn ?? seededRandn(0);
   switch (sampler) {

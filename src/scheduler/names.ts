@@ -4,6 +4,7 @@
  */
 import type { TimestepSpacing } from './config.js';
 import { KARRAS_SAMPLERS, SAMPLER_NAMES, type SamplerName } from './index.js';
+import { UserError } from '../errors.js';
 
 const A1111_NAME: Record<SamplerName, string> = {
   'euler-a': 'Euler a',
@@ -52,7 +53,7 @@ export function resolveSampler(name: string): { sampler: SamplerName; karras?: b
     if (key === a1111) return { sampler: s };
     if (key === `${a1111} karras` && KARRAS_SAMPLERS.includes(s)) return { sampler: s, karras: true };
   }
-  throw new Error(`unknown sampler ${JSON.stringify(name)}; use one of ${SAMPLER_NAMES.join(', ')} or an AUTOMATIC1111 name: ${A1111_SAMPLERS.join(', ')}`);
+  throw new UserError(`unknown sampler ${JSON.stringify(name)}; use one of ${SAMPLER_NAMES.join(', ')} or an AUTOMATIC1111 name: ${A1111_SAMPLERS.join(', ')}`);
 }
 
 /**

@@ -8,6 +8,7 @@ import { tensor, type Tensor } from '../tensor.js';
 import { ConsistencyScheduler } from './consistency.js';
 import { ConfigReader } from './config.js';
 import { seededRandn, type Randn } from './euler-ancestral.js';
+import { UserError } from '../errors.js';
 
 const f = Math.fround;
 
@@ -20,7 +21,7 @@ export class TcdScheduler extends ConsistencyScheduler {
   constructor(config: object, randn: Randn = seededRandn(0), gamma = TCD_DEFAULT_GAMMA) {
     super(new ConfigReader(config, 'TCD'), randn);
     if (typeof gamma !== 'number' || !(gamma >= 0 && gamma <= 1)) {
-      throw new Error(`TCD scheduler: eta (gamma) must be a number from 0 (deterministic) to 1 (fully stochastic), got ${gamma}; ${TCD_DEFAULT_GAMMA} is TCD's default`);
+      throw new UserError(`TCD scheduler: eta (gamma) must be a number from 0 (deterministic) to 1 (fully stochastic), got ${gamma}; ${TCD_DEFAULT_GAMMA} is TCD's default`);
     }
     this.gamma = gamma;
   }

@@ -4,17 +4,17 @@
  * `parameters`, `info` as a JSON string).
  */
 import { randomInt } from 'node:crypto';
-import { decodeBase64, decodeMask, decodeRgb } from '../image/decode.js';
-import type { RgbImage } from '../io/png.js';
+import { decodeBase64, flattenImage, maskImage } from '../image/decode.js';
+import { decodeImage, type DecodedImage } from '../io/image.js';
 import type { HiresUpscaler } from '../pipeline/hires.js';
 import { A1111_IMAGE_UPSCALERS } from '../pipeline/upscale-image.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
 import { CONSISTENCY_SAMPLERS, KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName, resolveSampler, spacingOfScheduleType } from '../scheduler/names.js';
-import { RequestError } from './errors.js';
+import { onField, RequestError } from './errors.js';
+import { LIMITS } from './limits.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
-import { LIMITS } from './limits.js';
 import { fitImage } from './resize-mode.js';
 import { sdUpscaleRequest, tiledDiffusionCanvas, tiledDiffusionRequest, upscalerList } from './scripts.js';
 import { modelAttentionLevels, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
@@ -70,7 +70,7 @@ export type GenerationBody = Record<string, unknown> & {
   mask?: string | null;
   mask_blur?: number | null;
   inpainting_fill?: number;
-  inpainting_mask_invert?: number;
+  inpainting_mask_invert?: number | boolean;
   script_name?: string | null;
   script_args?: unknown[] | null;
   alwayson_scripts?: Record<string, unknown> | null;
@@ -107,13 +107,9 @@ function tcdEta(eta: number): number {
   return eta;
 }
 
-/** A base64 image of a request field; a bad one is a 422 naming the field. */
-export function readImage(b64: string, field: string, as = decodeRgb): RgbImage {
-  try {
-    return as(decodeBase64(b64));
-  } catch (e) {
-    throw new RequestError(field, `${field}: ${(e as Error).message}`);
-  }
+/** A client's base64 picture (PNG, JPEG, WebP, … with or without a data-URL prefix); bad input is a RequestError on `field`. */
+export function readClientImage(b64: string, field: string): Promise<DecodedImage> {
+  return onField(field, () => decodeImage(decodeBase64(b64), { what: field, maxPixels: LIMITS.maxInputPixels }));
 }
 
 /** A canvas size of a tiled request: multiples of 8, within the tiled limit. */
@@ -132,13 +128,13 @@ function checkCanvas(width: number, height: number, what: string): void {
  * A1111 request → JobSpec, every check made before the job is queued. `upscalers`: the names of
  * the upscaler models the server has (hr_upscaler may name one).
  */
-export function toJob(
+export async function toJob(
   kind: JobSpec['kind'],
   body: GenerationBody,
   settings: ServerSettings,
   modelPath: (name: string) => string,
   upscalers: () => string[] = () => [],
-): { job: JobSpec; samplerLabel: string } {
+): Promise<{ job: JobSpec; samplerLabel: string }> {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, timestepSpacing, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
@@ -183,12 +179,13 @@ export function toJob(
     if (![body.width, body.height].every((v) => Number.isInteger((v * scale) / 8))) {
       throw new RequestError('hr_scale', `hr_scale ${scale} gives a size of ${body.width * scale}x${body.height * scale}; both sides must be multiples of 8`);
     }
-    job.hires = { scale, denoise: body.denoising_strength ?? 0.7, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}) };
+    // Without denoising_strength, 0, as A1111's own API tests send (its request model leaves None, which its step set-up cannot take).
+    job.hires = { scale, denoise: body.denoising_strength ?? 0, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}) };
   }
   if (tiled) job.tiling = tiled.tiling;
   if (kind === 'img2img') {
     const mode = body.resize_mode ?? 0;
-    const init = readImage(body.init_images![0]!, 'init_images.0');
+    const init = flattenImage(await readClientImage(body.init_images![0]!, 'init_images.0'), s.img2img_background_color);
     job.strength = body.denoising_strength ?? 0.75;
     if (upscale) {
       if (body.mask) throw new RequestError('mask', 'SD upscale and a mask do not combine: drop one');
@@ -203,13 +200,15 @@ export function toJob(
     job.initImage = toWire(upscale || job.initUpscale ? init : fitImage(init, job.width, job.height, mode));
     if (body.mask) {
       job.mask = {
-        image: toWire(fitImage(readImage(body.mask, 'mask', decodeMask), job.width, job.height, mode)),
+        image: toWire(fitImage(maskImage(await readClientImage(body.mask, 'mask')), job.width, job.height, mode)),
         blur: body.mask_blur ?? 4,
-        invert: body.inpainting_mask_invert === 1,
+        invert: Number(body.inpainting_mask_invert) === 1,
         fill: INPAINTING_FILL[body.inpainting_fill ?? 1]!,
       };
     }
   }
+  // The strength runs the steps A1111 runs for it (strength.ts), 0 included.
+  if (job.initImage || job.hires) job.strengthRule = 'a1111';
   return { job, samplerLabel: label };
 }
 

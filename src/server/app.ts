@@ -1,5 +1,5 @@
 /**
- * The HTTP server: Fastify with JSON-schema validation, A1111's 422 error shape, optional basic
+ * The HTTP server: Fastify with JSON-schema validation, A1111's error shapes (errors.ts), optional basic
  * auth (A1111's --api-auth), bounded bodies, the web page at `/`, and the API routes.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import basicAuth from '@fastify/basic-auth';
 import fastifyStatic from '@fastify/static';
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
-import { RequestError, validationDetail } from './errors.js';
+import { errorReply } from './errors.js';
 import type { JobQueue } from './jobs.js';
 import { DEFAULT_MEMORY_MIB, LIMITS } from './limits.js';
 import type { ModelRegistry } from './models.js';
@@ -68,14 +68,9 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
   }
 
   app.setErrorHandler((err: FastifyError, _req, reply) => {
-    if (err.validation) return reply.status(422).send({ detail: validationDetail(err.validation, err.validationContext ?? 'body') });
-    if (err instanceof RequestError) return reply.status(422).send({ detail: err.detail });
-    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
-      return reply.status(413).send({ error: 'PayloadTooLarge', detail: `request body over ${LIMITS.bodyBytes / 2 ** 20} MiB; send smaller images` });
-    }
-    if (err.statusCode && err.statusCode < 500) return reply.status(err.statusCode).send({ error: err.name, detail: err.message });
-    o.log?.(`error: ${err.stack ?? err.message}`);
-    return reply.status(500).send({ error: err.name, detail: err.message });
+    const { status, body, internal } = errorReply(err, LIMITS.bodyBytes / 2 ** 20);
+    if (internal) o.log?.(`error: ${err.stack ?? err.message}`);
+    return reply.status(status).send(body);
   });
 
   await app.register(fastifyStatic, { root: WEB_DIR, prefix: '/' });

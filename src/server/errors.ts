@@ -1,4 +1,10 @@
-/** Errors in A1111's (FastAPI's) 422 shape: {"detail":[{"loc":["body","steps"],"msg":"…","type":"…"}]}. */
+/**
+ * How errors answer, in A1111's shapes: a field that fails validation as FastAPI's 422
+ * (`detail: [{loc, msg, type}]`), anything else as A1111's API middleware writes an exception
+ * (`{error, detail, body, errors}`). The status follows the error's class, never its text: a
+ * UserError (bad input anywhere, inside a job included) is 422, an error of todo-sd itself 500.
+ */
+import { UserError } from '../errors.js';
 
 export interface ErrorDetail {
   loc: (string | number)[];
@@ -6,18 +12,34 @@ export interface ErrorDetail {
   type: string;
 }
 
-/** A request that is well-formed JSON but asks for something wrong or beyond the server's limits. */
-export class RequestError extends Error {
+/** A request that is well-formed JSON but asks for something wrong or beyond the server's limits, found before it runs. */
+export class RequestError extends UserError {
   constructor(
     readonly field: string,
     message: string,
     readonly type = 'value_error',
   ) {
     super(message);
+    this.name = 'RequestError';
   }
 
   get detail(): ErrorDetail[] {
     return [{ loc: ['body', ...this.field.split('.').map((p) => (/^\d+$/.test(p) ? Number(p) : p))], msg: this.message, type: this.type }];
+  }
+}
+
+/** Rethrows a UserError as a RequestError on `field`, so the answer points at the field; other errors as they are. */
+export function onFieldError(field: string, e: unknown): never {
+  if (!(e instanceof UserError)) throw e;
+  throw new RequestError(field, e.message);
+}
+
+/** `work`'s result, its UserError a RequestError on `field`. */
+export async function onField<T>(field: string, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    onFieldError(field, e);
   }
 }
 
@@ -48,4 +70,20 @@ export function validationDetail(errors: AjvError[], context: string): ErrorDeta
     const field = path.join('.') || context;
     return { loc: [context, ...path], msg: `${field} ${e.message ?? 'is invalid'}`, type: (PYDANTIC_TYPES[e.keyword] ?? (() => `value_error.${e.keyword}`))(e.params) };
   });
+}
+
+/** What the server answers for an error: the status and A1111's body; `internal` marks our own faults (500) for the log. */
+export function errorReply(err: Error & { validation?: AjvError[]; validationContext?: string; statusCode?: number; code?: string }, bodyLimitMiB: number): { status: number; body: object; internal: boolean } {
+  const shape = (detail: unknown, errors = err.message): object => ({ error: err.name, detail, body: '', errors });
+  // FastAPI's class name for a body that fails its model.
+  if (err.validation) return { status: 422, body: { ...shape(validationDetail(err.validation, err.validationContext ?? 'body')), error: 'RequestValidationError' }, internal: false };
+  if (err instanceof RequestError) return { status: 422, body: shape(err.detail), internal: false };
+  if (err instanceof UserError) return { status: 422, body: shape(err.message), internal: false };
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+    const detail = `request body over ${bodyLimitMiB} MiB; send smaller images`;
+    return { status: 413, body: { ...shape(detail, detail), error: 'PayloadTooLarge' }, internal: false };
+  }
+  // Fastify's own 4xx (malformed JSON, wrong content type, auth).
+  if (err.statusCode && err.statusCode < 500) return { status: err.statusCode, body: shape(err.message), internal: false };
+  return { status: 500, body: shape(err.message), internal: true };
 }

@@ -3,6 +3,7 @@
  * runs in this process or on a BullMQ worker on another machine.
  */
 import type { AttentionOptions } from '../attention/options.js';
+import type { StrengthRule } from '../pipeline/strength.js';
 import type { PreviewMethod } from '../pipeline/preview.js';
 import type { TilingOptions } from '../pipeline/multidiffusion.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
@@ -52,6 +53,7 @@ export interface JobSpec {
    * (A1111's name of a built-in one or a registry model), then fits it to width x height with A1111's resize mode.
    */
   initUpscale?: { upscaler: string; scale: number; resizeMode: number };
+  strengthRule?: StrengthRule;
 }
 
 /** A1111's Extras upscaling of some images (extra-single-image, extra-batch-images). */

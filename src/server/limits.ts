@@ -20,6 +20,8 @@ export const LIMITS = {
   maxIterations: 16,
   maxCfg: 30,
   maxHiresScale: 4,
+  /** Pixels of a picture a client sends (decoded before any resize): 8192². */
+  maxInputPixels: 8192 * 8192,
   /** Request bodies (base64 images included). */
   bodyBytes: 32 * 1024 * 1024,
 } as const;

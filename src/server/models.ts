@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { LORA_EXTENSIONS } from '../lora/prompt-tags.js';
 import { UpscalerFolders } from '../models/upscaler/folders.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
+import { UserError } from '../errors.js';
 
 export interface ModelEntry {
   name: string;
@@ -30,7 +31,7 @@ export class ModelRegistry {
   constructor(modelsDir?: string) {
     if (modelsDir !== undefined) {
       const dir = resolve(modelsDir);
-      if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`--models-dir ${dir} is not a folder; create it or name another`);
+      if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`--models-dir ${dir} is not a folder; create it or name another`);
       this.modelsDir = dir;
     }
   }
@@ -51,7 +52,7 @@ export class ModelRegistry {
   resolve(name: string): ModelEntry {
     const bare = name.replace(/\s*\[[0-9a-f]+\]$/i, '');
     const hit = this.list().find((m) => m.name === bare || m.title === bare);
-    if (!hit) throw new Error(`unknown model "${name}"; available: ${this.list().map((m) => m.title).join(', ')} (models are looked up by name inside --models-dir)`);
+    if (!hit) throw new UserError(`unknown model "${name}"; available: ${this.list().map((m) => m.title).join(', ')} (models are looked up by name inside --models-dir)`);
     return hit;
   }
 

@@ -3,13 +3,15 @@
  * machine take jobs one at a time. Progress comes back as BullMQ progress events. A worker that
  * dies mid-job stops renewing its lock; BullMQ's stalled-job check hands the job to another
  * worker, so it finishes once. Interrupt and skip travel as custom queue events that every
- * worker hears and the one running the job acts on.
+ * worker hears and the one running the job acts on. A job that fails on the user's input comes
+ * back as a result naming the error, so the server answers it as the UserError it was.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Queue, QueueEvents, QueueEventsProducer, Worker, type Job, type QueueBase, type QueueEventsListener } from 'bullmq';
 import type { JobProgress, JobQueue, JobResult, QueueJob, StopFlags } from './jobs.js';
 import { JobControl, type JobRunner } from './runner.js';
+import { UserError } from '../errors.js';
 
 const QUEUE = 'todo-sd';
 const CONTROL_EVENT = 'todo-sd-control';
@@ -44,6 +46,9 @@ function reportErrors(parts: QueueBase[], log: (message: string) => void): void 
   for (const p of parts) p.on('error', (e: Error) => log(`redis: ${e.message}`));
 }
 
+/** A job's result on Redis: BullMQ keeps only the message of a failure, not its class. */
+type RedisResult = JobResult & { userError?: string };
+
 const connection = (url: string): { url: string; maxRetriesPerRequest: null } => ({ url, maxRetriesPerRequest: null });
 
 export class RedisQueue implements JobQueue {
@@ -52,7 +57,7 @@ export class RedisQueue implements JobQueue {
   private lastFlags: StopFlags = { interrupted: false, skipped: false };
 
   private constructor(
-    private readonly queue: Queue<QueueJob, JobResult>,
+    private readonly queue: Queue<QueueJob, RedisResult>,
     private readonly events: QueueEvents,
     private readonly control: QueueEventsProducer,
     private readonly mine: Set<string>,
@@ -68,7 +73,7 @@ export class RedisQueue implements JobQueue {
 
   static async connect(url: string, log: (message: string) => void = () => {}): Promise<RedisQueue> {
     await probe(url);
-    const queue = new Queue<QueueJob, JobResult>(QUEUE, { connection: connection(url) });
+    const queue = new Queue<QueueJob, RedisResult>(QUEUE, { connection: connection(url) });
     const events = new QueueEvents(QUEUE, { connection: connection(url) });
     const control = new QueueEventsProducer(QUEUE, { connection: connection(url) });
     reportErrors([queue, events, control], log);
@@ -82,7 +87,8 @@ export class RedisQueue implements JobQueue {
     this.mine.add(id);
     try {
       const job = await this.queue.add('generate', spec, { jobId: id, removeOnComplete: { age: 3600 }, removeOnFail: { age: 3600 } });
-      const result = await job.waitUntilFinished(this.events);
+      const { userError, ...result } = (await job.waitUntilFinished(this.events)) as RedisResult;
+      if (userError !== undefined) throw new UserError(userError);
       // The result is the word on interrupt; a progress event may trail it.
       this.lastFlags = { interrupted: result.interrupted, skipped: this.active.get(id)?.progress?.skipped ?? false };
       return result;
@@ -128,7 +134,7 @@ export class RedisWorker {
   readonly id = randomUUID().slice(0, 8);
 
   private constructor(
-    private readonly worker: Worker<QueueJob, JobResult>,
+    private readonly worker: Worker<QueueJob, RedisResult>,
     private readonly events: QueueEvents,
     private readonly runner: JobRunner,
   ) {}
@@ -143,17 +149,20 @@ export class RedisWorker {
       if (m.action === 'interrupt') control?.interrupt();
       else control?.skip();
     });
-    const process = async (job: Job<QueueJob, JobResult>): Promise<JobResult> => {
+    const process = async (job: Job<QueueJob, RedisResult>): Promise<RedisResult> => {
       const control = new JobControl();
       running.set(job.id!, control);
       log(`job ${job.id} started`);
       try {
         return await runner.run(job.data, control, (p) => void job.updateProgress(p).catch(() => undefined));
+      } catch (e) {
+        if (!(e instanceof UserError)) throw e;
+        return { images: [], interrupted: false, userError: e.message };
       } finally {
         running.delete(job.id!);
       }
     };
-    const worker = new Worker<QueueJob, JobResult>(QUEUE, process, {
+    const worker = new Worker<QueueJob, RedisResult>(QUEUE, process, {
       connection: connection(url),
       concurrency: 1,
       lockDuration: timing.lockDurationMs ?? 30_000,
@@ -162,7 +171,7 @@ export class RedisWorker {
       autorun: false,
     });
     // Logged once BullMQ has recorded the outcome: a job whose lock was lost is not reported as finished here.
-    worker.on('completed', (job, r) => log(`job ${job.id} finished: ${r.images.length} images${r.interrupted ? ' (interrupted)' : ''}`));
+    worker.on('completed', (job, r) => log(`job ${job.id} finished: ${r.userError === undefined ? `${r.images.length} images${r.interrupted ? ' (interrupted)' : ''}` : `refused (${r.userError})`}`));
     worker.on('failed', (job, e) => log(`job ${job?.id ?? '?'} failed: ${e.message}`));
     reportErrors([events, worker], log);
     await Promise.all([events.waitUntilReady(), worker.waitUntilReady()]);

@@ -196,6 +196,7 @@ export class JobRunner {
       ...(job.hires && { hires: { ...job.hires, upscaler: hiresUpscaler === 'none' ? 'lanczos' : hiresUpscaler! } }),
       ...(job.tiling && { tiling: job.tiling }),
       ...(job.sdUpscale && { sdUpscale: { ...job.sdUpscale, upscaler: sdUpscaler } }),
+      ...(job.strengthRule && { strengthRule: job.strengthRule }),
     };
     const images: JobResult['images'] = [];
     let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };

@@ -3,6 +3,7 @@
  * this server's limits. Other fields (A1111 has many legacy ones) are accepted and ignored.
  * A1111 clients send null for "not set", so optional fields accept null too.
  */
+import { A1111_OPTIONS, type A1111OptionValue } from './a1111-options.js';
 import { LIMITS } from './limits.js';
 import { SHOW_PROGRESS_TYPES } from './settings.js';
 
@@ -14,10 +15,21 @@ const bool = (def: boolean): object => ({ type: ['boolean', 'null'], default: de
 const size = { type: 'integer', default: 512, minimum: LIMITS.minSize, maximum: LIMITS.maxTiledSize, multipleOf: 8 };
 const plainSize = { ...size, maximum: LIMITS.maxSize };
 
-/** The settings todo-sd acts on (GET/POST options, override_settings). */
+/** A setting's JSON type, from its default: a list holds names; a null default, a name or null. */
+function optionType(v: A1111OptionValue): object {
+  if (v === null) return { type: ['string', 'null'] };
+  if (Array.isArray(v)) return { type: 'array', items: { type: 'string' } };
+  return { type: typeof v };
+}
+
+/**
+ * Every setting (POST options, override_settings): A1111's, typed by their defaults, and the
+ * ToDo extension's; the settings todo-sd acts on also have their ranges.
+ */
 export const OPTIONS_SCHEMA = {
   type: 'object',
   properties: {
+    ...Object.fromEntries(Object.entries(A1111_OPTIONS).map(([k, v]) => [k, optionType(v)])),
     sd_model_checkpoint: { type: 'string' },
     CLIP_stop_at_last_layers: { type: 'integer', minimum: 1, maximum: 12 },
     live_previews_enable: { type: 'boolean' },
@@ -26,7 +38,7 @@ export const OPTIONS_SCHEMA = {
     token_downsampling_max_depth: { type: 'integer', minimum: 1, maximum: 4 },
     token_downsampling_disable_after: { type: 'number', minimum: 0, maximum: 1 },
   },
-} as const;
+};
 
 const generation = {
   prompt: { type: 'string', default: '' },
@@ -74,11 +86,12 @@ export const IMG2IMG_SCHEMA = {
     ...generation,
     init_images: { type: 'array', minItems: 1, items: { type: 'string' } },
     resize_mode: { type: 'integer', default: 0, minimum: 0, maximum: 3 },
-    denoising_strength: { type: 'number', default: 0.75, minimum: 0, maximum: 1, exclusiveMinimum: 0 },
+    denoising_strength: { type: 'number', default: 0.75, minimum: 0, maximum: 1 },
     mask: str(null),
     mask_blur: int(4, 0, 64),
     inpainting_fill: { type: 'integer', default: 0, minimum: 0, maximum: 3 },
-    inpainting_mask_invert: { type: 'integer', default: 0, minimum: 0, maximum: 1 },
+    // A1111's own tests send a boolean here (pydantic reads it as 0 / 1).
+    inpainting_mask_invert: { type: ['integer', 'boolean'], default: 0, minimum: 0, maximum: 1 },
     include_init_images: bool(false),
   },
 } as const;

@@ -8,6 +8,7 @@
 import type { TilingOptions } from '../pipeline/multidiffusion.js';
 import { tilingFromExtension } from '../pipeline/tiled-infotext.js';
 import { A1111_IMAGE_UPSCALERS, upscaleTarget } from '../pipeline/upscale-image.js';
+import { UserError } from '../errors.js';
 import { RequestError } from './errors.js';
 
 export const TILED_DIFFUSION_SCRIPT = 'tiled diffusion';
@@ -70,7 +71,8 @@ export function tiledDiffusionRequest(alwaysOn: unknown, kind: 'txt2img' | 'img2
   try {
     tiling = tilingFromExtension({ tileWidth: at(6, 96, 'number'), tileHeight: at(7, 96, 'number'), overlap: at(8, kind === 'txt2img' ? 48 : 8, 'number'), batchSize: at(9, 4, 'number') });
   } catch (e) {
-    throw new RequestError(field(6), (e as Error).message.replace(/^infotext: /, ''));
+    if (!(e instanceof UserError)) throw e;
+    throw new RequestError(field(6), e.message.replace(/^infotext: /, ''));
   }
   const request: TiledDiffusionRequest = { tiling };
   if (kind === 'txt2img' && at(2, false, 'boolean')) request.size = { width: at(4, 1024, 'number'), height: at(5, 1024, 'number') };

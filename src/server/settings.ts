@@ -1,21 +1,30 @@
 /**
- * The server's settings as A1111's `options` holds them: the model, CLIP skip, the live preview
- * (`live_previews_enable`, `show_progress_type`), and the ToDo extension's keys
- * (sd-webui-token-downsampling). A request's `override_settings` applies on top, for that request only.
+ * The server's settings as A1111's `options` holds them: every setting of A1111 v1.10.1
+ * (a1111-options.ts) and the ToDo extension's keys (sd-webui-token-downsampling). todo-sd acts on
+ * the model, CLIP skip, img2img_background_color, the live preview (`live_previews_enable`,
+ * `show_progress_type`) and the ToDo keys; the others are kept and answered as written. A request's
+ * `override_settings` applies on top, for that request only. Types are checked by the request
+ * schemas (schemas.ts), values here.
  */
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
+import { UserError } from '../errors.js';
+import { parseColor } from '../image/decode.js';
 import { findComponent } from '../io/model-folder.js';
 import { attentionLevels, parseUNetConfig } from '../models/unet.js';
 import { todoFromInfotext } from '../pipeline/todo-infotext.js';
-import { RequestError } from './errors.js';
+import { A1111_OPTIONS, type A1111OptionValue } from './a1111-options.js';
+import { onFieldError, RequestError } from './errors.js';
 import type { ModelRegistry } from './models.js';
 
 /** A1111's live preview methods; "Full" and "Approx NN" are not offered and show "Approx cheap". */
 export const SHOW_PROGRESS_TYPES = ['Full', 'Approx NN', 'Approx cheap', 'TAESD'] as const;
 
+/** The settings todo-sd acts on. */
 export interface Settings {
   sd_model_checkpoint: string;
   CLIP_stop_at_last_layers: number;
+  /** What transparent parts of an img2img picture become. */
+  img2img_background_color: string;
   live_previews_enable: boolean;
   show_progress_type: (typeof SHOW_PROGRESS_TYPES)[number];
   token_downsampling_factor: number;
@@ -25,50 +34,60 @@ export interface Settings {
 
 export type SettingsPatch = Partial<Settings> & Record<string, unknown>;
 
-/** Options A1111 clients read that todo-sd answers with fixed values. */
-const FIXED = { samples_format: 'png', sd_vae: 'Automatic', sd_checkpoint_hash: null, enable_pnginfo: true, img2img_background_color: '#ffffff' };
+/** The ToDo extension's settings and their defaults (dense attention). */
+export const TODO_OPTIONS = { token_downsampling_factor: 1, token_downsampling_max_depth: 1, token_downsampling_disable_after: 1 } as const;
+
+type Values = Record<string, A1111OptionValue> & Settings;
 
 export class ServerSettings {
-  private current: Settings;
+  private current: Values;
 
   constructor(
     private readonly registry: ModelRegistry,
     model: string,
   ) {
+    // A1111's defaults; the preview answers with the method it runs.
     this.current = {
-      sd_model_checkpoint: registry.resolve(model).title,
+      ...A1111_OPTIONS,
+      ...TODO_OPTIONS,
       CLIP_stop_at_last_layers: 1,
+      img2img_background_color: '#ffffff',
       live_previews_enable: true,
       show_progress_type: 'Approx cheap',
-      token_downsampling_factor: 1,
-      token_downsampling_max_depth: 1,
-      token_downsampling_disable_after: 1,
+      sd_model_checkpoint: registry.resolve(model).title,
     };
   }
 
-  get(): Settings & typeof FIXED {
-    return { ...FIXED, ...this.current };
+  /** Every setting, as GET options answers them. */
+  get(): Readonly<Values> {
+    return this.current;
   }
 
-  /** The settings with a patch applied (validated); `field` names where the patch came from in errors. */
-  merged(patch: SettingsPatch | null | undefined, field: string): Settings {
-    const next = { ...this.current };
+  /**
+   * The settings with a patch applied (validated): a request's override_settings, or POST options.
+   * `field` names where the patch came from in errors. Unknown keys are ignored.
+   */
+  merged(patch: SettingsPatch | null | undefined, field: string): Values {
+    const next: Values = { ...this.current };
     if (!patch) return next;
+    for (const [k, v] of Object.entries(patch)) if (k in next && v !== undefined) next[k] = v as A1111OptionValue;
     if (patch.sd_model_checkpoint !== undefined) {
       try {
         next.sd_model_checkpoint = this.registry.resolve(patch.sd_model_checkpoint).title;
       } catch (e) {
-        throw new RequestError(`${field}sd_model_checkpoint`, (e as Error).message);
+        onFieldError(`${field}sd_model_checkpoint`, e);
       }
     }
-    for (const k of ['CLIP_stop_at_last_layers', 'live_previews_enable', 'show_progress_type', 'token_downsampling_factor', 'token_downsampling_max_depth', 'token_downsampling_disable_after'] as const) {
-      if (patch[k] !== undefined) Object.assign(next, { [k]: patch[k] });
+    try {
+      parseColor(next.img2img_background_color);
+    } catch (e) {
+      onFieldError(`${field}img2img_background_color`, e);
     }
     todoAttention(next, () => modelAttentionLevels(this.registry.resolve(next.sd_model_checkpoint).path), field);
     return next;
   }
 
-  /** POST options: unknown keys are ignored, as A1111 does. */
+  /** POST options. */
   update(patch: SettingsPatch): void {
     this.current = this.merged(patch, '');
   }
@@ -91,7 +110,8 @@ export function todoAttention(s: Settings, attentionLevels: () => readonly numbe
     options = todoFromInfotext(fields, attentionLevels()) ?? { method: 'dense' };
     resolveAttention(options);
   } catch (e) {
-    throw new RequestError(`${field}token_downsampling_max_depth`, (e as Error).message.replace(/^(infotext|attention options): /, ''));
+    if (!(e instanceof UserError)) throw e;
+    throw new RequestError(`${field}token_downsampling_max_depth`, e.message.replace(/^(infotext|attention options): /, ''));
   }
   return options;
 }

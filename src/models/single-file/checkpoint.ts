@@ -19,6 +19,7 @@ import { diffusersVAEKey, vaeConfigFromTensors, vaeLevels } from './ldm-vae.js';
 import { originalConfigPath, readOriginalConfig, type OriginalConfig } from './original-config.js';
 import { clipConfig, clipSlots, openClipConfig, openClipSlots } from './text-encoders.js';
 import { CheckpointWeights, type CheckpointSlot } from './weights.js';
+import { UserError } from '../../errors.js';
 
 export type ModelFamily = 'sd1' | 'sd2' | 'sdxl';
 export const CHECKPOINT_COMPONENTS = ['unet', 'vae', 'text_encoder', 'text_encoder_2'] as const;
@@ -68,7 +69,7 @@ function detectFamily(file: TensorFile): ModelFamily | 'vae' {
   const has = (prefix: string): boolean => [...file.tensors.keys()].some((k) => k.startsWith(prefix));
   if (has('conditioner.embedders.')) {
     if (!has(TEXT.sdxl[1]!.prefix)) {
-      throw new Error(`${basename(file.path)}: an SGM checkpoint without conditioner.embedders.1.model.* (an SDXL refiner?); only SDXL base-style models are supported`);
+      throw new UserError(`${basename(file.path)}: an SGM checkpoint without conditioner.embedders.1.model.* (an SDXL refiner?); only SDXL base-style models are supported`);
     }
     return 'sdxl';
   }
@@ -83,7 +84,7 @@ function detectFamily(file: TensorFile): ModelFamily | 'vae' {
   const diffusersHint = has('down_blocks.') || has('text_model.') || has('decoder.up_blocks.')
     ? ' It looks like one component of a diffusers folder: pass the folder (or, for a VAE, its folder with config.json).'
     : '';
-  throw new Error(
+  throw new UserError(
     `${basename(file.path)}: the tensor names match no checkpoint layout todo-sd knows (found ${prefixSummary(file)}); ` +
       `expected LDM (model.diffusion_model.*, first_stage_model.*, cond_stage_model.*) or SGM (conditioner.embedders.*) names.${diffusersHint}`,
   );
@@ -136,9 +137,9 @@ export class SingleFileCheckpoint {
   /** `name`: a diffusers component folder name (unet, vae, text_encoder, text_encoder_2). */
   component(name: string): CheckpointComponent {
     if (!(CHECKPOINT_COMPONENTS as readonly string[]).includes(name)) {
-      throw new Error(`a single-file checkpoint has no component "${name}"; it holds ${CHECKPOINT_COMPONENTS.join(', ')}`);
+      throw new UserError(`a single-file checkpoint has no component "${name}"; it holds ${CHECKPOINT_COMPONENTS.join(', ')}`);
     }
-    if (!this.has(name as CheckpointComponentName)) throw new Error(this.missing(name as CheckpointComponentName));
+    if (!this.has(name as CheckpointComponentName)) throw new UserError(this.missing(name as CheckpointComponentName));
     if (name === 'unet') return this.unet();
     if (name === 'vae') return this.vae();
     return this.textEncoder(name === 'text_encoder' ? 0 : 1);

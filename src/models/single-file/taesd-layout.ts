@@ -7,6 +7,7 @@
  * The config is read off the keys and shapes.
  */
 import type { TensorsByKey } from './ldm-unet.js';
+import { UserError } from '../../errors.js';
 
 export type TinyPart = 'encoder' | 'decoder';
 
@@ -28,7 +29,7 @@ export function diffusersTinyVAEKey(part: TinyPart, key: string): string | undef
 /** The inverse, for writing madebyollin's files: `decoder.layers.2.conv.0.weight` → decoder, `3.conv.0.weight`. */
 export function originalTinyVAEKey(key: string): { part: TinyPart; key: string } {
   const m = /^(encoder|decoder)\.layers\.(\d+)\.(.+)$/.exec(key);
-  if (!m) throw new Error(`"${key}" is not an AutoencoderTiny weight (encoder.layers.N.* / decoder.layers.N.*)`);
+  if (!m) throw new UserError(`"${key}" is not an AutoencoderTiny weight (encoder.layers.N.* / decoder.layers.N.*)`);
   const part = m[1] as TinyPart;
   return { part, key: `${Number(m[2]) + SHIFT[part]}.${m[3]!}` };
 }
@@ -56,7 +57,7 @@ function byIndex(part: TinyPart, tensors: TensorsByKey): Map<number, Map<string,
 
 function shapeOf(layers: Map<number, Map<string, number[]>>, i: number, name: string, part: TinyPart): number[] {
   const s = layers.get(i)?.get(name);
-  if (!s) throw new Error(`taesd ${part}: module ${i + SHIFT[part]} has no ${name} tensor; the file is not a TAESD ${part} (or is incomplete)`);
+  if (!s) throw new UserError(`taesd ${part}: module ${i + SHIFT[part]} has no ${name} tensor; the file is not a TAESD ${part} (or is incomplete)`);
   return s;
 }
 
@@ -116,7 +117,7 @@ function encoderConfig(tensors: TensorsByKey): Record<string, unknown> {
 export function tinyVAEConfigFromTensors(halves: Partial<Record<TinyPart, TensorsByKey>>): Record<string, unknown> {
   const dec = halves.decoder && decoderConfig(halves.decoder);
   const enc = halves.encoder && encoderConfig(halves.encoder);
-  if (!dec && !enc) throw new Error('taesd: neither an encoder nor a decoder to read a config from');
+  if (!dec && !enc) throw new UserError('taesd: neither an encoder nor a decoder to read a config from');
   const mirror = <T>(v: T[]): T[] => [...v].reverse();
   return {
     _class_name: 'AutoencoderTiny',

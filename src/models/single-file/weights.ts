@@ -8,6 +8,7 @@ import { statSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { PatchableWeights, storedWeight, type WeightFiles, type WeightRef } from '../../graph/weights.js';
 import type { TensorFile } from '../../io/tensor-file.js';
+import { UserError } from '../../errors.js';
 
 export interface CheckpointSlot {
   /** The tensor's name in the checkpoint. */
@@ -46,7 +47,7 @@ export class CheckpointWeights extends PatchableWeights implements WeightFiles {
   get(key: string, expectShape?: readonly number[]): WeightRef {
     const slot = this.slots.get(key);
     if (!slot) {
-      throw new Error(
+      throw new UserError(
         `${this.component}: weight "${key}" has no counterpart in ${basename(this.file.path)}; ` +
           'the checkpoint holds another architecture than its keys suggested, or it is incomplete',
       );
@@ -59,19 +60,19 @@ export class CheckpointWeights extends PatchableWeights implements WeightFiles {
     if (slot.rows) {
       const rowBytes = t.shape[0] ? t.byteLength / t.shape[0] : 0;
       if (slot.rows.start + slot.rows.count > (t.shape[0] ?? 0)) {
-        throw new Error(`${this.component}: checkpoint tensor "${slot.key}" [${t.shape.join(', ')}] has no rows ${slot.rows.start}..${slot.rows.start + slot.rows.count - 1} (for "${key}")`);
+        throw new UserError(`${this.component}: checkpoint tensor "${slot.key}" [${t.shape.join(', ')}] has no rows ${slot.rows.start}..${slot.rows.start + slot.rows.count - 1} (for "${key}")`);
       }
       shape = [slot.rows.count, ...t.shape.slice(1)];
       offset += slot.rows.start * rowBytes;
       length = slot.rows.count * rowBytes;
     }
     if (slot.transposed) {
-      if (shape.length !== 2) throw new Error(`${this.component}: checkpoint tensor "${slot.key}" should be a matrix; it has shape [${shape.join(', ')}]`);
+      if (shape.length !== 2) throw new UserError(`${this.component}: checkpoint tensor "${slot.key}" should be a matrix; it has shape [${shape.join(', ')}]`);
       shape = [shape[1]!, shape[0]!];
     }
     if (expectShape) {
       if (!sameSqueezed(shape, expectShape)) {
-        throw new Error(
+        throw new UserError(
           `${this.component}: checkpoint tensor "${slot.key}" (for "${key}") has shape [${t.shape.join(', ')}] but the detected config implies [${expectShape.join(', ')}]`,
         );
       }

@@ -8,6 +8,7 @@
 import type { GraphBuilder, Value } from '../../graph/builder.js';
 import type { TensorInfo } from '../../io/tensor-file.js';
 import { conv2d, interpolateNearest, pixelShuffle } from '../layers.js';
+import { UserError } from '../../errors.js';
 
 export interface CompactConfig {
   architecture: 'SRVGGNetCompact';
@@ -34,7 +35,7 @@ export function compactConfig(keys: Tensors): CompactConfig {
   // The residual base is the input, so the output has the input's channels.
   const scale = Math.round(Math.sqrt(lastOut / inChannels));
   if (last < 2 || scale * scale * inChannels !== lastOut) {
-    throw new Error(`an SRVGGNetCompact model whose last conv (body.${last}) has ${lastOut} outputs, not ${inChannels} channels × a square scale; the file is not a Real-ESRGAN compact model`);
+    throw new UserError(`an SRVGGNetCompact model whose last conv (body.${last}) has ${lastOut} outputs, not ${inChannels} channels × a square scale; the file is not a Real-ESRGAN compact model`);
   }
   return { architecture: 'SRVGGNetCompact', inChannels, outChannels: inChannels, features, convs: last / 2 - 1, scale };
 }

@@ -15,6 +15,7 @@ import type { GraphBuilder, Value } from '../../graph/builder.js';
 import type { CheckpointSlot } from '../single-file/weights.js';
 import type { TensorInfo } from '../../io/tensor-file.js';
 import { conv2d, interpolateNearest, pixelUnshuffle } from '../layers.js';
+import { UserError } from '../../errors.js';
 
 export interface EsrganConfig {
   architecture: 'ESRGAN';
@@ -42,7 +43,7 @@ export function esrganLayout(keys: Tensors): 'basicsr' | 'original' | 'bsrgan' |
   if (keys.has('conv_first.weight') && keys.has('RRDB_trunk.0.RDB1.conv1.weight')) return 'bsrgan';
   if (keys.has('model.0.weight') && keys.has('model.1.sub.0.RDB1.conv1.0.weight')) return 'original';
   if (keys.has('model.0.weight') && keys.has('model.1.sub.0.RDB1.conv1x1.weight')) {
-    throw new Error('this is an ESRGAN+ model (dense blocks with extra 1x1 convolutions and noise), which todo-sd does not implement; use an ESRGAN or Real-ESRGAN model');
+    throw new UserError('this is an ESRGAN+ model (dense blocks with extra 1x1 convolutions and noise), which todo-sd does not implement; use an ESRGAN or Real-ESRGAN model');
   }
   return undefined;
 }
@@ -73,7 +74,7 @@ export function esrganModel(keys: Tensors, layout: 'basicsr' | 'original' | 'bsr
     upsamples = Math.max(0, layers.length - 2);
     const want = [...Array.from({ length: upsamples }, (_, i) => 3 * (i + 1)), 3 * upsamples + 2, 3 * upsamples + 4];
     if (want.join() !== layers.join()) {
-      throw new Error(`an original-layout ESRGAN model whose layers are model.{${layers.join(', ')}}; ESRGAN with nearest-upsample steps has model.{3, 6, …, 3N, 3N+2, 3N+4}`);
+      throw new UserError(`an original-layout ESRGAN model whose layers are model.{${layers.join(', ')}}; ESRGAN with nearest-upsample steps has model.{3, 6, …, 3N, 3N+2, 3N+4}`);
     }
     map('conv_first', 'model.0');
     map('conv_body', `model.1.sub.${blocks}`);
@@ -101,7 +102,7 @@ export function esrganModel(keys: Tensors, layout: 'basicsr' | 'original' | 'bsr
   }
   const shape = (ours: string): number[] => {
     const t = keys.get(slots.get(`${ours}.weight`)!.key);
-    if (!t) throw new Error(`the ESRGAN model has no ${slots.get(`${ours}.weight`)!.key}; the file is incomplete`);
+    if (!t) throw new UserError(`the ESRGAN model has no ${slots.get(`${ours}.weight`)!.key}; the file is incomplete`);
     return t.shape;
   };
   const [features, inChannels] = shape('conv_first') as [number, number];
@@ -109,7 +110,7 @@ export function esrganModel(keys: Tensors, layout: 'basicsr' | 'original' | 'bsr
   const growth = shape('body.0.rdb1.conv1')[0]!;
   // Real-ESRGAN x2 / x1: the input is pixel-unshuffled, so conv_first sees 4x / 16x the channels.
   const unshuffle = inChannels === outChannels * 4 ? 2 : inChannels === outChannels * 16 ? 4 : 1;
-  if (upsamples < 1 || upsamples > 4) throw new Error(`an ESRGAN model with ${upsamples} upsampling steps; todo-sd reads 1 to 4 (2x to 16x)`);
+  if (upsamples < 1 || upsamples > 4) throw new UserError(`an ESRGAN model with ${upsamples} upsampling steps; todo-sd reads 1 to 4 (2x to 16x)`);
   const config: EsrganConfig = { architecture: 'ESRGAN', inChannels: inChannels / (unshuffle * unshuffle), outChannels, features, blocks, growth, upsamples, unshuffle, scale: 2 ** upsamples / unshuffle };
   return { config, slots };
 }

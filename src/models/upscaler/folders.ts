@@ -8,6 +8,7 @@
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, extname, join, resolve } from 'node:path';
+import { UserError } from '../../errors.js';
 
 /** A1111's named models: the folder and file name it downloads each to, from where, and their scale. */
 export const A1111_UPSCALER_MODELS = [
@@ -73,6 +74,6 @@ export class UpscalerFolders {
     const known = A1111_UPSCALER_MODELS.find((m) => m.name.toLowerCase() === name.toLowerCase());
     const where = this.dirs.length ? this.dirs.map((d) => resolve(d)).join(', ') : 'no upscaler folder (give --upscaler-dir, or --models-dir to the server)';
     const fix = known ? ` Put ${known.file} (from ${known.url}) in ${known.folder}/ of the models folder, or in the upscaler folder.` : '';
-    throw new Error(`upscaler "${name}" not found in ${where}; available: ${all.map((e) => e.name).join(', ') || 'none'}.${fix}`);
+    throw new UserError(`upscaler "${name}" not found in ${where}; available: ${all.map((e) => e.name).join(', ') || 'none'}.${fix}`);
   }
 }

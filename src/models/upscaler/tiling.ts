@@ -8,6 +8,7 @@
  * reflection and cropped off again, as spandrel does.
  */
 import { tileStarts } from '../../image/tiles.js';
+import { UserError } from '../../errors.js';
 
 export interface TileOptions {
   /** Largest tile side in input pixels; 0 upscales the whole image at once. */
@@ -26,7 +27,7 @@ export interface AxisPlan {
 /** The tiles along one axis of `size` pixels (a multiple of `multiple`). */
 export function planAxis(size: number, o: TileOptions, multiple: number): AxisPlan {
   if (o.tile <= 0 || size <= o.tile) return { length: size, starts: [0], keep: [[0, size]] };
-  if (o.tile <= o.overlap + multiple) throw new Error(`tile ${o.tile} must be larger than the overlap ${o.overlap} (+${multiple})`);
+  if (o.tile <= o.overlap + multiple) throw new UserError(`tile ${o.tile} must be larger than the overlap ${o.overlap} (+${multiple})`);
   // As few tiles as the maximum size allows, then the shortest equal length that still covers the axis.
   const count = Math.ceil((size - o.overlap) / (o.tile - o.overlap));
   const length = Math.min(size, Math.ceil(Math.ceil((size + (count - 1) * o.overlap) / count) / multiple) * multiple);
@@ -41,7 +42,7 @@ export function padReflect(planes: Float32Array, channels: number, h: number, w:
   const H = Math.ceil(h / multiple) * multiple;
   const W = Math.ceil(w / multiple) * multiple;
   if (H === h && W === w) return { data: planes, height: h, width: w };
-  if (H - h >= h || W - w >= w) throw new Error(`an image of ${w}x${h} is too small for this model (it needs at least ${multiple}x${multiple} pixels)`);
+  if (H - h >= h || W - w >= w) throw new UserError(`an image of ${w}x${h} is too small for this model (it needs at least ${multiple}x${multiple} pixels)`);
   const reflect = (i: number, n: number): number => (i < n ? i : 2 * (n - 1) - i);
   const data = new Float32Array(channels * H * W);
   for (let c = 0; c < channels; c++) {

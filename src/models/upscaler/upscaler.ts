@@ -19,6 +19,7 @@ import { CheckpointWeights, type CheckpointSlot } from '../single-file/weights.j
 import { buildCompactGraph, compactConfig, isCompact, type CompactConfig } from './compact.js';
 import { buildEsrganGraph, esrganLayout, esrganModel, type EsrganConfig } from './esrgan.js';
 import { padReflect, upscaleTiled, type TileOptions } from './tiling.js';
+import { UserError } from '../../errors.js';
 
 export type UpscalerConfig = EsrganConfig | CompactConfig;
 
@@ -51,7 +52,7 @@ export function detectUpscaler(file: TensorFile): { config: UpscalerConfig; slot
   if (isCompact(keys)) return { config: compactConfig(keys), slots: withPrefix(new Map([...keys.keys()].map((k) => [k, { key: k }]))) };
   const seen = [...keys.keys()].slice(0, 4).join(', ') || 'no tensors';
   const sd = [...keys.keys()].some((k) => k.startsWith('model.diffusion_model.')) ? ' It is a Stable Diffusion checkpoint: pass it as the model, not as an upscaler.' : '';
-  throw new Error(
+  throw new UserError(
     `${basename(file.path)}: not an upscaler todo-sd knows (found ${seen}${keys.size > 4 ? ', …' : ''}); it reads ESRGAN / Real-ESRGAN RRDBNet models ` +
       `(conv_first + body.N.rdb1…, model.0 + model.1.sub.N.RDB1…, or RRDB_trunk.N…) and Real-ESRGAN's SRVGGNetCompact (body.N with PReLU).${sd}`,
   );
@@ -92,7 +93,7 @@ export class Upscaler {
     const file = openWeightsFile(path);
     const { config, slots } = detectUpscaler(file);
     if (config.inChannels !== 3 || config.outChannels !== 3) {
-      throw new Error(`${basename(path)}: a model for ${config.inChannels}-channel images (${config.outChannels} out); todo-sd upscales RGB images`);
+      throw new UserError(`${basename(path)}: a model for ${config.inChannels}-channel images (${config.outChannels} out); todo-sd upscales RGB images`);
     }
     const weights = new CheckpointWeights(file, 'upscaler', slots);
     // Missing or mis-shaped weights fail here, not at the first image.
@@ -118,7 +119,7 @@ export class Upscaler {
     const [, , h, w] = x.dims as [number, number, number, number];
     const tiles = { tile: o.tile ?? DEFAULT_TILE.tile, overlap: o.overlap ?? DEFAULT_TILE.overlap };
     if (!Number.isInteger(tiles.tile) || tiles.tile < 0 || !Number.isInteger(tiles.overlap) || tiles.overlap < 0) {
-      throw new Error(`upscale: tile (${tiles.tile}) and overlap (${tiles.overlap}) must be non-negative integers`);
+      throw new UserError(`upscale: tile (${tiles.tile}) and overlap (${tiles.overlap}) must be non-negative integers`);
     }
     const m = this.config.architecture === 'ESRGAN' ? this.config.unshuffle : 1;
     const padded = padReflect(x.data, 3, h, w, m);
@@ -141,7 +142,7 @@ export class Upscaler {
   async upscale(image: RgbImage, o: UpscaleOptions = {}): Promise<RgbImage> {
     const { width: w, height: h, data } = image;
     if (!Number.isInteger(w) || !Number.isInteger(h) || w < 1 || h < 1 || data.length !== w * h * 3) {
-      throw new Error(`upscale: the image must be ${w}x${h} 8-bit RGB (${w * h * 3} bytes); got ${data.length} bytes`);
+      throw new UserError(`upscale: the image must be ${w}x${h} 8-bit RGB (${w * h * 3} bytes); got ${data.length} bytes`);
     }
     const planes = new Float32Array(3 * w * h);
     for (let p = 0; p < w * h; p++) for (let c = 0; c < 3; c++) planes[c * w * h + p] = data[p * 3 + c]! / 255;

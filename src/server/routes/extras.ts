@@ -11,7 +11,8 @@ import { openWeightsFile } from '../../io/weights-file.js';
 import type { UpscalerEntry } from '../../models/upscaler/folders.js';
 import { detectUpscaler } from '../../models/upscaler/upscaler.js';
 import { A1111_IMAGE_UPSCALERS, upscaleTarget } from '../../pipeline/upscale-image.js';
-import { readImage } from '../a1111.js';
+import { flattenImage } from '../../image/decode.js';
+import { readClientImage } from '../a1111.js';
 import type { ServerContext } from '../app.js';
 import { RequestError } from '../errors.js';
 import type { ExtrasJob } from '../jobs.js';
@@ -116,7 +117,8 @@ export function registerExtras(app: FastifyInstance, ctx: ServerContext): void {
     const visibility = b.extras_upscaler_2_visibility ?? 0;
     const model = find(upscaler, 'upscaler_1');
     const model2 = visibility > 0 ? find(upscaler2, 'upscaler_2') : undefined;
-    const images = inputs.map(({ data, field }) => readImage(data, field));
+    // Transparent parts over white, as the upscalers take RGB.
+    const images = await Promise.all(inputs.map(async ({ data, field }) => flattenImage(await readClientImage(data, field))));
     const job: ExtrasJob = {
       kind: 'extras',
       images: images.map(toWire),

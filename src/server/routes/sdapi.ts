@@ -1,14 +1,16 @@
 /** AUTOMATIC1111's `/sdapi/v1` endpoints, with its request fields and response shapes. */
 import { mkdirSync, readdirSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { decodeBase64 } from '../../image/decode.js';
 import { writeFileAtomic } from '../../io/atomic.js';
-import { readPngText } from '../../io/png.js';
+import { readImageText } from '../../io/image.js';
 import { A1111_SAMPLERS } from '../../scheduler/names.js';
 import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
+import { A1111_FLAGS } from '../a1111-flags.js';
 import type { ServerContext } from '../app.js';
-import { RequestError } from '../errors.js';
+import { onField, RequestError } from '../errors.js';
 import { infotextFields } from '../infotext.js';
 import { SD_UPSCALE_SCRIPT, TILED_DIFFUSION_SCRIPT } from '../scripts.js';
 import type { JobResult, JobSpec } from '../jobs.js';
@@ -30,7 +32,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   const { registry, settings, queue } = ctx;
 
   const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
-    const { job, samplerLabel } = toJob(kind, body, settings, (name) => registry.resolve(name).path, () => registry.upscalers().list().map((u) => u.name));
+    const { job, samplerLabel } = await toJob(kind, body, settings, (name) => registry.resolve(name).path, () => registry.upscalers().list().map((u) => u.name));
     const model = registry.resolve(job.model);
     const refusal = memoryRefusal(estimateJobMemory(job, model.path), ctx.maxMemoryMiB);
     if (refusal) throw new RequestError('width', refusal, 'value_error.memory');
@@ -93,19 +95,21 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   app.get(`${api}/latent-upscale-modes`, async () => LATENT_UPSCALE_MODES.map((name) => ({ name })));
   app.get(`${api}/loras`, async () => registry.loras().map((l) => ({ name: l.name, alias: l.name, path: l.path, metadata: {} })));
   app.post(`${api}/refresh-loras`, async () => null);
+  app.post(`${api}/refresh-embeddings`, async () => null);
+  app.post(`${api}/refresh-vae`, async () => null);
+  // This process's memory, as A1111 reports its own (rss of the total); no CUDA allocator to report.
+  app.get(`${api}/memory`, async () => {
+    const used = process.memoryUsage.rss();
+    return { ram: { free: totalmem() - used, used, total: totalmem() }, cuda: { error: 'unavailable' } };
+  });
   app.get(`${api}/embeddings`, async () => ({ loaded: {}, skipped: {} }));
   app.get(`${api}/prompt-styles`, async () => []);
   app.get(`${api}/scripts`, async () => ({ txt2img: [TILED_DIFFUSION_SCRIPT], img2img: [SD_UPSCALE_SCRIPT, TILED_DIFFUSION_SCRIPT] }));
   for (const name of EMPTY_LIST_ENDPOINTS) app.get(`${api}/${name}`, async () => []);
-  app.get(`${api}/cmd-flags`, async () => ({ api: true, nowebui: false, ckpt_dir: registry.modelsDir ?? null, lora_dir: registry.loraDir ?? null, ...ctx.flags }));
+  app.get(`${api}/cmd-flags`, async () => ({ ...A1111_FLAGS, api: true, nowebui: false, ckpt_dir: registry.modelsDir ?? null, lora_dir: registry.loraDir ?? null, ...ctx.flags }));
 
   app.post(`${api}/png-info`, { schema: { body: PNG_INFO_SCHEMA } }, async (req) => {
-    let text: Record<string, string>;
-    try {
-      text = readPngText(decodeBase64((req.body as { image: string }).image));
-    } catch (e) {
-      throw new RequestError('image', `image: not a readable PNG (${(e as Error).message})`);
-    }
+    const text = await onField('image', () => readImageText(decodeBase64((req.body as { image: string }).image), { what: 'image' }));
     const info = text.parameters ?? '';
     return { info, items: Object.fromEntries(Object.entries(text).filter(([k]) => k !== 'parameters')), parameters: info ? infotextFields(info) : {} };
   });
