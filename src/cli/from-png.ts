@@ -21,6 +21,9 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   sampler: ['sampler'],
   karras: ['sampler', 'karras'],
   attention: ['todo', 'todoMode', 'todoStop', 'todoLevel2', 'tome'],
+  deepcache: ['deepcache', 'deepcacheStart'],
+  sMinUncond: ['ngms'],
+  sMinUncondAll: ['ngmsAllSteps'],
   clipSkip: ['clipSkip'],
   promptSyntax: ['promptSyntax'],
 };
@@ -58,7 +61,7 @@ export function mergeFromPng(
   for (const key of Object.keys(options) as (keyof GenerateOptions)[]) {
     if (key !== 'hires' && !explicit(key)) Object.assign(merged, { [key]: options[key] });
   }
-  if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'));
+  if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'), explicit('deepcache'));
   const skipped = notApplied.filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask));
   if (imageToImage?.strength !== undefined) {
     if (!merged.initImage) skipped[skipped.indexOf('Denoising strength')] = 'Denoising strength (the image was made from an init image: give --init-image to apply it)';
@@ -71,12 +74,14 @@ export function mergeFromPng(
 }
 
 /** The PNG's hires fix, each field a hires flag the user typed replaced by the flag's value. */
-function mergeHires(png: HiresOptions, flags: Partial<HiresOptions>, given: (flag: string) => boolean, attentionGiven: boolean): HiresOptions {
+function mergeHires(png: HiresOptions, flags: Partial<HiresOptions>, given: (flag: string) => boolean, attentionGiven: boolean, deepCacheGiven: boolean): HiresOptions {
   const h: HiresOptions = { ...png };
   for (const [field, flag] of HIRES_FLAGS) if (given(flag)) Object.assign(h, { [field]: flags[field] });
-  // --hires-todo sets the second pass; --todo / --tome alone set both passes, as without --from-png.
+  // --hires-todo sets the second pass; --todo / --tome alone set both passes, as without --from-png (DeepCache alike).
   if (given('hiresTodo')) h.attention = flags.attention;
   else if (attentionGiven) delete h.attention;
+  if (given('hiresDeepcache') || given('hiresDeepcacheStart')) h.deepcache = flags.deepcache;
+  else if (deepCacheGiven) delete h.deepcache;
   return h;
 }
 

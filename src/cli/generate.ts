@@ -20,6 +20,7 @@ import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
 import type { LoraSpec } from '../lora/merge.js';
+import { deepCacheFromFlag, parseDeepCacheOption, type DeepCacheFlag } from './deepcache-option.js';
 import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 
 interface GenerateFlags extends RuntimeFlags {
@@ -49,6 +50,12 @@ interface GenerateFlags extends RuntimeFlags {
   hiresDenoise: number;
   hiresUpscaler: HiresUpscaler;
   hiresTodo?: string;
+  hiresDeepcache?: DeepCacheFlag;
+  hiresDeepcacheStart?: number;
+  deepcache?: DeepCacheFlag;
+  deepcacheStart: number;
+  ngms: number;
+  ngmsAllSteps?: boolean;
   todo: string;
   todoMode: TodoMode;
   todoStop: number;
@@ -140,6 +147,12 @@ export function registerGenerate(program: Command): void {
     .option('--hires-denoise <s>', 'hires fix: second-pass strength, 0 < s <= 1', parseFloatOption('--hires-denoise', 0, 1), 0.5)
     .addOption(new Option('--hires-upscaler <name>', 'hires fix: how the first pass is enlarged').choices(HIRES_UPSCALERS).default('latent'))
     .option('--hires-todo <factor>', 'hires fix: ToDo in the second pass (off, auto or a factor; default: as --todo)', parseTodo)
+    .option('--hires-deepcache <N[,layer,block]>', 'hires fix: DeepCache in the second pass (off, or as --deepcache; default: as --deepcache)', parseDeepCacheOption('--hires-deepcache'))
+    .option('--hires-deepcache-start <fraction>', 'hires fix: second-pass steps run whole first (default: --deepcache-start)', parseFloatOption('--hires-deepcache-start', 0, 1))
+    .option('--deepcache <N[,layer,block]>', 'DeepCache: the whole U-Net every N steps, its deep feature reused between; cache point layer,block (default 0,0)', parseDeepCacheOption('--deepcache'))
+    .option('--deepcache-start <fraction>', 'DeepCache: this fraction of the steps, from the first, runs the whole U-Net', parseFloatOption('--deepcache-start', 0, 1), 0)
+    .option('--ngms <sigma>', "A1111's Negative Guidance minimum sigma: below it, every other step skips the negative prompt (0 = off)", parseFloatOption('--ngms', 0, 1000), 0)
+    .option('--ngms-all-steps', 'NGMS on every step below the sigma, not every other one')
     .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
     .addOption(new Option('--todo-mode <mode>', 'ToDo downsampling operator').choices(TODO_MODES).default('nearest'))
     .option('--todo-stop <fraction>', 'go back to dense attention after this fraction of the steps', parseFloatOption('--todo-stop', 0, 1), 1)
@@ -168,6 +181,7 @@ export function registerGenerate(program: Command): void {
       const initImage = f.initImage ? readPng(f.initImage, '--init-image') : undefined;
       const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
+      const deepcache = deepCacheFromFlag(f.deepcache, f.deepcacheStart);
       const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
       const hiresFlags = {
         scale: f.hiresScale,
@@ -175,6 +189,7 @@ export function registerGenerate(program: Command): void {
         denoise: f.hiresDenoise,
         upscaler: f.hiresUpscaler,
         attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
+        deepcache: f.hiresDeepcache === undefined && f.hiresDeepcacheStart === undefined ? deepcache : (deepCacheFromFlag(f.hiresDeepcache ?? f.deepcache, f.hiresDeepcacheStart ?? f.deepcacheStart) ?? (false as const)),
       };
       const fromFlags: GenerateOptions = {
         prompt: f.prompt ?? '',
@@ -189,6 +204,9 @@ export function registerGenerate(program: Command): void {
         karras: f.karras ?? f.sampler?.karras,
         latents,
         attention,
+        deepcache,
+        sMinUncond: f.ngms,
+        sMinUncondAll: f.ngmsAllSteps ?? false,
         clipSkip: f.clipSkip,
         promptSyntax: f.promptSyntax,
         vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',

@@ -11,6 +11,7 @@ import type { ParsedParameters } from './parameters.js';
 import type { GenerateOptions } from './stable-diffusion.js';
 import { A1111_UPSCALER_NAMES, HIRES_UPSCALERS, type HiresOptions } from './hires.js';
 import { hiresTodoFromInfotext, todoFromInfotext } from './todo-infotext.js';
+import { DEEPCACHE_KEYS, deepCacheFromInfotext } from './deepcache-infotext.js';
 
 export interface ParametersAsOptions {
   options: GenerateOptions;
@@ -87,6 +88,17 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   const reasons = new Map<string, string>();
   const hires = hiresFrom(s, options, attentionLevels, used, reasons);
   if (hires) options.hires = hires;
+  const deepcache = deepCacheFromInfotext(s, hires !== undefined);
+  DEEPCACHE_KEYS.forEach((k) => k in s && used.add(k));
+  if (deepcache.first) options.deepcache = deepcache.first;
+  if (hires && deepcache.second !== undefined) hires.deepcache = deepcache.second;
+  const ngms = take('NGMS');
+  if (ngms !== undefined) options.sMinUncond = number('NGMS', ngms, false);
+  const ngmsAll = take('NGMS all steps');
+  if (ngmsAll !== undefined) {
+    if (ngmsAll !== 'True' && ngmsAll !== 'False') throw new Error(`parameters: "NGMS all steps: ${ngmsAll}" is not True or False`);
+    options.sMinUncondAll = ngmsAll === 'True';
+  }
   // Without a hires fix, a denoising strength or mask blur means image-to-image, which needs the init image (and mask) again.
   const imageToImage: ParametersAsOptions['imageToImage'] = {};
   if (!hires && 'Denoising strength' in s) imageToImage.strength = number('Denoising strength', s['Denoising strength']!, false);

@@ -5,6 +5,7 @@
  */
 import type { AttentionOptions } from '../attention/options.js';
 import type { Tensor } from '../tensor.js';
+import type { DeepCacheOptions } from './deepcache.js';
 
 export const HIRES_UPSCALERS = ['latent', 'latent-nearest', 'lanczos'] as const;
 export type HiresUpscaler = (typeof HIRES_UPSCALERS)[number];
@@ -26,6 +27,8 @@ export interface HiresOptions {
   upscaler: HiresUpscaler;
   /** Attention of the second pass (default: the first pass's). */
   attention?: AttentionOptions;
+  /** DeepCache in the second pass (default: the first pass's; false: off). */
+  deepcache?: DeepCacheOptions | false;
 }
 
 function gcd(a: number, b: number): number {

@@ -10,6 +10,8 @@ import type { SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName } from '../scheduler/names.js';
 import { A1111_UPSCALER_NAMES, type HiresUpscaler } from './hires.js';
 import { hiresTodoInfotext, todoInfotext } from './todo-infotext.js';
+import type { ResolvedDeepCache } from './deepcache.js';
+import { deepCacheInfotext } from './deepcache-infotext.js';
 
 export interface ParameterSource {
   prompt: string;
@@ -35,8 +37,13 @@ export interface ParameterSource {
   strength?: number;
   mask?: { blur: number };
   hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler };
-  /** The attention each pass used (ToDo's 'auto' resolved). */
-  passes?: { attention: AttentionOptions }[];
+  /** DeepCache of the first pass (absent: off). */
+  deepcache?: ResolvedDeepCache;
+  /** NGMS: A1111's s_min_uncond (0 = off) and s_min_uncond_all. */
+  sMinUncond?: number;
+  sMinUncondAll?: boolean;
+  /** The attention (ToDo's 'auto' resolved) and DeepCache each pass used. */
+  passes?: { attention: AttentionOptions; deepcache?: ResolvedDeepCache }[];
 }
 
 /** A1111 quotes a value that holds a comma, colon or newline, JSON-style (a quote too, so it reads back). */
@@ -59,6 +66,9 @@ export function a1111Parameters(p: ParameterSource): string {
   const firstTodo = a.method === 'todo' ? todoInfotext(a, p.attentionLevels, p.latent) : [];
   fields.push(...firstTodo);
   if (a.method === 'tome') fields.push(['Token merging ratio', a.ratio]);
+  fields.push(...deepCacheInfotext(p.deepcache, p.hires && { second: p.passes ? p.passes[1]?.deepcache : p.deepcache }));
+  if (p.sMinUncond) fields.push(['NGMS', p.sMinUncond]);
+  if (p.sMinUncond && p.sMinUncondAll) fields.push(['NGMS all steps', 'True']);
   if (p.loraHashes) fields.push(['Lora hashes', p.loraHashes]);
   if (p.promptSyntax === 'plain') fields.push(['Prompt syntax', 'plain']);
   const strength = p.hires?.denoise ?? p.strength;

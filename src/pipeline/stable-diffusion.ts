@@ -32,6 +32,9 @@ import { decodeTiled } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
+import { deepCacheFullSteps, resolveDeepCache, type DeepCacheOptions, type ResolvedDeepCache } from './deepcache.js';
+import { timestepSigma, type NgmsOptions } from './guidance.js';
+import { NoisePredictor, type PassEvaluations } from './noise-predictor.js';
 
 export interface GenerateOptions {
   prompt: string;
@@ -73,6 +76,12 @@ export interface GenerateOptions {
   loraDir?: string;
   /** 'a1111' (default): AUTOMATIC1111's emphasis, BREAK, chunks of 75 and prompt editing; 'plain': diffusers' truncation at 77 tokens. */
   promptSyntax?: PromptSyntax;
+  /** DeepCache: the whole U-Net every `interval` steps, its deep feature reused between (pipeline/deepcache.ts). */
+  deepcache?: DeepCacheOptions;
+  /** A1111's "Negative Guidance minimum sigma" (NGMS): below this sigma every other call skips the negative prompt; 0 = off. */
+  sMinUncond?: number;
+  /** NGMS on every call below the sigma, not every other one (A1111's s_min_uncond_all). */
+  sMinUncondAll?: boolean;
 }
 
 export interface StepInfo {
@@ -103,17 +112,22 @@ export interface PassInfo {
   steps: number;
   /** The attention as used: ToDo's 'auto' factor resolved for this size. */
   attention: AttentionOptions;
+  /** DeepCache as this pass ran it (absent: off). */
+  deepcache?: ResolvedDeepCache;
+  /** U-Net evaluations: whole, shallow (DeepCache), prompt's half alone (NGMS). */
+  evaluations: PassEvaluations;
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'deepcache'>> & {
   sampler: SamplerName;
   negativePrompt: string;
   latentsFromFile: boolean;
   initImage?: { width: number; height: number };
   strength?: number;
   mask?: { blur: number; invert: boolean; fill: InpaintFill };
-  hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler; attention: AttentionOptions; width: number; height: number };
+  deepcache?: ResolvedDeepCache;
+  hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler; attention: AttentionOptions; deepcache?: ResolvedDeepCache; width: number; height: number };
 };
 
 export interface GeneratedImage extends RgbImage {
@@ -167,10 +181,21 @@ interface DenoiseRun {
   timesteps: readonly number[];
   cond: PassConditioning;
   cfg: number;
+  ngms: NgmsOptions;
   attention: AttentionOptions;
+  deepcache?: ResolvedDeepCache;
   pass: 1 | 2;
   /** Inpainting: resets the unmasked latents after a step, given the next timestep (undefined after the last). */
   blend?: (x: Tensor, next: number | undefined) => Tensor;
+}
+
+function ngmsOf(s: GenerateSettings): NgmsOptions {
+  return { sigma: s.sMinUncond, allSteps: s.sMinUncondAll };
+}
+
+/** Whether NGMS can skip a negative half in this pass. */
+function ngmsActive(run: Pick<DenoiseRun, 'cfg' | 'ngms'>): boolean {
+  return run.cfg > 1 && run.ngms.sigma > 0;
 }
 
 export class StableDiffusion {
@@ -283,7 +308,12 @@ export class StableDiffusion {
       vaeTiling,
       promptSyntax,
       latentsFromFile: o.latents !== undefined,
+      sMinUncond: o.sMinUncond ?? 0,
+      sMinUncondAll: o.sMinUncondAll ?? false,
     };
+    if (typeof settings.sMinUncond !== 'number' || !(settings.sMinUncond >= 0)) fail(`sMinUncond (NGMS) must be a sigma >= 0 (0 = off); got ${JSON.stringify(o.sMinUncond)}`);
+    if (typeof settings.sMinUncondAll !== 'boolean') fail(`sMinUncondAll must be true or false; got ${JSON.stringify(o.sMinUncondAll)}`);
+    if (o.deepcache) settings.deepcache = resolveDeepCache(o.deepcache, this.unet.config);
     if (init) {
       if (o.latents) fail('initial latents and an init image exclude each other: img2img draws its noise from the seed');
       const strength = o.strength ?? 0.75;
@@ -312,7 +342,8 @@ export class StableDiffusion {
       if (typeof h.denoise !== 'number' || !(h.denoise > 0 && h.denoise <= 1)) fail(`hires denoise must be a number in (0, 1]; got ${h.denoise}`);
       if (!HIRES_UPSCALERS.includes(h.upscaler)) fail(`unknown hires upscaler "${String(h.upscaler)}"; use one of ${HIRES_UPSCALERS.join(', ')}`);
       const hAttention = h.attention ? resolveAttention(h.attention).options : attention;
-      settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler, attention: hAttention, ...size };
+      const hDeepCache = h.deepcache === undefined ? settings.deepcache : h.deepcache && resolveDeepCache(h.deepcache, this.unet.config);
+      settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler, attention: hAttention, ...(hDeepCache && { deepcache: hDeepCache }), ...size };
     }
     return settings;
   }
@@ -346,31 +377,19 @@ export class StableDiffusion {
     return { at, fixed: c.scheduled ? undefined : at(0) };
   }
 
-  /** One denoising pass: guidance, the scheduler's steps, the inpainting blend, callbacks and abort. */
-  private async denoise(run: DenoiseRun, cb: GenerateCallbacks): Promise<Tensor> {
-    const { scheduler, timesteps, cond, cfg } = run;
+  /** One denoising pass: the noise predictions (guidance, NGMS, DeepCache), the scheduler's steps, the inpainting blend, callbacks and abort. */
+  private async denoise(run: DenoiseRun, cb: GenerateCallbacks): Promise<{ latents: Tensor; evaluations: PassEvaluations }> {
+    const { scheduler, timesteps, cond } = run;
     let x = run.x;
-    const dims = x.dims;
-    const batch = dims[0]!;
-    const guided = cfg > 1;
     this.unet.setAttention(run.attention);
+    const predictor = await this.noisePredictor(run);
     const stopAt = run.attention.method === 'todo' ? (run.attention.stopAt ?? 1) : 1;
     // Heun (order 2) evaluates the U-Net twice per step; steps are counted as diffusers counts them.
     const total = Math.ceil(timesteps.length / scheduler.order);
     const phase = run.pass === 2 ? 'hires' : 'denoise';
     for (const [i, t] of timesteps.entries()) {
-      const scaled = scheduler.scaleModelInput(x, t);
-      const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * batch, ...dims.slice(1)] } : scaled;
       const step = Math.floor(i / scheduler.order);
-      const c = cond.at(step);
-      const out = await this.unet.forward(input, t, c.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, step, total), ...c.added });
-      let eps = out;
-      if (guided) {
-        const n = numel(dims);
-        const uncond = out.data.subarray(0, n);
-        const cond = out.data.subarray(n);
-        eps = { data: uncond.map((u, k) => u + cfg * (cond[k]! - u)), dims };
-      }
+      const eps = await predictor.predict(i, scheduler.scaleModelInput(x, t), t, cond.at(step), todoActiveAt(stopAt, step, total));
       x = scheduler.step(eps, t, x);
       if (run.blend) x = run.blend(x, timesteps[i + 1]);
       if ((i + 1) % scheduler.order === 0 || i === timesteps.length - 1) {
@@ -378,7 +397,20 @@ export class StableDiffusion {
       }
       if (cb.signal?.aborted) throw abortError();
     }
-    return x;
+    return { latents: x, evaluations: predictor.evaluations };
+  }
+
+  /** A pass's predictor; with NGMS the U-Net keeps its sessions for both batch sizes open. */
+  private async noisePredictor(run: DenoiseRun): Promise<NoisePredictor> {
+    await this.unet.keepSessions(ngmsActive(run) ? 2 : 1);
+    const dc = run.deepcache;
+    return new NoisePredictor({
+      unet: this.unet,
+      cfg: run.cfg,
+      ngms: run.ngms,
+      sigmaOf: timestepSigma(this.schedulerConfig),
+      ...(dc && { deepcache: { point: { block: dc.block, layer: dc.layer }, full: deepCacheFullSteps(dc, run.scheduler.timesteps, run.timesteps, run.scheduler.order) } }),
+    });
   }
 
   /** The attention options as a pass of this latent size runs them: ToDo's 'auto' resolved on the first attention level's grid. */
@@ -453,13 +485,15 @@ export class StableDiffusion {
       x = { data: noise.map((v) => v * scheduler.initNoiseSigma), dims: latentDims };
     }
 
-    // The device loop keeps plain text-to-image on the GPU; img2img, inpainting and prompt editing run here.
+    const first: DenoiseRun = { x, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: s.attention, deepcache: s.deepcache, pass: 1, blend };
+    // The device loop keeps plain text-to-image on the GPU; img2img, inpainting, prompt editing, DeepCache and NGMS run here.
     const onDevice =
-      !o.initImage && cond.fixed && deviceLoopWanted(this.unet)
+      !o.initImage && cond.fixed && !s.deepcache && !ngmsActive(first) && deviceLoopWanted(this.unet)
         ? await this.denoiseOnDevice(x, s, cond.fixed, cb)
         : null;
-    x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend }, cb));
-    const passes: PassInfo[] = [{ pass: 1, width: s.width, height: s.height, steps: timesteps.length, attention: this.attentionUsed(s.attention, [lh, lw]) }];
+    const pass1 = onDevice ? { latents: onDevice, evaluations: { full: timesteps.length, shallow: 0, promptOnly: 0 } } : await this.denoise(first, cb);
+    x = pass1.latents;
+    const passes: PassInfo[] = [{ pass: 1, width: s.width, height: s.height, steps: timesteps.length, attention: this.attentionUsed(s.attention, [lh, lw]), ...(s.deepcache && { deepcache: s.deepcache }), evaluations: pass1.evaluations }];
     if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb);
     const t2 = performance.now();
 
@@ -507,9 +541,9 @@ export class StableDiffusion {
       init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
     }
     const start = noiseLatents(scheduler, init, timesteps, randn);
-    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2 }, cb);
-    passes.push({ pass: 2, width: hr.width, height: hr.height, steps: timesteps.length, attention: this.attentionUsed(hr.attention, [lh, lw]) });
-    return out;
+    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: hr.attention, deepcache: hr.deepcache, pass: 2 }, cb);
+    passes.push({ pass: 2, width: hr.width, height: hr.height, steps: timesteps.length, attention: this.attentionUsed(hr.attention, [lh, lw]), ...(hr.deepcache && { deepcache: hr.deepcache }), evaluations: out.evaluations });
+    return out.latents;
   }
 
   private async denoiseOnDevice(x: Tensor, s: GenerateSettings, fixed: Conditioning, cb: GenerateCallbacks): Promise<Tensor | null> {
@@ -535,13 +569,6 @@ export class StableDiffusion {
   async dispose(): Promise<void> {
     await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose()]);
   }
-}
-
-function concat(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /** Decoded [B, 3, H, W] in [-1, 1] → 8-bit RGB images (diffusers' (x/2 + 0.5).clamp(0, 1) · 255, rounded). */

@@ -16,7 +16,7 @@ import { autoTodoFactor, type TodoMode, type TodoOptions } from '../attention/to
 const EXTENSION_MODE: TodoMode = 'nearest-exact';
 
 /** Python's repr of a float: 2 → "2.0", 1.5 → "1.5". */
-function pyFloat(v: number): string {
+export function pyFloat(v: number): string {
   return Number.isInteger(v) ? v.toFixed(1) : String(v);
 }
 

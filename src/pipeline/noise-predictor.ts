@@ -1,0 +1,68 @@
+/**
+ * One denoising pass's noise predictions: the U-Net on the guided batch (negative half first)
+ * combined by the guidance scale, NGMS's prompt-only calls (guidance.ts) and DeepCache's whole
+ * and shallow evaluations (deepcache.ts), with a count of what ran.
+ *
+ * DeepCache caches the guided batch as a unit, as the helper does. With both on, a whole-U-Net
+ * step evaluates both halves, so the shallow steps after it have the negative half's feature
+ * too, and NGMS skips the negative half on the shallow steps only (a prompt-only shallow step
+ * takes the prompt's half of the feature): dropping the negative half of a whole step would
+ * save half a U-Net and cost a whole one on the next guided step.
+ */
+import type { CachePoint } from '../models/unet-cache.js';
+import type { UNet } from '../models/unet.js';
+import { doubleBatch, type Tensor } from '../tensor.js';
+import type { Conditioning } from './conditioning-sdxl.js';
+import { combineGuidance, condHalf, promptRows, skipsUncond, type NgmsOptions } from './guidance.js';
+
+/** U-Net evaluations of a pass: whole or shallow (DeepCache), and how many ran the prompt's half alone (NGMS). */
+export interface PassEvaluations {
+  full: number;
+  shallow: number;
+  promptOnly: number;
+}
+
+export interface NoisePredictorOptions {
+  unet: UNet;
+  cfg: number;
+  ngms: NgmsOptions;
+  /** The sigma NGMS compares for a timestep. */
+  sigmaOf: (t: number) => number;
+  /** DeepCache: the cache point and, per evaluation of the pass, whether it runs the whole U-Net. */
+  deepcache?: { point: CachePoint; full: readonly boolean[] };
+}
+
+export class NoisePredictor {
+  readonly evaluations: PassEvaluations = { full: 0, shallow: 0, promptOnly: 0 };
+  /** DeepCache's feature from the last whole step. */
+  private feature?: Tensor;
+
+  constructor(private readonly o: NoisePredictorOptions) {}
+
+  /**
+   * The prediction for evaluation `call` (0-based in the pass) from the scaled latents `x`
+   * [B, …] and the step's conditioning `c` (both halves when guided).
+   */
+  async predict(call: number, x: Tensor, t: number, c: Conditioning, attentionActive: boolean): Promise<Tensor> {
+    const { unet, cfg, deepcache } = this.o;
+    const guided = cfg > 1;
+    // The feature a shallow step runs on (the first step is always whole).
+    const cached = deepcache && !deepcache.full[call] ? this.feature : undefined;
+    const shallow = cached !== undefined;
+    const promptOnly = guided && (shallow || !deepcache) && skipsUncond(call, this.o.sigmaOf(t), this.o.ngms);
+    const input = guided && !promptOnly ? doubleBatch(x) : x;
+    const cond = promptOnly ? condHalf(c) : c;
+    const opts = { attentionActive, ...cond.added };
+    let out: Tensor;
+    if (!deepcache) out = await unet.forward(input, t, cond.encoderHiddenStates, opts);
+    else {
+      const feature = cached && promptOnly ? promptRows(cached) : cached;
+      const r = await unet.forwardCached(input, t, cond.encoderHiddenStates, { point: deepcache.point, feature }, opts);
+      if (!shallow) this.feature = r.feature;
+      out = r.sample;
+    }
+    this.evaluations[shallow ? 'shallow' : 'full']++;
+    if (promptOnly) this.evaluations.promptOnly++;
+    return guided && !promptOnly ? combineGuidance(out, cfg) : out;
+  }
+}
