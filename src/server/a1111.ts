@@ -12,7 +12,8 @@ import { a1111SamplerName, resolveSampler } from '../scheduler/names.js';
 import { RequestError } from './errors.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
-import { modelAttentionLevels, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
+import { attentionLevels } from '../models/unet.js';
+import { deepCacheSettings, modelUNetConfig, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
 
 /** A1111's schedulers (noise schedules) that todo-sd has. */
 export const A1111_SCHEDULERS = [
@@ -47,6 +48,8 @@ export type GenerationBody = Record<string, unknown> & {
   height: number;
   denoising_strength: number | null;
   override_settings: SettingsPatch | null;
+  /** A1111's per-request NGMS sigma; null: the s_min_uncond setting. */
+  s_min_uncond: number | null;
   send_images: boolean;
   save_images: boolean;
   enable_hr?: boolean | null;
@@ -117,6 +120,9 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
   const { sampler, karras, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
   const count = body.batch_size * body.n_iter;
+  const unet = (): ReturnType<typeof modelUNetConfig> => modelUNetConfig(modelPath(s.sd_model_checkpoint));
+  const hires = kind === 'txt2img' && body.enable_hr === true;
+  const deepcache = deepCacheSettings(s, unet, hires, 'override_settings.');
   const job: JobSpec = {
     kind,
     model: s.sd_model_checkpoint,
@@ -129,17 +135,20 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     sampler,
     karras,
     clipSkip: s.CLIP_stop_at_last_layers,
-    attention: todoAttention(s, () => modelAttentionLevels(modelPath(s.sd_model_checkpoint)), 'override_settings.'),
+    attention: todoAttention(s, () => attentionLevels(unet()), 'override_settings.'),
+    ...(deepcache.first && { deepcache: deepcache.first }),
+    sMinUncond: body.s_min_uncond ?? s.s_min_uncond,
+    sMinUncondAll: s.s_min_uncond_all,
     seeds: Array.from({ length: count }, (_, i) => seed + i),
   };
-  if (kind === 'txt2img' && body.enable_hr) {
+  if (hires) {
     const upscaler = HIRES_UPSCALERS[body.hr_upscaler ?? 'Latent'];
     if (!upscaler) throw new RequestError('hr_upscaler', `unknown hr_upscaler "${body.hr_upscaler}"; available: ${Object.keys(HIRES_UPSCALERS).join(', ')}`);
     const scale = body.hr_resize_x ? body.hr_resize_x / body.width : body.hr_resize_y ? body.hr_resize_y / body.height : (body.hr_scale ?? 2);
     if (![body.width, body.height].every((v) => Number.isInteger((v * scale) / 8))) {
       throw new RequestError('hr_scale', `hr_scale ${scale} gives a size of ${body.width * scale}x${body.height * scale}; both sides must be multiples of 8`);
     }
-    job.hires = { scale, denoise: body.denoising_strength ?? 0.7, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}) };
+    job.hires = { scale, denoise: body.denoising_strength ?? 0.7, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}), ...(deepcache.second !== undefined && { deepcache: deepcache.second }) };
   }
   if (kind === 'img2img') {
     const mode = body.resize_mode ?? 0;

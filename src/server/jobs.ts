@@ -4,6 +4,7 @@
  */
 import type { AttentionOptions } from '../attention/options.js';
 import type { SamplerName } from '../scheduler/index.js';
+import type { DeepCacheOptions } from '../pipeline/deepcache.js';
 
 /** An image on the wire: RGB bytes as base64. */
 export interface WireImage {
@@ -26,13 +27,17 @@ export interface JobSpec {
   karras: boolean;
   clipSkip: number;
   attention: AttentionOptions;
+  deepcache?: DeepCacheOptions;
+  /** NGMS: A1111's s_min_uncond (0 = off) and s_min_uncond_all. */
+  sMinUncond?: number;
+  sMinUncondAll?: boolean;
   /** Seed of each image, in order; A1111's seed + index, so each image's infotext reproduces it. */
   seeds: number[];
   /** Contract fields of the pipeline (GenerateOptions): img2img, inpainting, hires fix. */
   initImage?: WireImage;
   strength?: number;
   mask?: { image: WireImage; blur: number; invert: boolean; fill: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
-  hires?: { scale: number; steps?: number; denoise: number; upscaler: 'latent' | 'latent-nearest' | 'lanczos' };
+  hires?: { scale: number; steps?: number; denoise: number; upscaler: 'latent' | 'latent-nearest' | 'lanczos'; deepcache?: DeepCacheOptions | false };
 }
 
 export interface JobImage {
