@@ -6,6 +6,7 @@ import { runAttentionBench } from '../bench/attention.js';
 import { runFidelityBench } from '../bench/fidelity.js';
 import { imageGrid } from '../bench/grid.js';
 import { hiresTable, runHiresBench } from '../bench/hires.js';
+import { imageTable, parseImageMethod, runImageBench, type ImageMethod } from '../bench/image.js';
 import { machineInfo } from '../bench/machine.js';
 import { profileUNet } from '../bench/profile.js';
 import { fidelityTable, machineLine, matmulLine, profileTable, speedReport, type SpeedResults } from '../bench/report.js';
@@ -129,6 +130,46 @@ export function registerBench(program: Command): void {
         '',
       ].join('\n');
       write(o.out, 'hires.md', md);
+      process.stdout.write(md);
+    });
+
+  bench
+    .command('image')
+    .description('whole generations (text encoder, U-Net steps, VAE decode) per method, interleaved medians, with MSE and HPF against dense')
+    .option('--model <dir>', 'model folder (default: a random SD 1.5 made once in the cache; give a trained model for the fidelity columns)')
+    .option('--size <px>', 'image size, e.g. 512 or 512x768', size, [512, 512] as [number, number])
+    .option('--steps <n>', 'denoising steps', parseIntOption('--steps', 1, 1000), 20)
+    .option('--sampler <name>', "sampler, ours or AUTOMATIC1111's name (default: the model scheduler)", parseSamplerOption)
+    .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7)
+    .option('--seed <n>', 'seed of every generation', parseIntOption('--seed', 0), 1)
+    .option('--prompt <text>', 'prompt of every generation', 'a lighthouse on a cliff at dusk, detailed')
+    .option('--methods <list>', 'methods, parts joined by +: an attention method (dense, todo-2, todo-auto, tome-0.5, …), deepcache-N[-layer-block], ngms-SIGMA', list(parseImageMethod), ['dense', 'deepcache-3', 'todo-auto+deepcache-3', 'todo-auto+deepcache-3+ngms-1'].map(parseImageMethod))
+    .option('--runs <n>', 'timed generations per method', parseIntOption('--runs', 1, 100), 3)
+    .addOption(providerOption())
+    .addOption(precisionOption())
+    .addOption(attentionFormOption())
+    .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
+    .option('--out <dir>', 'folder for image.json and image.md', 'bench-results')
+    .action(async (o: RuntimeFlags & { model?: string; size: [number, number]; steps: number; sampler?: SamplerChoice; cfg: number; seed: number; prompt: string; methods: ImageMethod[]; runs: number; out: string }) => {
+      mkdirSync(o.out, { recursive: true });
+      const started = new Date().toISOString();
+      const model = o.model ?? defaultSpeedModel(log);
+      const machine = machineInfo();
+      const rt = { ...runtimeFromFlags(o), onWarning: log };
+      const { records, sampler } = await runImageBench({ ...rt, model, size: o.size, steps: o.steps, sampler: o.sampler?.sampler, cfg: o.cfg, seed: o.seed, prompt: o.prompt, methods: o.methods, runs: o.runs, onLog: log });
+      const json = { kind: 'todo-sd image benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: rt.executionProvider ?? 'cpu', sampler, steps: o.steps, cfg: o.cfg, seed: o.seed, prompt: o.prompt, records };
+      write(o.out, 'image.json', `${JSON.stringify(json, null, 2)}\n`);
+      const md = [
+        `# Whole generations: ${started}`,
+        '',
+        `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.size.join('x')}, ${o.steps} ${sampler} steps, CFG ${o.cfg}, seed ${o.seed}. Command: \`todo-sd ${json.command}\`.`,
+        '',
+        'Each time covers text encoding, every U-Net step and the VAE decode (model loaded, sessions open); the methods take turns. MSE is against the dense image of the same seed.',
+        '',
+        imageTable(records),
+        '',
+      ].join('\n');
+      write(o.out, 'image.md', md);
       process.stdout.write(md);
     });
 
