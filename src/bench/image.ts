@@ -48,13 +48,13 @@ export function parseImageMethod(label: string): ImageMethod {
     const known = PARTS.map((p) => ({ p, m: p.pattern.exec(part) })).find((x) => x.m);
     if (known) known.p.apply(known.m!, options);
     else {
-      if (options.attention) throw new Error(`method "${label}": two attention methods; join one with ${PARTS.map((p) => p.form).join(', ')}`);
       let spec;
       try {
         spec = parseMethod(part);
       } catch (e) {
         throw new Error(`method "${label}": "${part}" is neither ${PARTS.map((p) => p.form).join(' nor ')} nor an attention method: ${(e as Error).message}`);
       }
+      if (options.attention) throw new Error(`method "${label}": two attention methods; join one with ${PARTS.map((p) => p.form).join(', ')}`);
       if (spec.attentionForm) throw new Error(`method "${label}": attention forms (@…) are exact and change no image; compare them with bench speed`);
       options.attention = spec.attention;
     }
