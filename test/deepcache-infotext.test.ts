@@ -47,12 +47,12 @@ test('read back: every pass combination round-trips; A1111 infotexts fill in the
     const hires = second === 'no hires' ? undefined : { second };
     const back = deepCacheFromInfotext(Object.fromEntries(deepCacheInfotext(first, hires)), hires !== undefined);
     assert.deepEqual(back.first, first, JSON.stringify([first, second]));
-    if (hires) assert.deepEqual(back.second, second ?? false, JSON.stringify([first, second]));
+    if (hires) assert.deepEqual(back.second ?? false, second ?? false, JSON.stringify([first, second]));
   }
   // The extension reads only `DeepCache pass`; the rest comes from its settings' defaults (refresh every 5 steps, level 0, after 40%, 0% in hires).
   assert.deepEqual(deepCacheFromInfotext({ 'DeepCache pass': 'both passes' }, true), { first: dc(5, 0, 0, 0.4), second: dc(5, 0, 0, 0) });
   assert.deepEqual(deepCacheFromInfotext({ 'DeepCache pass': 'second pass' }, false), {});
-  assert.deepEqual(deepCacheFromInfotext({ 'DeepCache pass': 'disable' }, true), { second: false });
+  assert.deepEqual(deepCacheFromInfotext({ 'DeepCache pass': 'disable' }, true), {});
   assert.deepEqual(deepCacheFromInfotext({ Steps: '20' }, false), {});
   assert.throws(() => deepCacheFromInfotext({ 'DeepCache pass': 'sometimes' }, false), /"DeepCache pass: sometimes" is not one of disable, second pass, both passes/);
   assert.throws(() => deepCacheFromInfotext({ 'DeepCache interval': 'three' }, false), /"DeepCache interval: three" is not a number/);

@@ -43,8 +43,8 @@ export function deepCacheInfotext(first: ResolvedDeepCache | undefined, hires: {
 }
 
 /**
- * Each pass's DeepCache from infotext fields: `first` undefined when off; `second` only with a
- * hires fix, false when off there.
+ * Each pass's DeepCache from infotext fields: `first` undefined when off; `second` with a hires
+ * fix where it is on, or off while the first pass's is on (false).
  */
 export function deepCacheFromInfotext(fields: Readonly<Record<string, string>>, hires: boolean): { first?: DeepCacheOptions; second?: DeepCacheOptions | false } {
   const num = (key: string): number | undefined => {
@@ -58,8 +58,7 @@ export function deepCacheFromInfotext(fields: Readonly<Record<string, string>>, 
   if (!(PASSES as readonly string[]).includes(pass)) throw new Error(`infotext: "DeepCache pass: ${pass}" is not one of ${PASSES.join(', ')}`);
   const base = { interval: num('DeepCache interval') ?? DEFAULTS.interval, layer: num('DeepCache layer') ?? 0, block: num('DeepCache block') ?? 0 };
   const first = pass === 'both passes' ? { ...base, start: num('DeepCache start') ?? DEFAULTS.start } : undefined;
-  if (!hires) return first ? { first } : {};
-  if (pass === 'disable') return { second: false };
+  if (!hires || pass === 'disable') return first ? { first } : {};
   const second = {
     interval: num(`${HIRES}DeepCache interval`) ?? base.interval,
     layer: num(`${HIRES}DeepCache layer`) ?? base.layer,

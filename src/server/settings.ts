@@ -128,12 +128,12 @@ export function todoAttention(s: Settings, attentionLevels: () => readonly numbe
 }
 
 /**
- * The DeepCache extension's settings as each pass's DeepCache (`second` only with a hires fix;
- * false there: off), the same mapping as reading its infotext key back; its "resnet level" is a
+ * The DeepCache extension's settings as each pass's DeepCache (`second` only with a hires fix),
+ * the same mapping as reading its infotext key back; its "resnet level" is a
  * cache point of the model's U-Net (unet-cache.ts), and a refresh rate below 1 turns it off.
  */
 export function deepCacheSettings(s: Settings, unet: () => UNetConfig, hires: boolean, field = ''): { first?: DeepCacheOptions; second?: DeepCacheOptions | false } {
-  if (s.deepcache_enable_pass === 'disable' || s.deepcache_full_run_step_rate < 1) return hires ? { second: false } : {};
+  if (s.deepcache_enable_pass === 'disable' || s.deepcache_full_run_step_rate < 1) return {};
   const cfg = unet();
   let point;
   try {
