@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BUILTIN_MODEL_DIR, buildUNetGraph, loadUNet, parseUNetConfig, randn, type AttentionOptions, type Tensor, type UNet, type UNetConfig } from '../src/index.js';
+import { BUILTIN_MODEL_DIR, buildUNetGraph, loadUNet, parseUNetConfig, randn, type AttentionOptions, type Tensor, type UNet, type UNetConfig, type UNetForwardOptions } from '../src/index.js';
 import { ARCHITECTURE_CONFIGS } from '../src/models/architectures.js';
 import { WeightRecorder } from '../src/graph/weights.js';
 import { denseAttention } from '../src/attention/dense.js';
@@ -23,7 +23,7 @@ function cachePoints(cfg: UNetConfig): CachePoint[] {
  * The full graph (plain U-Net + the feature as an output) gives the plain U-Net's output, and the
  * shallow graph fed the full graph's feature of the same step gives the full output again.
  */
-async function checkIdentities(unet: UNet, sample: Tensor, t: number, text: Tensor, added: { textEmbeds?: Tensor; timeIds?: Tensor }, points: CachePoint[], label: string): Promise<void> {
+async function checkIdentities(unet: UNet, sample: Tensor, t: number, text: Tensor, added: UNetForwardOptions, points: CachePoint[], label: string): Promise<void> {
   const plain = await unet.forward(sample, t, text, added);
   for (const point of points) {
     const full = await unet.forwardCached(sample, t, text, { point }, added);

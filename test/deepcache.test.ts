@@ -4,7 +4,7 @@ import { BUILTIN_MODEL_DIR, createScheduler, StableDiffusion, type GenerateOptio
 import { deepCacheFullSteps } from '../src/pipeline/deepcache.js';
 import { img2imgTimesteps } from '../src/pipeline/img2img.js';
 import { mse } from '../src/bench/metrics.js';
-import { relL2 } from './helpers.js';
+import { fixture, relL2 } from './helpers.js';
 
 let pipe: StableDiffusion;
 before(async () => {
@@ -117,4 +117,19 @@ test('bad DeepCache options fail before any work, naming the valid range', async
   ];
   for (const [deepcache, message] of cases) await assert.rejects(pipe.generate({ ...base, deepcache }), message);
   await assert.rejects(pipe.generate({ ...base, hires: { scale: 2, denoise: 0.5, upscaler: 'latent', deepcache: { interval: 2, block: 3 } } }), /block 3/);
+});
+
+test('SDXL: DeepCache and NGMS with the added inputs (pooled text, time ids) halved on prompt-only calls', async () => {
+  const xl = await StableDiffusion.load(fixture('sdxl-tiny'));
+  try {
+    const o: GenerateOptions = { prompt: 'a fox', negativePrompt: 'blurry', width: 64, height: 64, steps: 4, seed: 3, sampler: 'ddim', cfg: 5 };
+    const dense = await xl.generate(o);
+    const r = await xl.generate({ ...o, deepcache: { interval: 2, block: 1 }, sMinUncond: 100 });
+    // Whole at calls 0 and 2; the shallow calls 1 and 3 are odd and below sigma 100: prompt-only.
+    assert.deepEqual(r.settings.passes[0]!.evaluations, { full: 2, shallow: 2, promptOnly: 2 });
+    const err = mse(r.images[0]!, dense.images[0]!);
+    assert.ok(err > 0 && err < 0.05, `SDXL DeepCache + NGMS MSE ${err}`);
+  } finally {
+    await xl.dispose();
+  }
 });

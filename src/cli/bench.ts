@@ -55,6 +55,11 @@ function defaultSpeedModel(log: (m: string) => void): string {
 export function registerBench(program: Command): void {
   const bench = program.command('bench').description('speed and fidelity of dense attention, ToDo and ToMe, side by side');
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
+  /** What a whole-generation report starts from: its folder, the start time, the model (default: the random SD 1.5) and the machine. */
+  const start = (out: string, model: string | undefined): { started: string; model: string; machine: ReturnType<typeof machineInfo> } => {
+    mkdirSync(out, { recursive: true });
+    return { started: new Date().toISOString(), model: model ?? defaultSpeedModel(log), machine: machineInfo() };
+  };
 
   bench
     .command('speed')
@@ -114,10 +119,7 @@ export function registerBench(program: Command): void {
     .option('--provider <name>', 'onnxruntime execution provider: cpu, webgpu, cuda', 'cpu')
     .option('--out <dir>', 'folder for hires.json and hires.md', 'bench-results')
     .action(async (o: { model?: string; size: [number, number]; scale: number; steps: number; hiresSteps: number; denoise: number; upscaler: HiresUpscaler; sampler: SamplerName; cfg: number; methods: ReturnType<typeof parseMethod>[]; runs: number; threads?: number; provider: string; out: string }) => {
-      mkdirSync(o.out, { recursive: true });
-      const started = new Date().toISOString();
-      const model = o.model ?? defaultSpeedModel(log);
-      const machine = machineInfo();
+      const { started, model, machine } = start(o.out, o.model);
       const records = await runHiresBench({ ...o, model, executionProvider: o.provider, onLog: log });
       const json = { kind: 'todo-sd hires benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: o.provider, sampler: o.sampler, cfg: o.cfg, records };
       write(o.out, 'hires.json', `${JSON.stringify(json, null, 2)}\n`);
@@ -151,10 +153,7 @@ export function registerBench(program: Command): void {
     .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
     .option('--out <dir>', 'folder for image.json and image.md', 'bench-results')
     .action(async (o: RuntimeFlags & { model?: string; size: [number, number]; steps: number; sampler?: SamplerChoice; cfg: number; seed: number; prompt: string; methods: ImageMethod[]; runs: number; out: string }) => {
-      mkdirSync(o.out, { recursive: true });
-      const started = new Date().toISOString();
-      const model = o.model ?? defaultSpeedModel(log);
-      const machine = machineInfo();
+      const { started, model, machine } = start(o.out, o.model);
       const rt = { ...runtimeFromFlags(o), onWarning: log };
       const { records, sampler } = await runImageBench({ ...rt, model, size: o.size, steps: o.steps, sampler: o.sampler?.sampler, cfg: o.cfg, seed: o.seed, prompt: o.prompt, methods: o.methods, runs: o.runs, onLog: log });
       const json = { kind: 'todo-sd image benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: rt.executionProvider ?? 'cpu', sampler, steps: o.steps, cfg: o.cfg, seed: o.seed, prompt: o.prompt, records };

@@ -9,7 +9,7 @@
  * every step whole).
  */
 import type { DeepCacheOptions, ResolvedDeepCache } from './deepcache.js';
-import { pyFloat } from './todo-infotext.js';
+import { infotextNumber, pyFloat } from './infotext-values.js';
 
 const PASSES = ['disable', 'second pass', 'both passes'] as const;
 /** The extension's defaults. */
@@ -47,13 +47,7 @@ export function deepCacheInfotext(first: ResolvedDeepCache | undefined, hires: {
  * fix where it is on, or off while the first pass's is on (false).
  */
 export function deepCacheFromInfotext(fields: Readonly<Record<string, string>>, hires: boolean): { first?: DeepCacheOptions; second?: DeepCacheOptions | false } {
-  const num = (key: string): number | undefined => {
-    const raw = fields[key];
-    if (raw === undefined) return undefined;
-    const v = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(v)) throw new Error(`infotext: "${key}: ${raw}" is not a number`);
-    return v;
-  };
+  const num = (key: string): number | undefined => infotextNumber(fields, key);
   const pass = fields['DeepCache pass'] ?? ('DeepCache interval' in fields ? 'both passes' : 'disable');
   if (!(PASSES as readonly string[]).includes(pass)) throw new Error(`infotext: "DeepCache pass: ${pass}" is not one of ${PASSES.join(', ')}`);
   const base = { interval: num('DeepCache interval') ?? DEFAULTS.interval, layer: num('DeepCache layer') ?? 0, block: num('DeepCache block') ?? 0 };
