@@ -392,12 +392,13 @@ export class UNet implements LoraHost {
   }
 
   /**
-   * Sessions kept open per graph kind: 2 where a pass alternates batch sizes (NGMS runs the cond
-   * half alone), at the cost of the weights held once more.
+   * Sessions kept open for the whole U-Net's graphs and for DeepCache's shallow ones: 2 where a
+   * pass alternates batch sizes (NGMS runs the prompt's half alone), at the cost of those
+   * graphs' weights held once more.
    */
-  async keepSessions(slots: number): Promise<void> {
-    this.sessionSlots = slots;
-    await Promise.all([this.rt.keepSessions(slots), this.shallowRt?.keepSessions(slots)]);
+  async keepSessions(whole: number, shallow = whole): Promise<void> {
+    this.sessionSlots = shallow;
+    await Promise.all([this.rt.keepSessions(whole), this.shallowRt?.keepSessions(shallow)]);
   }
 
   /** Predicts the noise (or v) for `sample` [B, C, H, W] at `timestep`, conditioned on text [B, L, D]. */

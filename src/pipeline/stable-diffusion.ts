@@ -400,10 +400,14 @@ export class StableDiffusion {
     return { latents: x, evaluations: predictor.evaluations };
   }
 
-  /** A pass's predictor; with NGMS the U-Net keeps its sessions for both batch sizes open. */
+  /**
+   * A pass's predictor. With NGMS the U-Net keeps its sessions for both batch sizes open (with
+   * DeepCache only the shallow graph's: the whole U-Net runs both halves).
+   */
   private async noisePredictor(run: DenoiseRun): Promise<NoisePredictor> {
-    await this.unet.keepSessions(ngmsActive(run) ? 2 : 1);
     const dc = run.deepcache;
+    const slots = ngmsActive(run) ? 2 : 1;
+    await this.unet.keepSessions(dc ? 1 : slots, slots);
     return new NoisePredictor({
       unet: this.unet,
       cfg: run.cfg,
