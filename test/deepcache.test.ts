@@ -1,6 +1,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { BUILTIN_MODEL_DIR, createScheduler, StableDiffusion, type GenerateOptions, type Tensor } from '../src/index.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BUILTIN_MODEL_DIR, createScheduler, StableDiffusion, writeRandomModel, type GenerateOptions, type Tensor } from '../src/index.js';
 import { deepCacheFullSteps } from '../src/pipeline/deepcache.js';
 import { img2imgTimesteps } from '../src/pipeline/img2img.js';
 import { mse } from '../src/bench/metrics.js';
@@ -58,9 +61,9 @@ test("which steps run the whole U-Net: the helper's uniform rule (PNDM's repeate
 });
 
 /** The final latents of a generation. */
-async function latents(o: GenerateOptions): Promise<{ x: Tensor; r: Awaited<ReturnType<StableDiffusion['generate']>> }> {
+async function latents(o: GenerateOptions, on = pipe): Promise<{ x: Tensor; r: Awaited<ReturnType<StableDiffusion['generate']>> }> {
   let x: Tensor | undefined;
-  const r = await pipe.generate(o, { onStep: (s) => void (s.latents && (x = s.latents)) });
+  const r = await on.generate(o, { onStep: (s) => void (s.latents && (x = s.latents)) });
   return { x: x!, r };
 }
 
@@ -131,5 +134,23 @@ test('SDXL: DeepCache and NGMS with the added inputs (pooled text, time ids) hal
     assert.ok(err > 0 && err < 0.05, `SDXL DeepCache + NGMS MSE ${err}`);
   } finally {
     await xl.dispose();
+  }
+});
+
+test('DeepCache on a guidance-distilled U-Net (LCM): the shallow graph takes the guidance embedding too', async () => {
+  const dir = join(mkdtempSync(join(tmpdir(), 'todo-sd-deepcache-lcm-')), 'tiny-lcm');
+  writeRandomModel(dir, 'tiny-lcm', { seed: 5 });
+  const lcm = await StableDiffusion.load(dir);
+  try {
+    const o: GenerateOptions = { prompt: 'a fox', width: 32, height: 32, steps: 4, seed: 1, sampler: 'lcm', cfg: 8, sMinUncond: 100 };
+    const dense = await latents(o, lcm);
+    const one = await latents({ ...o, deepcache: { interval: 1 } }, lcm);
+    assert.ok(relL2(one.x.data, dense.x.data) <= 1e-6);
+    const r = await latents({ ...o, deepcache: { interval: 2 } }, lcm);
+    // No negative half to skip: one pass per step, half of them shallow.
+    assert.deepEqual(r.r.settings.passes[0]!.evaluations, { full: 2, shallow: 2, promptOnly: 0 });
+    assert.ok(relL2(r.x.data, dense.x.data) > 0);
+  } finally {
+    await lcm.dispose();
   }
 });

@@ -59,7 +59,7 @@ test('the combined prediction: uncond + cfg · (cond − uncond) on guided calls
   for (const [all, skipped] of [[false, [3, 5]], [true, [3, 4, 5]]] as const) {
     const { unet, batches } = stubUNet();
     // sigma = t / 100: below 4 from the fourth call on.
-    const p = new NoisePredictor({ unet, cfg: 7, ngms: { sigma: 4, allSteps: all }, sigmaOf: (t) => t / 100 });
+    const p = new NoisePredictor({ unet, cfg: 7, guided: true, ngms: { sigma: 4, allSteps: all }, sigmaOf: (t) => t / 100 });
     for (const [i, t] of ts.entries()) {
       const eps = await p.predict(i, x, t, { encoderHiddenStates: text }, true);
       assert.deepEqual(eps.dims, x.dims);

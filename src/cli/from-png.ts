@@ -20,6 +20,8 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   seed: ['seed'],
   sampler: ['sampler'],
   karras: ['sampler', 'karras'],
+  timestepSpacing: ['sampler', 'timestepSpacing'],
+  eta: ['sampler', 'eta'],
   attention: ['todo', 'todoMode', 'todoStop', 'todoLevel2', 'tome'],
   deepcache: ['deepcache', 'deepcacheStart'],
   sMinUncond: ['ngms'],

@@ -14,6 +14,7 @@ import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
+import { TIMESTEP_SPACINGS, type TimestepSpacing } from '../scheduler/config.js';
 import { checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
@@ -37,6 +38,8 @@ interface GenerateFlags extends RuntimeFlags {
   seed?: number;
   sampler?: SamplerChoice;
   karras?: boolean;
+  timestepSpacing?: TimestepSpacing;
+  eta?: number;
   batch: number;
   latents?: string;
   initImage?: string;
@@ -133,7 +136,9 @@ export function registerGenerate(program: Command): void {
     .option('--cfg <scale>', 'classifier-free guidance scale (1 = off)', parseFloatOption('--cfg', 0, 100), 7.5)
     .option('-s, --seed <n>', 'seed (the same noise as torch.Generator("cpu").manual_seed(n)); default: random', parseIntOption('--seed', 0, 2 ** 53 - 1))
     .option('--sampler <name>', 'sampler, ours or AUTOMATIC1111\'s name ("DPM++ 2M Karras", "Euler a", UniPC, …; default: the model scheduler)', parseSamplerOption)
-    .option('--karras', 'Karras noise schedule (all samplers but ddim and pndm)')
+    .option('--karras', 'Karras noise schedule (all samplers but ddim, pndm, lcm and tcd)')
+    .addOption(new Option('--timestep-spacing <spacing>', "override the model scheduler's timestep spacing (trailing: for Lightning / Turbo / Hyper-SD models; not lcm/tcd)").choices(TIMESTEP_SPACINGS))
+    .option('--eta <gamma>', "the tcd sampler's gamma: 0 deterministic … 1 fully stochastic (default 0.3)", parseFloatOption('--eta', 0, 1))
     .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
     .option('--latents <file>', 'initial noise from a safetensors file (tensor "latents", [batch, 4, h/8, w/8])')
     .option('--init-image <file.png>', 'image-to-image: start from this picture (resized with Lanczos to --width x --height if given)')
@@ -202,6 +207,8 @@ export function registerGenerate(program: Command): void {
         batch: f.batch,
         sampler: f.sampler?.sampler,
         karras: f.karras ?? f.sampler?.karras,
+        timestepSpacing: f.timestepSpacing,
+        eta: f.eta,
         latents,
         attention,
         deepcache,

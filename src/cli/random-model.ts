@@ -13,7 +13,7 @@ export function registerRandomModel(program: Command): void {
     .addOption(new Option('--format <format>', 'diffusers folder, or one LDM .safetensors checkpoint with its .yaml').choices(['diffusers', 'single-file']).default('diffusers'))
     .requiredOption('--out <path>', 'output folder (must not exist, or be empty); FILE.safetensors for --format single-file')
     .option('--seed <n>', 'seed of the random weights', parseIntOption('--seed', 0), 0)
-    .addOption(new Option('--dtype <dtype>', 'weight dtype on disk (default: fp16 for sd15/sd21/sdxl, fp32 for tiny/tiny-sd2/sdxl-tiny)').choices(['fp32', 'fp16']))
+    .addOption(new Option('--dtype <dtype>', 'weight dtype on disk (default: fp16 for sd15/sd21/sdxl, fp32 for the tiny ones)').choices(['fp32', 'fp16']))
     .action((o: { arch: string; format: 'diffusers' | 'single-file'; out: string; seed: number; dtype?: 'fp32' | 'fp16' }) => {
       const t0 = Date.now();
       const log = (m: string): void => void process.stderr.write(`${m}\n`);

@@ -127,7 +127,7 @@ export function writeRandomModel(outDir: string, arch: string, opts: RandomModel
       join(tmp, 'model_index.json'),
       JSON.stringify(
         {
-          _class_name: a.second ? 'StableDiffusionXLPipeline' : 'StableDiffusionPipeline',
+          _class_name: a.pipelineClass ?? (a.second ? 'StableDiffusionXLPipeline' : 'StableDiffusionPipeline'),
           _todo_sd_random_model: { arch, seed: opts.seed ?? 0 },
           unet: ['diffusers', 'UNet2DConditionModel'],
           vae: ['diffusers', 'AutoencoderKL'],

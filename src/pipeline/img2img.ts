@@ -41,9 +41,15 @@ export function checkRgbImage(img: RgbImage, what: string): void {
 /**
  * The part of the schedule img2img runs: `timesteps[t_start · order:]` with
  * `t_start = steps − min(⌊steps · strength⌋, steps)`. PNDM's schedule has one timestep more than
- * `steps`, so it runs one step more.
+ * `steps`, so it runs one step more. LCM and TCD take strength into their own schedule instead
+ * (diffusers' LatentConsistencyModelImg2ImgPipeline: set_timesteps(steps, strength=…)), and all
+ * `steps` run.
  */
 export function img2imgTimesteps(scheduler: Scheduler, steps: number, strength: number): number[] {
+  if (scheduler.setImg2ImgTimesteps) {
+    scheduler.setImg2ImgTimesteps(steps, strength);
+    return [...scheduler.timesteps];
+  }
   const init = Math.min(Math.floor(steps * strength), steps);
   const start = Math.max(steps - init, 0);
   const ts = scheduler.timesteps.slice(start * scheduler.order);

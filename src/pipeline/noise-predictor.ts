@@ -25,6 +25,10 @@ export interface PassEvaluations {
 export interface NoisePredictorOptions {
   unet: UNet;
   cfg: number;
+  /** Whether a negative half runs (guidance-embedding.ts: cfg > 1, not for a guidance-distilled U-Net). */
+  guided: boolean;
+  /** A guidance-distilled U-Net's guidance embedding [B, …]. */
+  timestepCond?: Tensor;
   ngms: NgmsOptions;
   /** The sigma NGMS compares for a timestep. */
   sigmaOf: (t: number) => number;
@@ -44,15 +48,14 @@ export class NoisePredictor {
    * [B, …] and the step's conditioning `c` (both halves when guided).
    */
   async predict(call: number, x: Tensor, t: number, c: Conditioning, attentionActive: boolean): Promise<Tensor> {
-    const { unet, cfg, deepcache } = this.o;
-    const guided = cfg > 1;
+    const { unet, cfg, guided, deepcache } = this.o;
     // The feature a shallow step runs on (the first step is always whole).
     const cached = deepcache && !deepcache.full[call] ? this.feature : undefined;
     const shallow = cached !== undefined;
     const promptOnly = guided && (shallow || !deepcache) && skipsUncond(call, this.o.sigmaOf(t), this.o.ngms);
     const input = guided && !promptOnly ? doubleBatch(x) : x;
     const cond = promptOnly ? condHalf(c) : c;
-    const opts = { attentionActive, ...cond.added };
+    const opts = { attentionActive, ...cond.added, timestepCond: this.o.timestepCond };
     let out: Tensor;
     if (!deepcache) out = await unet.forward(input, t, cond.encoderHiddenStates, opts);
     else {

@@ -6,8 +6,9 @@
  */
 import type { AttentionOptions } from '../attention/options.js';
 import type { PromptSyntax } from '../prompt/index.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
-import { a1111SamplerName } from '../scheduler/names.js';
+import { a1111SamplerName, SCHEDULE_TYPES } from '../scheduler/names.js';
 import { A1111_UPSCALER_NAMES, type HiresUpscaler } from './hires.js';
 import { hiresTodoInfotext, todoInfotext } from './todo-infotext.js';
 import type { ResolvedDeepCache } from './deepcache.js';
@@ -19,6 +20,10 @@ export interface ParameterSource {
   steps: number;
   sampler: SamplerName;
   karras: boolean;
+  /** A spacing asked for (written as A1111's `Schedule type`); absent: the model's own. */
+  timestepSpacing?: TimestepSpacing;
+  /** tcd's γ. */
+  eta?: number;
   cfg: number;
   seed: number;
   width: number;
@@ -56,6 +61,8 @@ export function a1111Parameters(p: ParameterSource): string {
   const fields: [string, string | number][] = [
     ['Steps', p.steps],
     ['Sampler', a1111SamplerName(p.sampler, p.karras)],
+    ...(p.timestepSpacing ? [['Schedule type', SCHEDULE_TYPES[p.timestepSpacing]] as [string, string]] : []),
+    ...(p.eta !== undefined ? [['Eta', p.eta] as [string, number]] : []),
     ['CFG scale', p.cfg],
     ['Seed', p.seed],
     ['Size', `${p.width}x${p.height}`],

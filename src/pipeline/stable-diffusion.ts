@@ -11,12 +11,14 @@ import { resolveAttention, type AttentionOptions } from '../attention/options.js
 import { autoTodoFactor, todoActiveAt } from '../attention/todo.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
-import { attentionLevels, UNet } from '../models/unet.js';
+import { attentionLevels, UNet, type UNetConfig } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import type { RuntimeOptions } from '../runtime/session.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import { createScheduler, type SamplerName, type Scheduler } from '../scheduler/index.js';
 import { resolveSampler } from '../scheduler/names.js';
+import { TCD_DEFAULT_GAMMA } from '../scheduler/tcd.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type IntTensor, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
@@ -32,6 +34,7 @@ import { decodeTiled } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
+import { classifierFreeGuidance, timestepCondition } from './guidance-embedding.js';
 import { deepCacheFullSteps, resolveDeepCache, type DeepCacheOptions, type ResolvedDeepCache } from './deepcache.js';
 import { timestepSigma, type NgmsOptions } from './guidance.js';
 import { NoisePredictor, type PassEvaluations } from './noise-predictor.js';
@@ -52,6 +55,13 @@ export interface GenerateOptions {
   /** Our name or AUTOMATIC1111's (`'DPM++ 2M Karras'` also sets `karras` unless it is given). */
   sampler?: SamplerName | (string & Record<never, never>);
   karras?: boolean;
+  /**
+   * Overrides the model scheduler's `timestep_spacing`: `trailing` starts at the last training
+   * timestep, as few-step models (SDXL-Lightning, SD-Turbo, Hyper-SD) expect. Not for lcm/tcd.
+   */
+  timestepSpacing?: TimestepSpacing;
+  /** The tcd sampler's γ (diffusers' `eta`): 0 deterministic … 1 fully stochastic; default 0.3. */
+  eta?: number;
   /** Initial noise [batch, 4, height/8, width/8] instead of the seed's (scaled by the scheduler's init sigma, as diffusers does). */
   latents?: Tensor;
   attention?: AttentionOptions;
@@ -119,8 +129,12 @@ export interface PassInfo {
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'deepcache'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'deepcache'>> & {
   sampler: SamplerName;
+  /** The spacing asked for; absent: the model's own. */
+  timestepSpacing?: TimestepSpacing;
+  /** tcd's γ as used. */
+  eta?: number;
   negativePrompt: string;
   latentsFromFile: boolean;
   initImage?: { width: number; height: number };
@@ -155,6 +169,8 @@ const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
   HeunDiscreteScheduler: 'heun',
   LMSDiscreteScheduler: 'lms',
   UniPCMultistepScheduler: 'unipc',
+  LCMScheduler: 'lcm',
+  TCDScheduler: 'tcd',
 };
 
 function fail(msg: string): never {
@@ -193,9 +209,9 @@ function ngmsOf(s: GenerateSettings): NgmsOptions {
   return { sigma: s.sMinUncond, allSteps: s.sMinUncondAll };
 }
 
-/** Whether NGMS can skip a negative half in this pass. */
-function ngmsActive(run: Pick<DenoiseRun, 'cfg' | 'ngms'>): boolean {
-  return run.cfg > 1 && run.ngms.sigma > 0;
+/** Whether NGMS can skip a negative half in this pass: one is run (guidance-embedding.ts) and a sigma is set. */
+function ngmsActive(run: Pick<DenoiseRun, 'cfg' | 'ngms'>, unet: UNetConfig): boolean {
+  return classifierFreeGuidance(run.cfg, unet) && run.ngms.sigma > 0;
 }
 
 export class StableDiffusion {
@@ -311,6 +327,9 @@ export class StableDiffusion {
       sMinUncond: o.sMinUncond ?? 0,
       sMinUncondAll: o.sMinUncondAll ?? false,
     };
+    if (o.timestepSpacing !== undefined) settings.timestepSpacing = o.timestepSpacing;
+    const eta = o.eta ?? (picked.sampler === 'tcd' ? TCD_DEFAULT_GAMMA : undefined);
+    if (eta !== undefined) settings.eta = eta;
     if (typeof settings.sMinUncond !== 'number' || !(settings.sMinUncond >= 0)) fail(`sMinUncond (NGMS) must be a sigma >= 0 (0 = off); got ${JSON.stringify(o.sMinUncond)}`);
     if (typeof settings.sMinUncondAll !== 'boolean') fail(`sMinUncondAll must be true or false; got ${JSON.stringify(o.sMinUncondAll)}`);
     if (o.deepcache) settings.deepcache = resolveDeepCache(o.deepcache, this.unet.config);
@@ -354,7 +373,7 @@ export class StableDiffusion {
    * syntax is diffusers' own path.
    */
   private async passConditioning(s: GenerateSettings, prompt: string, negativePrompt: string | undefined, size: { width: number; height: number; steps: number; firstPassSteps?: number }): Promise<PassConditioning> {
-    const guided = s.cfg > 1;
+    const guided = classifierFreeGuidance(s.cfg, this.unet.config);
     const sdxl = this.sdxl;
     if (sdxl && s.promptSyntax === 'plain') {
       const c = await sdxl.encode({ prompt, negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: size.width, height: size.height });
@@ -406,15 +425,22 @@ export class StableDiffusion {
    */
   private async noisePredictor(run: DenoiseRun): Promise<NoisePredictor> {
     const dc = run.deepcache;
-    const slots = ngmsActive(run) ? 2 : 1;
+    const slots = ngmsActive(run, this.unet.config) ? 2 : 1;
     await this.unet.keepSessions(dc ? 1 : slots, slots);
     return new NoisePredictor({
       unet: this.unet,
       cfg: run.cfg,
+      guided: classifierFreeGuidance(run.cfg, this.unet.config),
+      timestepCond: timestepCondition(run.cfg, this.unet.config, run.x.dims[0]!),
       ngms: run.ngms,
       sigmaOf: timestepSigma(this.schedulerConfig),
       ...(dc && { deepcache: { point: { block: dc.block, layer: dc.layer }, full: deepCacheFullSteps(dc, run.scheduler.timesteps, run.timesteps, run.scheduler.order) } }),
     });
+  }
+
+  /** The sampler these settings ask for, its noise drawn from `randn` (the pass's generator). */
+  private scheduler(s: GenerateSettings, randn: (dims: readonly number[]) => Float32Array): Scheduler {
+    return createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, timestepSpacing: s.timestepSpacing, eta: s.eta, randn });
   }
 
   /** The attention options as a pass of this latent size runs them: ToDo's 'auto' resolved on the first attention level's grid. */
@@ -438,30 +464,33 @@ export class StableDiffusion {
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
     const resolved = this.resolve(o);
     if (cb.signal?.aborted) throw abortError();
+    // The scheduler first: a sampler that does not fit the settings fails before any work.
+    const generator = new TorchGenerator(resolved.seed);
+    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
+    const scheduler = this.scheduler(resolved, randn);
+    scheduler.setTimesteps(resolved.steps);
+    const timesteps: readonly number[] = o.initImage ? img2imgTimesteps(scheduler, resolved.steps, resolved.strength!) : scheduler.timesteps;
+    if (this.unet.config.timeCondProjDim !== null && o.negativePrompt) {
+      cb.onWarning?.('the negative prompt is not used: this U-Net is guidance-distilled (time_cond_proj_dim, an LCM) and takes the CFG scale as an embedding, with no unconditional pass (as in diffusers)');
+    }
     const loras = this.loras.forGeneration(resolved.prompt, o.loras, o.loraDir, cb.onWarning);
     const s = { ...resolved, loras: loras.used };
     const scale = this.vae.config.scale;
     const lh = s.height / scale;
     const lw = s.width / scale;
     const latentDims = [s.batch, this.unet.config.inChannels, lh, lw];
-    const generator = new TorchGenerator(s.seed);
-    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
-    scheduler.setTimesteps(s.steps);
 
     const t0 = performance.now();
     const cond = await this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps });
     const t1 = performance.now();
 
     let x: Tensor;
-    let timesteps: readonly number[] = scheduler.timesteps;
     let blend: DenoiseRun['blend'];
     let inpaint: { original: RgbImage; mask: Uint8Array } | undefined;
     if (o.initImage) {
       const original = fitImage(o.initImage, s.width, s.height);
       const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
-      timesteps = img2imgTimesteps(scheduler, s.steps, s.strength!);
       let init = (await encodeImage(this.vae, imagesToTensor([source]), randn, s.batch)).latents;
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
         // A1111 draws this noise from a fresh generator of the seed.
@@ -492,7 +521,7 @@ export class StableDiffusion {
     const first: DenoiseRun = { x, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: s.attention, deepcache: s.deepcache, pass: 1, blend };
     // The device loop keeps plain text-to-image on the GPU; img2img, inpainting, prompt editing, DeepCache and NGMS run here.
     const onDevice =
-      !o.initImage && cond.fixed && !s.deepcache && !ngmsActive(first) && deviceLoopWanted(this.unet)
+      !o.initImage && cond.fixed && !s.deepcache && !ngmsActive(first, this.unet.config) && deviceLoopWanted(this.unet)
         ? await this.denoiseOnDevice(x, s, cond.fixed, cb)
         : null;
     const pass1 = onDevice ? { latents: onDevice, evaluations: { full: timesteps.length, shallow: 0, promptOnly: 0 } } : await this.denoise(first, cb);
@@ -534,7 +563,7 @@ export class StableDiffusion {
     const lw = hr.width / scale;
     const generator = new TorchGenerator(s.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
+    const scheduler = this.scheduler(s, randn);
     scheduler.setTimesteps(hr.steps);
     const timesteps = img2imgTimesteps(scheduler, hr.steps, hr.denoise);
     let init: Tensor;
@@ -558,10 +587,12 @@ export class StableDiffusion {
       sampler: s.sampler,
       schedulerConfig: this.schedulerConfig,
       karras: s.karras,
+      timestepSpacing: s.timestepSpacing,
       steps: s.steps,
       latents: x,
       conditioning: fixed,
       cfg: s.cfg,
+      timestepCond: timestepCondition(s.cfg, this.unet.config, x.dims[0]!),
       stopAt,
       onStep: (step, n, timestep) => {
         cb.onStep?.({ step, total: n, timestep, phase: 'denoise', pass: 1 });

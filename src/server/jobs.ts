@@ -3,6 +3,7 @@
  * runs in this process or on a BullMQ worker on another machine.
  */
 import type { AttentionOptions } from '../attention/options.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 import type { DeepCacheOptions } from '../pipeline/deepcache.js';
 
@@ -25,6 +26,10 @@ export interface JobSpec {
   cfg: number;
   sampler: SamplerName;
   karras: boolean;
+  /** A1111's `scheduler` as a timestep spacing (SGM Uniform: trailing, Uniform: linspace). */
+  timestepSpacing?: TimestepSpacing;
+  /** TCD's γ. */
+  eta?: number;
   clipSkip: number;
   attention: AttentionOptions;
   deepcache?: DeepCacheOptions;

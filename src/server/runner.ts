@@ -73,6 +73,8 @@ export class JobRunner {
       cfg: job.cfg,
       sampler: job.sampler,
       karras: job.karras,
+      timestepSpacing: job.timestepSpacing,
+      eta: job.eta,
       clipSkip: job.clipSkip,
       attention: job.attention,
       deepcache: job.deepcache,

@@ -39,6 +39,7 @@ const generation = {
   sampler_name: str(null),
   sampler_index: str('Euler'),
   scheduler: str(null),
+  eta: num(null, 0),
   batch_size: { type: 'integer', default: 1, minimum: 1, maximum: LIMITS.maxBatchSize },
   n_iter: { type: 'integer', default: 1, minimum: 1, maximum: LIMITS.maxIterations },
   steps: { type: 'integer', default: 50, minimum: 1, maximum: LIMITS.maxSteps },
