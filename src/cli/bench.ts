@@ -60,6 +60,13 @@ export function registerBench(program: Command): void {
     mkdirSync(out, { recursive: true });
     return { started: new Date().toISOString(), model: model ?? defaultSpeedModel(log), machine: machineInfo() };
   };
+  /** Writes NAME.json and NAME.md (a title, then paragraphs) into `out` and prints the Markdown. */
+  const report = (out: string, name: string, json: object, title: string, paragraphs: string[]): void => {
+    write(out, `${name}.json`, `${JSON.stringify(json, null, 2)}\n`);
+    const md = [title, '', ...paragraphs.flatMap((p) => [p, ''])].join('\n');
+    write(out, `${name}.md`, md);
+    process.stdout.write(md);
+  };
 
   bench
     .command('speed')
@@ -122,17 +129,10 @@ export function registerBench(program: Command): void {
       const { started, model, machine } = start(o.out, o.model);
       const records = await runHiresBench({ ...o, model, executionProvider: o.provider, onLog: log });
       const json = { kind: 'todo-sd hires benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: o.provider, sampler: o.sampler, cfg: o.cfg, records };
-      write(o.out, 'hires.json', `${JSON.stringify(json, null, 2)}\n`);
-      const md = [
-        `# Hires fix: ${started}`,
-        '',
+      report(o.out, 'hires', json, `# Hires fix: ${started}`, [
         `Machine: ${machineLine(machine)}, provider ${o.provider}. Model: ${model}. ${o.sampler}, CFG ${o.cfg}, ${o.upscaler} upscaler, denoise ${o.denoise}. Command: \`todo-sd ${json.command}\`.`,
-        '',
         hiresTable(records),
-        '',
-      ].join('\n');
-      write(o.out, 'hires.md', md);
-      process.stdout.write(md);
+      ]);
     });
 
   bench
@@ -157,19 +157,11 @@ export function registerBench(program: Command): void {
       const rt = { ...runtimeFromFlags(o), onWarning: log };
       const { records, sampler } = await runImageBench({ ...rt, model, size: o.size, steps: o.steps, sampler: o.sampler?.sampler, cfg: o.cfg, seed: o.seed, prompt: o.prompt, methods: o.methods, runs: o.runs, onLog: log });
       const json = { kind: 'todo-sd image benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: rt.executionProvider ?? 'cpu', sampler, steps: o.steps, cfg: o.cfg, seed: o.seed, prompt: o.prompt, records };
-      write(o.out, 'image.json', `${JSON.stringify(json, null, 2)}\n`);
-      const md = [
-        `# Whole generations: ${started}`,
-        '',
+      report(o.out, 'image', json, `# Whole generations: ${started}`, [
         `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.size.join('x')}, ${o.steps} ${sampler} steps, CFG ${o.cfg}, seed ${o.seed}. Command: \`todo-sd ${json.command}\`.`,
-        '',
         'Each time covers text encoding, every U-Net step and the VAE decode (model loaded, sessions open); the methods take turns. MSE is against the dense image of the same seed.',
-        '',
         imageTable(records),
-        '',
-      ].join('\n');
-      write(o.out, 'image.md', md);
-      process.stdout.write(md);
+      ]);
     });
 
   bench
