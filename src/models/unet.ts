@@ -416,11 +416,7 @@ export class UNet implements LoraHost {
 
   /** Predicts the noise (or v) for `sample` [B, C, H, W] at `timestep`, conditioned on text [B, L, D]. */
   async forward(sample: Tensor, timestep: number, encoderHiddenStates: Tensor, opts: UNetForwardOptions = {}): Promise<Tensor> {
-    if (this.shallowRt) {
-      const rt = this.shallowRt;
-      this.shallowRt = undefined;
-      await rt.dispose();
-    }
+    await this.closeShallow();
     return (await this.run(sample, timestep, encoderHiddenStates, opts)).out_sample!;
   }
 
@@ -460,6 +456,13 @@ export class UNet implements LoraHost {
     const rt = cache?.graph === 'shallow' ? await this.shallowRuntime() : this.rt;
     const out = await rt.run({ shape, attention: this.resolved.options, ...(cache && { cache }) }, () => plan.graph, feeds);
     return Object.fromEntries(Object.entries(out).map(([name, t]) => [name, { data: t.data as Float32Array, dims: [...t.dims] }]));
+  }
+
+  /** A plain forward ends DeepCache's use of the shallow graph: its session (its weights) goes. */
+  private async closeShallow(): Promise<void> {
+    const rt = this.shallowRt;
+    this.shallowRt = undefined;
+    await rt?.dispose();
   }
 
   private async shallowRuntime(): Promise<ComponentRuntime> {
@@ -505,6 +508,7 @@ export class UNet implements LoraHost {
    * on a WebGPU session the output stays there.
    */
   async forwardOnDevice(sample: ort.Tensor, timestep: number, encoderHiddenStates: ort.Tensor, opts: UNetForwardOptions = {}): Promise<ort.Tensor> {
+    await this.closeShallow();
     const [b, , h, w] = sample.dims as [number, number, number, number];
     const shape: UNetShape = { batch: b, height: h, width: w, textLength: encoderHiddenStates.dims[1]! };
     const plan = this.plan(shape);
@@ -521,8 +525,7 @@ export class UNet implements LoraHost {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all([this.rt.dispose(), this.shallowRt?.dispose()]);
-    this.shallowRt = undefined;
+    await Promise.all([this.rt.dispose(), this.closeShallow()]);
   }
 }
 
