@@ -7,12 +7,15 @@ import { TODO_MODES, type TodoMode } from '../attention/todo.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { decodePngRgb, encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
-import { PREDICTIONS } from '../pipeline/model-parts.js';
+import { modelTinyVAE, PREDICTIONS, VAE_METHODS, type VaeMethod } from '../pipeline/model-parts.js';
+import { LivePreview, PREVIEW_METHODS, type PreviewMethod } from '../pipeline/preview.js';
+import type { TinyVAE } from '../models/taesd.js';
+import { isTinyVAESource, TINY_VAE_FAMILIES, type TinyVAEFamily } from '../models/taesd-source.js';
 import type { Prediction } from '../models/single-file/checkpoint.js';
 import { attentionLevels } from '../models/unet.js';
 import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
-import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
+import { readLatentsFile, StableDiffusion, type GenerateOptions, type GenerateResult } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { TIMESTEP_SPACINGS, type TimestepSpacing } from '../scheduler/config.js';
 import { checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
@@ -27,6 +30,12 @@ import { attentionFormOption, deviceLoopOption, precisionOption, providerOption,
 interface GenerateFlags extends RuntimeFlags {
   model?: string;
   vae?: string;
+  taesd?: string;
+  taesdFamily?: TinyVAEFamily;
+  vaeDecoder?: VaeMethod;
+  vaeEncoder?: VaeMethod;
+  preview?: PreviewMethod;
+  previewPath?: string;
   prediction?: Prediction;
   prompt?: string;
   fromPng?: string;
@@ -108,8 +117,8 @@ export function outputPaths(out: string, n: number): string[] {
 }
 
 /** Fails before any work when the PNG could not be written. */
-function checkOutput(out: string): void {
-  if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file; got ${out}`);
+function checkOutput(out: string, flag = '--out'): void {
+  if (extname(out).toLowerCase() !== '.png') throw new Error(`${flag} must name a .png file; got ${out}`);
   if (existsSync(out) && statSync(out).isDirectory()) throw new Error(`cannot write ${out}: it is a folder (name a .png file)`);
   const dir = dirname(resolve(out));
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`cannot write ${out}: folder ${dir} does not exist (create it first)`);
@@ -120,12 +129,41 @@ function checkOutput(out: string): void {
   }
 }
 
+/**
+ * `--preview`: a PNG rewritten (atomically) with each new preview. TAESD previews decode with a
+ * TAESD of their own, beside the pipeline's: --taesd, else a TAESD --vae.
+ */
+async function livePreview(
+  f: GenerateFlags,
+  model: string,
+  source: { taesd?: string; vae?: string; taesdFamily?: TinyVAEFamily },
+  log: (m: string) => void,
+): Promise<{ live: LivePreview; decoder?: TinyVAE } | undefined> {
+  if (!f.preview) return undefined;
+  const path = f.previewPath ?? f.out.replace(/\.png$/i, '-preview.png');
+  checkOutput(path, '--preview-path');
+  let decoder: TinyVAE | undefined;
+  if (f.preview === 'taesd') {
+    const taesd = source.taesd ?? (source.vae && isTinyVAESource(source.vae) ? source.vae : undefined);
+    if (!taesd) throw new Error('--preview taesd needs a TAESD: give --taesd FILE|DIR (taesd_decoder.safetensors, taesdxl_decoder.safetensors for SDXL), or --vae a TAESD');
+    decoder = await modelTinyVAE(model, taesd, source.taesd ? '--taesd' : '--vae', { ...runtimeFromFlags(f), taesdFamily: source.taesdFamily, onWarning: () => {} });
+  }
+  const live = new LivePreview((png) => writeFileAtomic(path, png), decoder, (e) => log(`--preview taesd failed (${e.message}); writing the cheap approximation`));
+  return { live, decoder };
+}
+
 export function registerGenerate(program: Command): void {
   program
     .command('generate')
     .description('generate images from a prompt (text-to-image)')
     .option('--model <dir|file>', `diffusers model folder or single-file .safetensors checkpoint (default: the built-in ${BUILTIN_MODEL_NAME} model)`)
-    .option('--vae <file|dir>', "replace the model's VAE: a VAE .safetensors file or a diffusers VAE folder")
+    .option('--vae <file|dir>', "replace the model's VAE: a VAE .safetensors file or a diffusers VAE folder; or a TAESD, which then decodes and encodes")
+    .option('--taesd <file|dir>', "a TAESD beside the model's VAE, for --preview taesd and --vae-decoder/--vae-encoder taesd: taesd_decoder.safetensors, a diffusers AutoencoderTiny folder, or a folder with one per family")
+    .addOption(new Option('--taesd-family <family>', 'the family a TAESD (--vae, --taesd) was made for, where its name does not say (taesd: sd, taesdxl: sdxl)').choices(TINY_VAE_FAMILIES))
+    .addOption(new Option('--vae-decoder <which>', "decode with the model's VAE (full) or the TAESD (default: the pipeline's VAE)").choices(VAE_METHODS))
+    .addOption(new Option('--vae-encoder <which>', 'encode init images (img2img, inpainting, lanczos hires fix) with the full VAE or the TAESD').choices(VAE_METHODS))
+    .addOption(new Option('--preview <method>', 'write a live preview while generating: cheap (latent approximation) or taesd (needs --taesd or a TAESD --vae)').choices(PREVIEW_METHODS))
+    .option('--preview-path <file.png>', 'where --preview writes (default: beside --out, NAME-preview.png)')
     .addOption(new Option('--prediction <type>', 'override the prediction type (single files: from the .yaml beside it, else the family)').choices(PREDICTIONS))
     .option('-p, --prompt <text>', 'what to draw (required unless --from-png)')
     .option('--from-png <image.png>', 'make an image again from the parameters in its PNG (todo-sd or AUTOMATIC1111); flags given override them')
@@ -187,7 +225,8 @@ export function registerGenerate(program: Command): void {
       const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
       const deepcache = deepCacheFromFlag(f.deepcache, f.deepcacheStart);
-      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
+      const source = { vae: f.vae, taesd: f.taesd, taesdFamily: f.taesdFamily, prediction: f.prediction };
+      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), ...source, onWarning: log, loras: f.lora });
       const hiresFlags = {
         scale: f.hiresScale,
         steps: f.hiresSteps,
@@ -217,19 +256,33 @@ export function registerGenerate(program: Command): void {
         clipSkip: f.clipSkip,
         promptSyntax: f.promptSyntax,
         vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
+        vaeDecoder: f.vaeDecoder,
+        vaeEncoder: f.vaeEncoder,
         loraDir: f.loraDir,
         initImage,
         strength: f.strength,
         mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
         hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
       };
-      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
+      const opts =
+        png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config), vaeMethods: pipe.vaeMethods });
       const progress = new Progress(process.stderr);
-      const result = await pipe.generate(opts, {
-        onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total, s.phase === 'hires' ? 'hires pass' : 'denoising')),
-        onWarning: log,
-      });
-      await pipe.dispose();
+      const preview = await livePreview(f, modelDir, source, log);
+      let result: GenerateResult;
+      try {
+        result = await pipe.generate(opts, {
+          onStep: (s) => {
+            if (s.latents) preview?.live.update(s.latents);
+            if (s.phase === 'decode') progress.finish('decoded');
+            else progress.update(s.step, s.total, s.phase === 'hires' ? 'hires pass' : 'denoising');
+          },
+          onWarning: log,
+        });
+      } finally {
+        await preview?.live.settle();
+        await preview?.decoder?.dispose();
+        await pipe.dispose();
+      }
       if (png) checkLoraHashes(png, result.images[0]!.parameters, log);
       const paths = outputPaths(f.out, result.images.length);
       result.images.forEach((img, i) => writeFileAtomic(paths[i]!, encodePng(img, { parameters: img.parameters })));

@@ -263,3 +263,34 @@ export const ARCHITECTURE_CONFIGS: Record<Architecture, ArchitectureConfigs> = {
   sdxl: SDXL,
   'sdxl-tiny': SDXL_TINY,
 };
+
+/** TAESD (diffusers' AutoencoderTiny): `random-model` writes these alone, not as part of a model. */
+export const TINY_VAE_ARCHITECTURES = ['taesd', 'taesd-tiny'] as const;
+export type TinyVAEArchitecture = (typeof TINY_VAE_ARCHITECTURES)[number];
+
+/** madebyollin/taesd's config.json (taesdxl's is the same). */
+const TAESD = {
+  _class_name: 'AutoencoderTiny',
+  act_fn: 'relu',
+  decoder_block_out_channels: [64, 64, 64, 64],
+  encoder_block_out_channels: [64, 64, 64, 64],
+  force_upcast: false,
+  in_channels: 3,
+  latent_channels: 4,
+  latent_magnitude: 3,
+  latent_shift: 0.5,
+  num_decoder_blocks: [3, 3, 3, 1],
+  num_encoder_blocks: [1, 3, 3, 3],
+  out_channels: 3,
+  scaling_factor: 1.0,
+  upsampling_scaling_factor: 2,
+};
+
+export const TINY_VAE_CONFIGS: Record<TinyVAEArchitecture, { config: Record<string, unknown>; dtype: 'fp32' | 'fp16' }> = {
+  taesd: { config: TAESD, dtype: 'fp32' },
+  // The tiny test models' latent grid: 2 pixels per latent (two levels), 8 channels.
+  'taesd-tiny': {
+    config: { ...TAESD, decoder_block_out_channels: [8, 8], encoder_block_out_channels: [8, 8], num_decoder_blocks: [2, 1], num_encoder_blocks: [1, 2] },
+    dtype: 'fp32',
+  },
+};

@@ -8,7 +8,8 @@ import { TODO_MODES } from '../attention/todo.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { CONSISTENCY_SAMPLERS, KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
 import { resolveSampler, SCHEDULE_TYPES, spacingOfScheduleType } from '../scheduler/names.js';
-import type { ParsedParameters } from './parameters.js';
+import type { VaeMethod } from './model-parts.js';
+import { A1111_VAE_METHODS, type ParsedParameters } from './parameters.js';
 import type { GenerateOptions } from './stable-diffusion.js';
 import { A1111_UPSCALER_NAMES, HIRES_UPSCALERS, type HiresOptions } from './hires.js';
 import { hiresTodoFromInfotext, todoFromInfotext } from './todo-infotext.js';
@@ -86,6 +87,13 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
     options.promptSyntax = syntax as PromptSyntax;
   }
   options.attention = attentionFrom(s, attentionLevels, used);
+  for (const [key, option] of [
+    ['VAE Decoder', 'vaeDecoder'],
+    ['VAE Encoder', 'vaeEncoder'],
+  ] as const) {
+    const v = take(key);
+    if (v !== undefined) options[option] = vaeMethod(key, v);
+  }
   const hires = hiresFrom(s, options, attentionLevels, used, reasons);
   if (hires) options.hires = hires;
   const deepcache = deepCacheFromInfotext(s, hires !== undefined);
@@ -110,6 +118,13 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
     .filter((k) => !used.has(k) && !INFORMATIONAL.has(k))
     .map((k) => (reasons.has(k) ? `${k} (${reasons.get(k)!})` : k));
   return { options, model: s.Model, notApplied, ...(Object.keys(imageToImage).length > 0 ? { imageToImage } : {}) };
+}
+
+/** A1111's `VAE Decoder` / `VAE Encoder` value (Full or TAESD). */
+function vaeMethod(key: string, v: string): VaeMethod {
+  const m = (Object.keys(A1111_VAE_METHODS) as VaeMethod[]).find((k) => A1111_VAE_METHODS[k].toLowerCase() === v.toLowerCase());
+  if (!m) throw new Error(`parameters: "${key}: ${v}" is not one of ${Object.values(A1111_VAE_METHODS).join(', ')}`);
+  return m;
 }
 
 /**

@@ -10,6 +10,7 @@ import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 import { a1111SamplerName, SCHEDULE_TYPES } from '../scheduler/names.js';
 import { A1111_UPSCALER_NAMES, type HiresUpscaler } from './hires.js';
+import type { VaeMethod } from './model-parts.js';
 import { hiresTodoInfotext, todoInfotext } from './todo-infotext.js';
 import type { ResolvedDeepCache } from './deepcache.js';
 import { deepCacheInfotext } from './deepcache-infotext.js';
@@ -49,7 +50,13 @@ export interface ParameterSource {
   sMinUncondAll?: boolean;
   /** The attention (ToDo's 'auto' resolved) and DeepCache each pass used. */
   passes?: { attention: AttentionOptions; deepcache?: ResolvedDeepCache }[];
+  /** Which VAE decoded, and encoded the init image if one was encoded (A1111 writes only TAESD). */
+  vaeDecoder?: VaeMethod;
+  vaeEncoder?: VaeMethod;
 }
+
+/** A1111's names of the VAE methods (its sd_vae_decode_method / sd_vae_encode_method values). */
+export const A1111_VAE_METHODS: Record<VaeMethod, string> = { full: 'Full', taesd: 'TAESD' };
 
 /** A1111 quotes a value that holds a comma, colon or newline, JSON-style (a quote too, so it reads back). */
 function value(v: string | number): string {
@@ -90,6 +97,8 @@ export function a1111Parameters(p: ParameterSource): string {
     if (second.method === 'tome' && (a.method !== 'tome' || a.ratio !== second.ratio)) fields.push(['Hires token merging ratio', second.ratio]);
     if (second.method !== 'tome' && a.method === 'tome') fields.push(['Hires token merging ratio', 0]);
   }
+  if (p.vaeDecoder === 'taesd') fields.push(['VAE Decoder', A1111_VAE_METHODS.taesd]);
+  if (p.vaeEncoder === 'taesd') fields.push(['VAE Encoder', A1111_VAE_METHODS.taesd]);
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);

@@ -11,6 +11,7 @@ import { resolveAttention, type AttentionOptions } from '../attention/options.js
 import { autoTodoFactor, todoActiveAt } from '../attention/todo.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
+import { TinyVAE } from '../models/taesd.js';
 import { attentionLevels, UNet, type UNetConfig } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
@@ -25,9 +26,9 @@ import type { RgbImage } from '../io/png.js';
 import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../prompt/index.js';
 import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
-import { modelSdxlConditioner, modelTokenizer, modelVAE, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
+import { modelSdxlConditioner, modelTinyVAE, modelTokenizer, modelVAE, schedulerConfig, VAE_METHODS, type ModelSourceOptions, type VaeMethod } from './model-parts.js';
 import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
-import { checkRgbImage, encodeImage, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
+import { checkRgbImage, encodeInitLatents, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
 import { a1111Parameters } from './parameters.js';
 import { decodeTiled } from './vae-tiling.js';
@@ -69,6 +70,13 @@ export interface GenerateOptions {
   clipSkip?: number;
   /** Tiled VAE decoding: 'auto' (default) tiles above 1024x1024 pixels. */
   vaeTiling?: boolean | 'auto';
+  /**
+   * Which VAE decodes (A1111's "VAE Decoder"): 'full', the model's, or 'taesd' (a TAESD given at
+   * load as `taesd`, or as `vae`). Default: the pipeline's VAE, whichever it is.
+   */
+  vaeDecoder?: VaeMethod;
+  /** Which VAE encodes init images (img2img, inpainting, the lanczos hires fix); A1111's "VAE Encoder". */
+  vaeEncoder?: VaeMethod;
   /**
    * Image-to-image: the starting picture. Resized with Lanczos to width x height when those are
    * given and differ; without them the size is the image's, rounded down to a multiple of 8.
@@ -220,7 +228,8 @@ export class StableDiffusion {
     readonly tokenizer: ClipTokenizer,
     readonly textEncoder: ClipTextEncoder,
     readonly unet: UNet,
-    readonly vae: VAE,
+    /** The model's VAE, or the TAESD that replaced it (load's `vae`). */
+    readonly vae: VAE | TinyVAE,
     readonly schedulerConfig: Record<string, unknown>,
     private readonly loras: PipelineLoras,
     /** SDXL's two tokenizers and text encoders (the first ones are also `tokenizer`, `textEncoder`). */
@@ -231,6 +240,9 @@ export class StableDiffusion {
 
   /** The attention given at load time: generate() switches the U-Net per pass, this stays the default. */
   private readonly defaultAttention: AttentionOptions;
+
+  /** A TAESD beside the VAE (load's `taesd`, or loadTaesd). */
+  private tiny?: TinyVAE;
 
   /** `model`: a diffusers folder or a single-file checkpoint (.safetensors, LDM / SGM layout). */
   static async load(model: string, options: RuntimeOptions & ModelSourceOptions & { attention?: AttentionOptions; loras?: LoraSpec[] } = {}): Promise<StableDiffusion> {
@@ -245,7 +257,7 @@ export class StableDiffusion {
       const sdxl = await modelSdxlConditioner(modelDir, unet.config, opts);
       const sdxlLoras = new PipelineLoras([...sdxl.textEncoders, unet], loras ?? []);
       sdxlLoras.useBase(opts.onWarning);
-      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, sdxl);
+      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, sdxl).withTaesd(opts);
     }
     const [tokenizer, textEncoder] = await Promise.all([modelTokenizer(modelDir, { onWarning: opts.onWarning }), ClipTextEncoder.load(modelDir, opts)]);
     if (textEncoder.config.hiddenSize !== unet.config.crossAttentionDim) {
@@ -253,7 +265,46 @@ export class StableDiffusion {
     }
     const pipeLoras = new PipelineLoras([textEncoder, unet], loras ?? []);
     pipeLoras.useBase(opts.onWarning);
-    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras);
+    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras).withTaesd(opts);
+  }
+
+  private async withTaesd(opts: ModelSourceOptions & RuntimeOptions): Promise<StableDiffusion> {
+    if (opts.taesd) await this.loadTaesd(opts.taesd, opts);
+    return this;
+  }
+
+  /** The VAE methods generate() can use here: 'full' with the model's VAE, 'taesd' with a TAESD (as the VAE or beside it). */
+  get vaeMethods(): VaeMethod[] {
+    return this.vae instanceof VAE ? ['full', ...(this.tiny ? (['taesd'] as const) : [])] : ['taesd'];
+  }
+
+  /** The TAESD beside the model's VAE, if one was loaded (`taesd` at load, or loadTaesd). */
+  get taesd(): TinyVAE | undefined {
+    return this.tiny;
+  }
+
+  /**
+   * Loads a TAESD beside the model's VAE (replacing one loaded before), for `vaeDecoder` /
+   * `vaeEncoder: 'taesd'`: one TAESD, or a folder with one per family (A1111's models/VAE-approx).
+   * A TAESD of the other family is refused.
+   */
+  async loadTaesd(source: string, opts: Pick<ModelSourceOptions, 'taesdFamily'> & RuntimeOptions = {}): Promise<TinyVAE> {
+    const tiny = await modelTinyVAE(this.modelDir, source, '--taesd', { ...this.unet.runtime, ...opts });
+    await this.tiny?.dispose();
+    this.tiny = tiny;
+    return tiny;
+  }
+
+  /** The VAE for decoding or encoding by `method`; fails naming what to load when there is none. */
+  private vaeFor(method: VaeMethod, use: 'decoding' | 'encoding'): VAE | TinyVAE {
+    if (method === 'full') {
+      if (this.vae instanceof VAE) return this.vae;
+      fail(`the pipeline's VAE is a TAESD (${this.vae.source}, load's vae option): there is no full VAE for ${use}; load without it and pass the TAESD as taesd (--taesd) to have both`);
+    }
+    const tiny = this.vae instanceof TinyVAE ? this.vae : (this.tiny ?? fail(`TAESD ${use} needs a TAESD: load with { taesd: path } (--taesd FILE|DIR), or pass it as the VAE (--vae)`));
+    if (use === 'decoding') tiny.requireDecoder();
+    else tiny.requireEncoder();
+    return tiny;
   }
 
   get family(): ModelFamily {
@@ -308,6 +359,17 @@ export class StableDiffusion {
     const vaeTiling = o.vaeTiling ?? 'auto';
     const promptSyntax = o.promptSyntax ?? 'a1111';
     if (!PROMPT_SYNTAXES.includes(promptSyntax)) fail(`promptSyntax must be one of ${PROMPT_SYNTAXES.join(', ')}; got "${String(promptSyntax)}"`);
+    const ownMethod: VaeMethod = this.vae instanceof TinyVAE ? 'taesd' : 'full';
+    const vaeDecoder = o.vaeDecoder ?? ownMethod;
+    const vaeEncoder = o.vaeEncoder ?? ownMethod;
+    for (const [name, v] of [
+      ['vaeDecoder', vaeDecoder],
+      ['vaeEncoder', vaeEncoder],
+    ] as const) {
+      if (!VAE_METHODS.includes(v)) fail(`${name} must be one of ${VAE_METHODS.join(', ')}; got "${String(v)}"`);
+    }
+    this.vaeFor(vaeDecoder, 'decoding');
+    if (init || o.hires?.upscaler === 'lanczos') this.vaeFor(vaeEncoder, 'encoding');
     const settings: GenerateSettings = {
       prompt: o.prompt,
       negativePrompt: o.negativePrompt ?? '',
@@ -322,6 +384,8 @@ export class StableDiffusion {
       attention,
       clipSkip,
       vaeTiling,
+      vaeDecoder,
+      vaeEncoder,
       promptSyntax,
       latentsFromFile: o.latents !== undefined,
       sMinUncond: o.sMinUncond ?? 0,
@@ -451,14 +515,19 @@ export class StableDiffusion {
     return { ...a, factor: autoTodoFactor([h, w]) };
   }
 
-  /** Latents → image [B, 3, H, W] in [-1, 1], tiled when asked or (auto) above 1024x1024. */
-  private async decodeLatents(x: Tensor, tiling: boolean | 'auto'): Promise<Tensor> {
-    const scale = this.vae.config.scale;
-    const z = { data: x.data.map((v) => v / this.vae.config.scalingFactor), dims: x.dims };
+  /**
+   * Latents → image [B, 3, H, W] in [-1, 1] by the VAE or TAESD `s` names, tiled when asked or
+   * (auto) above 1024x1024. A TAESD tiles by the same rule: it has no attention, but its memory,
+   * linear in the pixels, is still about 1 KiB per output pixel untiled.
+   */
+  private async decodeLatents(x: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeDecoder'>): Promise<Tensor> {
+    const vae = this.vaeFor(s.vaeDecoder, 'decoding');
+    const scale = vae.config.scale;
+    const z = { data: x.data.map((v) => v / vae.config.scalingFactor), dims: x.dims };
     const [, , h, w] = x.dims as [number, number, number, number];
-    const tiled = tiling === true || (tiling === 'auto' && h * w * scale * scale > 1024 * 1024);
+    const tiled = s.vaeTiling === true || (s.vaeTiling === 'auto' && h * w * scale * scale > 1024 * 1024);
     const tile = Math.max(16, Math.round(512 / scale));
-    return tiled ? decodeTiled(z, scale, (t) => this.vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : this.vae.decode(z);
+    return tiled ? decodeTiled(z, scale, (t) => vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : vae.decode(z);
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
@@ -491,7 +560,7 @@ export class StableDiffusion {
       const original = fitImage(o.initImage, s.width, s.height);
       const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
-      let init = (await encodeImage(this.vae, imagesToTensor([source]), randn, s.batch)).latents;
+      let init = await encodeInitLatents(this.vaeFor(s.vaeEncoder, 'encoding'), imagesToTensor([source]), randn, s.batch);
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
         // A1111 draws this noise from a fresh generator of the seed.
         const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
@@ -530,7 +599,7 @@ export class StableDiffusion {
     if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb);
     const t2 = performance.now();
 
-    const decoded = await this.decodeLatents(x, s.vaeTiling);
+    const decoded = await this.decodeLatents(x, s);
     const last = passes[passes.length - 1]!;
     cb.onStep?.({ step: last.steps, total: last.steps, timestep: 0, phase: 'decode', pass: last.pass });
     const t3 = performance.now();
@@ -543,6 +612,7 @@ export class StableDiffusion {
       latent: [lh, lw],
       passes,
       loraHashes: loras.hashes,
+      vaeEncoder: o.initImage || s.hires?.upscaler === 'lanczos' ? s.vaeEncoder : undefined,
     });
     const rgb = toRgb(decoded).map((img) => (inpaint ? pasteOriginal(img, inpaint.original, inpaint.mask) : img));
     const images = rgb.map((img) => ({ ...img, seed: s.seed, parameters }));
@@ -568,8 +638,8 @@ export class StableDiffusion {
     const timesteps = img2imgTimesteps(scheduler, hr.steps, hr.denoise);
     let init: Tensor;
     if (hr.upscaler === 'lanczos') {
-      const images = toRgb(await this.decodeLatents(x, s.vaeTiling)).map((img) => fitImage(img, hr.width, hr.height));
-      init = (await encodeImage(this.vae, imagesToTensor(images), randn, s.batch)).latents;
+      const images = toRgb(await this.decodeLatents(x, s)).map((img) => fitImage(img, hr.width, hr.height));
+      init = await encodeInitLatents(this.vaeFor(s.vaeEncoder, 'encoding'), imagesToTensor(images), randn, s.batch);
     } else {
       init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
     }
@@ -602,7 +672,7 @@ export class StableDiffusion {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose()]);
+    await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose(), this.tiny?.dispose()]);
   }
 }
 

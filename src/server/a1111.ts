@@ -159,6 +159,7 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     sMinUncond: body.s_min_uncond ?? s.s_min_uncond,
     sMinUncondAll: s.s_min_uncond_all,
     seeds: Array.from({ length: count }, (_, i) => seed + i),
+    preview: !s.live_previews_enable ? 'off' : s.show_progress_type === 'TAESD' ? 'taesd' : 'cheap',
   };
   if (hires) {
     const upscaler = HIRES_UPSCALERS[body.hr_upscaler ?? 'Latent'];

@@ -3,6 +3,7 @@
  * runs in this process or on a BullMQ worker on another machine.
  */
 import type { AttentionOptions } from '../attention/options.js';
+import type { PreviewMethod } from '../pipeline/preview.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 import type { DeepCacheOptions } from '../pipeline/deepcache.js';
@@ -38,6 +39,8 @@ export interface JobSpec {
   sMinUncondAll?: boolean;
   /** Seed of each image, in order; A1111's seed + index, so each image's infotext reproduces it. */
   seeds: number[];
+  /** Live previews in progress reports: the cheap approximation, TAESD (where the worker has one for the model), or none. */
+  preview?: PreviewMethod | 'off';
   /** Contract fields of the pipeline (GenerateOptions): img2img, inpainting, hires fix. */
   initImage?: WireImage;
   strength?: number;
@@ -64,7 +67,7 @@ export interface JobProgress {
   images: number;
   step: number;
   steps: number;
-  /** A cheap preview of the current latents (PNG, base64), when the pipeline reports them. */
+  /** The latest live preview of the image in progress (PNG, base64), when the pipeline reports latents. */
   preview?: string;
   /** `interrupt` reached the job / `skip` reached the image in progress. */
   interrupted?: boolean;

@@ -96,7 +96,7 @@ async function generate(event) {
       scheduler: $('scheduler').value,
       seed: num('seed'),
       cfg_scale: num('cfg_scale'),
-      override_settings: todoSettings(),
+      override_settings: { ...todoSettings(), show_progress_type: $('show_progress_type').value },
     });
     const info = JSON.parse(r.info);
     r.images.forEach((png, i) => addToGallery(png, info.all_seeds[i], info.infotexts[i]));
@@ -149,6 +149,7 @@ async function init() {
   $('todo_factor').value = String(options.token_downsampling_factor);
   $('todo_depth').value = String(options.token_downsampling_max_depth);
   $('todo_disable_after').value = String(options.token_downsampling_disable_after);
+  if ([...$('show_progress_type').options].some((o) => o.value === options.show_progress_type)) $('show_progress_type').value = options.show_progress_type;
   $('form').addEventListener('submit', generate);
   $('interrupt').addEventListener('click', () => call(`${api}/interrupt`, {}));
   for (const id of ['width', 'height', 'todo_factor', 'todo_depth', 'todo_disable_after']) $(id).addEventListener('input', updateSpeedup);
