@@ -14,7 +14,7 @@ import { hpf, mse } from './metrics.js';
 import { parseMethod, stats, type Stats } from './speed.js';
 
 /** What a method changes in a generation. */
-export type MethodOptions = Pick<GenerateOptions, 'attention' | 'deepcache' | 'sMinUncond' | 'sMinUncondAll'>;
+export type MethodOptions = Pick<GenerateOptions, 'attention' | 'deepcache' | 'sMinUncond' | 'sMinUncondAll' | 'vaeDecoder'>;
 
 export interface ImageMethod {
   label: string;
@@ -39,6 +39,7 @@ const PARTS: readonly MethodPart[] = [
     apply: (m, o) => void (o.deepcache = { interval: Number(m[1]), layer: Number(m[2] ?? 0), block: Number(m[3] ?? 0) }),
   },
   { pattern: /^ngms-(\d+(?:\.\d+)?)$/, form: 'ngms-SIGMA', apply: (m, o) => void (o.sMinUncond = Number(m[1])) },
+  { pattern: /^taesd$/, form: 'taesd (decode with the bench\'s --taesd)', apply: (_m, o) => void (o.vaeDecoder = 'taesd') },
 ];
 
 /** `dense`, `todo-auto+deepcache-3`, `todo-auto+deepcache-3+ngms-1`, … */
@@ -74,6 +75,8 @@ export interface ImageBenchOptions extends RuntimeOptions {
   methods: ImageMethod[];
   /** Timed generations per method. */
   runs: number;
+  /** A TAESD beside the model's VAE, for methods with `+taesd`. */
+  taesd?: string;
   onLog?: (m: string) => void;
 }
 
@@ -99,6 +102,7 @@ export interface ImageRecord {
 export async function runImageBench(o: ImageBenchOptions): Promise<{ records: ImageRecord[]; sampler: SamplerName }> {
   const log = o.onLog ?? (() => {});
   const methods = o.methods.some((m) => m.label === 'dense') ? o.methods : [parseImageMethod('dense'), ...o.methods];
+  if (!o.taesd && methods.some((m) => m.options.vaeDecoder === 'taesd')) throw new Error('methods with +taesd decode with a TAESD: give one with --taesd FILE|DIR');
   const pipe = await StableDiffusion.load(o.model, o);
   const sampler = o.sampler ?? pipe.defaultSampler;
   const [width, height] = o.size;

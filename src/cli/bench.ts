@@ -145,17 +145,18 @@ export function registerBench(program: Command): void {
     .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7)
     .option('--seed <n>', 'seed of every generation', parseIntOption('--seed', 0), 1)
     .option('--prompt <text>', 'prompt of every generation', 'a lighthouse on a cliff at dusk, detailed')
-    .option('--methods <list>', 'methods, parts joined by +: an attention method (dense, todo-2, todo-auto, tome-0.5, …), deepcache-N[-layer-block], ngms-SIGMA', list(parseImageMethod), ['dense', 'deepcache-3', 'todo-auto+deepcache-3', 'todo-auto+deepcache-3+ngms-1'].map(parseImageMethod))
+    .option('--methods <list>', 'methods, parts joined by +: an attention method (dense, todo-2, todo-auto, tome-0.5, …), deepcache-N[-layer-block], ngms-SIGMA, taesd', list(parseImageMethod), ['dense', 'deepcache-3', 'todo-auto+deepcache-3', 'todo-auto+deepcache-3+ngms-1'].map(parseImageMethod))
+    .option('--taesd <file|dir>', 'a TAESD beside the model\'s VAE, for methods with +taesd')
     .option('--runs <n>', 'timed generations per method', parseIntOption('--runs', 1, 100), 3)
     .addOption(providerOption())
     .addOption(precisionOption())
     .addOption(attentionFormOption())
     .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
     .option('--out <dir>', 'folder for image.json and image.md', 'bench-results')
-    .action(async (o: RuntimeFlags & { model?: string; size: [number, number]; steps: number; sampler?: SamplerChoice; cfg: number; seed: number; prompt: string; methods: ImageMethod[]; runs: number; out: string }) => {
+    .action(async (o: RuntimeFlags & { model?: string; size: [number, number]; steps: number; sampler?: SamplerChoice; cfg: number; seed: number; prompt: string; methods: ImageMethod[]; taesd?: string; runs: number; out: string }) => {
       const { started, model, machine } = start(o.out, o.model);
       const rt = { ...runtimeFromFlags(o), onWarning: log };
-      const { records, sampler } = await runImageBench({ ...rt, model, size: o.size, steps: o.steps, sampler: o.sampler?.sampler, cfg: o.cfg, seed: o.seed, prompt: o.prompt, methods: o.methods, runs: o.runs, onLog: log });
+      const { records, sampler } = await runImageBench({ ...rt, model, size: o.size, steps: o.steps, sampler: o.sampler?.sampler, cfg: o.cfg, seed: o.seed, prompt: o.prompt, methods: o.methods, taesd: o.taesd, runs: o.runs, onLog: log });
       const json = { kind: 'todo-sd image benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: rt.executionProvider ?? 'cpu', sampler, steps: o.steps, cfg: o.cfg, seed: o.seed, prompt: o.prompt, records };
       report(o.out, 'image', json, `# Whole generations: ${started}`, [
         `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.size.join('x')}, ${o.steps} ${sampler} steps, CFG ${o.cfg}, seed ${o.seed}. Command: \`todo-sd ${json.command}\`.`,
