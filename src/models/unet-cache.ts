@@ -40,14 +40,10 @@ export function checkCachePoint(cfg: UNetConfig, p: CachePoint): void {
 }
 
 /**
- * A1111's DeepCache extension numbers the cache point as one "resnet level": the LDM input
- * block after conv_in at which the shallow part stops, i.e. block·(layers_per_block + 1) + layer
- * (the helper's cache_branch_id for SD's 2 layers per block).
+ * The cache point of A1111's DeepCache extension's "resnet level": the LDM input block after
+ * conv_in at which the shallow part stops, i.e. level = block·(layers_per_block + 1) + layer (the
+ * helper's cache_branch_id for SD's 2 layers per block). A level past the U-Net's is an error.
  */
-export function cacheLevel(cfg: UNetConfig, p: CachePoint): number {
-  return p.block * (cfg.layersPerBlock + 1) + p.layer;
-}
-
 export function cachePointOfLevel(cfg: UNetConfig, level: number): CachePoint {
   const per = cfg.layersPerBlock + 1;
   const levels = cfg.blockOutChannels.length * per;
