@@ -33,6 +33,12 @@ export { deepCacheInfotext, deepCacheFromInfotext } from './pipeline/deepcache-i
 export type { CachePoint } from './models/unet-cache.js';
 export type { PassEvaluations } from './pipeline/noise-predictor.js';
 export type { HiresOptions, HiresUpscaler } from './pipeline/hires.js';
+export { MultiDiffusion, latentViews, resolveTiling, TILING_DEFAULTS } from './pipeline/multidiffusion.js';
+export type { TilingOptions, Tiling, LatentView, ViewBatch, ModelEvaluation } from './pipeline/multidiffusion.js';
+export { SD_UPSCALERS, upscaleImage, lanczosUpscale, splitGrid, combineGrid, tileSeed } from './pipeline/sd-upscale.js';
+export type { SdUpscaleOptions, SdUpscaleSettings, SdUpscalerName, SeamFixOptions, UpscaleFn, GridRow } from './pipeline/sd-upscale.js';
+export { tilingInfotext, tilingFromInfotext } from './pipeline/tiled-infotext.js';
+export { encodeTiled, decodeTiled } from './pipeline/vae-tiling.js';
 export { INPAINT_FILLS } from './pipeline/inpaint.js';
 export type { InpaintMask, InpaintFill } from './pipeline/inpaint.js';
 export { resample } from './image/resample.js';

@@ -154,3 +154,17 @@ test('DeepCache on a guidance-distilled U-Net (LCM): the shallow graph takes the
     await lcm.dispose();
   }
 });
+
+test("MultiDiffusion: each view batch keeps its own DeepCache feature", async () => {
+  const o: GenerateOptions = { ...base, width: 64, height: 32, steps: 4, tiling: { window: 16, stride: 8, viewBatch: 1 } };
+  const dense = await latents(o);
+  const views = dense.r.settings.passes[0]!.views!;
+  assert.equal(views, 3);
+  const one = await latents({ ...o, deepcache: { interval: 1 } });
+  assert.ok(relL2(one.x.data, dense.x.data) <= 1e-6, 'interval 1 over views = MultiDiffusion alone');
+  const two = await latents({ ...o, deepcache: { interval: 2 } });
+  // Every view batch runs whole on steps 0 and 2 and shallow on its own feature on steps 1 and 3.
+  assert.deepEqual(two.r.settings.passes[0]!.evaluations, { full: 2 * views, shallow: 2 * views, promptOnly: 0 });
+  const err = relL2(two.x.data, dense.x.data);
+  assert.ok(err > 0 && err < 0.5, `DeepCache over views: ${err}`);
+});

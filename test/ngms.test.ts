@@ -49,7 +49,7 @@ function stubUNet(): { unet: UNet; batches: number[] } {
     for (let r = 0; r < b; r++) data.fill(text.data[r * textPer]!, r * per, (r + 1) * per);
     return { data, dims: sample.dims };
   };
-  return { unet: { forward } as unknown as UNet, batches };
+  return { unet: { forward, config: { timeCondProjDim: null } } as unknown as UNet, batches };
 }
 
 test('the combined prediction: uncond + cfg · (cond − uncond) on guided calls; the prompt alone, at batch B, on skipped ones', async () => {

@@ -367,14 +367,14 @@ test('extra-single-image upscales with Lanczos; png-info reads the parameters ba
   assert.deepEqual([info.body.parameters['Size-1'], info.body.parameters['Size-2']], ['32', '48']);
 });
 
-test('list endpoints answer in A1111 shapes; features todo-sd lacks answer with empty lists', async () => {
+test('list endpoints answer in A1111 shapes (the scripts offered too); features todo-sd lacks answer with empty lists', async () => {
   const loras = await get<{ name: string; path: string }[]>('loras');
   assert.deepEqual(loras.map((l) => l.name), ['film-grain']);
   assert.deepEqual((await get<{ name: string }[]>('schedulers')).map((s) => s.name), ['automatic', 'uniform', 'karras', 'sgm_uniform']);
   assert.deepEqual((await get<{ name: string }[]>('upscalers')).map((s) => s.name), ['None', 'Lanczos']);
   assert.deepEqual(await get('embeddings'), { loaded: {}, skipped: {} });
   for (const empty of ['prompt-styles', 'face-restorers', 'realesrgan-models', 'hypernetworks', 'sd-vae', 'extensions']) assert.deepEqual(await get(empty), [], empty);
-  assert.deepEqual(await get('scripts'), { txt2img: [], img2img: [] });
+  assert.deepEqual(await get('scripts'), { txt2img: ['tiled diffusion'], img2img: ['sd upscale', 'tiled diffusion'] });
   const flags = await get<Record<string, unknown>>('cmd-flags');
   assert.equal(flags.ckpt_dir, modelsDir);
   const page = await app.inject({ method: 'GET', url: '/' });

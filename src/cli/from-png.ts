@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { optionsFromParameters } from '../pipeline/from-parameters.js';
+import { isSdUpscaleKey } from '../pipeline/tiled-infotext.js';
 import type { HiresOptions } from '../pipeline/hires.js';
 import type { VaeMethod } from '../pipeline/model-parts.js';
 import { A1111_VAE_METHODS, parseParameters, type ParsedParameters } from '../pipeline/parameters.js';
@@ -31,6 +32,8 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   promptSyntax: ['promptSyntax'],
   vaeDecoder: ['vaeDecoder'],
   vaeEncoder: ['vaeEncoder'],
+  tiling: ['tiledDiffusion', 'tileWindow', 'tileStride', 'tileBatch', 'circular'],
+  sdUpscale: ['sdUpscale', 'sdUpscaleOverlap', 'sdUpscaleUpscaler', 'sdUpscaleBatch', 'seamFix', 'seamFixWidth', 'seamFixPadding', 'seamFixDenoise'],
 };
 
 /** Where the VAE methods an infotext names come from, for the note when one is not at hand. */
@@ -70,7 +73,10 @@ export function mergeFromPng(
     if (key !== 'hires' && !explicit(key)) Object.assign(merged, { [key]: options[key] });
   }
   if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'), explicit('deepcache'));
-  const skipped = notApplied.filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask));
+  const up = imageToImage?.sdUpscale;
+  let skipped = notApplied.filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask) && !(up && isSdUpscaleKey(k)));
+  if (up && !merged.initImage) skipped = [...skipped, 'SD upscale (the image is an SD upscale: give the original picture as --init-image to apply it)'];
+  else if (up && !explicit('sdUpscale')) merged.sdUpscale = up;
   if (imageToImage?.strength !== undefined) {
     if (!merged.initImage) skipped[skipped.indexOf('Denoising strength')] = 'Denoising strength (the image was made from an init image: give --init-image to apply it)';
     else if (!given('strength')) merged.strength = imageToImage.strength;

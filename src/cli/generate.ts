@@ -15,6 +15,8 @@ import type { Prediction } from '../models/single-file/checkpoint.js';
 import { attentionLevels } from '../models/unet.js';
 import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
+import { TILING_DEFAULTS, type TilingOptions } from '../pipeline/multidiffusion.js';
+import { SD_UPSCALERS, type SdUpscaleOptions, type SdUpscalerName } from '../pipeline/sd-upscale.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions, type GenerateResult } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { TIMESTEP_SPACINGS, type TimestepSpacing } from '../scheduler/config.js';
@@ -76,6 +78,19 @@ interface GenerateFlags extends RuntimeFlags {
   clipSkip: number;
   promptSyntax: PromptSyntax;
   vaeTiling: 'auto' | 'on' | 'off';
+  tiledDiffusion?: boolean;
+  tileWindow?: number;
+  tileStride?: number;
+  tileBatch?: number;
+  circular?: boolean;
+  sdUpscale?: number;
+  sdUpscaleOverlap?: number;
+  sdUpscaleUpscaler?: SdUpscalerName;
+  sdUpscaleBatch?: number;
+  seamFix?: 'band';
+  seamFixWidth?: number;
+  seamFixPadding?: number;
+  seamFixDenoise?: number;
   lora: LoraSpec[];
   loraDir?: string;
   out: string;
@@ -101,6 +116,24 @@ export function attentionFromFlags(f: Pick<GenerateFlags, 'todo' | 'todoMode' | 
     level2Factor: f.todoLevel2,
     stopAt: f.todoStop,
   };
+}
+
+/** MultiDiffusion from its flags: any of them turns it on, the others keep their defaults. */
+function tilingFromFlags(f: Pick<GenerateFlags, 'tiledDiffusion' | 'tileWindow' | 'tileStride' | 'tileBatch' | 'circular'>): TilingOptions | undefined {
+  if (!f.tiledDiffusion && f.tileWindow === undefined && f.tileStride === undefined && f.tileBatch === undefined && !f.circular) return undefined;
+  return { window: f.tileWindow, stride: f.tileStride, viewBatch: f.tileBatch, circular: f.circular ?? false };
+}
+
+/** SD upscale from its flags; its other flags without --sd-upscale are an error. */
+function sdUpscaleFromFlags(f: GenerateFlags): SdUpscaleOptions | undefined {
+  const seamFix = f.seamFix && { mode: f.seamFix, width: f.seamFixWidth, padding: f.seamFixPadding, denoise: f.seamFixDenoise };
+  if (f.sdUpscale === undefined) {
+    const stray = (['sdUpscaleOverlap', 'sdUpscaleUpscaler', 'sdUpscaleBatch', 'seamFix', 'seamFixWidth', 'seamFixPadding', 'seamFixDenoise'] as const).find((k) => f[k] !== undefined);
+    if (stray) throw new Error(`--${stray.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} belongs to SD upscale: add --sd-upscale SCALE (and --init-image)`);
+    return undefined;
+  }
+  if (!seamFix && (f.seamFixWidth ?? f.seamFixPadding ?? f.seamFixDenoise) !== undefined) throw new Error('--seam-fix-width, --seam-fix-padding and --seam-fix-denoise need --seam-fix band');
+  return { scale: f.sdUpscale, overlap: f.sdUpscaleOverlap, upscaler: f.sdUpscaleUpscaler, batchSize: f.sdUpscaleBatch, ...(seamFix && { seamFix }) };
 }
 
 /** A PNG named by a flag, as RGB (plus its alpha, if any). */
@@ -203,7 +236,20 @@ export function registerGenerate(program: Command): void {
     .option('--tome <ratio>', 'ToMe token merging (the baseline ToDo is compared with): fraction of top-level tokens to merge', parseFloatOption('--tome', 0, 0.75))
     .option('--clip-skip <n>', 'use the n-th last CLIP layer (1 = last)', parseIntOption('--clip-skip', 1), 1)
     .addOption(new Option('--prompt-syntax <syntax>', 'a1111: (emphasis:1.2), BREAK, [from:to:0.5], prompts past 75 tokens; plain: diffusers (cut at 75 tokens)').choices(PROMPT_SYNTAXES).default('a1111'))
-    .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding').choices(['auto', 'on', 'off']).default('auto'))
+    .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding (and encoding)').choices(['auto', 'on', 'off']).default('auto'))
+    .option('--tiled-diffusion', "MultiDiffusion (diffusers' panorama pipeline): denoise overlapping latent views, averaged; for sizes past the model's own")
+    .option('--tile-window <n>', `MultiDiffusion view side in latent pixels (default ${TILING_DEFAULTS.window})`, parseIntOption('--tile-window', 1, 1024))
+    .option('--tile-stride <n>', `MultiDiffusion distance between views in latent pixels (default ${TILING_DEFAULTS.stride})`, parseIntOption('--tile-stride', 1, 1024))
+    .option('--tile-batch <n>', `MultiDiffusion views per U-Net call (default ${TILING_DEFAULTS.viewBatch})`, parseIntOption('--tile-batch', 1, 64))
+    .option('--circular', 'MultiDiffusion views wrap around the left and right edges: a seamless 360° panorama')
+    .option('--sd-upscale <scale>', "A1111's SD upscale of --init-image: upscale, redraw in tiles of --width x --height (default: the model's size) with --strength, feather the seams", parseFloatOption('--sd-upscale', 1, 8))
+    .option('--sd-upscale-overlap <px>', 'SD upscale: pixels shared by neighbouring tiles (default 64)', parseIntOption('--sd-upscale-overlap', 0, 1024))
+    .addOption(new Option('--sd-upscale-upscaler <name>', 'SD upscale: how the picture is enlarged first (default lanczos; none tiles it as it is)').choices(SD_UPSCALERS))
+    .option('--sd-upscale-batch <n>', "SD upscale: A1111's batch size, which sets the tile seeds (seed + batch + place in it; default 1: seed + tile)", parseIntOption('--sd-upscale-batch', 1, 64))
+    .addOption(new Option('--seam-fix <mode>', "SD upscale: redraw a band across each seam afterwards (Ultimate SD upscale's band pass)").choices(['band']))
+    .option('--seam-fix-width <px>', 'seam fix band width (default 64)', parseIntOption('--seam-fix-width', 8, 1024))
+    .option('--seam-fix-padding <px>', 'seam fix context on each side of the band (default 16)', parseIntOption('--seam-fix-padding', 0, 1024))
+    .option('--seam-fix-denoise <s>', 'seam fix strength (default 0.35)', parseFloatOption('--seam-fix-denoise', 0, 1))
     .option('--lora <file[:weight]>', 'merge a LoRA / LoCon .safetensors at this weight (default 1); repeatable', parseLoraOption, [])
     .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors)')
     .option('-o, --out <file.png>', 'output PNG', 'output.png')
@@ -225,6 +271,8 @@ export function registerGenerate(program: Command): void {
       const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
       const deepcache = deepCacheFromFlag(f.deepcache, f.deepcacheStart);
+      const tiling = tilingFromFlags(f);
+      const sdUpscale = sdUpscaleFromFlags(f);
       const source = { vae: f.vae, taesd: f.taesd, taesdFamily: f.taesdFamily, prediction: f.prediction };
       const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), ...source, onWarning: log, loras: f.lora });
       const hiresFlags = {
@@ -263,6 +311,8 @@ export function registerGenerate(program: Command): void {
         strength: f.strength,
         mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
         hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
+        tiling,
+        sdUpscale,
       };
       const opts =
         png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config), vaeMethods: pipe.vaeMethods });
@@ -273,8 +323,9 @@ export function registerGenerate(program: Command): void {
         result = await pipe.generate(opts, {
           onStep: (s) => {
             if (s.latents) preview?.live.update(s.latents);
-            if (s.phase === 'decode') progress.finish('decoded');
-            else progress.update(s.step, s.total, s.phase === 'hires' ? 'hires pass' : 'denoising');
+            // SD upscale: a bar per tile, one "decoded" at the end.
+            if (s.phase !== 'decode') progress.update(s.step, s.total, s.tile ? `tile ${s.tile.index + 1}/${s.tile.count}` : s.phase === 'hires' ? 'hires pass' : 'denoising');
+            else if (!s.tile || s.tile.index + 1 === s.tile.count) progress.finish('decoded');
           },
           onWarning: log,
         });
@@ -292,7 +343,7 @@ export function registerGenerate(program: Command): void {
           `${JSON.stringify({ files: paths, model: modelDir, ...s, timings: result.timings, parameters: result.images[0]!.parameters }, null, 2)}\n`,
         );
       } else {
-        const size = s.hires ?? s;
+        const size = s.sdUpscale ?? s.hires ?? s;
         log(`wrote ${paths.map((p) => basename(p)).join(', ')} (${size.width}x${size.height}, ${s.steps}${s.hires ? ` + ${s.hires.steps}` : ''} steps, ${s.sampler}, seed ${s.seed}) in ${((result.timings.textMs + result.timings.denoiseMs + result.timings.decodeMs) / 1000).toFixed(1)} s`);
       }
     });

@@ -12,6 +12,8 @@ import type { VaeMethod } from './model-parts.js';
 import { A1111_VAE_METHODS, type ParsedParameters } from './parameters.js';
 import type { GenerateOptions } from './stable-diffusion.js';
 import { A1111_UPSCALER_NAMES, HIRES_UPSCALERS, type HiresOptions } from './hires.js';
+import type { SdUpscaleOptions } from './sd-upscale.js';
+import { isSdUpscaleKey, sdUpscaleFromInfotext, TILED_DIFFUSION_KEY, tilingFromInfotext } from './tiled-infotext.js';
 import { hiresTodoFromInfotext, todoFromInfotext } from './todo-infotext.js';
 import { DEEPCACHE_KEYS, deepCacheFromInfotext } from './deepcache-infotext.js';
 
@@ -29,7 +31,7 @@ export interface ParametersAsOptions {
    * was made from an init image (and mask), which a caller must supply to apply them; they are
    * in notApplied until it does.
    */
-  imageToImage?: { strength?: number; maskBlur?: number };
+  imageToImage?: { strength?: number; maskBlur?: number; sdUpscale?: SdUpscaleOptions };
 }
 
 /** Keys that describe the image or the program, not the generation. */
@@ -107,10 +109,21 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
     if (ngmsAll !== 'True' && ngmsAll !== 'False') throw new Error(`parameters: "NGMS all steps: ${ngmsAll}" is not True or False`);
     options.sMinUncondAll = ngmsAll === 'True';
   }
+  if (TILED_DIFFUSION_KEY in s) {
+    try {
+      options.tiling = tilingFromInfotext(s);
+      used.add(TILED_DIFFUSION_KEY);
+    } catch (e) {
+      reasons.set(TILED_DIFFUSION_KEY, (e as Error).message.replace(/^infotext: /, ''));
+    }
+  }
   // Without a hires fix, a denoising strength or mask blur means image-to-image, which needs the init image (and mask) again.
   const imageToImage: ParametersAsOptions['imageToImage'] = {};
   if (!hires && 'Denoising strength' in s) imageToImage.strength = number('Denoising strength', s['Denoising strength']!, false);
   if ('Mask blur' in s) imageToImage.maskBlur = number('Mask blur', s['Mask blur']!, false);
+  const up = sdUpscaleFromInfotext(s);
+  if (up?.options) imageToImage.sdUpscale = up.options;
+  else if (up?.missing) for (const k of Object.keys(s).filter(isSdUpscaleKey)) reasons.set(k, up.missing);
   // The LoRAs are applied from the prompt's `<lora:name:w>` tags (which our infotext always has, as A1111's does).
   const hashes = s['Lora hashes'];
   if (hashes !== undefined && loraHashNames(hashes).every((name) => options.prompt.includes(`<lora:${name}:`) || options.prompt.includes(`<lora:${name}>`))) used.add('Lora hashes');

@@ -9,6 +9,7 @@ import type { TinyVAE } from '../models/taesd.js';
 import { VAE } from '../models/vae.js';
 import type { Scheduler } from '../scheduler/index.js';
 import type { Tensor } from '../tensor.js';
+import type { LatentDistribution } from './vae-tiling.js';
 
 const f = Math.fround;
 
@@ -73,9 +74,16 @@ export interface EncodedImage {
  * `vae.encode(image).latent_dist.sample(generator) · scaling_factor`: one draw of the image's
  * latent shape from `randn`, std = exp(½ · clamp(logvar, −30, 20)). One image is repeated to the batch
  * (diffusers repeats the init latents for num_images_per_prompt); a batch of images is encoded as it is.
+ * `encode`: the encoder (default: the VAE's, whole; the pipeline tiles large images).
  */
-export async function encodeImage(vae: VAE, image: Tensor, randn: (dims: readonly number[]) => Float32Array, batch: number): Promise<EncodedImage> {
-  const { mean, logvar } = await vae.encodeDistribution(image);
+export async function encodeImage(
+  vae: VAE,
+  image: Tensor,
+  randn: (dims: readonly number[]) => Float32Array,
+  batch: number,
+  encode: (image: Tensor) => Promise<LatentDistribution> = (t) => vae.encodeDistribution(t),
+): Promise<EncodedImage> {
+  const { mean, logvar } = await encode(image);
   const std = logvar.data.map((v) => f(Math.exp(f(0.5 * Math.min(20, Math.max(-30, v))))));
   const eps = randn(mean.dims);
   const sf = f(vae.config.scalingFactor);
@@ -94,9 +102,16 @@ function repeatToBatch(t: Tensor, batch: number): Tensor {
  * The init latents of `image` as diffusers' pipelines take them, `retrieve_latents(vae.encode(image))
  * · scaling_factor`: AutoencoderKL's posterior sample (encodeImage, one draw from `randn`), or
  * AutoencoderTiny's `latents` output as it is, which draws nothing from the generator.
+ * `encode`: the VAE's encoder (default: whole; the pipeline tiles large images).
  */
-export async function encodeInitLatents(vae: VAE | TinyVAE, image: Tensor, randn: (dims: readonly number[]) => Float32Array, batch: number): Promise<Tensor> {
-  if (vae instanceof VAE) return (await encodeImage(vae, image, randn, batch)).latents;
+export async function encodeInitLatents(
+  vae: VAE | TinyVAE,
+  image: Tensor,
+  randn: (dims: readonly number[]) => Float32Array,
+  batch: number,
+  encode?: (image: Tensor) => Promise<LatentDistribution>,
+): Promise<Tensor> {
+  if (vae instanceof VAE) return (await encodeImage(vae, image, randn, batch, encode)).latents;
   const latents = await vae.encode(image);
   const sf = f(vae.config.scalingFactor);
   return repeatToBatch({ data: latents.data.map((v) => f(sf * v)), dims: latents.dims }, batch);

@@ -1,7 +1,9 @@
 /**
  * One denoising pass's noise predictions: the U-Net on the guided batch (negative half first)
  * combined by the guidance scale, NGMS's prompt-only calls (guidance.ts) and DeepCache's whole
- * and shallow evaluations (deepcache.ts), with a count of what ran.
+ * and shallow evaluations (deepcache.ts), with a count of what ran. A guidance-distilled U-Net
+ * gets its guidance embedding instead (guidance-embedding.ts). MultiDiffusion's view batches
+ * each keep a DeepCache feature of their own (a slot).
  *
  * DeepCache caches the guided batch as a unit, as the helper does. With both on, a whole-U-Net
  * step evaluates both halves, so the shallow steps after it have the negative half's feature
@@ -14,6 +16,7 @@ import type { UNet } from '../models/unet.js';
 import { doubleBatch, type Tensor } from '../tensor.js';
 import type { Conditioning } from './conditioning-sdxl.js';
 import { combineGuidance, condHalf, promptRows, skipsUncond, type NgmsOptions } from './guidance.js';
+import { timestepCondition } from './guidance-embedding.js';
 
 /** U-Net evaluations of a pass: whole or shallow (DeepCache), and how many ran the prompt's half alone (NGMS). */
 export interface PassEvaluations {
@@ -27,8 +30,6 @@ export interface NoisePredictorOptions {
   cfg: number;
   /** Whether a negative half runs (guidance-embedding.ts: cfg > 1, not for a guidance-distilled U-Net). */
   guided: boolean;
-  /** A guidance-distilled U-Net's guidance embedding [B, …]. */
-  timestepCond?: Tensor;
   ngms: NgmsOptions;
   /** The sigma NGMS compares for a timestep. */
   sigmaOf: (t: number) => number;
@@ -38,30 +39,35 @@ export interface NoisePredictorOptions {
 
 export class NoisePredictor {
   readonly evaluations: PassEvaluations = { full: 0, shallow: 0, promptOnly: 0 };
-  /** DeepCache's feature from the last whole step. */
-  private feature?: Tensor;
+  /** DeepCache's feature from the last whole step, per slot. */
+  private readonly features = new Map<number, Tensor>();
 
   constructor(private readonly o: NoisePredictorOptions) {}
 
+  get guided(): boolean {
+    return this.o.guided;
+  }
+
   /**
    * The prediction for evaluation `call` (0-based in the pass) from the scaled latents `x`
-   * [B, …] and the step's conditioning `c` (both halves when guided).
+   * [B, …] and the step's conditioning `c` (both halves when guided); `slot`: whose DeepCache
+   * feature (MultiDiffusion's view batch).
    */
-  async predict(call: number, x: Tensor, t: number, c: Conditioning, attentionActive: boolean): Promise<Tensor> {
+  async predict(call: number, x: Tensor, t: number, c: Conditioning, attentionActive: boolean, slot = 0): Promise<Tensor> {
     const { unet, cfg, guided, deepcache } = this.o;
     // The feature a shallow step runs on (the first step is always whole).
-    const cached = deepcache && !deepcache.full[call] ? this.feature : undefined;
+    const cached = deepcache && !deepcache.full[call] ? this.features.get(slot) : undefined;
     const shallow = cached !== undefined;
     const promptOnly = guided && (shallow || !deepcache) && skipsUncond(call, this.o.sigmaOf(t), this.o.ngms);
     const input = guided && !promptOnly ? doubleBatch(x) : x;
     const cond = promptOnly ? condHalf(c) : c;
-    const opts = { attentionActive, ...cond.added, timestepCond: this.o.timestepCond };
+    const opts = { attentionActive, ...cond.added, timestepCond: timestepCondition(cfg, unet.config, input.dims[0]!) };
     let out: Tensor;
     if (!deepcache) out = await unet.forward(input, t, cond.encoderHiddenStates, opts);
     else {
       const feature = cached && promptOnly ? promptRows(cached) : cached;
       const r = await unet.forwardCached(input, t, cond.encoderHiddenStates, { point: deepcache.point, feature }, opts);
-      if (!shallow) this.feature = r.feature;
+      if (!shallow) this.features.set(slot, r.feature);
       out = r.sample;
     }
     this.evaluations[shallow ? 'shallow' : 'full']++;

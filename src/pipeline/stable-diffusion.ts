@@ -30,8 +30,9 @@ import { modelSdxlConditioner, modelTinyVAE, modelTokenizer, modelVAE, scheduler
 import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
 import { checkRgbImage, encodeInitLatents, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
-import { a1111Parameters } from './parameters.js';
-import { decodeTiled } from './vae-tiling.js';
+import { a1111Parameters, withFields } from './parameters.js';
+import { sdUpscale, type SdUpscaleOptions, type SdUpscaleSettings } from './sd-upscale.js';
+import { decodeTiled, encodeTiled, type TileOptions } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
@@ -39,6 +40,7 @@ import { classifierFreeGuidance, timestepCondition } from './guidance-embedding.
 import { deepCacheFullSteps, resolveDeepCache, type DeepCacheOptions, type ResolvedDeepCache } from './deepcache.js';
 import { timestepSigma, type NgmsOptions } from './guidance.js';
 import { NoisePredictor, type PassEvaluations } from './noise-predictor.js';
+import { conditioningForViews, cropColumns, latentViews, MultiDiffusion, padCircular, resolveTiling, type ModelEvaluation, type Tiling, type TilingOptions } from './multidiffusion.js';
 
 export interface GenerateOptions {
   prompt: string;
@@ -100,6 +102,13 @@ export interface GenerateOptions {
   sMinUncond?: number;
   /** NGMS on every call below the sigma, not every other one (A1111's s_min_uncond_all). */
   sMinUncondAll?: boolean;
+  /** MultiDiffusion (diffusers' panorama pipeline): denoise overlapping latent views and average them, every pass. */
+  tiling?: TilingOptions;
+  /**
+   * A1111's SD upscale (needs initImage): upscale, redraw in tiles of width x height with
+   * `strength`, feather the seams; `batch` upscales with seeds seed, seed + 1, ….
+   */
+  sdUpscale?: SdUpscaleOptions;
 }
 
 export interface StepInfo {
@@ -112,6 +121,8 @@ export interface StepInfo {
   latents?: Tensor;
   /** 1, or 2 in the hires fix's second pass. */
   pass?: 1 | 2;
+  /** SD upscale: the redraw (tile, then seam) in progress, of `count`. */
+  tile?: { index: number; count: number };
 }
 
 export interface GenerateCallbacks {
@@ -128,16 +139,18 @@ export interface PassInfo {
   height: number;
   /** Steps actually run (after the strength cut). */
   steps: number;
-  /** The attention as used: ToDo's 'auto' factor resolved for this size. */
+  /** The attention as used: ToDo's 'auto' factor resolved for this size (for the view's size when tiled). */
   attention: AttentionOptions;
   /** DeepCache as this pass ran it (absent: off). */
   deepcache?: ResolvedDeepCache;
   /** U-Net evaluations: whole, shallow (DeepCache), prompt's half alone (NGMS). */
   evaluations: PassEvaluations;
+  /** MultiDiffusion: the views denoised per step. */
+  views?: number;
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'deepcache'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'deepcache' | 'tiling' | 'sdUpscale'>> & {
   sampler: SamplerName;
   /** The spacing asked for; absent: the model's own. */
   timestepSpacing?: TimestepSpacing;
@@ -150,6 +163,8 @@ export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negat
   mask?: { blur: number; invert: boolean; fill: InpaintFill };
   deepcache?: ResolvedDeepCache;
   hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler; attention: AttentionOptions; deepcache?: ResolvedDeepCache; width: number; height: number };
+  tiling?: Tiling;
+  sdUpscale?: SdUpscaleSettings;
 };
 
 export interface GeneratedImage extends RgbImage {
@@ -181,6 +196,9 @@ const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
   TCDScheduler: 'tcd',
 };
 
+/** Latent columns wrapped onto each side of a circular panorama for the VAE decode (diffusers' padding=8). */
+const CIRCULAR_DECODE_PADDING = 8;
+
 function fail(msg: string): never {
   throw new Error(msg);
 }
@@ -211,6 +229,7 @@ interface DenoiseRun {
   pass: 1 | 2;
   /** Inpainting: resets the unmasked latents after a step, given the next timestep (undefined after the last). */
   blend?: (x: Tensor, next: number | undefined) => Tensor;
+  tiling?: Tiling;
 }
 
 function ngmsOf(s: GenerateSettings): NgmsOptions {
@@ -428,6 +447,12 @@ export class StableDiffusion {
       const hDeepCache = h.deepcache === undefined ? settings.deepcache : h.deepcache && resolveDeepCache(h.deepcache, this.unet.config);
       settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler, attention: hAttention, ...(hDeepCache && { deepcache: hDeepCache }), ...size };
     }
+    if (o.tiling) {
+      if (typeof o.tiling !== 'object') fail('tiling must be an object such as { window: 64, stride: 8 } ({} for the defaults)');
+      settings.tiling = resolveTiling(o.tiling, 2 ** (this.unet.config.blockOutChannels.length - 1));
+      // A circular window wider than the canvas fails here, before any work (a hires pass is only wider).
+      latentViews(height / scale, width / scale, settings.tiling);
+    }
     return settings;
   }
 
@@ -460,20 +485,30 @@ export class StableDiffusion {
     return { at, fixed: c.scheduled ? undefined : at(0) };
   }
 
-  /** One denoising pass: the noise predictions (guidance, NGMS, DeepCache), the scheduler's steps, the inpainting blend, callbacks and abort. */
+  /**
+   * One denoising pass: the noise predictions (guidance, NGMS, DeepCache; per batch of
+   * MultiDiffusion's views when tiled, each batch with its own DeepCache feature), the scheduler's
+   * steps, the inpainting blend, callbacks and abort.
+   */
   private async denoise(run: DenoiseRun, cb: GenerateCallbacks): Promise<{ latents: Tensor; evaluations: PassEvaluations }> {
     const { scheduler, timesteps, cond } = run;
     let x = run.x;
+    const batch = x.dims[0]!;
     this.unet.setAttention(run.attention);
     const predictor = await this.noisePredictor(run);
     const stopAt = run.attention.method === 'todo' ? (run.attention.stopAt ?? 1) : 1;
     // Heun (order 2) evaluates the U-Net twice per step; steps are counted as diffusers counts them.
     const total = Math.ceil(timesteps.length / scheduler.order);
     const phase = run.pass === 2 ? 'hires' : 'denoise';
+    const tiles = run.tiling && new MultiDiffusion(x.dims, run.tiling, scheduler);
     for (const [i, t] of timesteps.entries()) {
       const step = Math.floor(i / scheduler.order);
-      const eps = await predictor.predict(i, scheduler.scaleModelInput(x, t), t, cond.at(step), todoActiveAt(stopAt, step, total));
-      x = scheduler.step(eps, t, x);
+      const evaluate: ModelEvaluation = async (input, tt, s, views) => {
+        if (cb.signal?.aborted) throw abortError();
+        const c = conditioningForViews(cond.at(s), input.dims[0]! / batch, predictor.guided ? 2 : 1);
+        return predictor.predict(i, input, tt, c, todoActiveAt(stopAt, s, total), views?.index ?? 0);
+      };
+      x = tiles ? await tiles.step(x, t, step, evaluate) : scheduler.step(await evaluate(scheduler.scaleModelInput(x, t), t, step), t, x);
       if (run.blend) x = run.blend(x, timesteps[i + 1]);
       if ((i + 1) % scheduler.order === 0 || i === timesteps.length - 1) {
         cb.onStep?.({ step: Math.ceil((i + 1) / scheduler.order), total, timestep: t, phase, latents: x, pass: run.pass });
@@ -495,7 +530,6 @@ export class StableDiffusion {
       unet: this.unet,
       cfg: run.cfg,
       guided: classifierFreeGuidance(run.cfg, this.unet.config),
-      timestepCond: timestepCondition(run.cfg, this.unet.config, run.x.dims[0]!),
       ngms: run.ngms,
       sigmaOf: timestepSigma(this.schedulerConfig),
       ...(dc && { deepcache: { point: { block: dc.block, layer: dc.layer }, full: deepCacheFullSteps(dc, run.scheduler.timesteps, run.timesteps, run.scheduler.order) } }),
@@ -507,30 +541,57 @@ export class StableDiffusion {
     return createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, timestepSpacing: s.timestepSpacing, eta: s.eta, randn });
   }
 
-  /** The attention options as a pass of this latent size runs them: ToDo's 'auto' resolved on the first attention level's grid. */
-  private attentionUsed(a: AttentionOptions, latent: readonly [number, number]): AttentionOptions {
-    if (a.method !== 'todo' || a.factor !== 'auto') return a;
-    let [h, w] = latent;
+  /**
+   * What a pass ran, for the results and the infotext: its attention with ToDo's 'auto' resolved
+   * on the first attention level's grid of the latent the U-Net sees (a view's, when tiled).
+   */
+  private passInfo(pass: 1 | 2, width: number, height: number, steps: number, a: AttentionOptions, tiling: Tiling | undefined, used: Pick<PassInfo, 'deepcache' | 'evaluations'>): PassInfo {
+    const scale = this.vae.config.scale;
+    const views = tiling && latentViews(height / scale, width / scale, tiling);
+    let [h, w] = views ? [views[0]!.height, views[0]!.width] : [height / scale, width / scale];
+    const info: PassInfo = { pass, width, height, steps, attention: a, ...used, ...(views && { views: views.length }) };
+    if (a.method !== 'todo' || a.factor !== 'auto') return info;
     for (let i = 0; i < (attentionLevels(this.unet.config)[0] ?? 0); i++) [h, w] = [Math.ceil(h / 2), Math.ceil(w / 2)];
-    return { ...a, factor: autoTodoFactor([h, w]) };
+    return { ...info, attention: { ...a, factor: autoTodoFactor([h, w]) } };
   }
 
   /**
    * Latents → image [B, 3, H, W] in [-1, 1] by the VAE or TAESD `s` names, tiled when asked or
-   * (auto) above 1024x1024. A TAESD tiles by the same rule: it has no attention, but its memory,
-   * linear in the pixels, is still about 1 KiB per output pixel untiled.
+   * (auto) above 1024x1024 (a TAESD too: it has no attention, but its memory, linear in the
+   * pixels, is still about 1 KiB per output pixel untiled); a circular panorama decodes with 8
+   * wrapped latent columns on each side, cut off after.
    */
-  private async decodeLatents(x: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeDecoder'>): Promise<Tensor> {
+  private async decodeLatents(x: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeDecoder' | 'tiling'>): Promise<Tensor> {
     const vae = this.vaeFor(s.vaeDecoder, 'decoding');
     const scale = vae.config.scale;
-    const z = { data: x.data.map((v) => v / vae.config.scalingFactor), dims: x.dims };
-    const [, , h, w] = x.dims as [number, number, number, number];
-    const tiled = s.vaeTiling === true || (s.vaeTiling === 'auto' && h * w * scale * scale > 1024 * 1024);
+    const padding = s.tiling?.circular ? Math.min(CIRCULAR_DECODE_PADDING, x.dims[3]!) : 0;
+    const padded = padding ? padCircular(x, padding) : x;
+    const z = { data: padded.data.map((v) => v / vae.config.scalingFactor), dims: padded.dims };
+    const tiles = this.vaeTiles(padded.dims, scale, s.vaeTiling);
+    const image = tiles ? await decodeTiled(z, scale, (t) => vae.decode(t), tiles) : await vae.decode(z);
+    return padding ? cropColumns(image, padding * scale, x.dims[3]! * scale) : image;
+  }
+
+  /** The init latents of images [B, 3, H, W] by the VAE or TAESD `s` names; the VAE's encoder tiled by the rule decoding follows. */
+  private encodeLatents(images: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeEncoder' | 'batch'>, randn: (dims: readonly number[]) => Float32Array): Promise<Tensor> {
+    const vae = this.vaeFor(s.vaeEncoder, 'encoding');
+    if (vae instanceof TinyVAE) return encodeInitLatents(vae, images, randn, s.batch);
+    const scale = vae.config.scale;
+    const [b, c, h, w] = images.dims as [number, number, number, number];
+    const tiles = this.vaeTiles([b, c, h / scale, w / scale], scale, s.vaeTiling);
+    return encodeInitLatents(vae, images, randn, s.batch, tiles && ((t) => encodeTiled(t, scale, (u) => vae.encodeDistribution(u), tiles)));
+  }
+
+  /** VAE tiles (latent pixels, 512 px a side) when tiling is asked for or (auto) the image is over 1024x1024; else undefined. */
+  private vaeTiles(latent: readonly number[], scale: number, vaeTiling: boolean | 'auto'): TileOptions | undefined {
+    const [, , h, w] = latent as [number, number, number, number];
+    if (!(vaeTiling === true || (vaeTiling === 'auto' && h * w * scale * scale > 1024 * 1024))) return undefined;
     const tile = Math.max(16, Math.round(512 / scale));
-    return tiled ? decodeTiled(z, scale, (t) => vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : vae.decode(z);
+    return { tile, overlap: Math.round(tile / 4) };
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
+    if (o.sdUpscale) return sdUpscale((tile, c) => this.generate(tile, c), o, cb, this.nativeSize, withFields);
     const resolved = this.resolve(o);
     if (cb.signal?.aborted) throw abortError();
     // The scheduler first: a sampler that does not fit the settings fails before any work.
@@ -560,7 +621,7 @@ export class StableDiffusion {
       const original = fitImage(o.initImage, s.width, s.height);
       const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
-      let init = await encodeInitLatents(this.vaeFor(s.vaeEncoder, 'encoding'), imagesToTensor([source]), randn, s.batch);
+      let init = await this.encodeLatents(imagesToTensor([source]), s, randn);
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
         // A1111 draws this noise from a fresh generator of the seed.
         const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
@@ -587,15 +648,15 @@ export class StableDiffusion {
       x = { data: noise.map((v) => v * scheduler.initNoiseSigma), dims: latentDims };
     }
 
-    const first: DenoiseRun = { x, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: s.attention, deepcache: s.deepcache, pass: 1, blend };
+    const first: DenoiseRun = { x, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: s.attention, deepcache: s.deepcache, pass: 1, blend, tiling: s.tiling };
     // The device loop keeps plain text-to-image on the GPU; img2img, inpainting, prompt editing, DeepCache and NGMS run here.
     const onDevice =
-      !o.initImage && cond.fixed && !s.deepcache && !ngmsActive(first, this.unet.config) && deviceLoopWanted(this.unet)
+      !o.initImage && !s.tiling && cond.fixed && !s.deepcache && !ngmsActive(first, this.unet.config) && deviceLoopWanted(this.unet)
         ? await this.denoiseOnDevice(x, s, cond.fixed, cb)
         : null;
     const pass1 = onDevice ? { latents: onDevice, evaluations: { full: timesteps.length, shallow: 0, promptOnly: 0 } } : await this.denoise(first, cb);
     x = pass1.latents;
-    const passes: PassInfo[] = [{ pass: 1, width: s.width, height: s.height, steps: timesteps.length, attention: this.attentionUsed(s.attention, [lh, lw]), ...(s.deepcache && { deepcache: s.deepcache }), evaluations: pass1.evaluations }];
+    const passes: PassInfo[] = [this.passInfo(1, s.width, s.height, timesteps.length, s.attention, s.tiling, { evaluations: pass1.evaluations, ...(s.deepcache && { deepcache: s.deepcache }) })];
     if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb);
     const t2 = performance.now();
 
@@ -639,13 +700,13 @@ export class StableDiffusion {
     let init: Tensor;
     if (hr.upscaler === 'lanczos') {
       const images = toRgb(await this.decodeLatents(x, s)).map((img) => fitImage(img, hr.width, hr.height));
-      init = await encodeInitLatents(this.vaeFor(s.vaeEncoder, 'encoding'), imagesToTensor(images), randn, s.batch);
+      init = await this.encodeLatents(imagesToTensor(images), s, randn);
     } else {
       init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
     }
     const start = noiseLatents(scheduler, init, timesteps, randn);
-    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: hr.attention, deepcache: hr.deepcache, pass: 2 }, cb);
-    passes.push({ pass: 2, width: hr.width, height: hr.height, steps: timesteps.length, attention: this.attentionUsed(hr.attention, [lh, lw]), ...(hr.deepcache && { deepcache: hr.deepcache }), evaluations: out.evaluations });
+    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: hr.attention, deepcache: hr.deepcache, pass: 2, tiling: s.tiling }, cb);
+    passes.push(this.passInfo(2, hr.width, hr.height, timesteps.length, hr.attention, s.tiling, { evaluations: out.evaluations, ...(hr.deepcache && { deepcache: hr.deepcache }) }));
     return out.latents;
   }
 

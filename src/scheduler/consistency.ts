@@ -5,7 +5,7 @@
  * schedule; every asked step still runs), the step index, the x0 estimate and DDPM's add_noise.
  */
 import { tensor, type Tensor } from '../tensor.js';
-import { addNoiseVp, checkSameShape, checkSteps, findStepIndex } from './common.js';
+import { addNoiseVp, checkSameShape, checkSteps, cloneState, findStepIndex } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule } from './config.js';
 import type { Randn } from './euler-ancestral.js';
 import type { Scheduler } from './index.js';
@@ -82,6 +82,10 @@ export abstract class ConsistencyScheduler implements Scheduler {
 
   scaleModelInput(x: Tensor): Tensor {
     return x;
+  }
+
+  clone(): this {
+    return cloneState(this);
   }
 
   addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {

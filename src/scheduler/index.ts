@@ -44,6 +44,12 @@ export interface Scheduler {
   /** diffusers' `add_noise`: `x0` noised to the level of timestep `t` of the current schedule (image-to-image). */
   addNoise(x0: Tensor, noise: Tensor, t: number): Tensor;
   /**
+   * An independent copy with the same schedule and internal state (diffusers'
+   * `copy.deepcopy(scheduler.__dict__)`), stepping on its own from here; the noise source stays
+   * shared. MultiDiffusion keeps one per view.
+   */
+  clone(): Scheduler;
+  /**
    * Image-to-image schedules of the schedulers that take strength into set_timesteps (LCM, TCD):
    * `steps` timesteps from the strength-shortened schedule, all of which run. The others are cut
    * to their last ⌊steps · strength⌋ steps (img2img.ts).

@@ -14,6 +14,8 @@ import { RequestError } from './errors.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
 import { attentionLevels } from '../models/unet.js';
+import { LIMITS } from './limits.js';
+import { sdUpscaleRequest, tiledDiffusionInit, tiledDiffusionRequest } from './scripts.js';
 import { deepCacheSettings, modelUNetConfig, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
 
 /** A1111's schedulers (noise schedules, A1111 1.10's modules/sd_schedulers.py) that todo-sd has. */
@@ -67,6 +69,9 @@ export type GenerationBody = Record<string, unknown> & {
   mask_blur?: number | null;
   inpainting_fill?: number;
   inpainting_mask_invert?: number;
+  script_name?: string | null;
+  script_args?: unknown[] | null;
+  alwayson_scripts?: Record<string, unknown> | null;
 };
 
 /**
@@ -130,12 +135,34 @@ export function fitImage(img: RgbImage, width: number, height: number, mode: num
   return { width, height, data };
 }
 
+/** A canvas size of a tiled request: multiples of 8, within the tiled limit. */
+function checkCanvas(width: number, height: number, what: string): void {
+  for (const [name, v] of [
+    ['width', width],
+    ['height', height],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 8 || v % 8 !== 0 || v > LIMITS.maxTiledSize) {
+      throw new RequestError(name, `${what} gives a ${name} of ${v}; it must be a multiple of 8 from 8 to ${LIMITS.maxTiledSize}`);
+    }
+  }
+}
+
 /** A1111 request → JobSpec, every check made before the job is queued. */
-export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings, modelPath: (name: string) => string): { job: JobSpec; samplerLabel: string } {
+export async function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings, modelPath: (name: string) => string): Promise<{ job: JobSpec; samplerLabel: string }> {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, timestepSpacing, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
-  const count = body.batch_size * body.n_iter;
+  const tiled = tiledDiffusionRequest(body.alwayson_scripts, kind);
+  if (kind === 'txt2img' && body.script_name) throw new RequestError('script_name', `script "${body.script_name}" is not offered for txt2img here (SD upscale is an img2img script)`);
+  const upscale = kind === 'img2img' ? sdUpscaleRequest(body.script_name, body.script_args) : undefined;
+  if (tiled && upscale) throw new RequestError('script_name', 'SD upscale and Tiled Diffusion are two ways to tile: use one');
+  const { width, height } = tiled?.size ?? body;
+  if (tiled?.size) checkCanvas(width, height, 'Tiled Diffusion\'s image size');
+  if (!tiled && Math.max(width, height) > LIMITS.maxSize) {
+    throw new RequestError(width > LIMITS.maxSize ? 'width' : 'height', `width and height are at most ${LIMITS.maxSize} without Tiled Diffusion (alwayson_scripts); got ${width}x${height}`, 'value_error.number.not_le');
+  }
+  // SD upscale redraws batch_size tiles per batch (it sets their seeds) and n_iter upscales.
+  const count = upscale ? body.n_iter : body.batch_size * body.n_iter;
   const unet = (): ReturnType<typeof modelUNetConfig> => modelUNetConfig(modelPath(s.sd_model_checkpoint));
   const hires = kind === 'txt2img' && body.enable_hr === true;
   const deepcache = deepCacheSettings(s, unet, hires, 'override_settings.');
@@ -144,8 +171,8 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     model: s.sd_model_checkpoint,
     prompt: body.prompt,
     negativePrompt: body.negative_prompt,
-    width: body.width,
-    height: body.height,
+    width,
+    height,
     steps: body.steps,
     cfg: body.cfg_scale,
     sampler,
@@ -170,13 +197,23 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     }
     job.hires = { scale, denoise: body.denoising_strength ?? 0.7, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}), ...(deepcache.second !== undefined && { deepcache: deepcache.second }) };
   }
+  if (tiled) job.tiling = tiled.tiling;
   if (kind === 'img2img') {
     const mode = body.resize_mode ?? 0;
-    job.initImage = toWire(fitImage(readImage(body.init_images![0]!, 'init_images.0'), body.width, body.height, mode));
+    let init = readImage(body.init_images![0]!, 'init_images.0');
     job.strength = body.denoising_strength ?? 0.75;
+    if (upscale) {
+      if (body.mask) throw new RequestError('mask', 'SD upscale and a mask do not combine: drop one');
+      job.sdUpscale = { ...upscale, batchSize: body.batch_size };
+    } else if (tiled?.upscale) {
+      ({ image: init, width: job.width, height: job.height } = await tiledDiffusionInit(init, tiled.upscale, width, height));
+      checkCanvas(job.width, job.height, 'Tiled Diffusion\'s upscale');
+    }
+    // SD upscale keeps the picture as it is (width and height are its tiles').
+    job.initImage = toWire(upscale ? init : fitImage(init, job.width, job.height, mode));
     if (body.mask) {
       job.mask = {
-        image: toWire(fitImage(readImage(body.mask, 'mask', decodeMask), body.width, body.height, mode)),
+        image: toWire(fitImage(readImage(body.mask, 'mask', decodeMask), job.width, job.height, mode)),
         blur: body.mask_blur ?? 4,
         invert: body.inpainting_mask_invert === 1,
         fill: INPAINTING_FILL[body.inpainting_fill ?? 1]!,

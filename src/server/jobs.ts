@@ -4,6 +4,8 @@
  */
 import type { AttentionOptions } from '../attention/options.js';
 import type { PreviewMethod } from '../pipeline/preview.js';
+import type { TilingOptions } from '../pipeline/multidiffusion.js';
+import type { SdUpscalerName } from '../pipeline/sd-upscale.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 import type { DeepCacheOptions } from '../pipeline/deepcache.js';
@@ -46,6 +48,10 @@ export interface JobSpec {
   strength?: number;
   mask?: { image: WireImage; blur: number; invert: boolean; fill: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
   hires?: { scale: number; steps?: number; denoise: number; upscaler: 'latent' | 'latent-nearest' | 'lanczos'; deepcache?: DeepCacheOptions | false };
+  /** Tiled Diffusion (MultiDiffusion). */
+  tiling?: TilingOptions;
+  /** SD upscale of initImage; width and height are its tiles'. */
+  sdUpscale?: { scale: number; overlap: number; upscaler: SdUpscalerName; batchSize: number };
 }
 
 export interface JobImage {

@@ -132,6 +132,8 @@ export class JobRunner {
       ...(job.initImage && { initImage: fromWire(job.initImage), strength: job.strength }),
       ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
       ...(job.hires && { hires: job.hires }),
+      ...(job.tiling && { tiling: job.tiling }),
+      ...(job.sdUpscale && { sdUpscale: job.sdUpscale }),
     };
     const images: JobResult['images'] = [];
     let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };

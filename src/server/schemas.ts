@@ -10,7 +10,9 @@ const int = (def: number | null, min: number, max?: number): object => ({ type: 
 const num = (def: number | null, min: number, max?: number): object => ({ type: ['number', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
 const str = (def: string | null): object => ({ type: ['string', 'null'], default: def });
 const bool = (def: boolean): object => ({ type: ['boolean', 'null'], default: def });
-const size = { type: 'integer', default: 512, minimum: LIMITS.minSize, maximum: LIMITS.maxSize, multipleOf: 8 };
+/** Up to the tiled limit here; the plain limit is checked with the request (it depends on Tiled Diffusion). */
+const size = { type: 'integer', default: 512, minimum: LIMITS.minSize, maximum: LIMITS.maxTiledSize, multipleOf: 8 };
+const plainSize = { ...size, maximum: LIMITS.maxSize };
 
 /** The settings todo-sd acts on (GET/POST options, override_settings). */
 export const OPTIONS_SCHEMA = {
@@ -54,6 +56,9 @@ const generation = {
   tiling: bool(false),
   override_settings: { type: ['object', 'null'], default: null, properties: OPTIONS_SCHEMA.properties },
   override_settings_restore_afterwards: bool(true),
+  script_name: str(null),
+  script_args: { type: ['array', 'null'], default: null },
+  alwayson_scripts: { type: ['object', 'null'], default: null },
   send_images: { type: 'boolean', default: true },
   save_images: { type: 'boolean', default: false },
 } as const;
@@ -109,8 +114,8 @@ export const PNG_INFO_SCHEMA = {
 export const SPEEDUP_SCHEMA = {
   type: 'object',
   properties: {
-    width: size,
-    height: size,
+    width: plainSize,
+    height: plainSize,
     factor: { type: 'number', default: 2, minimum: 1, maximum: 8 },
     max_depth: { type: 'integer', default: 1, minimum: 1, maximum: 4 },
     disable_after: { type: 'number', default: 1, minimum: 0, maximum: 1 },

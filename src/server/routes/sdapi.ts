@@ -11,6 +11,7 @@ import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type Generati
 import type { ServerContext } from '../app.js';
 import { RequestError } from '../errors.js';
 import { infotextFields } from '../infotext.js';
+import { SD_UPSCALE_SCRIPT, TILED_DIFFUSION_SCRIPT, UPSCALER_LIST } from '../scripts.js';
 import type { JobResult, JobSpec } from '../jobs.js';
 import { estimateJobMemory, memoryRefusal } from '../limits.js';
 import { EXTRA_SINGLE_IMAGE_SCHEMA, IMG2IMG_SCHEMA, OPTIONS_SCHEMA, PNG_INFO_SCHEMA, TXT2IMG_SCHEMA } from '../schemas.js';
@@ -30,7 +31,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   const { registry, settings, queue } = ctx;
 
   const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
-    const { job, samplerLabel } = toJob(kind, body, settings, (name) => registry.resolve(name).path);
+    const { job, samplerLabel } = await toJob(kind, body, settings, (name) => registry.resolve(name).path);
     const model = registry.resolve(job.model);
     const refusal = memoryRefusal(estimateJobMemory(job, model.path), ctx.maxMemoryMiB);
     if (refusal) throw new RequestError('width', refusal, 'value_error.memory');
@@ -106,14 +107,14 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   app.get(`${api}/samplers`, async () => A1111_SAMPLERS.map((name) => ({ name, aliases: [], options: name.endsWith(' Karras') ? { scheduler: 'karras' } : {} })));
   app.get(`${api}/schedulers`, async () => A1111_SCHEDULERS);
   app.get(`${api}/upscalers`, async () =>
-    ['None', 'Lanczos'].map((name) => ({ name, model_name: null, model_path: null, model_url: null, scale: 4 })),
+    UPSCALER_LIST.map((name) => ({ name, model_name: null, model_path: null, model_url: null, scale: 4 })),
   );
   app.get(`${api}/latent-upscale-modes`, async () => LATENT_UPSCALE_MODES.map((name) => ({ name })));
   app.get(`${api}/loras`, async () => registry.loras().map((l) => ({ name: l.name, alias: l.name, path: l.path, metadata: {} })));
   app.post(`${api}/refresh-loras`, async () => null);
   app.get(`${api}/embeddings`, async () => ({ loaded: {}, skipped: {} }));
   app.get(`${api}/prompt-styles`, async () => []);
-  app.get(`${api}/scripts`, async () => ({ txt2img: [], img2img: [] }));
+  app.get(`${api}/scripts`, async () => ({ txt2img: [TILED_DIFFUSION_SCRIPT], img2img: [SD_UPSCALE_SCRIPT, TILED_DIFFUSION_SCRIPT] }));
   for (const name of EMPTY_LIST_ENDPOINTS) app.get(`${api}/${name}`, async () => []);
   app.get(`${api}/cmd-flags`, async () => ({ api: true, nowebui: false, ckpt_dir: registry.modelsDir ?? null, lora_dir: registry.loraDir ?? null, ...ctx.flags }));
 
