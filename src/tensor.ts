@@ -20,3 +20,11 @@ export function tensor(data: Float32Array, dims: readonly number[]): Tensor {
   }
   return { data, dims: [...dims] };
 }
+
+/** The batch twice over, [B, …] → [2B, …]: guidance's negative and prompt halves see the same latents. */
+export function doubleBatch(x: Tensor): Tensor {
+  const data = new Float32Array(2 * x.data.length);
+  data.set(x.data);
+  data.set(x.data, x.data.length);
+  return { data, dims: [2 * x.dims[0]!, ...x.dims.slice(1)] };
+}

@@ -6,6 +6,7 @@ import { runAttentionBench } from '../bench/attention.js';
 import { runFidelityBench } from '../bench/fidelity.js';
 import { imageGrid } from '../bench/grid.js';
 import { hiresTable, runHiresBench } from '../bench/hires.js';
+import { imageTable, parseImageMethod, runImageBench, type ImageMethod } from '../bench/image.js';
 import { runTiledBench, tiledTable, type TiledBenchMode } from '../bench/tiled.js';
 import { runUpscaleBench, upscaleTable } from '../bench/upscale.js';
 import { UPSCALER_PRESETS, writeRandomUpscaler } from '../models/upscaler/random.js';
@@ -66,6 +67,11 @@ function defaultSpeedModel(log: (m: string) => void): string {
 export function registerBench(program: Command): void {
   const bench = program.command('bench').description('speed and fidelity of dense attention, ToDo and ToMe, side by side');
   const log = (m: string): void => void process.stderr.write(`${m}\n`);
+  /** What a whole-generation report starts from: its folder, the start time, the model (default: the random SD 1.5) and the machine. */
+  const start = (out: string, model: string | undefined): { started: string; model: string; machine: ReturnType<typeof machineInfo> } => {
+    mkdirSync(out, { recursive: true });
+    return { started: new Date().toISOString(), model: model ?? defaultSpeedModel(log), machine: machineInfo() };
+  };
 
   bench
     .command('speed')
@@ -125,10 +131,7 @@ export function registerBench(program: Command): void {
     .option('--provider <name>', 'onnxruntime execution provider: cpu, webgpu, cuda', 'cpu')
     .option('--out <dir>', 'folder for hires.json and hires.md', 'bench-results')
     .action(async (o: { model?: string; size: [number, number]; scale: number; steps: number; hiresSteps: number; denoise: number; upscaler: HiresUpscaler; sampler: SamplerName; cfg: number; methods: ReturnType<typeof parseMethod>[]; runs: number; threads?: number; provider: string; out: string }) => {
-      mkdirSync(o.out, { recursive: true });
-      const started = new Date().toISOString();
-      const model = o.model ?? defaultSpeedModel(log);
-      const machine = machineInfo();
+      const { started, model, machine } = start(o.out, o.model);
       const records = await runHiresBench({ ...o, model, executionProvider: o.provider, onLog: log });
       const json = { kind: 'todo-sd hires benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: o.provider, sampler: o.sampler, cfg: o.cfg, records };
       write(o.out, 'hires.json', `${JSON.stringify(json, null, 2)}\n`);
@@ -159,10 +162,7 @@ export function registerBench(program: Command): void {
     .addOption(precisionOption())
     .option('--out <dir>', 'folder for tiled.json and tiled.md', 'bench-results')
     .action(async (o: RuntimeFlags & { model?: string; mode: TiledBenchMode; size: [number, number]; window: number; stride: number; viewBatch: number; initImage?: string; scale: number; tile: [number, number]; overlap: number; strength: number; steps: number; sampler: SamplerName; cfg: number; methods: ReturnType<typeof parseMethod>[]; runs: number; out: string }) => {
-      mkdirSync(o.out, { recursive: true });
-      const started = new Date().toISOString();
-      const model = o.model ?? defaultSpeedModel(log);
-      const machine = machineInfo();
+      const { started, model, machine } = start(o.out, o.model);
       const initImage = o.initImage ? await decodeImage(readInputFile(o.initImage, '--init-image'), { what: o.initImage }) : undefined;
       const found = await resolveRuntime({ ...runtimeFromFlags(o), onWarning: log });
       const records = await runTiledBench({ ...found, model, mode: o.mode, size: o.size, tiling: { window: o.window, stride: o.stride, viewBatch: o.viewBatch }, scale: o.scale, tile: o.tile, overlap: o.overlap, strength: o.strength, initImage, steps: o.steps, sampler: o.sampler, cfg: o.cfg, methods: o.methods, runs: o.runs, onLog: log });
@@ -203,6 +203,34 @@ export function registerBench(program: Command): void {
       const json = { kind: 'todo-sd upscale benchmark', started, command: process.argv.slice(2).join(' '), machine, provider: o.provider, precision: o.precision ?? defaultPrecision(o.provider), record };
       write(o.out, 'upscale.json', `${JSON.stringify(json, null, 2)}\n`);
       report(o.out, 'upscale.md', `Upscaler pass: ${started}`, `Machine: ${machineLine(machine)}, provider ${o.provider}, ${json.precision}. Model: ${model}. Command: \`todo-sd ${json.command}\`.`, upscaleTable(record));
+    });
+
+  bench
+    .command('image')
+    .description('whole generations (text encoder, U-Net steps, VAE decode) per method, interleaved medians, with MSE and HPF against dense')
+    .option('--model <dir>', 'model folder (default: a random SD 1.5 made once in the cache; give a trained model for the fidelity columns)')
+    .option('--size <px>', 'image size, e.g. 512 or 512x768', size, [512, 512] as [number, number])
+    .option('--steps <n>', 'denoising steps', parseIntOption('--steps', 1, 1000), 20)
+    .option('--sampler <name>', "sampler, ours or AUTOMATIC1111's name (default: the model scheduler)", parseSamplerOption)
+    .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7)
+    .option('--seed <n>', 'seed of every generation', parseIntOption('--seed', 0), 1)
+    .option('--prompt <text>', 'prompt of every generation', 'a lighthouse on a cliff at dusk, detailed')
+    .option('--methods <list>', 'methods, parts joined by +: an attention method (dense, todo-2, todo-auto, tome-0.5, …), deepcache-N[-layer-block], ngms-SIGMA, taesd', list(parseImageMethod), ['dense', 'deepcache-3', 'todo-auto+deepcache-3', 'todo-auto+deepcache-3+ngms-1'].map(parseImageMethod))
+    .option('--taesd <file|dir>', 'a TAESD beside the model\'s VAE, for methods with +taesd')
+    .option('--runs <n>', 'timed generations per method', parseIntOption('--runs', 1, 100), 3)
+    .addOption(providerOption())
+    .addOption(precisionOption())
+    .addOption(attentionFormOption())
+    .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
+    .option('--out <dir>', 'folder for image.json and image.md', 'bench-results')
+    .action(async (o: RuntimeFlags & { model?: string; size: [number, number]; steps: number; sampler?: SamplerChoice; cfg: number; seed: number; prompt: string; methods: ImageMethod[]; taesd?: string; runs: number; out: string }) => {
+      const { started, model, machine } = start(o.out, o.model);
+      const rt = { ...runtimeFromFlags(o), onWarning: log };
+      const { records, sampler } = await runImageBench({ ...rt, model, size: o.size, steps: o.steps, sampler: o.sampler?.sampler, cfg: o.cfg, seed: o.seed, prompt: o.prompt, methods: o.methods, taesd: o.taesd, runs: o.runs, onLog: log });
+      const json = { kind: 'todo-sd image benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: rt.executionProvider ?? 'cpu', sampler, steps: o.steps, cfg: o.cfg, seed: o.seed, prompt: o.prompt, records };
+      write(o.out, 'image.json', `${JSON.stringify(json, null, 2)}\n`);
+      const description = `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.size.join('x')}, ${o.steps} ${sampler} steps, CFG ${o.cfg}, seed ${o.seed}. Each time covers text encoding, every U-Net step and the VAE decode (model loaded, sessions open); the methods take turns. MSE is against the dense image of the same seed. Command: \`todo-sd ${json.command}\`.`;
+      report(o.out, 'image.md', `Whole generations: ${started}`, description, imageTable(records));
     });
 
   bench

@@ -26,6 +26,9 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   timestepSpacing: ['sampler', 'timestepSpacing'],
   eta: ['sampler', 'eta'],
   attention: ['todo', 'todoMode', 'todoStop', 'todoLevel2', 'tome'],
+  deepcache: ['deepcache', 'deepcacheStart'],
+  sMinUncond: ['ngms'],
+  sMinUncondAll: ['ngmsAllSteps'],
   clipSkip: ['clipSkip'],
   promptSyntax: ['promptSyntax'],
   strengthRule: ['strengthRule'],
@@ -76,7 +79,7 @@ export function mergeFromPng(
   for (const key of Object.keys(options) as (keyof GenerateOptions)[]) {
     if (key !== 'hires' && !explicit(key)) Object.assign(merged, { [key]: options[key] });
   }
-  if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'));
+  if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'), explicit('deepcache'));
   let up = imageToImage?.sdUpscale;
   const applySdUpscale = up !== undefined && merged.initImage !== undefined && !explicit('sdUpscale');
   // The PNG's SD upscale model, when the caller found it; else its key stays in the list (Lanczos stands in).
@@ -114,12 +117,14 @@ export function mergeFromPng(
 }
 
 /** The PNG's hires fix, each field a hires flag the user typed replaced by the flag's value. */
-function mergeHires(png: HiresOptions, flags: Partial<HiresOptions>, given: (flag: string) => boolean, attentionGiven: boolean): HiresOptions {
+function mergeHires(png: HiresOptions, flags: Partial<HiresOptions>, given: (flag: string) => boolean, attentionGiven: boolean, deepCacheGiven: boolean): HiresOptions {
   const h: HiresOptions = { ...png };
   for (const [field, flag] of HIRES_FLAGS) if (given(flag)) Object.assign(h, { [field]: flags[field] });
-  // --hires-todo sets the second pass; --todo / --tome alone set both passes, as without --from-png.
+  // --hires-todo sets the second pass; --todo / --tome alone set both passes, as without --from-png (DeepCache alike).
   if (given('hiresTodo')) h.attention = flags.attention;
   else if (attentionGiven) delete h.attention;
+  if (given('hiresDeepcache') || given('hiresDeepcacheStart')) h.deepcache = flags.deepcache;
+  else if (deepCacheGiven) delete h.deepcache;
   return h;
 }
 

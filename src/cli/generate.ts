@@ -30,6 +30,7 @@ import { parseLoraOption } from './lora-option.js';
 import { builtinHiresUpscaler, imageUpscaler, loadUpscalerModel } from './upscaler-option.js';
 import { Upscaler } from '../models/upscaler/upscaler.js';
 import type { LoraSpec } from '../lora/merge.js';
+import { deepCacheFromFlag, parseDeepCacheOption, type DeepCacheFlag } from './deepcache-option.js';
 import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 import { UserError } from '../errors.js';
 
@@ -72,6 +73,12 @@ interface GenerateFlags extends RuntimeFlags {
   tile: number;
   tileOverlap: number;
   hiresTodo?: string;
+  hiresDeepcache?: DeepCacheFlag;
+  hiresDeepcacheStart?: number;
+  deepcache?: DeepCacheFlag;
+  deepcacheStart: number;
+  ngms: number;
+  ngmsAllSteps?: boolean;
   todo: string;
   todoMode: TodoMode;
   todoStop: number;
@@ -234,6 +241,12 @@ export function registerGenerate(program: Command): void {
     .option('--tile <px>', 'upscaler models (hires fix, SD upscale): largest tile side in input pixels (0: no tiles)', parseIntOption('--tile', 0), 512)
     .option('--tile-overlap <px>', 'upscaler models: least overlap between tiles', parseIntOption('--tile-overlap', 0), 32)
     .option('--hires-todo <factor>', 'hires fix: ToDo in the second pass (off, auto or a factor; default: as --todo)', parseTodo)
+    .option('--hires-deepcache <N[,layer,block]>', 'hires fix: DeepCache in the second pass (off, or as --deepcache; default: as --deepcache)', parseDeepCacheOption('--hires-deepcache'))
+    .option('--hires-deepcache-start <fraction>', 'hires fix: second-pass steps run whole first (default: --deepcache-start)', parseFloatOption('--hires-deepcache-start', 0, 1))
+    .option('--deepcache <N[,layer,block]>', 'DeepCache: the whole U-Net every N steps, its deep feature reused between; cache point layer,block (default 0,0)', parseDeepCacheOption('--deepcache'))
+    .option('--deepcache-start <fraction>', 'DeepCache: this fraction of the steps, from the first, runs the whole U-Net', parseFloatOption('--deepcache-start', 0, 1), 0)
+    .option('--ngms <sigma>', "A1111's Negative Guidance minimum sigma: below it, every other step skips the negative prompt (0 = off)", parseFloatOption('--ngms', 0, 1000), 0)
+    .option('--ngms-all-steps', 'NGMS on every step below the sigma, not every other one')
     .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
     .addOption(new Option('--todo-mode <mode>', 'ToDo downsampling operator').choices(TODO_MODES).default('nearest'))
     .option('--todo-stop <fraction>', 'go back to dense attention after this fraction of the steps', parseFloatOption('--todo-stop', 0, 1), 1)
@@ -275,6 +288,7 @@ export function registerGenerate(program: Command): void {
       const initImage = f.initImage ? await readImage(f.initImage, '--init-image') : undefined;
       const mask = f.mask ? await readImage(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
+      const deepcache = deepCacheFromFlag(f.deepcache, f.deepcacheStart);
       const tiling = tilingFromFlags(f);
       const sdUpscale = sdUpscaleFromFlags(f);
       const runtime = runtimeFromFlags(f);
@@ -306,6 +320,7 @@ export function registerGenerate(program: Command): void {
         upscaler: upscalerFlag,
         tile: upscalerTile,
         attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
+        deepcache: f.hiresDeepcache === undefined && f.hiresDeepcacheStart === undefined ? deepcache : (deepCacheFromFlag(f.hiresDeepcache ?? f.deepcache, f.hiresDeepcacheStart ?? f.deepcacheStart) ?? (false as const)),
       };
       const fromFlags: GenerateOptions = {
         prompt: f.prompt ?? '',
@@ -322,6 +337,9 @@ export function registerGenerate(program: Command): void {
         eta: f.eta,
         latents,
         attention,
+        deepcache,
+        sMinUncond: f.ngms,
+        sMinUncondAll: f.ngmsAllSteps ?? false,
         clipSkip: f.clipSkip,
         promptSyntax: f.promptSyntax,
         vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',

@@ -1,7 +1,8 @@
 /**
  * What every model component shares at run time: its weights, one onnxruntime session per
- * input shape (the last one kept: a session holds a full copy of the weights), graphs from
- * the on-disk cache, and input checks that fail before onnxruntime sees a bad tensor.
+ * input shape (the last one kept, or the last few when asked: a session holds a full copy of
+ * the weights), graphs from the on-disk cache, and input checks that fail before onnxruntime
+ * sees a bad tensor.
  */
 import type { GraphDef } from '../graph/builder.js';
 import { cacheKey, cachedGraph } from '../graph/cache.js';
@@ -14,7 +15,9 @@ import { numel } from '../tensor.js';
 
 
 export class ComponentRuntime {
-  private current?: { key: string; session: Promise<ort.InferenceSession> };
+  /** Open sessions by key, least recently used first. */
+  private readonly open = new Map<string, Promise<ort.InferenceSession>>();
+  private slots = 1;
   /** Precision and attention forms of this component's graphs on this runtime. */
   readonly graph: ResolvedGraphOptions;
 
@@ -50,23 +53,40 @@ export class ComponentRuntime {
     return (await this.session(shapeKey, build, true)).run(inputs);
   }
 
+  /**
+   * How many sessions stay open at once: more than one where a loop alternates between graphs
+   * (NGMS runs the U-Net at batch 2B and B), each with its own copy of the weights.
+   */
+  async keepSessions(slots: number): Promise<void> {
+    this.slots = slots;
+    await this.evict(slots);
+  }
+
+  /** Closes the least recently used sessions until at most `keep` are open. */
+  private async evict(keep: number): Promise<void> {
+    while (this.open.size > keep) {
+      const [key, session] = this.open.entries().next().value as [string, Promise<ort.InferenceSession>];
+      this.open.delete(key);
+      await (await session).release();
+    }
+  }
+
   private async session(shapeKey: unknown, build: () => GraphDef, outputsOnDevice: boolean): Promise<ort.InferenceSession> {
     const key = cacheKey({ component: this.name, config: this.config, weights: this.weights.fingerprint(), shape: shapeKey, graph: this.graph.key });
     const sessionKey = `${key}:${outputsOnDevice}`;
-    if (this.current?.key !== sessionKey) {
-      const old = this.current;
-      this.current = undefined;
-      if (old) await (await old.session).release();
+    let session = this.open.get(sessionKey);
+    if (session) this.open.delete(sessionKey);
+    else {
+      await this.evict(this.slots - 1);
       const bytes = cachedGraph(key, () => serializeModel(build()));
-      this.current = { key: sessionKey, session: openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice).then((o) => o.session) };
+      session = openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice).then((o) => o.session);
     }
-    return this.current.session;
+    this.open.set(sessionKey, session);
+    return session;
   }
 
   async dispose(): Promise<void> {
-    const cur = this.current;
-    this.current = undefined;
-    if (cur) await (await cur.session).release();
+    await this.evict(0);
   }
 }
 

@@ -19,6 +19,7 @@ import { transformer2D } from './transformer.js';
 import { applyLoras, type LoraHost } from '../lora/apply.js';
 import { openLoras, type LoraPatches, type LoraSpec } from '../lora/merge.js';
 import { unetLoraTargets, type LoraTargets } from '../lora/names.js';
+import { cacheEntry, checkCachePoint, DEEP_FEATURE, entryChannels, inShallowDown, type CacheGraph, type CachePoint } from './unet-cache.js';
 
 const DOWN_BLOCKS = ['CrossAttnDownBlock2D', 'DownBlock2D'] as const;
 const UP_BLOCKS = ['CrossAttnUpBlock2D', 'UpBlock2D'] as const;
@@ -63,6 +64,9 @@ export interface TextTimeConfig {
 
 /** SDXL's six time ids: original size, crop top-left, target size (height first). */
 export const TIME_IDS = 6;
+
+/** Plans (graph definitions) a U-Net keeps: DeepCache's two graphs at two batch sizes (NGMS). */
+const PLANS_KEPT = 4;
 
 function perBlock(v: unknown, n: number, what: string): number[] {
   const list = Array.isArray(v) ? v : Array(n).fill(v);
@@ -201,9 +205,9 @@ function sinusoidalEmbedding(g: GraphBuilder, values: Value, dim: number, flipSi
 /**
  * The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states,
  * text_embeds [B, P] and time_ids [B, 6] for a text_time model, timestep_cond [B, time_cond_proj_dim]
- * for a guidance-distilled one (+ the variant's).
+ * for a guidance-distilled one (+ the variant's). `cache`: one of DeepCache's two graphs (unet-cache.ts).
  */
-export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, variant: AttentionVariant, opts: GraphOptions = {}): GraphBuilder {
+export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, variant: AttentionVariant, opts: GraphOptions = {}, cache?: CacheGraph): GraphBuilder {
   const g = new GraphBuilder('unet', weights, undefined, opts);
   const { batch: b, height: h, width: w } = shape;
   let x = g.toCompute(g.input('sample', [b, cfg.inChannels, h, w]));
@@ -247,20 +251,27 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefine
 
   const skips: Value[] = [x];
   const n = cfg.blockOutChannels.length;
+  // The shallow graph stops the down path at the cache point and takes the deep feature there.
+  const shallow = cache?.graph === 'shallow' ? cache.point : undefined;
+  const entry = cache ? cacheEntry(cfg, cache.point) : undefined;
+  // Up layers (j = layersPerBlock + 1: the upsampler) left out of the shallow graph: the cached deep part.
+  const cached = (i: number, j: number): boolean => shallow !== undefined && entry !== undefined && (i < entry.upBlock || (i === entry.upBlock && j < entry.resnet));
   cfg.downBlockTypes.forEach((type, i) => {
     const out = cfg.blockOutChannels[i]!;
     for (let j = 0; j < cfg.layersPerBlock; j++) {
+      if (shallow && !inShallowDown(shallow, i, j)) return;
       x = resnetBlock2D(g, `down_blocks.${i}.resnets.${j}`, x, temb, out, resOpts);
       if (type === 'CrossAttnDownBlock2D') x = tx(`down_blocks.${i}.attentions.${j}`, x, i, cfg.heads[i]!, cfg.transformerLayers[i]!);
       skips.push(x);
     }
     if (i < n - 1) {
+      if (shallow && !inShallowDown(shallow, i, cfg.layersPerBlock)) return;
       x = downsample2D(g, `down_blocks.${i}.downsamplers.0`, x, cfg.downsamplePadding);
       skips.push(x);
     }
   });
 
-  if (cfg.midBlockType) {
+  if (cfg.midBlockType && !shallow) {
     const top = cfg.blockOutChannels[n - 1]!;
     const midOpts = { ...resOpts, outputScaleFactor: cfg.midBlockScaleFactor };
     x = resnetBlock2D(g, 'mid_block.resnets.0', x, temb, top, midOpts);
@@ -273,11 +284,16 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefine
     const out = [...cfg.blockOutChannels].reverse()[i]!;
     const level = n - 1 - i;
     for (let j = 0; j <= cfg.layersPerBlock; j++) {
+      if (entry && i === entry.upBlock && j === entry.resnet) {
+        const skip = skips[skips.length - 1]!;
+        if (shallow) x = g.toCompute(g.input(DEEP_FEATURE, [b, entryChannels(cfg, entry), skip.dim(2), skip.dim(3)]));
+        else g.output(x, DEEP_FEATURE);
+      } else if (cached(i, j)) continue;
       x = g.concat([x, skips.pop()!], 1);
       x = resnetBlock2D(g, `up_blocks.${i}.resnets.${j}`, x, temb, out, resOpts);
       if (type === 'CrossAttnUpBlock2D') x = tx(`up_blocks.${i}.attentions.${j}`, x, level, heads[i]!, cfg.reverseTransformerLayers[i]!);
     }
-    if (i < n - 1) {
+    if (i < n - 1 && !cached(i, cfg.layersPerBlock + 1)) {
       // Up to the next skip's size, so odd latent sizes come back exactly (diffusers' upsample_size).
       const next = skips[skips.length - 1]!;
       x = upsample2D(g, `up_blocks.${i}.upsamplers.0`, x, [next.dim(2), next.dim(3)]);
@@ -324,7 +340,11 @@ export class UNet implements LoraHost {
     private readonly rt: ComponentRuntime,
   ) {}
 
-  private lastPlan?: UNetPlan & { key: string };
+  /** Recent plans by key, least recently used first (a loop may alternate between a few graphs). */
+  private readonly plans = new Map<string, UNetPlan>();
+  /** DeepCache's shallow graph runs in a session of its own, beside the full graph's. */
+  private shallowRt?: ComponentRuntime;
+  private sessionSlots = 1;
 
   /** The config.json as the model folder has it. */
   get rawConfig(): Record<string, unknown> {
@@ -366,22 +386,53 @@ export class UNet implements LoraHost {
 
   setLoraPatches(patches: LoraPatches): void {
     this.rt.weights.setPatches(patches);
-    this.lastPlan = undefined;
+    this.plans.clear();
   }
 
-  /** The graph this U-Net runs for one input shape, with the attention variant that fed it. */
-  plan(shape: UNetShape): UNetPlan {
-    const key = JSON.stringify({ shape, attention: this.resolved.options });
-    if (this.lastPlan?.key !== key) {
+  /** The graph this U-Net runs for one input shape (or one of DeepCache's two graphs), with the attention variant that fed it. */
+  plan(shape: UNetShape, cache?: CacheGraph): UNetPlan {
+    const key = JSON.stringify({ shape, attention: this.resolved.options, cache });
+    let plan = this.plans.get(key);
+    if (plan) this.plans.delete(key);
+    else {
       const variant = this.resolved.variant({ latent: [shape.height, shape.width] });
-      const builder = buildUNetGraph(this.config, this.rt.weights, shape, variant, this.rt.graph);
-      this.lastPlan = { key, graph: builder.build(), flops: builder.flops, attentionCalls: builder.attentionCalls, variant };
+      const builder = buildUNetGraph(this.config, this.rt.weights, shape, variant, this.rt.graph, cache);
+      plan = { graph: builder.build(), flops: builder.flops, attentionCalls: builder.attentionCalls, variant };
+      if (this.plans.size >= PLANS_KEPT) this.plans.delete(this.plans.keys().next().value!);
     }
-    return this.lastPlan;
+    this.plans.set(key, plan);
+    return plan;
+  }
+
+  /**
+   * Sessions kept open for the whole U-Net's graphs and for DeepCache's shallow ones: 2 where a
+   * pass alternates batch sizes (NGMS runs the prompt's half alone), at the cost of those
+   * graphs' weights held once more.
+   */
+  async keepSessions(whole: number, shallow = whole): Promise<void> {
+    this.sessionSlots = shallow;
+    await Promise.all([this.rt.keepSessions(whole), this.shallowRt?.keepSessions(shallow)]);
   }
 
   /** Predicts the noise (or v) for `sample` [B, C, H, W] at `timestep`, conditioned on text [B, L, D]. */
   async forward(sample: Tensor, timestep: number, encoderHiddenStates: Tensor, opts: UNetForwardOptions = {}): Promise<Tensor> {
+    await this.closeShallow();
+    return (await this.run(sample, timestep, encoderHiddenStates, opts)).out_sample!;
+  }
+
+  /**
+   * DeepCache (pipeline/deepcache.ts): without `feature`, the whole U-Net, which also returns its
+   * hidden state at the cache point; with the feature of an earlier full step, only the shallow
+   * part above the cache point (unet-cache.ts), which returns that feature again.
+   */
+  async forwardCached(sample: Tensor, timestep: number, encoderHiddenStates: Tensor, cache: { point: CachePoint; feature?: Tensor }, opts: UNetForwardOptions = {}): Promise<{ sample: Tensor; feature: Tensor }> {
+    checkCachePoint(this.config, cache.point);
+    const graph: CacheGraph = { point: cache.point, graph: cache.feature ? 'shallow' : 'full' };
+    const out = await this.run(sample, timestep, encoderHiddenStates, opts, graph, cache.feature);
+    return { sample: out.out_sample!, feature: cache.feature ?? out[DEEP_FEATURE]! };
+  }
+
+  private async run(sample: Tensor, timestep: number, encoderHiddenStates: Tensor, opts: UNetForwardOptions, cache?: CacheGraph, feature?: Tensor): Promise<Record<string, Tensor>> {
     const c = this.config;
     checkInput('unet', 'sample', sample, [null, c.inChannels, null, null], 'batch, latent channels, height/8, width/8');
     const [b, , h, w] = sample.dims as [number, number, number, number];
@@ -395,11 +446,31 @@ export class UNet implements LoraHost {
     ];
     if (c.textTime) feeds.push(...this.textTimeFeeds(b, opts));
     if (c.timeCondProjDim !== null) feeds.push(this.timestepCondFeed(b, opts));
-    const plan = this.plan(shape);
+    const plan = this.plan(shape, cache);
+    if (feature) {
+      const dims = plan.graph.inputs.find((i) => i.name === DEEP_FEATURE)!.shape;
+      checkInput('unet', 'the DeepCache feature', feature, dims, "a full step's feature at the same cache point, batch and size");
+      feeds.push({ name: DEEP_FEATURE, type: 'float32', value: feature });
+    }
     feeds.push(...plan.variant.feeds({ active: opts.attentionActive !== false }));
-    const out = await this.rt.run({ shape, attention: this.resolved.options }, () => plan.graph, feeds);
-    const t = out.out_sample!;
-    return { data: t.data as Float32Array, dims: [...t.dims] };
+    const rt = cache?.graph === 'shallow' ? await this.shallowRuntime() : this.rt;
+    const out = await rt.run({ shape, attention: this.resolved.options, ...(cache && { cache }) }, () => plan.graph, feeds);
+    return Object.fromEntries(Object.entries(out).map(([name, t]) => [name, { data: t.data as Float32Array, dims: [...t.dims] }]));
+  }
+
+  /** A plain forward ends DeepCache's use of the shallow graph: its session (its weights) goes. */
+  private async closeShallow(): Promise<void> {
+    const rt = this.shallowRt;
+    this.shallowRt = undefined;
+    await rt?.dispose();
+  }
+
+  private async shallowRuntime(): Promise<ComponentRuntime> {
+    if (!this.shallowRt) {
+      this.shallowRt = new ComponentRuntime(this.rt.name, this.rt.weights, this.rt.config, this.rt.runtime);
+      await this.shallowRt.keepSessions(this.sessionSlots);
+    }
+    return this.shallowRt;
   }
 
   private textTimeFeeds(b: number, opts: UNetForwardOptions): Feed[] {
@@ -437,6 +508,7 @@ export class UNet implements LoraHost {
    * on a WebGPU session the output stays there.
    */
   async forwardOnDevice(sample: ort.Tensor, timestep: number, encoderHiddenStates: ort.Tensor, opts: UNetForwardOptions = {}): Promise<ort.Tensor> {
+    await this.closeShallow();
     const [b, , h, w] = sample.dims as [number, number, number, number];
     const shape: UNetShape = { batch: b, height: h, width: w, textLength: encoderHiddenStates.dims[1]! };
     const plan = this.plan(shape);
@@ -452,8 +524,8 @@ export class UNet implements LoraHost {
     return out.out_sample!;
   }
 
-  dispose(): Promise<void> {
-    return this.rt.dispose();
+  async dispose(): Promise<void> {
+    await Promise.all([this.rt.dispose(), this.closeShallow()]);
   }
 }
 

@@ -13,7 +13,7 @@ import { DeviceTransfers, release } from '../runtime/device-tensors.js';
 import { openSession, ort, type OpenedSession } from '../runtime/session.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
-import type { Tensor } from '../tensor.js';
+import { doubleBatch, type Tensor } from '../tensor.js';
 import type { Conditioning } from './conditioning-sdxl.js';
 import { classifierFreeGuidance } from './guidance-embedding.js';
 import { buildStepGraph, linearSchedule, stepCoefficients, STEP_COEFFICIENTS } from './step-graph.js';
@@ -59,7 +59,8 @@ export async function denoiseOnDevice(o: DeviceLoopInput): Promise<Tensor | null
     const step = (held.step = await openSession(serializeModel(buildStepGraph(dims, guided)), undefined, rt, true));
     const scaled = o.latents.data.map((v) => v * schedule[0]!.inputScale);
     let x = (held.x = await transfers.upload(o.latents));
-    let input = (held.input = await transfers.upload({ data: guided ? concat(scaled, scaled) : scaled, dims: [(guided ? 2 : 1) * dims[0]!, ...dims.slice(1)] }));
+    const first = { data: scaled, dims };
+    let input = (held.input = await transfers.upload(guided ? doubleBatch(first) : first));
     const text = (held.text = await transfers.upload(o.conditioning.encoderHiddenStates));
     const added = o.conditioning.added;
     for (const [i, s] of schedule.entries()) {
@@ -77,11 +78,4 @@ export async function denoiseOnDevice(o: DeviceLoopInput): Promise<Tensor | null
     await held.step?.session.release();
     await transfers.dispose();
   }
-}
-
-function concat(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }

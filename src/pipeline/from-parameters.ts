@@ -17,6 +17,7 @@ import { isSdUpscaleKey, sdUpscaleFromInfotext, TILED_DIFFUSION_KEY, tilingFromI
 import { hiresTodoFromInfotext, todoFromInfotext } from './todo-infotext.js';
 import { STRENGTH_RULES, type StrengthRule } from './strength.js';
 import { UserError } from '../errors.js';
+import { DEEPCACHE_KEYS, deepCacheFromInfotext } from './deepcache-infotext.js';
 
 export interface ParametersAsOptions {
   options: GenerateOptions;
@@ -113,6 +114,17 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   const strengthRule = strengthRuleFrom(s, used);
   if (hires) options.hires = hires;
   if (hires) options.strengthRule = strengthRule;
+  const deepcache = deepCacheFromInfotext(s, hires !== undefined);
+  DEEPCACHE_KEYS.forEach((k) => k in s && used.add(k));
+  if (deepcache.first) options.deepcache = deepcache.first;
+  if (hires && deepcache.second !== undefined) hires.deepcache = deepcache.second;
+  const ngms = take('NGMS');
+  if (ngms !== undefined) options.sMinUncond = number('NGMS', ngms, false);
+  const ngmsAll = take('NGMS all steps');
+  if (ngmsAll !== undefined) {
+    if (ngmsAll !== 'True' && ngmsAll !== 'False') throw new UserError(`parameters: "NGMS all steps: ${ngmsAll}" is not True or False`);
+    options.sMinUncondAll = ngmsAll === 'True';
+  }
   if (TILED_DIFFUSION_KEY in s) {
     try {
       options.tiling = tilingFromInfotext(s);

@@ -9,6 +9,7 @@ import { Upscaler } from '../models/upscaler/upscaler.js';
 import type { TileOptions } from '../models/upscaler/tiling.js';
 import type { Tensor } from '../tensor.js';
 import { UserError } from '../errors.js';
+import type { DeepCacheOptions } from './deepcache.js';
 
 export const HIRES_UPSCALERS = ['latent', 'latent-nearest', 'lanczos', 'nearest'] as const;
 export type HiresUpscaler = (typeof HIRES_UPSCALERS)[number];
@@ -44,6 +45,8 @@ export interface HiresOptions {
   tile?: Partial<TileOptions>;
   /** Attention of the second pass (default: the first pass's). */
   attention?: AttentionOptions;
+  /** DeepCache in the second pass (default: the first pass's; false: off). */
+  deepcache?: DeepCacheOptions | false;
 }
 
 function gcd(a: number, b: number): number {

@@ -16,6 +16,8 @@ import type { Tiling } from './multidiffusion.js';
 import { TILED_DIFFUSION_KEY, tilingInfotext } from './tiled-infotext.js';
 import { hiresTodoInfotext, todoInfotext } from './todo-infotext.js';
 import { UserError } from '../errors.js';
+import type { ResolvedDeepCache } from './deepcache.js';
+import { deepCacheInfotext } from './deepcache-infotext.js';
 
 export interface ParameterSource {
   prompt: string;
@@ -48,8 +50,13 @@ export interface ParameterSource {
   mask?: { blur: number };
   /** `upscaler`: one of HIRES_UPSCALERS, or an upscaler model's name. */
   hires?: { scale: number; steps: number; denoise: number; upscaler: string };
-  /** The attention each pass used (ToDo's 'auto' resolved, for the view's size when tiled). */
-  passes?: { attention: AttentionOptions }[];
+  /** DeepCache of the first pass (absent: off). */
+  deepcache?: ResolvedDeepCache;
+  /** NGMS: A1111's s_min_uncond (0 = off) and s_min_uncond_all. */
+  sMinUncond?: number;
+  sMinUncondAll?: boolean;
+  /** The attention (ToDo's 'auto' resolved, for the view's size when tiled) and DeepCache each pass used. */
+  passes?: { attention: AttentionOptions; deepcache?: ResolvedDeepCache }[];
   /** Which VAE decoded, and encoded the init image if one was encoded (A1111 writes only TAESD). */
   vaeDecoder?: VaeMethod;
   vaeEncoder?: VaeMethod;
@@ -88,6 +95,9 @@ export function a1111Parameters(p: ParameterSource): string {
   const firstTodo = a.method === 'todo' ? todoInfotext(a, p.attentionLevels, p.latent) : [];
   fields.push(...firstTodo);
   if (a.method === 'tome') fields.push(['Token merging ratio', a.ratio]);
+  fields.push(...deepCacheInfotext(p.deepcache, p.hires && { second: p.passes ? p.passes[1]?.deepcache : p.deepcache }));
+  if (p.sMinUncond) fields.push(['NGMS', p.sMinUncond]);
+  if (p.sMinUncond && p.sMinUncondAll) fields.push(['NGMS all steps', 'True']);
   if (p.loraHashes) fields.push(['Lora hashes', p.loraHashes]);
   if (p.promptSyntax === 'plain') fields.push(['Prompt syntax', 'plain']);
   const strength = p.hires?.denoise ?? p.strength;

@@ -12,7 +12,7 @@ import { autoTodoFactor, todoActiveAt } from '../attention/todo.js';
 import { openWeightsFile } from '../io/weights-file.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
 import { TinyVAE } from '../models/taesd.js';
-import { attentionLevels, UNet } from '../models/unet.js';
+import { attentionLevels, UNet, type UNetConfig } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import type { RuntimeOptions } from '../runtime/session.js';
@@ -41,6 +41,9 @@ import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
 import { UserError } from '../errors.js';
 import { classifierFreeGuidance, timestepCondition } from './guidance-embedding.js';
+import { deepCacheFullSteps, resolveDeepCache, type DeepCacheOptions, type ResolvedDeepCache } from './deepcache.js';
+import { timestepSigma, type NgmsOptions } from './guidance.js';
+import { NoisePredictor, type PassEvaluations } from './noise-predictor.js';
 import { conditioningForViews, cropColumns, latentViews, MultiDiffusion, padCircular, resolveTiling, type ModelEvaluation, type Tiling, type TilingOptions } from './multidiffusion.js';
 
 export interface GenerateOptions {
@@ -103,6 +106,12 @@ export interface GenerateOptions {
   loraDir?: string;
   /** 'a1111' (default): AUTOMATIC1111's emphasis, BREAK, chunks of 75 and prompt editing; 'plain': diffusers' truncation at 77 tokens. */
   promptSyntax?: PromptSyntax;
+  /** DeepCache: the whole U-Net every `interval` steps, its deep feature reused between (pipeline/deepcache.ts). */
+  deepcache?: DeepCacheOptions;
+  /** A1111's "Negative Guidance minimum sigma" (NGMS): below this sigma every other call skips the negative prompt; 0 = off. */
+  sMinUncond?: number;
+  /** NGMS on every call below the sigma, not every other one (A1111's s_min_uncond_all). */
+  sMinUncondAll?: boolean;
   /** MultiDiffusion (diffusers' panorama pipeline): denoise overlapping latent views and average them, every pass. */
   tiling?: TilingOptions;
   /**
@@ -142,12 +151,16 @@ export interface PassInfo {
   steps: number;
   /** The attention as used: ToDo's 'auto' factor resolved for this size (for the view's size when tiled). */
   attention: AttentionOptions;
+  /** DeepCache as this pass ran it (absent: off). */
+  deepcache?: ResolvedDeepCache;
+  /** U-Net evaluations: whole, shallow (DeepCache), prompt's half alone (NGMS). */
+  evaluations: PassEvaluations;
   /** MultiDiffusion: the views denoised per step. */
   views?: number;
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'strengthRule' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'tiling' | 'sdUpscale'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'strengthRule' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'deepcache' | 'tiling' | 'sdUpscale'>> & {
   sampler: SamplerName;
   /** The spacing asked for; absent: the model's own. */
   timestepSpacing?: TimestepSpacing;
@@ -160,8 +173,9 @@ export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negat
   /** Set when img2img or the hires fix runs. */
   strengthRule?: StrengthRule;
   mask?: { blur: number; invert: boolean; fill: InpaintFill };
+  deepcache?: ResolvedDeepCache;
   /** `upscaler`: one of HIRES_UPSCALERS, or the upscaler model's name. */
-  hires?: { scale: number; steps: number; denoise: number; upscaler: string; attention: AttentionOptions; width: number; height: number };
+  hires?: { scale: number; steps: number; denoise: number; upscaler: string; attention: AttentionOptions; deepcache?: ResolvedDeepCache; width: number; height: number };
   tiling?: Tiling;
   sdUpscale?: SdUpscaleSettings;
 };
@@ -222,11 +236,22 @@ interface DenoiseRun {
   timesteps: readonly number[];
   cond: PassConditioning;
   cfg: number;
+  ngms: NgmsOptions;
   attention: AttentionOptions;
+  deepcache?: ResolvedDeepCache;
   pass: 1 | 2;
   /** Inpainting: resets the unmasked latents after a step, given the next timestep (undefined after the last). */
   blend?: (x: Tensor, next: number | undefined) => Tensor;
   tiling?: Tiling;
+}
+
+function ngmsOf(s: GenerateSettings): NgmsOptions {
+  return { sigma: s.sMinUncond, allSteps: s.sMinUncondAll };
+}
+
+/** Whether NGMS can skip a negative half in this pass: one is run (guidance-embedding.ts) and a sigma is set. */
+function ngmsActive(run: Pick<DenoiseRun, 'cfg' | 'ngms'>, unet: UNetConfig): boolean {
+  return classifierFreeGuidance(run.cfg, unet) && run.ngms.sigma > 0;
 }
 
 export class StableDiffusion {
@@ -395,10 +420,15 @@ export class StableDiffusion {
       vaeEncoder,
       promptSyntax,
       latentsFromFile: o.latents !== undefined,
+      sMinUncond: o.sMinUncond ?? 0,
+      sMinUncondAll: o.sMinUncondAll ?? false,
     };
     if (o.timestepSpacing !== undefined) settings.timestepSpacing = o.timestepSpacing;
     const eta = o.eta ?? (picked.sampler === 'tcd' ? TCD_DEFAULT_GAMMA : undefined);
     if (eta !== undefined) settings.eta = eta;
+    if (typeof settings.sMinUncond !== 'number' || !(settings.sMinUncond >= 0)) fail(`sMinUncond (NGMS) must be a sigma >= 0 (0 = off); got ${JSON.stringify(o.sMinUncond)}`);
+    if (typeof settings.sMinUncondAll !== 'boolean') fail(`sMinUncondAll must be true or false; got ${JSON.stringify(o.sMinUncondAll)}`);
+    if (o.deepcache) settings.deepcache = resolveDeepCache(o.deepcache, this.unet.config);
     if (init) {
       if (o.latents) fail('initial latents and an init image exclude each other: img2img draws its noise from the seed');
       const strength = o.strength ?? 0.75;
@@ -430,7 +460,16 @@ export class StableDiffusion {
         fail(`unknown hires upscaler "${String(h.upscaler)}"; use one of ${HIRES_UPSCALERS.join(', ')}, or an upscaler model (loadUpscaler)`);
       }
       const hAttention = h.attention ? resolveAttention(h.attention).options : attention;
-      settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler instanceof Upscaler ? h.upscaler.name : h.upscaler, attention: hAttention, ...size };
+      const hDeepCache = h.deepcache === undefined ? settings.deepcache : h.deepcache && resolveDeepCache(h.deepcache, this.unet.config);
+      settings.hires = {
+        scale: h.scale,
+        steps: hSteps,
+        denoise: h.denoise,
+        upscaler: h.upscaler instanceof Upscaler ? h.upscaler.name : h.upscaler,
+        attention: hAttention,
+        ...(hDeepCache && { deepcache: hDeepCache }),
+        ...size,
+      };
     }
     if (o.tiling) {
       if (typeof o.tiling !== 'object') fail('tiling must be an object such as { window: 64, stride: 8 } ({} for the defaults)');
@@ -477,33 +516,29 @@ export class StableDiffusion {
     return { at, fixed: c.scheduled ? undefined : at(0) };
   }
 
-  /** One denoising pass: guidance, the scheduler's steps (over MultiDiffusion's views when tiled), the inpainting blend, callbacks and abort. */
-  private async denoise(run: DenoiseRun, cb: GenerateCallbacks): Promise<Tensor> {
-    const { scheduler, timesteps, cond, cfg } = run;
+  /**
+   * One denoising pass: the noise predictions (guidance, NGMS, DeepCache; per batch of
+   * MultiDiffusion's views when tiled, each batch with its own DeepCache feature), the scheduler's
+   * steps, the inpainting blend, callbacks and abort.
+   */
+  private async denoise(run: DenoiseRun, cb: GenerateCallbacks): Promise<{ latents: Tensor; evaluations: PassEvaluations }> {
+    const { scheduler, timesteps, cond } = run;
     let x = run.x;
     const batch = x.dims[0]!;
-    const guided = classifierFreeGuidance(cfg, this.unet.config);
     this.unet.setAttention(run.attention);
+    const predictor = await this.noisePredictor(run);
     const stopAt = run.attention.method === 'todo' ? (run.attention.stopAt ?? 1) : 1;
     // Heun (order 2) evaluates the U-Net twice per step; steps are counted as diffusers counts them.
     const total = Math.ceil(timesteps.length / scheduler.order);
     const phase = run.pass === 2 ? 'hires' : 'denoise';
-    const evaluate: ModelEvaluation = async (input, t, step) => {
-      if (cb.signal?.aborted) throw abortError();
-      const n = input.dims[0]!;
-      const c = conditioningForViews(cond.at(step), n / batch, guided ? 2 : 1);
-      const model = guided ? { data: concat(input.data, input.data), dims: [2 * n, ...input.dims.slice(1)] } : input;
-      const timestepCond = timestepCondition(cfg, this.unet.config, model.dims[0]!);
-      const out = await this.unet.forward(model, t, c.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, step, total), ...c.added, timestepCond });
-      if (!guided) return out;
-      const half = numel(input.dims);
-      const uncond = out.data.subarray(0, half);
-      const text = out.data.subarray(half);
-      return { data: uncond.map((u, k) => u + cfg * (text[k]! - u)), dims: input.dims };
-    };
     const tiles = run.tiling && new MultiDiffusion(x.dims, run.tiling, scheduler);
     for (const [i, t] of timesteps.entries()) {
       const step = Math.floor(i / scheduler.order);
+      const evaluate: ModelEvaluation = async (input, tt, s, views) => {
+        if (cb.signal?.aborted) throw abortError();
+        const c = conditioningForViews(cond.at(s), input.dims[0]! / batch, predictor.guided ? 2 : 1);
+        return predictor.predict(i, input, tt, c, todoActiveAt(stopAt, s, total), views?.index ?? 0);
+      };
       x = tiles ? await tiles.step(x, t, step, evaluate) : scheduler.step(await evaluate(scheduler.scaleModelInput(x, t), t, step), t, x);
       if (run.blend) x = run.blend(x, timesteps[i + 1]);
       if ((i + 1) % scheduler.order === 0 || i === timesteps.length - 1) {
@@ -512,7 +547,25 @@ export class StableDiffusion {
       if (cb.signal?.aborted) throw abortError();
     }
     // A pass that runs no step (strength 0) still gets the final inpainting blend.
-    return timesteps.length === 0 && run.blend ? run.blend(x, undefined) : x;
+    return { latents: timesteps.length === 0 && run.blend ? run.blend(x, undefined) : x, evaluations: predictor.evaluations };
+  }
+
+  /**
+   * A pass's predictor. With NGMS the U-Net keeps its sessions for both batch sizes open (with
+   * DeepCache only the shallow graph's: the whole U-Net runs both halves).
+   */
+  private async noisePredictor(run: DenoiseRun): Promise<NoisePredictor> {
+    const dc = run.deepcache;
+    const slots = ngmsActive(run, this.unet.config) ? 2 : 1;
+    await this.unet.keepSessions(dc ? 1 : slots, slots);
+    return new NoisePredictor({
+      unet: this.unet,
+      cfg: run.cfg,
+      guided: classifierFreeGuidance(run.cfg, this.unet.config),
+      ngms: run.ngms,
+      sigmaOf: timestepSigma(this.schedulerConfig),
+      ...(dc && { deepcache: { point: { block: dc.block, layer: dc.layer }, full: deepCacheFullSteps(dc, run.scheduler.timesteps, run.timesteps, run.scheduler.order) } }),
+    });
   }
 
   /** The sampler these settings ask for, its noise drawn from `randn` (the pass's generator). */
@@ -524,11 +577,11 @@ export class StableDiffusion {
    * What a pass ran, for the results and the infotext: its attention with ToDo's 'auto' resolved
    * on the first attention level's grid of the latent the U-Net sees (a view's, when tiled).
    */
-  private passInfo(pass: 1 | 2, width: number, height: number, steps: number, a: AttentionOptions, tiling: Tiling | undefined): PassInfo {
+  private passInfo(pass: 1 | 2, width: number, height: number, steps: number, a: AttentionOptions, tiling: Tiling | undefined, used: Pick<PassInfo, 'deepcache' | 'evaluations'>): PassInfo {
     const scale = this.vae.config.scale;
     const views = tiling && latentViews(height / scale, width / scale, tiling);
     let [h, w] = views ? [views[0]!.height, views[0]!.width] : [height / scale, width / scale];
-    const info: PassInfo = { pass, width, height, steps, attention: a, ...(views && { views: views.length }) };
+    const info: PassInfo = { pass, width, height, steps, attention: a, ...used, ...(views && { views: views.length }) };
     if (a.method !== 'todo' || a.factor !== 'auto') return info;
     for (let i = 0; i < (attentionLevels(this.unet.config)[0] ?? 0); i++) [h, w] = [Math.ceil(h / 2), Math.ceil(w / 2)];
     return { ...info, attention: { ...a, factor: autoTodoFactor([h, w]) } };
@@ -629,13 +682,15 @@ export class StableDiffusion {
       x = { data: noise.map((v) => v * scheduler.initNoiseSigma), dims: latentDims };
     }
 
-    // The device loop keeps plain text-to-image on the GPU; img2img, inpainting and prompt editing run here.
+    const first: DenoiseRun = { x, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: s.attention, deepcache: s.deepcache, pass: 1, blend, tiling: s.tiling };
+    // The device loop keeps plain text-to-image on the GPU; img2img, inpainting, prompt editing, DeepCache and NGMS run here.
     const onDevice =
-      !o.initImage && !s.tiling && cond.fixed && deviceLoopWanted(this.unet)
+      !o.initImage && !s.tiling && cond.fixed && !s.deepcache && !ngmsActive(first, this.unet.config) && deviceLoopWanted(this.unet)
         ? await this.denoiseOnDevice(x, s, cond.fixed, cb)
         : null;
-    x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend, tiling: s.tiling }, cb));
-    const passes: PassInfo[] = [this.passInfo(1, s.width, s.height, timesteps.length, s.attention, s.tiling)];
+    const pass1 = onDevice ? { latents: onDevice, evaluations: { full: timesteps.length, shallow: 0, promptOnly: 0 } } : await this.denoise(first, cb);
+    x = pass1.latents;
+    const passes: PassInfo[] = [this.passInfo(1, s.width, s.height, timesteps.length, s.attention, s.tiling, { evaluations: pass1.evaluations, ...(s.deepcache && { deepcache: s.deepcache }) })];
     if (o.hires) x = await this.hiresPass(x, s, o.hires, loras.prompt, o.negativePrompt, passes, cb);
     const t2 = performance.now();
 
@@ -695,9 +750,9 @@ export class StableDiffusion {
       init = await this.encodeLatents(imagesToTensor(images), s, randn);
     }
     const start = noiseLatents(scheduler, init, run.noiseAt, randn);
-    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2, tiling: s.tiling }, cb);
-    passes.push(this.passInfo(2, hr.width, hr.height, timesteps.length, hr.attention, s.tiling));
-    return out;
+    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: hr.attention, deepcache: hr.deepcache, pass: 2, tiling: s.tiling }, cb);
+    passes.push(this.passInfo(2, hr.width, hr.height, timesteps.length, hr.attention, s.tiling, { evaluations: out.evaluations, ...(hr.deepcache && { deepcache: hr.deepcache }) }));
+    return out.latents;
   }
 
   private strengthRequest(s: GenerateSettings, steps: number, strength: number, hires: boolean): Parameters<typeof strengthRun>[1] {
@@ -729,13 +784,6 @@ export class StableDiffusion {
   async dispose(): Promise<void> {
     await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose(), this.tiny?.dispose()]);
   }
-}
-
-function concat(a: Float32Array, b: Float32Array): Float32Array {
-  const out = new Float32Array(a.length + b.length);
-  out.set(a);
-  out.set(b, a.length);
-  return out;
 }
 
 /** Decoded [B, 3, H, W] in [-1, 1] → 8-bit RGB images (diffusers' (x/2 + 0.5).clamp(0, 1) · 255, rounded). */

@@ -10,6 +10,7 @@ import type { Tiling, TilingOptions } from './multidiffusion.js';
 import type { SdUpscaleOptions, SdUpscaleSettings } from './sd-upscale.js';
 import { builtinUpscaler } from './upscale-image.js';
 import { UserError } from '../errors.js';
+import { infotextNumber } from './infotext-values.js';
 
 export const TILED_DIFFUSION_KEY = 'Tiled Diffusion';
 
@@ -90,13 +91,7 @@ const SD_UPSCALE = 'SD upscale ';
  */
 export function sdUpscaleFromInfotext(fields: Readonly<Record<string, string>>): { options?: SdUpscaleOptions; upscalerModel?: string; missing?: string } | undefined {
   if (!(`${SD_UPSCALE}overlap` in fields)) return undefined;
-  const num = (key: string): number | undefined => {
-    const raw = fields[SD_UPSCALE + key];
-    if (raw === undefined) return undefined;
-    const v = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(v)) throw new UserError(`infotext: "${SD_UPSCALE}${key}: ${raw}" is not a number`);
-    return v;
-  };
+  const num = (key: string): number | undefined => infotextNumber(fields, SD_UPSCALE + key);
   const name = fields[`${SD_UPSCALE}upscaler`] ?? 'None';
   const builtin = builtinUpscaler(name);
   const scale = num('scale');

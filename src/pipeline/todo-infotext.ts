@@ -12,14 +12,10 @@
  */
 import { autoTodoFactor, type TodoMode, type TodoOptions } from '../attention/todo.js';
 import { UserError } from '../errors.js';
+import { infotextNumber, pyFloat } from './infotext-values.js';
 
 /** The extension's only operator. */
 const EXTENSION_MODE: TodoMode = 'nearest-exact';
-
-/** Python's repr of a float: 2 → "2.0", 1.5 → "1.5". */
-function pyFloat(v: number): string {
-  return Number.isInteger(v) ? v.toFixed(1) : String(v);
-}
 
 /** A level's token grid: each downsampler (3x3, stride 2, padding 1) gives ⌈n / 2⌉. */
 function levelGrid(latent: readonly [number, number], level: number): [number, number] {
@@ -56,13 +52,7 @@ export function todoInfotext(o: TodoOptions, attentionLevels: readonly number[],
  * attention levels than the two that todo-sd downsamples.
  */
 export function todoFromInfotext(fields: Readonly<Record<string, string>>, attentionLevels: readonly number[]): TodoOptions | undefined {
-  const num = (key: string): number | undefined => {
-    const raw = fields[key];
-    if (raw === undefined) return undefined;
-    const v = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(v)) throw new UserError(`infotext: "${key}: ${raw}" is not a number`);
-    return v;
-  };
+  const num = (key: string): number | undefined => infotextNumber(fields, key);
   const factor = num('ToDo factor');
   if (factor === undefined || factor <= 1 || attentionLevels.length === 0) return undefined;
   const depth = num('ToDo max depth') ?? 1;

@@ -15,9 +15,10 @@ import { onField, RequestError } from './errors.js';
 import { LIMITS } from './limits.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
+import { attentionLevels } from '../models/unet.js';
 import { fitImage } from './resize-mode.js';
 import { sdUpscaleRequest, tiledDiffusionCanvas, tiledDiffusionRequest, upscalerList } from './scripts.js';
-import { modelAttentionLevels, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
+import { deepCacheSettings, modelUNetConfig, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
 
 /** A1111's schedulers (noise schedules, A1111 1.10's modules/sd_schedulers.py) that todo-sd has. */
 export const A1111_SCHEDULERS = [
@@ -57,6 +58,8 @@ export type GenerationBody = Record<string, unknown> & {
   height: number;
   denoising_strength: number | null;
   override_settings: SettingsPatch | null;
+  /** A1111's per-request NGMS sigma; null: the s_min_uncond setting. */
+  s_min_uncond: number | null;
   send_images: boolean;
   save_images: boolean;
   enable_hr?: boolean | null;
@@ -152,6 +155,9 @@ export async function toJob(
   }
   // SD upscale redraws batch_size tiles per batch (it sets their seeds) and n_iter upscales.
   const count = upscale ? body.n_iter : body.batch_size * body.n_iter;
+  const unet = (): ReturnType<typeof modelUNetConfig> => modelUNetConfig(modelPath(s.sd_model_checkpoint));
+  const hires = kind === 'txt2img' && body.enable_hr === true;
+  const deepcache = deepCacheSettings(s, unet, hires, 'override_settings.');
   const job: JobSpec = {
     kind,
     model: s.sd_model_checkpoint,
@@ -167,11 +173,14 @@ export async function toJob(
     // A1111 sends eta for every sampler (its ancestral / DDIM noise); here only TCD's γ takes it.
     ...(sampler === 'tcd' && body.eta !== null && { eta: tcdEta(body.eta) }),
     clipSkip: s.CLIP_stop_at_last_layers,
-    attention: todoAttention(s, () => modelAttentionLevels(modelPath(s.sd_model_checkpoint)), 'override_settings.'),
+    attention: todoAttention(s, () => attentionLevels(unet()), 'override_settings.'),
+    ...(deepcache.first && { deepcache: deepcache.first }),
+    sMinUncond: body.s_min_uncond ?? s.s_min_uncond,
+    sMinUncondAll: s.s_min_uncond_all,
     seeds: Array.from({ length: count }, (_, i) => seed + i),
     preview: !s.live_previews_enable ? 'off' : s.show_progress_type === 'TAESD' ? 'taesd' : 'cheap',
   };
-  if (kind === 'txt2img' && body.enable_hr) {
+  if (hires) {
     const name = body.hr_upscaler ?? 'Latent';
     const upscaler = HIRES_UPSCALERS[name] ?? (models.includes(name) ? name : undefined);
     if (!upscaler) throw new RequestError('hr_upscaler', `unknown hr_upscaler "${name}"; available: ${[...Object.keys(HIRES_UPSCALERS), ...models].join(', ')}`);
@@ -180,7 +189,7 @@ export async function toJob(
       throw new RequestError('hr_scale', `hr_scale ${scale} gives a size of ${body.width * scale}x${body.height * scale}; both sides must be multiples of 8`);
     }
     // Without denoising_strength, 0, as A1111's own API tests send (its request model leaves None, which its step set-up cannot take).
-    job.hires = { scale, denoise: body.denoising_strength ?? 0, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}) };
+    job.hires = { scale, denoise: body.denoising_strength ?? 0, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}), ...(deepcache.second !== undefined && { deepcache: deepcache.second }) };
   }
   if (tiled) job.tiling = tiled.tiling;
   if (kind === 'img2img') {

@@ -8,6 +8,7 @@ import type { PreviewMethod } from '../pipeline/preview.js';
 import type { TilingOptions } from '../pipeline/multidiffusion.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
+import type { DeepCacheOptions } from '../pipeline/deepcache.js';
 
 /** An image on the wire: RGB bytes as base64. */
 export interface WireImage {
@@ -34,6 +35,10 @@ export interface JobSpec {
   eta?: number;
   clipSkip: number;
   attention: AttentionOptions;
+  deepcache?: DeepCacheOptions;
+  /** NGMS: A1111's s_min_uncond (0 = off) and s_min_uncond_all. */
+  sMinUncond?: number;
+  sMinUncondAll?: boolean;
   /** Seed of each image, in order; A1111's seed + index, so each image's infotext reproduces it. */
   seeds: number[];
   /** Live previews in progress reports: the cheap approximation, TAESD (where the worker has one for the model), or none. */
@@ -43,7 +48,7 @@ export interface JobSpec {
   strength?: number;
   mask?: { image: WireImage; blur: number; invert: boolean; fill: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
   /** `upscaler`: one of HIRES_UPSCALERS, or an upscaler model's name in the registry. */
-  hires?: { scale: number; steps?: number; denoise: number; upscaler: string };
+  hires?: { scale: number; steps?: number; denoise: number; upscaler: string; deepcache?: DeepCacheOptions | false };
   /** Tiled Diffusion (MultiDiffusion). */
   tiling?: TilingOptions;
   /** SD upscale of initImage; width and height are its tiles'; `upscaler`: A1111's name of a built-in one or a registry model. */

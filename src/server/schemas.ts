@@ -37,6 +37,14 @@ export const OPTIONS_SCHEMA = {
     token_downsampling_factor: { type: 'number', minimum: 1, maximum: 8 },
     token_downsampling_max_depth: { type: 'integer', minimum: 1, maximum: 4 },
     token_downsampling_disable_after: { type: 'number', minimum: 0, maximum: 1 },
+    deepcache_enable_pass: { type: 'string', enum: ['disable', 'second pass', 'both passes'] },
+    deepcache_cache_resnet_level: { type: 'integer', minimum: 0, maximum: 100 },
+    deepcache_cache_enable_step_percentage: { type: 'number', minimum: 0, maximum: 1 },
+    deepcache_full_run_step_rate: { type: 'integer', minimum: 0, maximum: 1000 },
+    deepcache_hr_reuse: { type: 'boolean' },
+    deepcache_cache_enable_step_percentage_hr: { type: 'number', minimum: 0, maximum: 1 },
+    s_min_uncond: { type: 'number', minimum: 0, maximum: 1000 },
+    s_min_uncond_all: { type: 'boolean' },
   },
 };
 
@@ -56,6 +64,7 @@ const generation = {
   width: size,
   height: size,
   denoising_strength: num(null, 0, 1),
+  s_min_uncond: num(null, 0, 1000),
   tiling: bool(false),
   override_settings: { type: ['object', 'null'], default: null, properties: OPTIONS_SCHEMA.properties },
   override_settings_restore_afterwards: bool(true),

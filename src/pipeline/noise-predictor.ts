@@ -1,0 +1,77 @@
+/**
+ * One denoising pass's noise predictions: the U-Net on the guided batch (negative half first)
+ * combined by the guidance scale, NGMS's prompt-only calls (guidance.ts) and DeepCache's whole
+ * and shallow evaluations (deepcache.ts), with a count of what ran. A guidance-distilled U-Net
+ * gets its guidance embedding instead (guidance-embedding.ts). MultiDiffusion's view batches
+ * each keep a DeepCache feature of their own (a slot).
+ *
+ * DeepCache caches the guided batch as a unit, as the helper does. With both on, a whole-U-Net
+ * step evaluates both halves, so the shallow steps after it have the negative half's feature
+ * too, and NGMS skips the negative half on the shallow steps only (a prompt-only shallow step
+ * takes the prompt's half of the feature): dropping the negative half of a whole step would
+ * save half a U-Net and cost a whole one on the next guided step.
+ */
+import type { CachePoint } from '../models/unet-cache.js';
+import type { UNet } from '../models/unet.js';
+import { doubleBatch, type Tensor } from '../tensor.js';
+import type { Conditioning } from './conditioning-sdxl.js';
+import { combineGuidance, condHalf, promptRows, skipsUncond, type NgmsOptions } from './guidance.js';
+import { timestepCondition } from './guidance-embedding.js';
+
+/** U-Net evaluations of a pass: whole or shallow (DeepCache), and how many ran the prompt's half alone (NGMS). */
+export interface PassEvaluations {
+  full: number;
+  shallow: number;
+  promptOnly: number;
+}
+
+export interface NoisePredictorOptions {
+  unet: UNet;
+  cfg: number;
+  /** Whether a negative half runs (guidance-embedding.ts: cfg > 1, not for a guidance-distilled U-Net). */
+  guided: boolean;
+  ngms: NgmsOptions;
+  /** The sigma NGMS compares for a timestep. */
+  sigmaOf: (t: number) => number;
+  /** DeepCache: the cache point and, per evaluation of the pass, whether it runs the whole U-Net. */
+  deepcache?: { point: CachePoint; full: readonly boolean[] };
+}
+
+export class NoisePredictor {
+  readonly evaluations: PassEvaluations = { full: 0, shallow: 0, promptOnly: 0 };
+  /** DeepCache's feature from the last whole step, per slot. */
+  private readonly features = new Map<number, Tensor>();
+
+  constructor(private readonly o: NoisePredictorOptions) {}
+
+  get guided(): boolean {
+    return this.o.guided;
+  }
+
+  /**
+   * The prediction for evaluation `call` (0-based in the pass) from the scaled latents `x`
+   * [B, …] and the step's conditioning `c` (both halves when guided); `slot`: whose DeepCache
+   * feature (MultiDiffusion's view batch).
+   */
+  async predict(call: number, x: Tensor, t: number, c: Conditioning, attentionActive: boolean, slot = 0): Promise<Tensor> {
+    const { unet, cfg, guided, deepcache } = this.o;
+    // The feature a shallow step runs on (the first step is always whole).
+    const cached = deepcache && !deepcache.full[call] ? this.features.get(slot) : undefined;
+    const shallow = cached !== undefined;
+    const promptOnly = guided && (shallow || !deepcache) && skipsUncond(call, this.o.sigmaOf(t), this.o.ngms);
+    const input = guided && !promptOnly ? doubleBatch(x) : x;
+    const cond = promptOnly ? condHalf(c) : c;
+    const opts = { attentionActive, ...cond.added, timestepCond: timestepCondition(cfg, unet.config, input.dims[0]!) };
+    let out: Tensor;
+    if (!deepcache) out = await unet.forward(input, t, cond.encoderHiddenStates, opts);
+    else {
+      const feature = cached && promptOnly ? promptRows(cached) : cached;
+      const r = await unet.forwardCached(input, t, cond.encoderHiddenStates, { point: deepcache.point, feature }, opts);
+      if (!shallow) this.features.set(slot, r.feature);
+      out = r.sample;
+    }
+    this.evaluations[shallow ? 'shallow' : 'full']++;
+    if (promptOnly) this.evaluations.promptOnly++;
+    return guided && !promptOnly ? combineGuidance(out, cfg) : out;
+  }
+}
