@@ -18,6 +18,8 @@ export interface OriginalConfig {
   openClipLayer?: 'penultimate' | 'last';
   /** SGM: output width of each size / crop embedder (SDXL's addition_time_embed_dim). */
   timeIdDim?: number;
+  /** A ControlNet's `.yaml` (cldm's `control_stage_config`): its heads, and the shuffle model's global average pooling. */
+  control?: { numHeads?: number; numHeadChannels?: number; globalAveragePooling: boolean };
 }
 
 type Obj = Record<string, unknown>;
@@ -48,6 +50,7 @@ export function readOriginalConfig(path: string): OriginalConfig {
   const timeEmbedder = Array.isArray(embedders)
     ? embedders.map(obj).find((e) => String(e?.target ?? '').endsWith('.ConcatTimestepEmbedderND'))
     : undefined;
+  const control = obj(obj(params.control_stage_config)?.params);
   return {
     path,
     numHeads: num(unet.num_heads),
@@ -57,5 +60,6 @@ export function readOriginalConfig(path: string): OriginalConfig {
     betas: { linearStart: num(params.linear_start), linearEnd: num(params.linear_end), timesteps: num(params.timesteps) },
     openClipLayer: layer === 'last' || layer === 'penultimate' ? layer : undefined,
     timeIdDim: num(obj(timeEmbedder?.params)?.outdim),
+    ...(control && { control: { numHeads: num(control.num_heads), numHeadChannels: num(control.num_head_channels), globalAveragePooling: control.global_average_pooling === true } }),
   };
 }
