@@ -239,24 +239,15 @@ function areaLinear(src: Pixels, width: number, height: number): Pixels {
     }
   }
   const out = new Uint8Array(width * height * cn);
-  const shift = 2 * COEF_BITS;
-  // OpenCV's vector path runs 16 lanes at a time, then 8, then the scalar tail.
-  const vector16 = n >= 16 ? n - (n % 16) : 0;
-  const vector = n;
   for (let y = 0; y < height; y++) {
     const r0 = yt.first[y]! * n;
     const r1 = Math.min(yt.first[y]! + 1, sh - 1) * n;
     const b0 = yt.weights[y * 2]!;
     const b1 = yt.weights[y * 2 + 1]!;
+    // OpenCV's vector arithmetic, which covers whole rows here: sums >> 4 in 16 bits, high halves of the products, (v + 2) >> 2.
     for (let i = 0; i < n; i++) {
-      const s0 = rows[r0 + i]!;
-      const s1 = rows[r1 + i]!;
-      if (i < vector) {
-        const v = sat16(((sat16(s0 >> 4) * b0) >> 16) + ((sat16(s1 >> 4) * b1) >> 16));
-        out[y * n + i] = Math.min(255, Math.max(0, (v + 2) >> 2));
-      } else {
-        out[y * n + i] = Math.min(255, Math.max(0, Math.floor((s0 * b0 + s1 * b1 + (1 << (shift - 1))) / (1 << shift))));
-      }
+      const v = sat16(((sat16(rows[r0 + i]! >> 4) * b0) >> 16) + ((sat16(rows[r1 + i]! >> 4) * b1) >> 16));
+      out[y * n + i] = Math.min(255, Math.max(0, (v + 2) >> 2));
     }
   }
   return { width, height, channels: cn, data: out };

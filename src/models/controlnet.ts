@@ -80,6 +80,21 @@ export function downResidualCount(cfg: UNetEncoderConfig): number {
   return 1 + n * cfg.layersPerBlock + (n - 1);
 }
 
+/** Shapes of the residuals (down ones, then the mid one) for a batch of latents of h x w: conv_in's, each resnet's, each downsampler's (ceil(h / 2)). */
+export function residualShapes(cfg: UNetEncoderConfig, batch: number, height: number, width: number): number[][] {
+  const shapes: number[][] = [[batch, cfg.blockOutChannels[0]!, height, width]];
+  let [h, w] = [height, width];
+  cfg.blockOutChannels.forEach((c, i) => {
+    for (let j = 0; j < cfg.layersPerBlock; j++) shapes.push([batch, c, h, w]);
+    if (i < cfg.blockOutChannels.length - 1) {
+      [h, w] = [Math.ceil(h / 2), Math.ceil(w / 2)];
+      shapes.push([batch, c, h, w]);
+    }
+  });
+  shapes.push([batch, cfg.blockOutChannels[cfg.blockOutChannels.length - 1]!, h, w]);
+  return shapes;
+}
+
 /** The levels whose blocks have self-attention (the U-Net's down levels): ToDo counts its levels over these. */
 export function controlNetAttentionLevels(cfg: UNetEncoderConfig): number[] {
   const n = cfg.blockOutChannels.length;

@@ -37,6 +37,8 @@ export interface ParameterSource {
   hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler };
   /** The attention each pass used (ToDo's 'auto' resolved). */
   passes?: { attention: AttentionOptions }[];
+  /** The ControlNet extension's `ControlNet N` values, one per unit. */
+  controlNets?: readonly string[];
 }
 
 /** A1111 quotes a value that holds a comma, colon or newline, JSON-style (a quote too, so it reads back). */
@@ -73,6 +75,7 @@ export function a1111Parameters(p: ParameterSource): string {
     if (second.method === 'tome' && (a.method !== 'tome' || a.ratio !== second.ratio)) fields.push(['Hires token merging ratio', second.ratio]);
     if (second.method !== 'tome' && a.method === 'tome') fields.push(['Hires token merging ratio', 0]);
   }
+  p.controlNets?.forEach((unit, i) => fields.push([`ControlNet ${i}`, unit]));
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);

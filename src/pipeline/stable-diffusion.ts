@@ -32,6 +32,9 @@ import { decodeTiled } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
+import { ControlNet, residualShapes } from '../models/controlnet.js';
+import { checkControlNetFits, ControlNetPass, resolveControlUnit, type ControlNetUnit, type ResolvedControlUnit } from './controlnet.js';
+import { controlNetInfotext, type ControlNetSettings, controlNetSettings } from './controlnet-infotext.js';
 
 export interface GenerateOptions {
   prompt: string;
@@ -73,6 +76,8 @@ export interface GenerateOptions {
   loraDir?: string;
   /** 'a1111' (default): AUTOMATIC1111's emphasis, BREAK, chunks of 75 and prompt editing; 'plain': diffusers' truncation at 77 tokens. */
   promptSyntax?: PromptSyntax;
+  /** ControlNet units: their residuals are summed (several ControlNets at once); see ControlNetUnit. */
+  controlnets?: ControlNetUnit[];
 }
 
 export interface StepInfo {
@@ -106,7 +111,7 @@ export interface PassInfo {
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'controlnets'>> & {
   sampler: SamplerName;
   negativePrompt: string;
   latentsFromFile: boolean;
@@ -128,6 +133,8 @@ export interface GenerateResult {
     passes: PassInfo[];
     /** Every LoRA applied: load-time, the options' and the prompt's. */
     loras: UsedLora[];
+    /** The ControlNet units as run (defaults filled in). */
+    controlnets: ControlNetSettings[];
   };
   timings: { textMs: number; denoiseMs: number; decodeMs: number };
 }
@@ -171,6 +178,8 @@ interface DenoiseRun {
   pass: 1 | 2;
   /** Inpainting: resets the unmasked latents after a step, given the next timestep (undefined after the last). */
   blend?: (x: Tensor, next: number | undefined) => Tensor;
+  /** ControlNets: the residuals the U-Net adds at each step. */
+  control?: ControlNetPass;
 }
 
 export class StableDiffusion {
@@ -363,7 +372,9 @@ export class StableDiffusion {
       const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * batch, ...dims.slice(1)] } : scaled;
       const step = Math.floor(i / scheduler.order);
       const c = cond.at(step);
-      const out = await this.unet.forward(input, t, c.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, step, total), ...c.added });
+      const attentionActive = todoActiveAt(stopAt, step, total);
+      const controlResiduals = await run.control?.residuals({ index: i, count: timesteps.length, timestep: t, input, conditioning: c, attentionActive });
+      const out = await this.unet.forward(input, t, c.encoderHiddenStates, { attentionActive, ...c.added, ...(controlResiduals && { controlResiduals }) });
       let eps = out;
       if (guided) {
         const n = numel(dims);
@@ -412,6 +423,9 @@ export class StableDiffusion {
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
     const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
     scheduler.setTimesteps(s.steps);
+    const original = o.initImage && fitImage(o.initImage, s.width, s.height);
+    const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
+    const control = await this.controlUnits(o.controlnets, s, { image: original, mask: mask?.pixels });
 
     const t0 = performance.now();
     const cond = await this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps });
@@ -421,9 +435,7 @@ export class StableDiffusion {
     let timesteps: readonly number[] = scheduler.timesteps;
     let blend: DenoiseRun['blend'];
     let inpaint: { original: RgbImage; mask: Uint8Array } | undefined;
-    if (o.initImage) {
-      const original = fitImage(o.initImage, s.width, s.height);
-      const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
+    if (original) {
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
       timesteps = img2imgTimesteps(scheduler, s.steps, s.strength!);
       let init = (await encodeImage(this.vae, imagesToTensor([source]), randn, s.batch)).latents;
@@ -453,14 +465,14 @@ export class StableDiffusion {
       x = { data: noise.map((v) => v * scheduler.initNoiseSigma), dims: latentDims };
     }
 
-    // The device loop keeps plain text-to-image on the GPU; img2img, inpainting and prompt editing run here.
+    // The device loop keeps plain text-to-image on the GPU; img2img, inpainting, prompt editing and ControlNet run here.
     const onDevice =
-      !o.initImage && cond.fixed && deviceLoopWanted(this.unet)
+      !o.initImage && cond.fixed && control.length === 0 && deviceLoopWanted(this.unet)
         ? await this.denoiseOnDevice(x, s, cond.fixed, cb)
         : null;
-    x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend }, cb));
+    x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend, control: this.controlPass(control, s, s, s.attention, false) }, cb));
     const passes: PassInfo[] = [{ pass: 1, width: s.width, height: s.height, steps: timesteps.length, attention: this.attentionUsed(s.attention, [lh, lw]) }];
-    if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb);
+    if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb, control);
     const t2 = performance.now();
 
     const decoded = await this.decodeLatents(x, s.vaeTiling);
@@ -476,10 +488,57 @@ export class StableDiffusion {
       latent: [lh, lw],
       passes,
       loraHashes: loras.hashes,
+      controlNets: control.map(controlNetInfotext),
     });
     const rgb = toRgb(decoded).map((img) => (inpaint ? pasteOriginal(img, inpaint.original, inpaint.mask) : img));
     const images = rgb.map((img) => ({ ...img, seed: s.seed, parameters }));
-    return { images, settings: { ...s, passes }, timings: { textMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 } };
+    return { images, settings: { ...s, passes, controlnets: control.map(controlNetSettings) }, timings: { textMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 } };
+  }
+
+  /** ControlNets loaded by path, kept for the next generation (a model's session is released while no generation uses it). */
+  private readonly controlNets = new Map<string, ControlNet>();
+
+  /**
+   * A ControlNet for this model: a diffusers folder or a `.safetensors` file (a single file's config
+   * completed from this U-Net), loaded once per path with this pipeline's runtime, and checked to fit.
+   */
+  async loadControlNet(path: string): Promise<ControlNet> {
+    const key = resolve(path);
+    let cn = this.controlNets.get(key);
+    if (!cn) {
+      cn = await ControlNet.load(key, { ...this.unet.runtime, base: this.unet.config });
+      this.controlNets.set(key, cn);
+    }
+    checkControlNetFits(cn, this.unet.config, this.vae.config.scale);
+    return cn;
+  }
+
+  /** The generation's ControlNet units: loaded, checked against this model, their control maps made. */
+  private async controlUnits(units: ControlNetUnit[] | undefined, s: GenerateSettings, source: { image?: RgbImage; mask?: Uint8Array }): Promise<ResolvedControlUnit[]> {
+    if (units === undefined) return [];
+    if (!Array.isArray(units)) fail('controlnets must be a list of units such as [{ model, image, scale }]');
+    const out: ResolvedControlUnit[] = [];
+    for (const [i, u] of units.entries()) {
+      if (!u || typeof u !== 'object') fail(`controlnets[${i}] must be a unit such as { model, image, scale }`);
+      let model: ControlNet;
+      if (typeof u.model === 'string') model = await this.loadControlNet(u.model);
+      else if (u.model instanceof ControlNet) model = u.model;
+      else fail(`controlnets[${i}].model must be a ControlNet or the path of one`);
+      checkControlNetFits(model, this.unet.config, this.vae.config.scale);
+      out.push(resolveControlUnit(u, model, i, s, source));
+    }
+    const used = new Set(out.map((u) => u.model));
+    for (const cn of this.controlNets.values()) if (!used.has(cn)) await cn.dispose();
+    return out;
+  }
+
+  /** A pass's ControlNets at its size; undefined without any. */
+  private controlPass(units: readonly ResolvedControlUnit[], s: GenerateSettings, size: { width: number; height: number }, attention: AttentionOptions, hires: boolean): ControlNetPass | undefined {
+    if (units.length === 0) return undefined;
+    const scale = this.vae.config.scale;
+    const rows = s.cfg > 1 ? 2 * s.batch : s.batch;
+    const shapes = residualShapes(this.unet.config, rows, size.height / scale, size.width / scale);
+    return new ControlNetPass(units, size, s.batch, s.cfg > 1, shapes, attention, hires);
   }
 
   /**
@@ -487,7 +546,7 @@ export class StableDiffusion {
    * the target size with a fresh generator of the seed (A1111 draws the second pass's noise anew
    * from the seed).
    */
-  private async hiresPass(x: Tensor, s: GenerateSettings, prompt: string, negativePrompt: string | undefined, passes: PassInfo[], cb: GenerateCallbacks): Promise<Tensor> {
+  private async hiresPass(x: Tensor, s: GenerateSettings, prompt: string, negativePrompt: string | undefined, passes: PassInfo[], cb: GenerateCallbacks, control: readonly ResolvedControlUnit[]): Promise<Tensor> {
     const hr = s.hires!;
     // SDXL's time ids carry the image size; prompt editing counts on from the first pass's steps (A1111).
     const cond = await this.passConditioning(s, prompt, negativePrompt, { width: hr.width, height: hr.height, steps: hr.steps, firstPassSteps: s.steps });
@@ -507,7 +566,7 @@ export class StableDiffusion {
       init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
     }
     const start = noiseLatents(scheduler, init, timesteps, randn);
-    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2 }, cb);
+    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2, control: this.controlPass(control, s, hr, hr.attention, true) }, cb);
     passes.push({ pass: 2, width: hr.width, height: hr.height, steps: timesteps.length, attention: this.attentionUsed(hr.attention, [lh, lw]) });
     return out;
   }
@@ -533,7 +592,7 @@ export class StableDiffusion {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose()]);
+    await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose(), ...[...this.controlNets.values()].map((cn) => cn.dispose())]);
   }
 }
 
