@@ -9,6 +9,9 @@ import { parseParameters, type ParsedParameters } from '../pipeline/parameters.j
 import type { GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { readPngParameters } from './png-parameters.js';
 
+/** The ControlNet extension's `ControlNet N` keys. */
+const CONTROL_KEY = /^ControlNet \d+$/;
+
 /** The command-line flags (commander's attribute names) that set each option. */
 const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   prompt: ['prompt'],
@@ -59,7 +62,9 @@ export function mergeFromPng(
     if (key !== 'hires' && !explicit(key)) Object.assign(merged, { [key]: options[key] });
   }
   if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'));
-  const skipped = notApplied.filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask));
+  const skipped = notApplied
+    .filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask) && !(CONTROL_KEY.test(k) && merged.controlnets))
+    .map((k) => (CONTROL_KEY.test(k) ? `${k} (the image was made with ControlNet: give --control-image for each unit, in order, and --controlnet-dir to find its model)` : k));
   if (imageToImage?.strength !== undefined) {
     if (!merged.initImage) skipped[skipped.indexOf('Denoising strength')] = 'Denoising strength (the image was made from an init image: give --init-image to apply it)';
     else if (!given('strength')) merged.strength = imageToImage.strength;

@@ -21,8 +21,12 @@ import { Progress } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
+import { controlUnitsFromFlags, parseControlNetOption, type ControlFlags } from './controlnet-option.js';
+import { CONTROL_PREPROCESSORS, RESIZE_MODES } from '../pipeline/control-image.js';
+import { CONTROL_MODES } from '../pipeline/controlnet.js';
+import { controlNetsFromInfotext } from '../pipeline/controlnet-infotext.js';
 
-interface GenerateFlags extends RuntimeFlags {
+interface GenerateFlags extends RuntimeFlags, ControlFlags {
   model?: string;
   vae?: string;
   prediction?: Prediction;
@@ -150,6 +154,18 @@ export function registerGenerate(program: Command): void {
     .addOption(new Option('--vae-tiling <when>', 'tiled VAE decoding').choices(['auto', 'on', 'off']).default('auto'))
     .option('--lora <file[:weight]>', 'merge a LoRA / LoCon .safetensors at this weight (default 1); repeatable', parseLoraOption, [])
     .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors)')
+    .option('--controlnet <model:image[:weight[:start[:end]]]>', 'a ControlNet unit: its folder or .safetensors file (or a name in --controlnet-dir), the control image, weight (1), guidance start (0) and end (1); repeatable', parseControlNetOption, [])
+    .option('--controlnet-dir <dir>', 'folder of ControlNets named by --controlnet or a --from-png image (NAME.safetensors or NAME/)')
+    .option('--control-preprocessor <name[,name…]>', `preprocessor, one for all units or one per unit: ${CONTROL_PREPROCESSORS.join(', ')} (default none: the image is the control map)`)
+    .option('--control-mode <mode[,mode…]>', `A1111's control mode: ${CONTROL_MODES.join(', ')} (default balanced)`)
+    .option('--control-resize <mode[,mode…]>', `how a control image of another size is fitted: ${RESIZE_MODES.join(', ')} (default crop-and-resize)`)
+    .option('--control-res <px[,px…]>', 'preprocessor resolution (canny: the short side; default 512)')
+    .option('--control-threshold-a <v[,v…]>', 'preprocessor threshold A (canny low, default 100; tile_resample down-sampling rate, default 1)')
+    .option('--control-threshold-b <v[,v…]>', 'preprocessor threshold B (canny high, default 200)')
+    .option('--control-pixel-perfect', 'preprocessor resolution that gives the generation size')
+    .option('--control-guess-mode', "diffusers' guess mode for every unit")
+    .option('--control-mask <file.png[,file.png…]>', 'mask of the inpaint preprocessors (white repaints; default: --mask)')
+    .option('--control-image <file.png>', 'with --from-png: the control image of each ControlNet unit the PNG names, in order; repeatable', (v: string, prev: string[]) => [...prev, v], [])
     .option('-o, --out <file.png>', 'output PNG', 'output.png')
     .option('--json', 'print a JSON summary on stdout')
     .addOption(providerOption())
@@ -168,6 +184,7 @@ export function registerGenerate(program: Command): void {
       const initImage = f.initImage ? readPng(f.initImage, '--init-image') : undefined;
       const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
+      const controlnets = controlUnitsFromFlags(f, readPng, png ? controlNetsFromInfotext(png.settings).units : []);
       const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
       const hiresFlags = {
         scale: f.hiresScale,
@@ -197,6 +214,7 @@ export function registerGenerate(program: Command): void {
         strength: f.strength,
         mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
         hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
+        ...(controlnets.length > 0 && { controlnets }),
       };
       const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
       const progress = new Progress(process.stderr);

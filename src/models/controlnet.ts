@@ -230,7 +230,7 @@ export class ControlNet {
    */
   static async load(source: string, opts: ControlNetLoadOptions = {}): Promise<ControlNet> {
     const path = resolve(source);
-    const comp = openSource(path, opts.base);
+    const comp = openControlNetSource(path, opts.base);
     const cfg = parseControlNetConfig(comp.config);
     // Built once at a small size, so that missing or mis-shaped weights fail at load time.
     const probe = 2 ** (cfg.blockOutChannels.length - 1);
@@ -295,7 +295,7 @@ export class ControlNet {
 }
 
 /** Config and weights: a diffusers folder or weights file beside its config.json, else a single file read by its tensor names. */
-function openSource(path: string, base: UNetConfig | undefined): ComponentSource {
+export function openControlNetSource(path: string, base: UNetConfig | undefined): ComponentSource {
   if (isSingleFile(path) && !existsSync(join(dirname(path), 'config.json'))) {
     const hints: ControlNetHints = base ? { heads: base.heads, additionTimeEmbedDim: base.textTime?.timeEmbedDim } : {};
     return openControlNetFile(path, hints);

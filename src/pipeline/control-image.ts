@@ -46,6 +46,9 @@ export const PREPROCESSOR_SLIDERS: Record<ControlPreprocessor, { resolution?: Pr
   inpaint_only: {},
 };
 
+/** The extension's sorting priority of each preprocessor in its lists (higher first, then by label, after "none"). */
+export const PREPROCESSOR_PRIORITY: Record<ControlPreprocessor, number> = { none: 10, canny: 100, tile_resample: 100, inpaint: 0, inpaint_only: 100 };
+
 /** A control map: 8-bit RGB, with the repaint mask (255 = repaint) for the inpaint preprocessors. */
 export interface ControlMap extends RgbImage {
   mask?: Uint8Array;

@@ -9,7 +9,7 @@
  */
 import type { AttentionOptions } from '../attention/options.js';
 import type { RgbImage } from '../io/png.js';
-import { controlImageScale, conditioningScales, downResidualCount, type ControlNet } from '../models/controlnet.js';
+import { controlImageScale, conditioningScales, downResidualCount, type ControlNet, type ControlNetConfig } from '../models/controlnet.js';
 import type { ControlResiduals, UNetConfig } from '../models/unet.js';
 import type { Tensor } from '../tensor.js';
 import type { Conditioning } from './conditioning-sdxl.js';
@@ -90,18 +90,20 @@ function familyName(crossAttentionDim: number): string {
   return { 768: 'SD 1.x', 1024: 'SD 2.x', 2048: 'SDXL' }[crossAttentionDim] ?? `a model with cross_attention_dim ${crossAttentionDim}`;
 }
 
-/** Refuses a ControlNet whose residuals or conditioning do not fit the U-Net (an SD 1.5 ControlNet on SDXL, …). */
-export function checkControlNetFits(cn: ControlNet, unet: UNetConfig, vaeScale: number): void {
-  const c = cn.config;
+/**
+ * Refuses a ControlNet whose residuals or conditioning do not fit the U-Net (an SD 1.5 ControlNet
+ * on SDXL, …); `vaeScale`, when known, must be the scale its conditioning embedding downsamples by.
+ */
+export function checkControlNetFits(name: string, c: ControlNetConfig, unet: UNetConfig, vaeScale?: number): void {
   const same = (a: readonly unknown[], b: readonly unknown[]): boolean => a.length === b.length && a.every((v, i) => v === b[i]);
   if (c.crossAttentionDim !== unet.crossAttentionDim || (c.textTime === null) !== (unet.textTime === null)) {
-    fail(`ControlNet ${cn.name} is for ${familyName(c.crossAttentionDim)}${c.textTime ? ' (text_time)' : ''}, but the model is ${familyName(unet.crossAttentionDim)}${unet.textTime ? ' (text_time)' : ''}: use a ControlNet made for this model's family`);
+    fail(`ControlNet ${name} is for ${familyName(c.crossAttentionDim)}${c.textTime ? ' (text_time)' : ''}, but the model is ${familyName(unet.crossAttentionDim)}${unet.textTime ? ' (text_time)' : ''}: use a ControlNet made for this model's family`);
   }
   if (c.inChannels !== unet.inChannels || !same(c.blockOutChannels, unet.blockOutChannels) || !same(c.downBlockTypes, unet.downBlockTypes) || c.layersPerBlock !== unet.layersPerBlock) {
-    fail(`ControlNet ${cn.name} has another down path than the model's U-Net (block_out_channels ${JSON.stringify(c.blockOutChannels)} vs ${JSON.stringify(unet.blockOutChannels)}); it was trained for another base model`);
+    fail(`ControlNet ${name} has another down path than the model's U-Net (block_out_channels ${JSON.stringify(c.blockOutChannels)} vs ${JSON.stringify(unet.blockOutChannels)}); it was trained for another base model`);
   }
-  if (controlImageScale(c) !== vaeScale) {
-    fail(`ControlNet ${cn.name} maps its control image to 1/${controlImageScale(c)} of its size, but the model's VAE to 1/${vaeScale}: it was trained for another base model`);
+  if (vaeScale !== undefined && controlImageScale(c) !== vaeScale) {
+    fail(`ControlNet ${name} maps its control image to 1/${controlImageScale(c)} of its size, but the model's VAE to 1/${vaeScale}: it was trained for another base model`);
   }
 }
 

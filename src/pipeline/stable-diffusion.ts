@@ -509,7 +509,7 @@ export class StableDiffusion {
       cn = await ControlNet.load(key, { ...this.unet.runtime, base: this.unet.config });
       this.controlNets.set(key, cn);
     }
-    checkControlNetFits(cn, this.unet.config, this.vae.config.scale);
+    checkControlNetFits(cn.name, cn.config, this.unet.config, this.vae.config.scale);
     return cn;
   }
 
@@ -524,7 +524,7 @@ export class StableDiffusion {
       if (typeof u.model === 'string') model = await this.loadControlNet(u.model);
       else if (u.model instanceof ControlNet) model = u.model;
       else fail(`controlnets[${i}].model must be a ControlNet or the path of one`);
-      checkControlNetFits(model, this.unet.config, this.vae.config.scale);
+      checkControlNetFits(model.name, model.config, this.unet.config, this.vae.config.scale);
       out.push(resolveControlUnit(u, model, i, s, source));
     }
     const used = new Set(out.map((u) => u.model));

@@ -13,6 +13,8 @@ import { RequestError } from './errors.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
 import { modelAttentionLevels, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
+import { a1111ControlUnits, controlNetArgs } from './controlnet-units.js';
+import { parseParameters } from '../pipeline/parameters.js';
 
 /** A1111's schedulers (noise schedules) that todo-sd has. */
 export const A1111_SCHEDULERS = [
@@ -61,6 +63,7 @@ export type GenerationBody = Record<string, unknown> & {
   mask_blur?: number | null;
   inpainting_fill?: number;
   inpainting_mask_invert?: number;
+  alwayson_scripts?: unknown;
 };
 
 /** A sampler by A1111 name (or ours) and A1111's scheduler field: Automatic keeps what the name says. */
@@ -81,9 +84,9 @@ export function resolveA1111Sampler(name: string, scheduler: string | null): { s
   return { sampler: named.sampler, karras, label: a1111SamplerName(named.sampler, karras) };
 }
 
-function readImage(b64: string, field: string, as = decodeRgb): RgbImage {
+function readImage(b64: string, field: string, mask = false): RgbImage {
   try {
-    return as(decodeBase64(b64));
+    return (mask ? decodeMask : decodeRgb)(decodeBase64(b64));
   } catch (e) {
     throw new RequestError(field, `${field}: ${(e as Error).message}`);
   }
@@ -111,8 +114,17 @@ export function fitImage(img: RgbImage, width: number, height: number, mode: num
   return { width, height, data };
 }
 
-/** A1111 request → JobSpec, every check made before the job is queued. */
-export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings, modelPath: (name: string) => string): { job: JobSpec; samplerLabel: string } {
+/**
+ * A1111 request → JobSpec, every check made before the job is queued. `controlNet` finds a
+ * ControlNet model by the name a request gives (the extension's matching) and returns its registry name.
+ */
+export function toJob(
+  kind: JobSpec['kind'],
+  body: GenerationBody,
+  settings: ServerSettings,
+  modelPath: (name: string) => string,
+  controlNet: (name: string) => string,
+): { job: JobSpec; samplerLabel: string } {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
@@ -147,12 +159,17 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     job.strength = body.denoising_strength ?? 0.75;
     if (body.mask) {
       job.mask = {
-        image: toWire(fitImage(readImage(body.mask, 'mask', decodeMask), body.width, body.height, mode)),
+        image: toWire(fitImage(readImage(body.mask, 'mask', true), body.width, body.height, mode)),
         blur: body.mask_blur ?? 4,
         invert: body.inpainting_mask_invert === 1,
         fill: INPAINTING_FILL[body.inpainting_fill ?? 1]!,
       };
     }
+  }
+  const units = controlNetArgs(body.alwayson_scripts);
+  if (units) {
+    const controlnets = a1111ControlUnits(units, readImage, controlNet, kind === 'img2img');
+    if (controlnets.length > 0) job.controlnets = controlnets;
   }
   return { job, samplerLabel: label };
 }
@@ -185,7 +202,8 @@ export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult,
     seed_resize_from_w: -1,
     seed_resize_from_h: -1,
     denoising_strength: job.strength ?? job.hires?.denoise ?? null,
-    extra_generation_params: {},
+    // The extension's units, as the infotext holds them.
+    extra_generation_params: Object.fromEntries(Object.entries(result.images[0] ? parseParameters(result.images[0].parameters).settings : {}).filter(([k]) => /^ControlNet \d+$/.test(k))),
     index_of_first_image: 0,
     infotexts: result.images.map((i) => i.parameters),
     styles: [],

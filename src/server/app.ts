@@ -11,6 +11,7 @@ import { RequestError, validationDetail } from './errors.js';
 import type { JobQueue } from './jobs.js';
 import { DEFAULT_MEMORY_MIB, LIMITS } from './limits.js';
 import type { ModelRegistry } from './models.js';
+import { registerControlNetRoutes } from './routes/controlnet.js';
 import { registerSdapi } from './routes/sdapi.js';
 import { registerTodoRoutes } from './routes/todo.js';
 import { ServerSettings } from './settings.js';
@@ -79,6 +80,7 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
 
   await app.register(fastifyStatic, { root: WEB_DIR, prefix: '/' });
   registerSdapi(app, ctx);
+  registerControlNetRoutes(app, ctx);
   registerTodoRoutes(app, ctx);
   app.addHook('onClose', () => o.queue.close());
   return app;

@@ -3,6 +3,8 @@
  * runs in this process or on a BullMQ worker on another machine.
  */
 import type { AttentionOptions } from '../attention/options.js';
+import type { ControlPreprocessor, ResizeMode } from '../pipeline/control-image.js';
+import type { ControlMode } from '../pipeline/controlnet.js';
 import type { SamplerName } from '../scheduler/index.js';
 
 /** An image on the wire: RGB bytes as base64. */
@@ -33,6 +35,26 @@ export interface JobSpec {
   strength?: number;
   mask?: { image: WireImage; blur: number; invert: boolean; fill: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
   hires?: { scale: number; steps?: number; denoise: number; upscaler: 'latent' | 'latent-nearest' | 'lanczos' };
+  /** ControlNet units (A1111's `alwayson_scripts.controlnet.args`), each model a registry name. */
+  controlnets?: WireControlUnit[];
+}
+
+/** A ControlNet unit on the wire: the pipeline's ControlNetUnit with a model name and wire images. */
+export interface WireControlUnit {
+  model: string;
+  /** Absent: the init image (img2img). */
+  image?: WireImage;
+  mask?: WireImage;
+  preprocessor: ControlPreprocessor;
+  processorRes?: number;
+  thresholdA?: number;
+  thresholdB?: number;
+  pixelPerfect: boolean;
+  scale: number;
+  start: number;
+  end: number;
+  controlMode: ControlMode;
+  resizeMode: ResizeMode;
 }
 
 export interface JobImage {

@@ -53,12 +53,13 @@ const VAE_TOP_CHANNELS = 128;
 const UNET_LIVE_MAPS = 24;
 const VAE_LIVE_MAPS = 6;
 
-export function estimateJobMemory(job: Pick<JobSpec, 'width' | 'height' | 'cfg' | 'hires'>, modelPath: string): MemoryEstimate {
+/** `controlNetPaths`: the job's ControlNets, whose weights load beside the model's. */
+export function estimateJobMemory(job: Pick<JobSpec, 'width' | 'height' | 'cfg' | 'hires'>, modelPath: string, controlNetPaths: readonly string[] = []): MemoryEstimate {
   const scale = job.hires?.scale ?? 1;
   const w = Math.round(job.width * scale);
   const h = Math.round(job.height * scale);
   // Twice the files, erring high: fp16 weights double when cast to fp32, and loading reads them through buffers of their own.
-  const weights = 2 * weightBytes(modelPath);
+  const weights = 2 * [modelPath, ...controlNetPaths].reduce((sum, p) => sum + weightBytes(p), 0);
   const passes = job.cfg > 1 ? 2 : 1;
   const unet = UNET_LIVE_MAPS * passes * UNET_TOP_CHANNELS * (w / 8) * (h / 8) * 4;
   const tiled = w * h > 1024 * 1024;

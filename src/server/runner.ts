@@ -79,6 +79,14 @@ export class JobRunner {
       ...(job.initImage && { initImage: fromWire(job.initImage), strength: job.strength }),
       ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
       ...(job.hires && { hires: job.hires }),
+      ...(job.controlnets && {
+        controlnets: job.controlnets.map((u) => ({
+          ...u,
+          model: this.registry.resolveControlNet(u.model).path,
+          image: u.image && fromWire(u.image),
+          mask: u.mask && fromWire(u.mask),
+        })),
+      }),
     };
     const images: JobResult['images'] = [];
     let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };
