@@ -61,9 +61,7 @@ test('a ControlNet made from a U-Net (from_unet) gives the U-Net skip connection
   const ucfg = parseUNetConfig(unetConfig);
   const unetWeights = SafetensorsFile.open(join(unetDir, 'diffusion_pytorch_model.safetensors'));
   // diffusers' from_unet: the U-Net's config and its encoder's weights; a conditioning embedding whose conv_out is zero.
-  const config = { ...unetConfig, _class_name: 'ControlNetModel', conditioning_embedding_out_channels: [4, 8] };
-  delete config.up_block_types;
-  delete config.out_channels;
+  const config = Object.fromEntries(Object.entries({ ...unetConfig, _class_name: 'ControlNetModel', conditioning_embedding_out_channels: [4, 8] }).filter(([k]) => k !== 'up_block_types' && k !== 'out_channels'));
   const cfg = parseControlNetConfig(config);
   const tensors: Record<string, TensorToWrite> = {};
   for (const name of unetWeights.tensors.keys()) {

@@ -12,7 +12,7 @@ import type { Pixels } from './resample.js';
 
 const SHIFT = 15;
 /** round(tan(22.5°) · 2^15) */
-const TG22 = Math.round(0.4142135623730950488016887242097 * (1 << SHIFT));
+const TG22 = Math.round(Math.tan(Math.PI / 8) * (1 << SHIFT));
 
 /** Edge map (255 = edge, 0 = none) of an 8-bit image with 1 or 3 interleaved channels. */
 export function canny(src: Pixels, lowThreshold: number, highThreshold: number): Uint8Array {

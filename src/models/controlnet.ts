@@ -297,7 +297,7 @@ export class ControlNet {
 /** Config and weights: a diffusers folder or weights file beside its config.json, else a single file read by its tensor names. */
 export function openControlNetSource(path: string, base: UNetConfig | undefined): ComponentSource {
   if (isSingleFile(path) && !existsSync(join(dirname(path), 'config.json'))) {
-    const hints: ControlNetHints = base ? { heads: base.heads, additionTimeEmbedDim: base.textTime?.timeEmbedDim } : {};
+    const hints: ControlNetHints = base ? { heads: base.heads, additionTimeEmbedDim: base.textTime?.timeEmbedDim, textTime: base.textTime !== null } : {};
     return openControlNetFile(path, hints);
   }
   return openComponent(path, 'controlnet', ['ControlNetModel']);

@@ -72,8 +72,8 @@ export interface ControlNetSettings {
 }
 
 export function controlNetSettings(u: ResolvedControlUnit): ControlNetSettings {
-  const { model, map: _map, ...rest } = u;
-  return { model: model.name, path: model.path, ...rest };
+  const { model, preprocessor, processorRes, thresholdA, thresholdB, pixelPerfect, scale, start, end, guessMode, controlMode, resizeMode } = u;
+  return { model: model.name, path: model.path, preprocessor, processorRes, thresholdA, thresholdB, pixelPerfect, scale, start, end, guessMode, controlMode, resizeMode };
 }
 
 /** A unit read back from an infotext: the model by name (no hash), everything but the image. */

@@ -22,6 +22,8 @@ export interface ControlNetHints {
   heads?: readonly number[];
   /** SDXL: width of each time id's sinusoid. */
   additionTimeEmbedDim?: number;
+  /** Whether that U-Net conditions on SDXL's pooled text and time ids (text_time). */
+  textTime?: boolean;
 }
 
 /** SDXL's pooled text width (OpenCLIP bigG's projection): what a text_time ControlNet's add_embedding takes before the time ids. */
@@ -137,6 +139,7 @@ export function controlNetConfigFromShapes(
     freq_shift: 0,
   };
   if (shapes.has('add_embedding.linear_1.weight')) {
+    if (hints.textTime === false) throw new Error(`${name} is an SDXL ControlNet (it takes SDXL's pooled text and time ids), but the model is not SDXL: use a ControlNet made for this model's family`);
     const [, admIn] = shape('add_embedding.linear_1.weight') as [number, number];
     const timeDim = hints.additionTimeEmbedDim ?? (admIn - SDXL_POOLED) / 6;
     if (!Number.isInteger(timeDim) || timeDim <= 0) {
