@@ -13,10 +13,11 @@ import { join } from 'node:path';
 import { denseAttention } from '../src/attention/dense.js';
 import { GraphBuilder } from '../src/graph/builder.js';
 import { serializeModel } from '../src/graph/serialize.js';
-import { WeightStore } from '../src/graph/weights.js';
+import { WeightRecorder, WeightStore } from '../src/graph/weights.js';
 import { SafetensorsFile, writeSafetensors, type TensorToWrite } from '../src/io/safetensors.js';
 import { conv2d } from '../src/models/layers.js';
-import { ControlNet, conditioningScales, downResidualCount, parseControlNetConfig, residualShapes } from '../src/models/controlnet.js';
+import { buildControlNetGraph, ControlNet, conditioningScales, downResidualCount, parseControlNetConfig, residualShapes } from '../src/models/controlnet.js';
+import { resolveAttention, type AttentionOptions } from '../src/attention/options.js';
 import { attentionLevels, downBlocks, midBlock, parseUNetConfig, timeEmbedding, transformerAt, UNet } from '../src/models/unet.js';
 import { openSession } from '../src/runtime/session.js';
 import type { Tensor } from '../src/tensor.js';
@@ -247,4 +248,30 @@ test('files that are not ControlNets are refused by what they are', async () => 
   writeFileSync(join(tmp, 'control_sd15_canny.pth'), Uint8Array.of(0x80, 2, 0x7d, 0x71));
   await assert.rejects(ControlNet.load(join(tmp, 'control_sd15_canny.pth')), /control_sd15_canny\.pth is a PyTorch pickle/);
   await assert.rejects(ControlNet.load(controlNetModels().tiny), /no controlnet component/);
+});
+
+test("ToDo acts in the ControlNet's self-attention at the U-Net's levels, with the U-Net's schedule", async () => {
+  const m = controlNetModels();
+  const cfg = parseControlNetConfig(JSON.parse(readFileSync(join(m.cn, 'config.json'), 'utf8')) as Record<string, unknown>);
+  const shape = { batch: 1, height: 16, width: 16, textLength: 3 };
+  const calls = (attention: AttentionOptions): Map<string, number> =>
+    new Map(buildControlNetGraph(cfg, new WeightRecorder(), shape, resolveAttention(attention).variant({ latent: [16, 16] })).attentionCalls.map((a) => [a.scope, a.keys]));
+  const dense = calls({ method: 'dense' });
+  const todo = calls({ method: 'todo', factor: 2, level2Factor: 2 });
+  assert.deepEqual([...dense.keys()].sort(), [...todo.keys()].sort());
+  for (const [scope, keys] of dense) {
+    // Level 0 (down_blocks.0, 16x16 tokens) and level 1 (the mid block, 8x8) are the tiny U-Net's attention levels.
+    const want = scope.endsWith('attn1') ? (scope.startsWith('down_blocks.0') ? 64 : 16) : keys;
+    assert.equal(todo.get(scope), want, scope);
+  }
+  // stopAt switches back to dense attention on the later steps: the same graph, dense when inactive.
+  const cn = await ControlNet.load(m.cn, { attention: { method: 'todo', factor: 2, stopAt: 0.5 } });
+  const args = [tensor([1, 4, 16, 16], 1), 500, tensor([1, 3, 32], 2), tensor([1, 3, 32, 32], 3, 1)] as const;
+  const inactive = await cn.forward(...args, { attentionActive: false });
+  const active = await cn.forward(...args);
+  cn.setAttention({ method: 'dense' });
+  const plain = await cn.forward(...args);
+  assert.ok(relL2(inactive.mid.data, plain.mid.data) < 1e-6);
+  assert.ok(relL2(active.mid.data, plain.mid.data) > 1e-4);
+  await cn.dispose();
 });
