@@ -3,6 +3,7 @@
  * input shape (the last one kept: a session holds a full copy of the weights), graphs from
  * the on-disk cache, and input checks that fail before onnxruntime sees a bad tensor.
  */
+import { resolveAttention, type AttentionOptions, type ResolvedAttention } from '../attention/options.js';
 import type { GraphDef } from '../graph/builder.js';
 import { cacheKey, cachedGraph } from '../graph/cache.js';
 import { serializeModel } from '../graph/serialize.js';
@@ -67,6 +68,37 @@ export class ComponentRuntime {
     const cur = this.current;
     this.current = undefined;
     if (cur) await (await cur.session).release();
+  }
+}
+
+/** A component whose graphs take an attention variant (the U-Net, the ControlNet): its method can be switched between runs. */
+export abstract class AttentionComponent {
+  protected constructor(
+    protected resolved: ResolvedAttention,
+    protected readonly rt: ComponentRuntime,
+  ) {}
+
+  /** The config.json as diffusers has it (for a single file, read from its tensor shapes). */
+  get rawConfig(): Record<string, unknown> {
+    return this.rt.config;
+  }
+
+  get attention(): ResolvedAttention {
+    return this.resolved;
+  }
+
+  /** Switches the attention method; the next forward builds (or reuses from the cache) its graph. */
+  setAttention(options: AttentionOptions): void {
+    this.resolved = resolveAttention(options);
+  }
+
+  /** The runtime options it was loaded with (provider, precision, …). */
+  get runtime(): RuntimeOptions {
+    return this.rt.runtime;
+  }
+
+  dispose(): Promise<void> {
+    return this.rt.dispose();
   }
 }
 

@@ -16,7 +16,7 @@ import type { WeightSource } from '../graph/weights.js';
 import { resolveRuntime } from '../runtime/provider.js';
 import type { Feed, RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
-import { checkInput, ComponentRuntime } from './component.js';
+import { AttentionComponent, checkInput, ComponentRuntime } from './component.js';
 import { conv2d } from './layers.js';
 import { isSingleFile, openComponent, type ComponentSource } from './model-source.js';
 import { openControlNetFile, type ControlNetHints } from './single-file/controlnet-file.js';
@@ -193,33 +193,22 @@ export interface ControlNetForwardOptions {
   timeIds?: Tensor;
 }
 
-export class ControlNet {
+export class ControlNet extends AttentionComponent {
   private lastPlan?: { key: string; graph: GraphDef; variant: AttentionVariant };
 
   private constructor(
     readonly config: ControlNetConfig,
     /** The folder or file it was loaded from. */
     readonly path: string,
-    private resolved: ResolvedAttention,
-    private readonly rt: ComponentRuntime,
-  ) {}
+    resolved: ResolvedAttention,
+    rt: ComponentRuntime,
+  ) {
+    super(resolved, rt);
+  }
 
   /** A1111's model name: the file name without its extension, or the folder's name. */
   get name(): string {
     return basename(this.path).replace(/\.safetensors$/i, '');
-  }
-
-  /** The config.json as diffusers would have it (read from a single file's shapes). */
-  get rawConfig(): Record<string, unknown> {
-    return this.rt.config;
-  }
-
-  get attention(): ResolvedAttention {
-    return this.resolved;
-  }
-
-  setAttention(options: AttentionOptions): void {
-    this.resolved = resolveAttention(options);
   }
 
   /**
@@ -289,9 +278,6 @@ export class ControlNet {
     ];
   }
 
-  dispose(): Promise<void> {
-    return this.rt.dispose();
-  }
 }
 
 /** Config and weights: a diffusers folder or weights file beside its config.json, else a single file read by its tensor names. */

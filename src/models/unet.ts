@@ -12,7 +12,7 @@ import { ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { resolveAttention, type AttentionOptions, type ResolvedAttention } from '../attention/options.js';
 import { resolveRuntime } from '../runtime/provider.js';
-import { ComponentRuntime, checkInput } from './component.js';
+import { AttentionComponent, ComponentRuntime, checkInput } from './component.js';
 import { conv2d, groupNorm, linear } from './layers.js';
 import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
 import { transformer2D } from './transformer.js';
@@ -368,31 +368,19 @@ export interface ControlResiduals {
   mid: Tensor;
 }
 
-export class UNet implements LoraHost {
+export class UNet extends AttentionComponent implements LoraHost {
   readonly loraComponent = 'unet';
   private targets?: LoraTargets;
 
   private constructor(
     readonly config: UNetConfig,
-    private resolved: ResolvedAttention,
-    private readonly rt: ComponentRuntime,
-  ) {}
+    resolved: ResolvedAttention,
+    rt: ComponentRuntime,
+  ) {
+    super(resolved, rt);
+  }
 
   private lastPlan?: UNetPlan & { key: string };
-
-  /** The config.json as the model folder has it. */
-  get rawConfig(): Record<string, unknown> {
-    return this.rt.config;
-  }
-
-  get attention(): ResolvedAttention {
-    return this.resolved;
-  }
-
-  /** Switches the attention method; the next forward builds (or reuses from the cache) its graph. */
-  setAttention(options: AttentionOptions): void {
-    this.resolved = resolveAttention(options);
-  }
 
   static async load(dir: string, opts: LoadOptions = {}): Promise<UNet> {
     const comp = openComponent(dir, 'unet', ['UNet2DConditionModel']);
@@ -473,11 +461,6 @@ export class UNet implements LoraHost {
     ];
   }
 
-  /** The runtime options it was loaded with (provider, precision, …). */
-  get runtime(): RuntimeOptions {
-    return this.rt.runtime;
-  }
-
   /**
    * forward() on onnxruntime tensors that may live on the device (runtime/device-tensors.ts);
    * on a WebGPU session the output stays there.
@@ -495,10 +478,6 @@ export class UNet implements LoraHost {
     }
     const out = await this.rt.runOnDevice({ shape, attention: this.resolved.options }, () => plan.graph, inputs);
     return out.out_sample!;
-  }
-
-  dispose(): Promise<void> {
-    return this.rt.dispose();
   }
 }
 

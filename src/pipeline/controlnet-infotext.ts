@@ -10,7 +10,7 @@ import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { findComponent } from '../io/model-folder.js';
 import { A1111_RESIZE_MODES, CONTROL_PREPROCESSORS, PREPROCESSOR_LABELS, type ControlPreprocessor, type ResizeMode } from './control-image.js';
-import { A1111_CONTROL_MODES, type ControlMode, type ResolvedControlUnit } from './controlnet.js';
+import { A1111_CONTROL_MODES, type ControlMode, type ControlUnitSettings, type ResolvedControlUnit } from './controlnet.js';
 
 /**
  * A1111's model hash (`sd_models.model_hash`, what the extension lists models by): the first
@@ -54,26 +54,15 @@ export function controlNetInfotext(u: ResolvedControlUnit): string {
   return fields.map(([k, v]) => `${k}: ${v}`).join(', ');
 }
 
-/** What a unit ran with, for summaries (`--json`, the result's settings). */
-export interface ControlNetSettings {
+/** What a unit ran with, for summaries (`--json`, the result's settings): its settings and its model's name and path. */
+export interface ControlNetSettings extends ControlUnitSettings {
   model: string;
   path: string;
-  preprocessor: ControlPreprocessor;
-  processorRes: number;
-  thresholdA: number;
-  thresholdB: number;
-  pixelPerfect: boolean;
-  scale: number;
-  start: number;
-  end: number;
-  guessMode: boolean;
-  controlMode: ControlMode;
-  resizeMode: ResizeMode;
 }
 
 export function controlNetSettings(u: ResolvedControlUnit): ControlNetSettings {
-  const { model, preprocessor, processorRes, thresholdA, thresholdB, pixelPerfect, scale, start, end, guessMode, controlMode, resizeMode } = u;
-  return { model: model.name, path: model.path, preprocessor, processorRes, thresholdA, thresholdB, pixelPerfect, scale, start, end, guessMode, controlMode, resizeMode };
+  const settings = Object.fromEntries(Object.entries(u).filter(([k]) => k !== 'model' && k !== 'map')) as unknown as ControlUnitSettings;
+  return { ...settings, model: u.model.name, path: u.model.path };
 }
 
 /** A unit read back from an infotext: the model by name (no hash), everything but the image. */

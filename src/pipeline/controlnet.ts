@@ -64,9 +64,8 @@ export interface ControlNetUnit {
   resizeMode?: ResizeMode;
 }
 
-/** A unit with its defaults filled in and its model loaded. */
-export interface ResolvedControlUnit {
-  model: ControlNet;
+/** A unit's settings with the defaults filled in, as summaries and the infotext report them. */
+export interface ControlUnitSettings {
   preprocessor: ControlPreprocessor;
   processorRes: number;
   thresholdA: number;
@@ -78,6 +77,11 @@ export interface ResolvedControlUnit {
   guessMode: boolean;
   controlMode: ControlMode;
   resizeMode: ResizeMode;
+}
+
+/** A unit with its model loaded and its control map made. */
+export interface ResolvedControlUnit extends ControlUnitSettings {
+  model: ControlNet;
   /** The preprocessed map, before it meets a pass's size. */
   map: ControlMap;
 }
