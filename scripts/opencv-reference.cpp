@@ -63,7 +63,7 @@ static void emit(const char* op, const cv::Mat& in, const cv::Mat& out, const st
 int main() {
   bool first = true;
   printf("{\n  \"generator\": \"scripts/opencv-reference.cpp, OpenCV %s\",\n  \"cases\": [", CV_VERSION);
-  const int sizes[][2] = {{16, 12}, {23, 17}, {37, 29}};
+  const int sizes[][2] = {{16, 12}, {24, 18}, {23, 17}, {37, 29}};
   for (auto& s : sizes)
     for (int cn : {1, 3})
       for (int noise : {0, 12}) {
@@ -73,8 +73,8 @@ int main() {
           cv::Canny(img, e, th.first, th.second);
           emit("canny", img, e, "\"low\": " + std::to_string(th.first) + ", \"high\": " + std::to_string(th.second) + ", ", first);
         }
-        const int targets[][2] = {{s[0] / 2, s[1] / 2}, {s[0] / 3, s[1] / 3}, {s[0] * 2 / 3, s[1] * 3 / 4}, {s[0] * 3 / 2, s[1] * 2}, {s[0] + 7, s[1] + 5}, {s[0] - 1, s[1] + 3}, {5, s[1] + 2}, {3, 7}};
-        if (s[0] > 30) continue;
+        const int targets[][2] = {{s[0] / 2, s[1] / 2}, {s[0] / 3, s[1] / 3}, {s[0] / 4, s[1] / 4}, {s[0] * 2 / 3, s[1] * 3 / 4}, {s[0] * 3 / 2, s[1] * 2}, {s[0] + 7, s[1] + 5}, {s[0] - 1, s[1] + 3}, {5, s[1] + 2}, {3, 7}};
+        if (s[0] > 30 || (noise && cn == 3)) continue;
         for (auto& t : targets) {
           for (auto [name, flag] : std::vector<std::pair<const char*, int>>{{"area", cv::INTER_AREA}, {"cubic", cv::INTER_CUBIC}, {"nearest", cv::INTER_NEAREST}}) {
             cv::Mat r;

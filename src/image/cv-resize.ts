@@ -7,10 +7,10 @@
  *   axis grows, OpenCV's linear interpolation with INTER_AREA's offsets;
  * - `cubic`: Keys' kernel with a = −0.75 at half-pixel centres, weights in 11-bit fixed point,
  *   replicated borders;
- * the vertical passes round as OpenCV's SSE2 build does (checked against its output): cubic in
+ * - `nearest`: source index ⌊x · in/out⌋.
+ * The vertical passes round as OpenCV's SSE2 build does (checked against its output): cubic in
  * float32 over whole groups of 8 values of a row and in fixed point over the rest; area's linear
  * case with its 16-bit vector arithmetic throughout.
- * - `nearest`: source index ⌊x · in/out⌋.
  */
 import type { Pixels } from './resample.js';
 
