@@ -92,3 +92,14 @@ export function checkLoraHashes(png: ReturnType<typeof readFromPng>, made: strin
   const now = parseParameters(made).settings['Lora hashes'];
   if (now !== was) log(`${png.file}: the LoRAs differ from those the image was made with (Lora hashes were "${was}", now "${now ?? 'none'}"): the image will not be the same`);
 }
+
+/** Warns when a ControlNet found for the PNG's units is not the file it was made with (its A1111 hash differs). */
+export function checkControlNetHashes(png: ReturnType<typeof readFromPng>, made: string, log: (m: string) => void): void {
+  const now = parseParameters(made).settings;
+  const model = (unit: string | undefined): string | undefined => /(?:^|, )Model: ([^,]*)/.exec(unit ?? '')?.[1];
+  for (const key of Object.keys(png.settings).filter((k) => CONTROL_KEY.test(k))) {
+    const was = model(png.settings[key]);
+    const is = model(now[key]);
+    if (is !== undefined && was !== is) log(`${png.file}: ${key} was made with ${was ?? 'another model'}, now ${is}: the image will not be the same`);
+  }
+}

@@ -14,7 +14,7 @@ import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
 import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
-import { checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
+import { checkControlNetHashes, checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
@@ -223,7 +223,10 @@ export function registerGenerate(program: Command): void {
         onWarning: log,
       });
       await pipe.dispose();
-      if (png) checkLoraHashes(png, result.images[0]!.parameters, log);
+      if (png) {
+        checkLoraHashes(png, result.images[0]!.parameters, log);
+        checkControlNetHashes(png, result.images[0]!.parameters, log);
+      }
       const paths = outputPaths(f.out, result.images.length);
       result.images.forEach((img, i) => writeFileAtomic(paths[i]!, encodePng(img, { parameters: img.parameters })));
       const s = result.settings;
