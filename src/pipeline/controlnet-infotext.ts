@@ -12,20 +12,30 @@ import { findComponent } from '../io/model-folder.js';
 import { A1111_RESIZE_MODES, CONTROL_PREPROCESSORS, PREPROCESSOR_LABELS, type ControlPreprocessor, type ResizeMode } from './control-image.js';
 import { A1111_CONTROL_MODES, type ControlMode, type ControlUnitSettings, type ResolvedControlUnit } from './controlnet.js';
 
+/** Hashes by file, size and time: model lists hash every file on each request. */
+const hashes = new Map<string, string>();
+
 /**
  * A1111's model hash (`sd_models.model_hash`, what the extension lists models by): the first
  * 8 hex digits of the sha256 of the 64 KiB at offset 1 MiB. A folder's is its weights file's.
  */
 export function a1111ModelHash(path: string): string {
   const file = statSync(path).isDirectory() ? findComponent(path, 'controlnet', { classNames: ['ControlNetModel'] }).weightFiles[0]! : path;
-  const fd = openSync(file, 'r');
-  try {
-    const buf = Buffer.alloc(0x10000);
-    const n = readSync(fd, buf, 0, buf.length, 0x100000);
-    return createHash('sha256').update(buf.subarray(0, n)).digest('hex').slice(0, 8);
-  } finally {
-    closeSync(fd);
+  const st = statSync(file);
+  const key = `${file}:${st.size}:${st.mtimeMs}`;
+  let hash = hashes.get(key);
+  if (hash === undefined) {
+    const fd = openSync(file, 'r');
+    try {
+      const buf = Buffer.alloc(0x10000);
+      const n = readSync(fd, buf, 0, buf.length, 0x100000);
+      hash = createHash('sha256').update(buf.subarray(0, n)).digest('hex').slice(0, 8);
+    } finally {
+      closeSync(fd);
+    }
+    hashes.set(key, hash);
   }
+  return hash;
 }
 
 /** Python's str() of a float. */
