@@ -58,7 +58,7 @@ test('the page: type a prompt, generate, see progress with a preview, get an ima
 });
 
 test('the page: dropping a PNG loads its parameters into the form', async () => {
-  const parameters = 'a fox in the snow\nNegative prompt: blurry\nSteps: 12, Sampler: DDIM, CFG scale: 5.5, Seed: 99, Size: 64x40, Model: tiny-photo, ToDo factor: 3, ToDo mode: nearest-exact, ToDo stop at: 0.6';
+  const parameters = 'a fox in the snow\nNegative prompt: blurry\nSteps: 12, Sampler: DDIM, Schedule type: SGM Uniform, CFG scale: 5.5, Seed: 99, Size: 64x40, Model: tiny-photo, ToDo factor: 3, ToDo mode: nearest-exact, ToDo stop at: 0.6';
   const file = join(root, 'dropped.png');
   writeFileSync(file, encodePng({ width: 2, height: 2, data: new Uint8Array(12) }, { parameters }));
   await page.goto(url);
@@ -72,7 +72,7 @@ test('the page: dropping a PNG loads its parameters into the form', async () => 
   }, b64);
   await page.waitForFunction(() => (document.getElementById('prompt') as HTMLTextAreaElement).value === 'a fox in the snow');
   const values = await page.evaluate(() =>
-    ['negative_prompt', 'steps', 'sampler_name', 'cfg_scale', 'seed', 'width', 'height', 'todo_factor', 'todo_disable_after'].map((id) => (document.getElementById(id) as HTMLInputElement).value),
+    ['negative_prompt', 'steps', 'sampler_name', 'scheduler', 'cfg_scale', 'seed', 'width', 'height', 'todo_factor', 'todo_disable_after'].map((id) => (document.getElementById(id) as HTMLInputElement).value),
   );
-  assert.deepEqual(values, ['blurry', '12', 'DDIM', '5.5', '99', '64', '40', '3', '0.6']);
+  assert.deepEqual(values, ['blurry', '12', 'DDIM', 'SGM Uniform', '5.5', '99', '64', '40', '3', '0.6']);
 });

@@ -5,7 +5,8 @@
 import type { Command } from 'commander';
 import { optionsFromParameters } from '../pipeline/from-parameters.js';
 import type { HiresOptions } from '../pipeline/hires.js';
-import { parseParameters, type ParsedParameters } from '../pipeline/parameters.js';
+import type { VaeMethod } from '../pipeline/model-parts.js';
+import { A1111_VAE_METHODS, parseParameters, type ParsedParameters } from '../pipeline/parameters.js';
 import type { GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { readPngParameters } from './png-parameters.js';
 
@@ -23,10 +24,17 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   seed: ['seed'],
   sampler: ['sampler'],
   karras: ['sampler', 'karras'],
+  timestepSpacing: ['sampler', 'timestepSpacing'],
+  eta: ['sampler', 'eta'],
   attention: ['todo', 'todoMode', 'todoStop', 'todoLevel2', 'tome'],
   clipSkip: ['clipSkip'],
   promptSyntax: ['promptSyntax'],
+  vaeDecoder: ['vaeDecoder'],
+  vaeEncoder: ['vaeEncoder'],
 };
+
+/** Where the VAE methods an infotext names come from, for the note when one is not at hand. */
+const VAE_METHOD_FIX: Record<VaeMethod, string> = { full: "the model's own VAE: leave out a TAESD --vae", taesd: 'a TAESD: give --taesd FILE|DIR' };
 
 /** The parameters stored in `file`; fails (before any model is loaded) when it has none. */
 export function readFromPng(file: string): ParsedParameters & { file: string } {
@@ -51,7 +59,7 @@ export function mergeFromPng(
   hiresFlags: Partial<HiresOptions>,
   cmd: Command,
   log: (m: string) => void,
-  loaded: { name: string; attentionLevels: readonly number[] },
+  loaded: { name: string; attentionLevels: readonly number[]; vaeMethods: readonly VaeMethod[] },
 ): GenerateOptions {
   const { file } = png;
   const { options, model, notApplied, imageToImage } = optionsFromParameters(png, loaded.attentionLevels);
@@ -70,6 +78,15 @@ export function mergeFromPng(
     else if (!given('strength')) merged.strength = imageToImage.strength;
   }
   if (imageToImage?.maskBlur !== undefined && merged.mask && !given('maskBlur')) merged.mask = { ...merged.mask, blur: imageToImage.maskBlur };
+  for (const [key, label] of [
+    ['vaeDecoder', 'VAE Decoder'],
+    ['vaeEncoder', 'VAE Encoder'],
+  ] as const) {
+    const method = merged[key];
+    if (method === undefined || explicit(key) || loaded.vaeMethods.includes(method)) continue;
+    delete merged[key];
+    skipped.push(`${label} (${A1111_VAE_METHODS[method]}: needs ${VAE_METHOD_FIX[method]} to apply it)`);
+  }
   if (model !== undefined && model !== loaded.name) log(`${file} was made with model "${model}"; regenerating with "${loaded.name}" gives a different image`);
   if (skipped.length > 0) log(`${file}: settings not applied: ${skipped.join(', ')}`);
   return merged;

@@ -7,13 +7,17 @@ import { TODO_MODES, type TodoMode } from '../attention/todo.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { decodePngRgb, encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
-import { PREDICTIONS } from '../pipeline/model-parts.js';
+import { modelTinyVAE, PREDICTIONS, VAE_METHODS, type VaeMethod } from '../pipeline/model-parts.js';
+import { LivePreview, PREVIEW_METHODS, type PreviewMethod } from '../pipeline/preview.js';
+import type { TinyVAE } from '../models/taesd.js';
+import { isTinyVAESource, TINY_VAE_FAMILIES, type TinyVAEFamily } from '../models/taesd-source.js';
 import type { Prediction } from '../models/single-file/checkpoint.js';
 import { attentionLevels } from '../models/unet.js';
 import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
 import { INPAINT_FILLS, type InpaintFill } from '../pipeline/inpaint.js';
-import { readLatentsFile, StableDiffusion, type GenerateOptions } from '../pipeline/stable-diffusion.js';
+import { readLatentsFile, StableDiffusion, type GenerateOptions, type GenerateResult } from '../pipeline/stable-diffusion.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
+import { TIMESTEP_SPACINGS, type TimestepSpacing } from '../scheduler/config.js';
 import { checkControlNetHashes, checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
@@ -29,6 +33,12 @@ import { controlNetsFromInfotext } from '../pipeline/controlnet-infotext.js';
 interface GenerateFlags extends RuntimeFlags, ControlFlags {
   model?: string;
   vae?: string;
+  taesd?: string;
+  taesdFamily?: TinyVAEFamily;
+  vaeDecoder?: VaeMethod;
+  vaeEncoder?: VaeMethod;
+  preview?: PreviewMethod;
+  previewPath?: string;
   prediction?: Prediction;
   prompt?: string;
   fromPng?: string;
@@ -40,6 +50,8 @@ interface GenerateFlags extends RuntimeFlags, ControlFlags {
   seed?: number;
   sampler?: SamplerChoice;
   karras?: boolean;
+  timestepSpacing?: TimestepSpacing;
+  eta?: number;
   batch: number;
   latents?: string;
   initImage?: string;
@@ -102,8 +114,8 @@ export function outputPaths(out: string, n: number): string[] {
 }
 
 /** Fails before any work when the PNG could not be written. */
-function checkOutput(out: string): void {
-  if (extname(out).toLowerCase() !== '.png') throw new Error(`--out must name a .png file; got ${out}`);
+function checkOutput(out: string, flag = '--out'): void {
+  if (extname(out).toLowerCase() !== '.png') throw new Error(`${flag} must name a .png file; got ${out}`);
   if (existsSync(out) && statSync(out).isDirectory()) throw new Error(`cannot write ${out}: it is a folder (name a .png file)`);
   const dir = dirname(resolve(out));
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`cannot write ${out}: folder ${dir} does not exist (create it first)`);
@@ -114,12 +126,41 @@ function checkOutput(out: string): void {
   }
 }
 
+/**
+ * `--preview`: a PNG rewritten (atomically) with each new preview. TAESD previews decode with a
+ * TAESD of their own, beside the pipeline's: --taesd, else a TAESD --vae.
+ */
+async function livePreview(
+  f: GenerateFlags,
+  model: string,
+  source: { taesd?: string; vae?: string; taesdFamily?: TinyVAEFamily },
+  log: (m: string) => void,
+): Promise<{ live: LivePreview; decoder?: TinyVAE } | undefined> {
+  if (!f.preview) return undefined;
+  const path = f.previewPath ?? f.out.replace(/\.png$/i, '-preview.png');
+  checkOutput(path, '--preview-path');
+  let decoder: TinyVAE | undefined;
+  if (f.preview === 'taesd') {
+    const taesd = source.taesd ?? (source.vae && isTinyVAESource(source.vae) ? source.vae : undefined);
+    if (!taesd) throw new Error('--preview taesd needs a TAESD: give --taesd FILE|DIR (taesd_decoder.safetensors, taesdxl_decoder.safetensors for SDXL), or --vae a TAESD');
+    decoder = await modelTinyVAE(model, taesd, source.taesd ? '--taesd' : '--vae', { ...runtimeFromFlags(f), taesdFamily: source.taesdFamily, onWarning: () => {} });
+  }
+  const live = new LivePreview((png) => writeFileAtomic(path, png), decoder, (e) => log(`--preview taesd failed (${e.message}); writing the cheap approximation`));
+  return { live, decoder };
+}
+
 export function registerGenerate(program: Command): void {
   program
     .command('generate')
     .description('generate images from a prompt (text-to-image)')
     .option('--model <dir|file>', `diffusers model folder or single-file .safetensors checkpoint (default: the built-in ${BUILTIN_MODEL_NAME} model)`)
-    .option('--vae <file|dir>', "replace the model's VAE: a VAE .safetensors file or a diffusers VAE folder")
+    .option('--vae <file|dir>', "replace the model's VAE: a VAE .safetensors file or a diffusers VAE folder; or a TAESD, which then decodes and encodes")
+    .option('--taesd <file|dir>', "a TAESD beside the model's VAE, for --preview taesd and --vae-decoder/--vae-encoder taesd: taesd_decoder.safetensors, a diffusers AutoencoderTiny folder, or a folder with one per family")
+    .addOption(new Option('--taesd-family <family>', 'the family a TAESD (--vae, --taesd) was made for, where its name does not say (taesd: sd, taesdxl: sdxl)').choices(TINY_VAE_FAMILIES))
+    .addOption(new Option('--vae-decoder <which>', "decode with the model's VAE (full) or the TAESD (default: the pipeline's VAE)").choices(VAE_METHODS))
+    .addOption(new Option('--vae-encoder <which>', 'encode init images (img2img, inpainting, lanczos hires fix) with the full VAE or the TAESD').choices(VAE_METHODS))
+    .addOption(new Option('--preview <method>', 'write a live preview while generating: cheap (latent approximation) or taesd (needs --taesd or a TAESD --vae)').choices(PREVIEW_METHODS))
+    .option('--preview-path <file.png>', 'where --preview writes (default: beside --out, NAME-preview.png)')
     .addOption(new Option('--prediction <type>', 'override the prediction type (single files: from the .yaml beside it, else the family)').choices(PREDICTIONS))
     .option('-p, --prompt <text>', 'what to draw (required unless --from-png)')
     .option('--from-png <image.png>', 'make an image again from the parameters in its PNG (todo-sd or AUTOMATIC1111); flags given override them')
@@ -130,7 +171,9 @@ export function registerGenerate(program: Command): void {
     .option('--cfg <scale>', 'classifier-free guidance scale (1 = off)', parseFloatOption('--cfg', 0, 100), 7.5)
     .option('-s, --seed <n>', 'seed (the same noise as torch.Generator("cpu").manual_seed(n)); default: random', parseIntOption('--seed', 0, 2 ** 53 - 1))
     .option('--sampler <name>', 'sampler, ours or AUTOMATIC1111\'s name ("DPM++ 2M Karras", "Euler a", UniPC, …; default: the model scheduler)', parseSamplerOption)
-    .option('--karras', 'Karras noise schedule (all samplers but ddim and pndm)')
+    .option('--karras', 'Karras noise schedule (all samplers but ddim, pndm, lcm and tcd)')
+    .addOption(new Option('--timestep-spacing <spacing>', "override the model scheduler's timestep spacing (trailing: for Lightning / Turbo / Hyper-SD models; not lcm/tcd)").choices(TIMESTEP_SPACINGS))
+    .option('--eta <gamma>', "the tcd sampler's gamma: 0 deterministic … 1 fully stochastic (default 0.3)", parseFloatOption('--eta', 0, 1))
     .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
     .option('--latents <file>', 'initial noise from a safetensors file (tensor "latents", [batch, 4, h/8, w/8])')
     .option('--init-image <file.png>', 'image-to-image: start from this picture (resized with Lanczos to --width x --height if given)')
@@ -185,7 +228,8 @@ export function registerGenerate(program: Command): void {
       const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
       const attention = attentionFromFlags(f);
       const controlnets = controlUnitsFromFlags(f, readPng, png ? controlNetsFromInfotext(png.settings).units : []);
-      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
+      const source = { vae: f.vae, taesd: f.taesd, taesdFamily: f.taesdFamily, prediction: f.prediction };
+      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), ...source, onWarning: log, loras: f.lora });
       const hiresFlags = {
         scale: f.hiresScale,
         steps: f.hiresSteps,
@@ -204,11 +248,15 @@ export function registerGenerate(program: Command): void {
         batch: f.batch,
         sampler: f.sampler?.sampler,
         karras: f.karras ?? f.sampler?.karras,
+        timestepSpacing: f.timestepSpacing,
+        eta: f.eta,
         latents,
         attention,
         clipSkip: f.clipSkip,
         promptSyntax: f.promptSyntax,
         vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
+        vaeDecoder: f.vaeDecoder,
+        vaeEncoder: f.vaeEncoder,
         loraDir: f.loraDir,
         initImage,
         strength: f.strength,
@@ -216,13 +264,25 @@ export function registerGenerate(program: Command): void {
         hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
         ...(controlnets.length > 0 && { controlnets }),
       };
-      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
+      const opts =
+        png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config), vaeMethods: pipe.vaeMethods });
       const progress = new Progress(process.stderr);
-      const result = await pipe.generate(opts, {
-        onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total, s.phase === 'hires' ? 'hires pass' : 'denoising')),
-        onWarning: log,
-      });
-      await pipe.dispose();
+      const preview = await livePreview(f, modelDir, source, log);
+      let result: GenerateResult;
+      try {
+        result = await pipe.generate(opts, {
+          onStep: (s) => {
+            if (s.latents) preview?.live.update(s.latents);
+            if (s.phase === 'decode') progress.finish('decoded');
+            else progress.update(s.step, s.total, s.phase === 'hires' ? 'hires pass' : 'denoising');
+          },
+          onWarning: log,
+        });
+      } finally {
+        await preview?.live.settle();
+        await preview?.decoder?.dispose();
+        await pipe.dispose();
+      }
       if (png) {
         checkLoraHashes(png, result.images[0]!.parameters, log);
         checkControlNetHashes(png, result.images[0]!.parameters, log);

@@ -62,6 +62,8 @@ export function parseControlNetConfig(c: Record<string, unknown>): ControlNetCon
   if (!Number.isInteger(channels) || (channels as number) < 1) throw new Error(`controlnet config: conditioning_channels must be a positive integer; got ${JSON.stringify(channels)}`);
   return {
     ...enc,
+    // diffusers' ControlNetModel has no time_cond_proj_dim: its time embedding takes no guidance embedding.
+    timeCondProjDim: null,
     conditioningChannels: channels as number,
     conditioningEmbeddingChannels: embedding as number[],
     channelOrder: order,

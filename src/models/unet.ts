@@ -45,6 +45,11 @@ export interface UNetEncoderConfig {
   midBlockScaleFactor: number;
   /** SDXL's `addition_embed_type: "text_time"`: pooled text + size/crop conditioning; null otherwise. */
   textTime: TextTimeConfig | null;
+  /**
+   * `time_cond_proj_dim` of guidance-distilled U-Nets (LCM): the width of the extra `timestep_cond`
+   * input (the guidance scale's embedding), added to the timestep's through `time_embedding.cond_proj`.
+   */
+  timeCondProjDim: number | null;
 }
 
 export interface UNetConfig extends UNetEncoderConfig {
@@ -106,6 +111,8 @@ export function parseEncoderConfig(c: Record<string, unknown>, what: string, mid
   if (additionType !== null && additionType !== 'text_time') {
     throw new Error(`${what} config: addition_embed_type = ${JSON.stringify(additionType)} is not supported; only "text_time" (SDXL) is`);
   }
+  const condDim = c.time_cond_proj_dim ?? null;
+  if (condDim !== null && !(Number.isInteger(condDim) && (condDim as number) > 0)) throw new Error(`${what} config: time_cond_proj_dim must be a positive integer; got ${JSON.stringify(condDim)}`);
   const crossDim = c.cross_attention_dim ?? 1280;
   if (!Number.isInteger(crossDim)) throw new Error(`${what} config: cross_attention_dim must be an integer`);
   return {
@@ -126,6 +133,7 @@ export function parseEncoderConfig(c: Record<string, unknown>, what: string, mid
     downsamplePadding: (c.downsample_padding as number | undefined) ?? 1,
     midBlockScaleFactor: (c.mid_block_scale_factor as number | undefined) ?? 1,
     textTime: additionType === 'text_time' ? parseTextTime(c, what) : null,
+    timeCondProjDim: condDim as number | null,
   };
 }
 
@@ -138,10 +146,7 @@ function checkBlockTypes(list: readonly string[], known: readonly string[], fiel
 
 /** Reads and checks a diffusers UNet2DConditionModel config. */
 export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
-  refuseUnsupported(c, 'unet', [
-    ['time_cond_proj_dim', null],
-    ['dual_cross_attention', false],
-  ]);
+  refuseUnsupported(c, 'unet', [['dual_cross_attention', false]]);
   const enc = parseEncoderConfig(c, 'unet', MID_BLOCKS);
   const n = enc.blockOutChannels.length;
   const up = (c.up_block_types as string[] | undefined) ?? [];
@@ -214,13 +219,18 @@ function sinusoidalEmbedding(g: GraphBuilder, values: Value, dim: number, flipSi
 }
 
 /**
- * Graph inputs timestep [B] (and SDXL's text_embeds [B, P], time_ids [B, 6]) → the activated
- * time embedding the resnets take: diffusers' time_proj, time_embedding and add_embedding.
+ * Graph inputs timestep [B] (and SDXL's text_embeds [B, P], time_ids [B, 6]; a guidance-distilled
+ * U-Net's timestep_cond [B, time_cond_proj_dim]) → the activated time embedding the resnets take:
+ * diffusers' time_proj, time_embedding (+ cond_proj) and add_embedding.
  */
 export function timeEmbedding(g: GraphBuilder, cfg: UNetEncoderConfig, b: number): Value {
   const t = g.input('timestep', [b]);
   const c0 = cfg.blockOutChannels[0]!;
-  const proj = g.toCompute(sinusoidalEmbedding(g, t, c0, cfg.flipSinToCos, cfg.freqShift));
+  let proj = g.toCompute(sinusoidalEmbedding(g, t, c0, cfg.flipSinToCos, cfg.freqShift));
+  if (cfg.timeCondProjDim !== null) {
+    const cond = g.toCompute(g.input('timestep_cond', [b, cfg.timeCondProjDim]));
+    proj = g.add(proj, linear(g, 'time_embedding.cond_proj', cond, c0, false));
+  }
   const timeDim = c0 * 4;
   let emb = linear(g, 'time_embedding.linear_2', g.silu(linear(g, 'time_embedding.linear_1', proj, timeDim)), timeDim);
   if (cfg.textTime) {
@@ -294,7 +304,8 @@ export const MID_RESIDUAL_INPUT = 'mid_block_additional_residual';
 
 /**
  * The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states,
- * text_embeds [B, P] and time_ids [B, 6] for a text_time model (+ the variant's); with
+ * text_embeds [B, P] and time_ids [B, 6] for a text_time model, timestep_cond [B, time_cond_proj_dim]
+ * for a guidance-distilled one (+ the variant's); with
  * `shape.controlResiduals`, a ControlNet's residuals too (`down_block_additional_residual_0…`,
  * `mid_block_additional_residual`), added to the skip connections and the mid block's output.
  */
@@ -358,6 +369,8 @@ export interface UNetForwardOptions {
   textEmbeds?: Tensor;
   /** SDXL (text_time): [B, 6] original height, width, crop top, left, target height, width. */
   timeIds?: Tensor;
+  /** Guidance-distilled U-Nets (time_cond_proj_dim): the guidance scale's embedding [B, time_cond_proj_dim]; ignored by others. */
+  timestepCond?: Tensor;
   /** A ControlNet's output (summed over several), added inside the U-Net as diffusers' down_block_additional_residuals / mid_block_additional_residual. */
   controlResiduals?: ControlResiduals;
 }
@@ -437,6 +450,7 @@ export class UNet extends AttentionComponent implements LoraHost {
       { name: 'encoder_hidden_states', type: 'float32', value: encoderHiddenStates },
     ];
     if (c.textTime) feeds.push(...this.textTimeFeeds(b, opts));
+    if (c.timeCondProjDim !== null) feeds.push(this.timestepCondFeed(b, opts));
     const plan = this.plan(shape);
     if (residuals) feeds.push(...residualFeeds(plan.graph, residuals));
     feeds.push(...plan.variant.feeds({ active: opts.attentionActive !== false }));
@@ -461,6 +475,15 @@ export class UNet extends AttentionComponent implements LoraHost {
     ];
   }
 
+  private timestepCondFeed(b: number, opts: UNetForwardOptions): Feed {
+    const dim = this.config.timeCondProjDim!;
+    if (!opts.timestepCond) {
+      throw new Error(`unet: this U-Net is guidance-distilled (time_cond_proj_dim ${dim}, an LCM): pass { timestepCond } [${b}, ${dim}], the guidance scale's embedding, as the 4th argument of forward()`);
+    }
+    checkInput('unet', 'timestepCond', opts.timestepCond, [b, dim], 'batch, time_cond_proj_dim');
+    return { name: 'timestep_cond', type: 'float32', value: opts.timestepCond };
+  }
+
   /**
    * forward() on onnxruntime tensors that may live on the device (runtime/device-tensors.ts);
    * on a WebGPU session the output stays there.
@@ -472,6 +495,7 @@ export class UNet extends AttentionComponent implements LoraHost {
     const inputs: Record<string, ort.Tensor> = { sample, encoder_hidden_states: encoderHiddenStates };
     const feeds: Feed[] = [{ name: 'timestep', type: 'float32', value: { data: new Float32Array(b).fill(timestep), dims: [b] } }];
     if (this.config.textTime) feeds.push(...this.textTimeFeeds(b, opts));
+    if (this.config.timeCondProjDim !== null) feeds.push(this.timestepCondFeed(b, opts));
     feeds.push(...plan.variant.feeds({ active: opts.attentionActive !== false }));
     for (const f of feeds) {
       inputs[f.name] = f.type === 'float32' ? new ort.Tensor('float32', f.value.data, [...f.value.dims]) : new ort.Tensor(f.type, f.data, [...f.dims]);

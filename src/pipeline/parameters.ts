@@ -6,9 +6,11 @@
  */
 import type { AttentionOptions } from '../attention/options.js';
 import type { PromptSyntax } from '../prompt/index.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
-import { a1111SamplerName } from '../scheduler/names.js';
+import { a1111SamplerName, SCHEDULE_TYPES } from '../scheduler/names.js';
 import { A1111_UPSCALER_NAMES, type HiresUpscaler } from './hires.js';
+import type { VaeMethod } from './model-parts.js';
 import { hiresTodoInfotext, todoInfotext } from './todo-infotext.js';
 
 export interface ParameterSource {
@@ -17,6 +19,10 @@ export interface ParameterSource {
   steps: number;
   sampler: SamplerName;
   karras: boolean;
+  /** A spacing asked for (written as A1111's `Schedule type`); absent: the model's own. */
+  timestepSpacing?: TimestepSpacing;
+  /** tcd's γ. */
+  eta?: number;
   cfg: number;
   seed: number;
   width: number;
@@ -39,7 +45,13 @@ export interface ParameterSource {
   passes?: { attention: AttentionOptions }[];
   /** The ControlNet extension's `ControlNet N` values, one per unit. */
   controlNets?: readonly string[];
+  /** Which VAE decoded, and encoded the init image if one was encoded (A1111 writes only TAESD). */
+  vaeDecoder?: VaeMethod;
+  vaeEncoder?: VaeMethod;
 }
+
+/** A1111's names of the VAE methods (its sd_vae_decode_method / sd_vae_encode_method values). */
+export const A1111_VAE_METHODS: Record<VaeMethod, string> = { full: 'Full', taesd: 'TAESD' };
 
 /** A1111 quotes a value that holds a comma, colon or newline, JSON-style (a quote too, so it reads back). */
 function value(v: string | number): string {
@@ -51,6 +63,8 @@ export function a1111Parameters(p: ParameterSource): string {
   const fields: [string, string | number][] = [
     ['Steps', p.steps],
     ['Sampler', a1111SamplerName(p.sampler, p.karras)],
+    ...(p.timestepSpacing ? [['Schedule type', SCHEDULE_TYPES[p.timestepSpacing]] as [string, string]] : []),
+    ...(p.eta !== undefined ? [['Eta', p.eta] as [string, number]] : []),
     ['CFG scale', p.cfg],
     ['Seed', p.seed],
     ['Size', `${p.width}x${p.height}`],
@@ -76,6 +90,8 @@ export function a1111Parameters(p: ParameterSource): string {
     if (second.method !== 'tome' && a.method === 'tome') fields.push(['Hires token merging ratio', 0]);
   }
   p.controlNets?.forEach((unit, i) => fields.push([`ControlNet ${i}`, unit]));
+  if (p.vaeDecoder === 'taesd') fields.push(['VAE Decoder', A1111_VAE_METHODS.taesd]);
+  if (p.vaeEncoder === 'taesd') fields.push(['VAE Encoder', A1111_VAE_METHODS.taesd]);
   fields.push(['Version', 'todo-sd']);
   const lines = [p.prompt];
   if (p.negativePrompt) lines.push(`Negative prompt: ${p.negativePrompt}`);

@@ -11,21 +11,24 @@ import { resolveAttention, type AttentionOptions } from '../attention/options.js
 import { autoTodoFactor, todoActiveAt } from '../attention/todo.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
+import { TinyVAE } from '../models/taesd.js';
 import { attentionLevels, UNet } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import type { RuntimeOptions } from '../runtime/session.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import { createScheduler, type SamplerName, type Scheduler } from '../scheduler/index.js';
 import { resolveSampler } from '../scheduler/names.js';
+import { TCD_DEFAULT_GAMMA } from '../scheduler/tcd.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type IntTensor, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
 import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../prompt/index.js';
 import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
-import { modelSdxlConditioner, modelTokenizer, modelVAE, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
+import { modelSdxlConditioner, modelTinyVAE, modelTokenizer, modelVAE, schedulerConfig, VAE_METHODS, type ModelSourceOptions, type VaeMethod } from './model-parts.js';
 import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
-import { checkRgbImage, encodeImage, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
+import { checkRgbImage, encodeInitLatents, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
 import { a1111Parameters } from './parameters.js';
 import { decodeTiled } from './vae-tiling.js';
@@ -35,6 +38,7 @@ import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
 import { ControlNet, residualShapes } from '../models/controlnet.js';
 import { checkControlNetFits, ControlNetPass, resolveControlUnit, type ControlNetUnit, type ResolvedControlUnit } from './controlnet.js';
 import { controlNetInfotext, type ControlNetSettings, controlNetSettings } from './controlnet-infotext.js';
+import { classifierFreeGuidance, timestepCondition } from './guidance-embedding.js';
 
 export interface GenerateOptions {
   prompt: string;
@@ -52,6 +56,13 @@ export interface GenerateOptions {
   /** Our name or AUTOMATIC1111's (`'DPM++ 2M Karras'` also sets `karras` unless it is given). */
   sampler?: SamplerName | (string & Record<never, never>);
   karras?: boolean;
+  /**
+   * Overrides the model scheduler's `timestep_spacing`: `trailing` starts at the last training
+   * timestep, as few-step models (SDXL-Lightning, SD-Turbo, Hyper-SD) expect. Not for lcm/tcd.
+   */
+  timestepSpacing?: TimestepSpacing;
+  /** The tcd sampler's γ (diffusers' `eta`): 0 deterministic … 1 fully stochastic; default 0.3. */
+  eta?: number;
   /** Initial noise [batch, 4, height/8, width/8] instead of the seed's (scaled by the scheduler's init sigma, as diffusers does). */
   latents?: Tensor;
   attention?: AttentionOptions;
@@ -59,6 +70,13 @@ export interface GenerateOptions {
   clipSkip?: number;
   /** Tiled VAE decoding: 'auto' (default) tiles above 1024x1024 pixels. */
   vaeTiling?: boolean | 'auto';
+  /**
+   * Which VAE decodes (A1111's "VAE Decoder"): 'full', the model's, or 'taesd' (a TAESD given at
+   * load as `taesd`, or as `vae`). Default: the pipeline's VAE, whichever it is.
+   */
+  vaeDecoder?: VaeMethod;
+  /** Which VAE encodes init images (img2img, inpainting, the lanczos hires fix); A1111's "VAE Encoder". */
+  vaeEncoder?: VaeMethod;
   /**
    * Image-to-image: the starting picture. Resized with Lanczos to width x height when those are
    * given and differ; without them the size is the image's, rounded down to a multiple of 8.
@@ -111,8 +129,12 @@ export interface PassInfo {
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'controlnets'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'controlnets'>> & {
   sampler: SamplerName;
+  /** The spacing asked for; absent: the model's own. */
+  timestepSpacing?: TimestepSpacing;
+  /** tcd's γ as used. */
+  eta?: number;
   negativePrompt: string;
   latentsFromFile: boolean;
   initImage?: { width: number; height: number };
@@ -148,6 +170,8 @@ const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
   HeunDiscreteScheduler: 'heun',
   LMSDiscreteScheduler: 'lms',
   UniPCMultistepScheduler: 'unipc',
+  LCMScheduler: 'lcm',
+  TCDScheduler: 'tcd',
 };
 
 function fail(msg: string): never {
@@ -188,7 +212,8 @@ export class StableDiffusion {
     readonly tokenizer: ClipTokenizer,
     readonly textEncoder: ClipTextEncoder,
     readonly unet: UNet,
-    readonly vae: VAE,
+    /** The model's VAE, or the TAESD that replaced it (load's `vae`). */
+    readonly vae: VAE | TinyVAE,
     readonly schedulerConfig: Record<string, unknown>,
     private readonly loras: PipelineLoras,
     /** SDXL's two tokenizers and text encoders (the first ones are also `tokenizer`, `textEncoder`). */
@@ -199,6 +224,9 @@ export class StableDiffusion {
 
   /** The attention given at load time: generate() switches the U-Net per pass, this stays the default. */
   private readonly defaultAttention: AttentionOptions;
+
+  /** A TAESD beside the VAE (load's `taesd`, or loadTaesd). */
+  private tiny?: TinyVAE;
 
   /** `model`: a diffusers folder or a single-file checkpoint (.safetensors, LDM / SGM layout). */
   static async load(model: string, options: RuntimeOptions & ModelSourceOptions & { attention?: AttentionOptions; loras?: LoraSpec[] } = {}): Promise<StableDiffusion> {
@@ -213,7 +241,7 @@ export class StableDiffusion {
       const sdxl = await modelSdxlConditioner(modelDir, unet.config, opts);
       const sdxlLoras = new PipelineLoras([...sdxl.textEncoders, unet], loras ?? []);
       sdxlLoras.useBase(opts.onWarning);
-      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, sdxl);
+      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, sdxl).withTaesd(opts);
     }
     const [tokenizer, textEncoder] = await Promise.all([modelTokenizer(modelDir, { onWarning: opts.onWarning }), ClipTextEncoder.load(modelDir, opts)]);
     if (textEncoder.config.hiddenSize !== unet.config.crossAttentionDim) {
@@ -221,7 +249,46 @@ export class StableDiffusion {
     }
     const pipeLoras = new PipelineLoras([textEncoder, unet], loras ?? []);
     pipeLoras.useBase(opts.onWarning);
-    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras);
+    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras).withTaesd(opts);
+  }
+
+  private async withTaesd(opts: ModelSourceOptions & RuntimeOptions): Promise<StableDiffusion> {
+    if (opts.taesd) await this.loadTaesd(opts.taesd, opts);
+    return this;
+  }
+
+  /** The VAE methods generate() can use here: 'full' with the model's VAE, 'taesd' with a TAESD (as the VAE or beside it). */
+  get vaeMethods(): VaeMethod[] {
+    return this.vae instanceof VAE ? ['full', ...(this.tiny ? (['taesd'] as const) : [])] : ['taesd'];
+  }
+
+  /** The TAESD beside the model's VAE, if one was loaded (`taesd` at load, or loadTaesd). */
+  get taesd(): TinyVAE | undefined {
+    return this.tiny;
+  }
+
+  /**
+   * Loads a TAESD beside the model's VAE (replacing one loaded before), for `vaeDecoder` /
+   * `vaeEncoder: 'taesd'`: one TAESD, or a folder with one per family (A1111's models/VAE-approx).
+   * A TAESD of the other family is refused.
+   */
+  async loadTaesd(source: string, opts: Pick<ModelSourceOptions, 'taesdFamily'> & RuntimeOptions = {}): Promise<TinyVAE> {
+    const tiny = await modelTinyVAE(this.modelDir, source, '--taesd', { ...this.unet.runtime, ...opts });
+    await this.tiny?.dispose();
+    this.tiny = tiny;
+    return tiny;
+  }
+
+  /** The VAE for decoding or encoding by `method`; fails naming what to load when there is none. */
+  private vaeFor(method: VaeMethod, use: 'decoding' | 'encoding'): VAE | TinyVAE {
+    if (method === 'full') {
+      if (this.vae instanceof VAE) return this.vae;
+      fail(`the pipeline's VAE is a TAESD (${this.vae.source}, load's vae option): there is no full VAE for ${use}; load without it and pass the TAESD as taesd (--taesd) to have both`);
+    }
+    const tiny = this.vae instanceof TinyVAE ? this.vae : (this.tiny ?? fail(`TAESD ${use} needs a TAESD: load with { taesd: path } (--taesd FILE|DIR), or pass it as the VAE (--vae)`));
+    if (use === 'decoding') tiny.requireDecoder();
+    else tiny.requireEncoder();
+    return tiny;
   }
 
   get family(): ModelFamily {
@@ -276,6 +343,17 @@ export class StableDiffusion {
     const vaeTiling = o.vaeTiling ?? 'auto';
     const promptSyntax = o.promptSyntax ?? 'a1111';
     if (!PROMPT_SYNTAXES.includes(promptSyntax)) fail(`promptSyntax must be one of ${PROMPT_SYNTAXES.join(', ')}; got "${String(promptSyntax)}"`);
+    const ownMethod: VaeMethod = this.vae instanceof TinyVAE ? 'taesd' : 'full';
+    const vaeDecoder = o.vaeDecoder ?? ownMethod;
+    const vaeEncoder = o.vaeEncoder ?? ownMethod;
+    for (const [name, v] of [
+      ['vaeDecoder', vaeDecoder],
+      ['vaeEncoder', vaeEncoder],
+    ] as const) {
+      if (!VAE_METHODS.includes(v)) fail(`${name} must be one of ${VAE_METHODS.join(', ')}; got "${String(v)}"`);
+    }
+    this.vaeFor(vaeDecoder, 'decoding');
+    if (init || o.hires?.upscaler === 'lanczos') this.vaeFor(vaeEncoder, 'encoding');
     const settings: GenerateSettings = {
       prompt: o.prompt,
       negativePrompt: o.negativePrompt ?? '',
@@ -290,9 +368,14 @@ export class StableDiffusion {
       attention,
       clipSkip,
       vaeTiling,
+      vaeDecoder,
+      vaeEncoder,
       promptSyntax,
       latentsFromFile: o.latents !== undefined,
     };
+    if (o.timestepSpacing !== undefined) settings.timestepSpacing = o.timestepSpacing;
+    const eta = o.eta ?? (picked.sampler === 'tcd' ? TCD_DEFAULT_GAMMA : undefined);
+    if (eta !== undefined) settings.eta = eta;
     if (init) {
       if (o.latents) fail('initial latents and an init image exclude each other: img2img draws its noise from the seed');
       const strength = o.strength ?? 0.75;
@@ -332,7 +415,7 @@ export class StableDiffusion {
    * syntax is diffusers' own path.
    */
   private async passConditioning(s: GenerateSettings, prompt: string, negativePrompt: string | undefined, size: { width: number; height: number; steps: number; firstPassSteps?: number }): Promise<PassConditioning> {
-    const guided = s.cfg > 1;
+    const guided = classifierFreeGuidance(s.cfg, this.unet.config);
     const sdxl = this.sdxl;
     if (sdxl && s.promptSyntax === 'plain') {
       const c = await sdxl.encode({ prompt, negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: size.width, height: size.height });
@@ -361,7 +444,8 @@ export class StableDiffusion {
     let x = run.x;
     const dims = x.dims;
     const batch = dims[0]!;
-    const guided = cfg > 1;
+    const guided = classifierFreeGuidance(cfg, this.unet.config);
+    const timestepCond = timestepCondition(cfg, this.unet.config, batch);
     this.unet.setAttention(run.attention);
     const stopAt = run.attention.method === 'todo' ? (run.attention.stopAt ?? 1) : 1;
     // Heun (order 2) evaluates the U-Net twice per step; steps are counted as diffusers counts them.
@@ -374,7 +458,7 @@ export class StableDiffusion {
       const c = cond.at(step);
       const attentionActive = todoActiveAt(stopAt, step, total);
       const controlResiduals = await run.control?.residuals({ index: i, count: timesteps.length, timestep: t, input, conditioning: c, attentionActive });
-      const out = await this.unet.forward(input, t, c.encoderHiddenStates, { attentionActive, ...c.added, ...(controlResiduals && { controlResiduals }) });
+      const out = await this.unet.forward(input, t, c.encoderHiddenStates, { attentionActive, ...c.added, timestepCond, ...(controlResiduals && { controlResiduals }) });
       let eps = out;
       if (guided) {
         const n = numel(dims);
@@ -392,6 +476,11 @@ export class StableDiffusion {
     return x;
   }
 
+  /** The sampler these settings ask for, its noise drawn from `randn` (the pass's generator). */
+  private scheduler(s: GenerateSettings, randn: (dims: readonly number[]) => Float32Array): Scheduler {
+    return createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, timestepSpacing: s.timestepSpacing, eta: s.eta, randn });
+  }
+
   /** The attention options as a pass of this latent size runs them: ToDo's 'auto' resolved on the first attention level's grid. */
   private attentionUsed(a: AttentionOptions, latent: readonly [number, number]): AttentionOptions {
     if (a.method !== 'todo' || a.factor !== 'auto') return a;
@@ -400,29 +489,39 @@ export class StableDiffusion {
     return { ...a, factor: autoTodoFactor([h, w]) };
   }
 
-  /** Latents → image [B, 3, H, W] in [-1, 1], tiled when asked or (auto) above 1024x1024. */
-  private async decodeLatents(x: Tensor, tiling: boolean | 'auto'): Promise<Tensor> {
-    const scale = this.vae.config.scale;
-    const z = { data: x.data.map((v) => v / this.vae.config.scalingFactor), dims: x.dims };
+  /**
+   * Latents → image [B, 3, H, W] in [-1, 1] by the VAE or TAESD `s` names, tiled when asked or
+   * (auto) above 1024x1024. A TAESD tiles by the same rule: it has no attention, but its memory,
+   * linear in the pixels, is still about 1 KiB per output pixel untiled.
+   */
+  private async decodeLatents(x: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeDecoder'>): Promise<Tensor> {
+    const vae = this.vaeFor(s.vaeDecoder, 'decoding');
+    const scale = vae.config.scale;
+    const z = { data: x.data.map((v) => v / vae.config.scalingFactor), dims: x.dims };
     const [, , h, w] = x.dims as [number, number, number, number];
-    const tiled = tiling === true || (tiling === 'auto' && h * w * scale * scale > 1024 * 1024);
+    const tiled = s.vaeTiling === true || (s.vaeTiling === 'auto' && h * w * scale * scale > 1024 * 1024);
     const tile = Math.max(16, Math.round(512 / scale));
-    return tiled ? decodeTiled(z, scale, (t) => this.vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : this.vae.decode(z);
+    return tiled ? decodeTiled(z, scale, (t) => vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : vae.decode(z);
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
     const resolved = this.resolve(o);
     if (cb.signal?.aborted) throw abortError();
+    // The scheduler first: a sampler that does not fit the settings fails before any work.
+    const generator = new TorchGenerator(resolved.seed);
+    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
+    const scheduler = this.scheduler(resolved, randn);
+    scheduler.setTimesteps(resolved.steps);
+    const timesteps: readonly number[] = o.initImage ? img2imgTimesteps(scheduler, resolved.steps, resolved.strength!) : scheduler.timesteps;
+    if (this.unet.config.timeCondProjDim !== null && o.negativePrompt) {
+      cb.onWarning?.('the negative prompt is not used: this U-Net is guidance-distilled (time_cond_proj_dim, an LCM) and takes the CFG scale as an embedding, with no unconditional pass (as in diffusers)');
+    }
     const loras = this.loras.forGeneration(resolved.prompt, o.loras, o.loraDir, cb.onWarning);
     const s = { ...resolved, loras: loras.used };
     const scale = this.vae.config.scale;
     const lh = s.height / scale;
     const lw = s.width / scale;
     const latentDims = [s.batch, this.unet.config.inChannels, lh, lw];
-    const generator = new TorchGenerator(s.seed);
-    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
-    scheduler.setTimesteps(s.steps);
     const original = o.initImage && fitImage(o.initImage, s.width, s.height);
     const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
     const control = await this.controlUnits(o.controlnets, s, { image: original, mask: mask?.pixels });
@@ -432,13 +531,11 @@ export class StableDiffusion {
     const t1 = performance.now();
 
     let x: Tensor;
-    let timesteps: readonly number[] = scheduler.timesteps;
     let blend: DenoiseRun['blend'];
     let inpaint: { original: RgbImage; mask: Uint8Array } | undefined;
     if (original) {
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
-      timesteps = img2imgTimesteps(scheduler, s.steps, s.strength!);
-      let init = (await encodeImage(this.vae, imagesToTensor([source]), randn, s.batch)).latents;
+      let init = await encodeInitLatents(this.vaeFor(s.vaeEncoder, 'encoding'), imagesToTensor([source]), randn, s.batch);
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
         // A1111 draws this noise from a fresh generator of the seed.
         const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
@@ -475,7 +572,7 @@ export class StableDiffusion {
     if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb, control);
     const t2 = performance.now();
 
-    const decoded = await this.decodeLatents(x, s.vaeTiling);
+    const decoded = await this.decodeLatents(x, s);
     const last = passes[passes.length - 1]!;
     cb.onStep?.({ step: last.steps, total: last.steps, timestep: 0, phase: 'decode', pass: last.pass });
     const t3 = performance.now();
@@ -488,6 +585,7 @@ export class StableDiffusion {
       latent: [lh, lw],
       passes,
       loraHashes: loras.hashes,
+      vaeEncoder: o.initImage || s.hires?.upscaler === 'lanczos' ? s.vaeEncoder : undefined,
       controlNets: control.map(controlNetInfotext),
     });
     const rgb = toRgb(decoded).map((img) => (inpaint ? pasteOriginal(img, inpaint.original, inpaint.mask) : img));
@@ -536,9 +634,9 @@ export class StableDiffusion {
   private controlPass(units: readonly ResolvedControlUnit[], s: GenerateSettings, size: { width: number; height: number }, attention: AttentionOptions, hires: boolean): ControlNetPass | undefined {
     if (units.length === 0) return undefined;
     const scale = this.vae.config.scale;
-    const rows = s.cfg > 1 ? 2 * s.batch : s.batch;
-    const shapes = residualShapes(this.unet.config, rows, size.height / scale, size.width / scale);
-    return new ControlNetPass(units, size, s.batch, s.cfg > 1, shapes, attention, hires);
+    const guided = classifierFreeGuidance(s.cfg, this.unet.config);
+    const shapes = residualShapes(this.unet.config, guided ? 2 * s.batch : s.batch, size.height / scale, size.width / scale);
+    return new ControlNetPass(units, size, s.batch, guided, shapes, attention, hires);
   }
 
   /**
@@ -555,13 +653,13 @@ export class StableDiffusion {
     const lw = hr.width / scale;
     const generator = new TorchGenerator(s.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
+    const scheduler = this.scheduler(s, randn);
     scheduler.setTimesteps(hr.steps);
     const timesteps = img2imgTimesteps(scheduler, hr.steps, hr.denoise);
     let init: Tensor;
     if (hr.upscaler === 'lanczos') {
-      const images = toRgb(await this.decodeLatents(x, s.vaeTiling)).map((img) => fitImage(img, hr.width, hr.height));
-      init = (await encodeImage(this.vae, imagesToTensor(images), randn, s.batch)).latents;
+      const images = toRgb(await this.decodeLatents(x, s)).map((img) => fitImage(img, hr.width, hr.height));
+      init = await encodeInitLatents(this.vaeFor(s.vaeEncoder, 'encoding'), imagesToTensor(images), randn, s.batch);
     } else {
       init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
     }
@@ -579,10 +677,12 @@ export class StableDiffusion {
       sampler: s.sampler,
       schedulerConfig: this.schedulerConfig,
       karras: s.karras,
+      timestepSpacing: s.timestepSpacing,
       steps: s.steps,
       latents: x,
       conditioning: fixed,
       cfg: s.cfg,
+      timestepCond: timestepCondition(s.cfg, this.unet.config, x.dims[0]!),
       stopAt,
       onStep: (step, n, timestep) => {
         cb.onStep?.({ step, total: n, timestep, phase: 'denoise', pass: 1 });
@@ -592,7 +692,13 @@ export class StableDiffusion {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose(), ...[...this.controlNets.values()].map((cn) => cn.dispose())]);
+    await Promise.all([
+      this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(),
+      this.unet.dispose(),
+      this.vae.dispose(),
+      this.tiny?.dispose(),
+      ...[...this.controlNets.values()].map((cn) => cn.dispose()),
+    ]);
   }
 }
 

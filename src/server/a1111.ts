@@ -7,8 +7,9 @@ import { randomInt } from 'node:crypto';
 import { decodeBase64, decodeMask, decodeRgb } from '../image/decode.js';
 import { fitImage as resizeLanczos } from '../pipeline/img2img.js';
 import type { RgbImage } from '../io/png.js';
-import { KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
-import { a1111SamplerName, resolveSampler } from '../scheduler/names.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
+import { CONSISTENCY_SAMPLERS, KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
+import { a1111SamplerName, resolveSampler, spacingOfScheduleType } from '../scheduler/names.js';
 import { RequestError } from './errors.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
@@ -16,11 +17,12 @@ import { modelAttentionLevels, todoAttention, type ServerSettings, type Settings
 import { a1111ControlUnits, controlNetArgs } from './controlnet-units.js';
 import { parseParameters } from '../pipeline/parameters.js';
 
-/** A1111's schedulers (noise schedules) that todo-sd has. */
+/** A1111's schedulers (noise schedules, A1111 1.10's modules/sd_schedulers.py) that todo-sd has. */
 export const A1111_SCHEDULERS = [
   { name: 'automatic', label: 'Automatic', aliases: null, default_rho: -1, need_inner_model: false },
-  { name: 'uniform', label: 'Uniform', aliases: ['normal'], default_rho: -1, need_inner_model: false },
+  { name: 'uniform', label: 'Uniform', aliases: ['normal'], default_rho: -1, need_inner_model: true },
   { name: 'karras', label: 'Karras', aliases: null, default_rho: 7, need_inner_model: false },
+  { name: 'sgm_uniform', label: 'SGM Uniform', aliases: ['SGMUniform'], default_rho: -1, need_inner_model: true },
 ];
 
 const HIRES_UPSCALERS: Record<string, NonNullable<JobSpec['hires']>['upscaler']> = {
@@ -41,6 +43,7 @@ export type GenerationBody = Record<string, unknown> & {
   sampler_name: string | null;
   sampler_index: string | null;
   scheduler: string | null;
+  eta: number | null;
   batch_size: number;
   n_iter: number;
   steps: number;
@@ -66,8 +69,12 @@ export type GenerationBody = Record<string, unknown> & {
   alwayson_scripts?: unknown;
 };
 
-/** A sampler by A1111 name (or ours) and A1111's scheduler field: Automatic keeps what the name says. */
-export function resolveA1111Sampler(name: string, scheduler: string | null): { sampler: SamplerName; karras: boolean; label: string } {
+/**
+ * A sampler by A1111 name (or ours) and A1111's scheduler field: Automatic keeps what the name
+ * says (and the model's spacing), Karras asks for Karras sigmas, Uniform and SGM Uniform for a
+ * timestep spacing (names.ts, SCHEDULE_TYPES).
+ */
+export function resolveA1111Sampler(name: string, scheduler: string | null): { sampler: SamplerName; karras: boolean; timestepSpacing?: TimestepSpacing; label: string } {
   let named: { sampler: SamplerName; karras?: boolean };
   try {
     named = resolveSampler(name);
@@ -75,13 +82,22 @@ export function resolveA1111Sampler(name: string, scheduler: string | null): { s
     throw new RequestError('sampler_name', (e as Error).message);
   }
   const sched = (scheduler ?? 'automatic').toLowerCase();
-  const known = A1111_SCHEDULERS.find((s) => s.name === sched || s.label.toLowerCase() === sched || s.aliases?.includes(sched));
+  const known = A1111_SCHEDULERS.find((s) => s.name === sched || s.label.toLowerCase() === sched || s.aliases?.some((a) => a.toLowerCase() === sched));
   if (!known) throw new RequestError('scheduler', `unknown scheduler "${scheduler}"; available: ${A1111_SCHEDULERS.map((s) => s.label).join(', ')}`);
   const karras = known.name === 'automatic' ? (named.karras ?? false) : known.name === 'karras';
   if (karras && !KARRAS_SAMPLERS.includes(named.sampler)) {
     throw new RequestError('scheduler', `the Karras schedule is not available for ${a1111SamplerName(named.sampler)}; use Automatic`);
   }
-  return { sampler: named.sampler, karras, label: a1111SamplerName(named.sampler, karras) };
+  const timestepSpacing = spacingOfScheduleType(known.label);
+  if (timestepSpacing && CONSISTENCY_SAMPLERS.includes(named.sampler)) {
+    throw new RequestError('scheduler', `${a1111SamplerName(named.sampler)} picks its steps from its own distillation schedule; use the Automatic scheduler`);
+  }
+  return { sampler: named.sampler, karras, ...(timestepSpacing && { timestepSpacing }), label: a1111SamplerName(named.sampler, karras) };
+}
+
+function tcdEta(eta: number): number {
+  if (eta > 1) throw new RequestError('eta', `eta ${eta} is out of range for TCD: its gamma runs from 0 (deterministic) to 1 (fully stochastic); 0.3 is typical`);
+  return eta;
 }
 
 function readImage(b64: string, field: string, mask = false): RgbImage {
@@ -126,7 +142,7 @@ export function toJob(
   controlNet: (name: string) => string,
 ): { job: JobSpec; samplerLabel: string } {
   const s = settings.merged(body.override_settings, 'override_settings.');
-  const { sampler, karras, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
+  const { sampler, karras, timestepSpacing, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
   const count = body.batch_size * body.n_iter;
   const job: JobSpec = {
@@ -140,9 +156,13 @@ export function toJob(
     cfg: body.cfg_scale,
     sampler,
     karras,
+    ...(timestepSpacing && { timestepSpacing }),
+    // A1111 sends eta for every sampler (its ancestral / DDIM noise); here only TCD's γ takes it.
+    ...(sampler === 'tcd' && body.eta !== null && { eta: tcdEta(body.eta) }),
     clipSkip: s.CLIP_stop_at_last_layers,
     attention: todoAttention(s, () => modelAttentionLevels(modelPath(s.sd_model_checkpoint)), 'override_settings.'),
     seeds: Array.from({ length: count }, (_, i) => seed + i),
+    preview: !s.live_previews_enable ? 'off' : s.show_progress_type === 'TAESD' ? 'taesd' : 'cheap',
   };
   if (kind === 'txt2img' && body.enable_hr) {
     const upscaler = HIRES_UPSCALERS[body.hr_upscaler ?? 'Latent'];

@@ -5,6 +5,8 @@
 import type { AttentionOptions } from '../attention/options.js';
 import type { ControlPreprocessor, ResizeMode } from '../pipeline/control-image.js';
 import type { ControlMode } from '../pipeline/controlnet.js';
+import type { PreviewMethod } from '../pipeline/preview.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 
 /** An image on the wire: RGB bytes as base64. */
@@ -26,10 +28,16 @@ export interface JobSpec {
   cfg: number;
   sampler: SamplerName;
   karras: boolean;
+  /** A1111's `scheduler` as a timestep spacing (SGM Uniform: trailing, Uniform: linspace). */
+  timestepSpacing?: TimestepSpacing;
+  /** TCD's γ. */
+  eta?: number;
   clipSkip: number;
   attention: AttentionOptions;
   /** Seed of each image, in order; A1111's seed + index, so each image's infotext reproduces it. */
   seeds: number[];
+  /** Live previews in progress reports: the cheap approximation, TAESD (where the worker has one for the model), or none. */
+  preview?: PreviewMethod | 'off';
   /** Contract fields of the pipeline (GenerateOptions): img2img, inpainting, hires fix. */
   initImage?: WireImage;
   strength?: number;
@@ -76,7 +84,7 @@ export interface JobProgress {
   images: number;
   step: number;
   steps: number;
-  /** A cheap preview of the current latents (PNG, base64), when the pipeline reports them. */
+  /** The latest live preview of the image in progress (PNG, base64), when the pipeline reports latents. */
   preview?: string;
   /** `interrupt` reached the job / `skip` reached the image in progress. */
   interrupted?: boolean;

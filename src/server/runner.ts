@@ -1,14 +1,19 @@
 /**
  * Runs jobs on a pipeline: loads the job's model (one at a time, kept for the next job), draws
- * each image with its own seed, reports progress with a latent preview, and honours interrupt
- * (stop after the current step, keep the finished images) and skip (drop the current image).
+ * each image with its own seed, reports progress with a live preview (the cheap latent
+ * approximation, or TAESD where the job asks for it and one fits the model), and honours
+ * interrupt (stop after the current step, keep the finished images) and skip (drop the current image).
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { encodePng, type RgbImage } from '../io/png.js';
+import type { TinyVAE } from '../models/taesd.js';
+import { modelTinyVAE } from '../pipeline/model-parts.js';
+import { LivePreview } from '../pipeline/preview.js';
 import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipeline/stable-diffusion.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { JobProgress, JobResult, JobSpec, WireImage } from './jobs.js';
 import type { ModelRegistry } from './models.js';
-import { latentPreview } from './preview.js';
 
 /** GenerateOptions with the fields other branches add under the contracts' names. */
 type PipelineOptions = GenerateOptions & {
@@ -43,23 +48,66 @@ export function toWire(img: RgbImage): WireImage {
   return { width: img.width, height: img.height, rgb: Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength).toString('base64') };
 }
 
+export interface RunnerOptions {
+  /**
+   * TAESD for live previews: one TAESD, or a folder with one per family (taesd_decoder.safetensors,
+   * taesdxl_decoder.safetensors). Default: `<models-dir>/VAE-approx`, where A1111 keeps them.
+   */
+  taesd?: string;
+}
+
 export class JobRunner {
-  private loaded?: { name: string; pipe: StableDiffusion };
+  private loaded?: { name: string; path: string; pipe: StableDiffusion; preview?: Promise<TinyVAE | undefined> };
+  private readonly said = new Set<string>();
 
   constructor(
     private readonly registry: ModelRegistry,
     private readonly runtime: RuntimeOptions = {},
+    private readonly options: RunnerOptions = {},
   ) {}
 
   /** The job's model, loading it (and letting go of the previous one) when it changes. */
   private async pipeline(name: string): Promise<StableDiffusion> {
     const entry = this.registry.resolve(name);
     if (this.loaded?.name !== entry.name) {
-      await this.loaded?.pipe.dispose();
-      this.loaded = undefined;
-      this.loaded = { name: entry.name, pipe: await StableDiffusion.load(entry.path, this.runtime) };
+      await this.unload();
+      this.loaded = { name: entry.name, path: entry.path, pipe: await StableDiffusion.load(entry.path, this.runtime) };
     }
     return this.loaded.pipe;
+  }
+
+  private async unload(): Promise<void> {
+    const loaded = this.loaded;
+    this.loaded = undefined;
+    await loaded?.pipe.dispose();
+    await (await loaded?.preview)?.dispose();
+  }
+
+  /** A warning, once per runner (a setting that cannot be honoured is not repeated every job). */
+  private sayOnce(message: string): void {
+    if (this.said.has(message)) return;
+    this.said.add(message);
+    this.runtime.onWarning?.(message);
+  }
+
+  /** The loaded model's TAESD decoder for previews, loaded on first use; undefined (said once) when none fits. */
+  private previewDecoder(): Promise<TinyVAE | undefined> {
+    const loaded = this.loaded!;
+    loaded.preview ??= (async () => {
+      const vaeApprox = this.registry.modelsDir && join(this.registry.modelsDir, 'VAE-approx');
+      const source = this.options.taesd ?? (vaeApprox && existsSync(vaeApprox) ? vaeApprox : undefined);
+      if (!source) {
+        this.sayOnce('TAESD live previews asked for, but no TAESD is at hand: give --taesd FILE|DIR or put taesd_decoder.safetensors / taesdxl_decoder.safetensors in <models-dir>/VAE-approx; showing the cheap approximation');
+        return undefined;
+      }
+      try {
+        return await modelTinyVAE(loaded.path, source, '--taesd', { ...this.runtime, onWarning: (m) => this.sayOnce(m) });
+      } catch (e) {
+        this.sayOnce(`TAESD live previews for ${loaded.name}: ${(e as Error).message}; showing the cheap approximation`);
+        return undefined;
+      }
+    })();
+    return loaded.preview;
   }
 
   async run(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void = () => {}): Promise<JobResult> {
@@ -73,6 +121,8 @@ export class JobRunner {
       cfg: job.cfg,
       sampler: job.sampler,
       karras: job.karras,
+      timestepSpacing: job.timestepSpacing,
+      eta: job.eta,
       clipSkip: job.clipSkip,
       attention: job.attention,
       loraDir: this.registry.loraDir,
@@ -90,31 +140,48 @@ export class JobRunner {
     };
     const images: JobResult['images'] = [];
     let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };
-    const report = (p: JobProgress): void => {
-      last = p;
-      onProgress({ ...p, interrupted: control.interrupted, skipped: control.skipped });
-    };
-    control.onChange = () => report(last);
-    for (const [index, seed] of job.seeds.entries()) {
-      if (control.interrupted) break;
-      control.skipped = false;
-      const onStep = (s: StepInfo): void => {
-        if (control.interrupted || control.skipped) throw new Stopped();
-        const preview = s.latents && latentPreview(s.latents);
-        report({ image: index, images: job.seeds.length, step: s.step, steps: s.total, ...(preview && { preview: Buffer.from(preview).toString('base64') }) });
-      };
-      try {
-        const r = await pipe.generate({ ...base, seed }, { onStep });
-        for (const img of r.images) images.push({ png: Buffer.from(encodePng(img, { parameters: img.parameters })).toString('base64'), seed, parameters: img.parameters });
-      } catch (e) {
-        if (!(e instanceof Stopped)) throw e;
+    let preview: string | undefined;
+    // A preview made while a step is being reported goes out with that step's report.
+    let stepping = false;
+    const report = (): void => onProgress({ ...last, ...(preview && { preview }), interrupted: control.interrupted, skipped: control.skipped });
+    control.onChange = report;
+    const live =
+      job.preview === 'off'
+        ? undefined
+        : new LivePreview(
+            (png) => {
+              preview = Buffer.from(png).toString('base64');
+              if (!stepping) report();
+            },
+            job.preview === 'taesd' ? await this.previewDecoder() : undefined,
+            (e) => this.sayOnce(`TAESD live preview failed (${e.message}); showing the cheap approximation`),
+          );
+    try {
+      for (const [index, seed] of job.seeds.entries()) {
+        if (control.interrupted) break;
+        control.skipped = false;
+        const onStep = (s: StepInfo): void => {
+          if (control.interrupted || control.skipped) throw new Stopped();
+          last = { image: index, images: job.seeds.length, step: s.step, steps: s.total };
+          stepping = true;
+          if (s.latents) live?.update(s.latents);
+          stepping = false;
+          report();
+        };
+        try {
+          const r = await pipe.generate({ ...base, seed }, { onStep });
+          for (const img of r.images) images.push({ png: Buffer.from(encodePng(img, { parameters: img.parameters })).toString('base64'), seed, parameters: img.parameters });
+        } catch (e) {
+          if (!(e instanceof Stopped)) throw e;
+        }
       }
+    } finally {
+      await live?.settle();
     }
     return { images, interrupted: control.interrupted };
   }
 
   async dispose(): Promise<void> {
-    await this.loaded?.pipe.dispose();
-    this.loaded = undefined;
+    await this.unload();
   }
 }

@@ -4,6 +4,7 @@
  * A1111 clients send null for "not set", so optional fields accept null too.
  */
 import { LIMITS } from './limits.js';
+import { SHOW_PROGRESS_TYPES } from './settings.js';
 
 const int = (def: number | null, min: number, max?: number): object => ({ type: ['integer', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
 const num = (def: number | null, min: number, max?: number): object => ({ type: ['number', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
@@ -17,6 +18,8 @@ export const OPTIONS_SCHEMA = {
   properties: {
     sd_model_checkpoint: { type: 'string' },
     CLIP_stop_at_last_layers: { type: 'integer', minimum: 1, maximum: 12 },
+    live_previews_enable: { type: 'boolean' },
+    show_progress_type: { type: 'string', enum: SHOW_PROGRESS_TYPES },
     token_downsampling_factor: { type: 'number', minimum: 1, maximum: 8 },
     token_downsampling_max_depth: { type: 'integer', minimum: 1, maximum: 4 },
     token_downsampling_disable_after: { type: 'number', minimum: 0, maximum: 1 },
@@ -31,6 +34,7 @@ const generation = {
   sampler_name: str(null),
   sampler_index: str('Euler'),
   scheduler: str(null),
+  eta: num(null, 0),
   batch_size: { type: 'integer', default: 1, minimum: 1, maximum: LIMITS.maxBatchSize },
   n_iter: { type: 'integer', default: 1, minimum: 1, maximum: LIMITS.maxIterations },
   steps: { type: 'integer', default: 50, minimum: 1, maximum: LIMITS.maxSteps },

@@ -1,7 +1,7 @@
 /**
- * The server's settings as A1111's `options` holds them: the model, CLIP skip, and the ToDo
- * extension's keys (sd-webui-token-downsampling). A request's `override_settings` applies on top,
- * for that request only.
+ * The server's settings as A1111's `options` holds them: the model, CLIP skip, the live preview
+ * (`live_previews_enable`, `show_progress_type`), and the ToDo extension's keys
+ * (sd-webui-token-downsampling). A request's `override_settings` applies on top, for that request only.
  */
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
 import { findComponent } from '../io/model-folder.js';
@@ -10,9 +10,14 @@ import { todoFromInfotext } from '../pipeline/todo-infotext.js';
 import { RequestError } from './errors.js';
 import type { ModelRegistry } from './models.js';
 
+/** A1111's live preview methods; "Full" and "Approx NN" are not offered and show "Approx cheap". */
+export const SHOW_PROGRESS_TYPES = ['Full', 'Approx NN', 'Approx cheap', 'TAESD'] as const;
+
 export interface Settings {
   sd_model_checkpoint: string;
   CLIP_stop_at_last_layers: number;
+  live_previews_enable: boolean;
+  show_progress_type: (typeof SHOW_PROGRESS_TYPES)[number];
   token_downsampling_factor: number;
   token_downsampling_max_depth: number;
   token_downsampling_disable_after: number;
@@ -33,6 +38,8 @@ export class ServerSettings {
     this.current = {
       sd_model_checkpoint: registry.resolve(model).title,
       CLIP_stop_at_last_layers: 1,
+      live_previews_enable: true,
+      show_progress_type: 'Approx cheap',
       token_downsampling_factor: 1,
       token_downsampling_max_depth: 1,
       token_downsampling_disable_after: 1,
@@ -54,8 +61,8 @@ export class ServerSettings {
         throw new RequestError(`${field}sd_model_checkpoint`, (e as Error).message);
       }
     }
-    for (const k of ['CLIP_stop_at_last_layers', 'token_downsampling_factor', 'token_downsampling_max_depth', 'token_downsampling_disable_after'] as const) {
-      if (patch[k] !== undefined) next[k] = patch[k];
+    for (const k of ['CLIP_stop_at_last_layers', 'live_previews_enable', 'show_progress_type', 'token_downsampling_factor', 'token_downsampling_max_depth', 'token_downsampling_disable_after'] as const) {
+      if (patch[k] !== undefined) Object.assign(next, { [k]: patch[k] });
     }
     todoAttention(next, () => modelAttentionLevels(this.registry.resolve(next.sd_model_checkpoint).path), field);
     return next;

@@ -93,9 +93,10 @@ async function generate(event) {
       height: num('height'),
       steps: num('steps'),
       sampler_name: $('sampler_name').value,
+      scheduler: $('scheduler').value,
       seed: num('seed'),
       cfg_scale: num('cfg_scale'),
-      override_settings: todoSettings(),
+      override_settings: { ...todoSettings(), show_progress_type: $('show_progress_type').value },
     });
     const info = JSON.parse(r.info);
     r.images.forEach((png, i) => addToGallery(png, info.all_seeds[i], info.infotexts[i]));
@@ -129,6 +130,7 @@ async function loadParameters(file) {
     set('width', p['Size-1']);
     set('height', p['Size-2']);
     if ([...$('sampler_name').options].some((o) => o.value === p.Sampler)) $('sampler_name').value = p.Sampler;
+    $('scheduler').value = [...$('scheduler').options].some((o) => o.value === p['Schedule type']) ? p['Schedule type'] : 'Automatic';
     set('todo_factor', String(Number(p['ToDo factor'] ?? 1)));
     set('todo_depth', p['ToDo max depth'] ?? (p['ToDo level 2 factor'] ? '2' : '1'));
     set('todo_disable_after', String(Number(p['ToDo disable after'] ?? p['ToDo stop at'] ?? 1)));
@@ -140,12 +142,14 @@ async function loadParameters(file) {
 }
 
 async function init() {
-  const [samplers, options] = await Promise.all([call(`${api}/samplers`), call(`${api}/options`)]);
+  const [samplers, schedulers, options] = await Promise.all([call(`${api}/samplers`), call(`${api}/schedulers`), call(`${api}/options`)]);
   for (const s of samplers) $('sampler_name').append(new Option(s.name, s.name));
+  for (const s of schedulers) $('scheduler').append(new Option(s.label, s.label));
   $('model').textContent = `model: ${options.sd_model_checkpoint}`;
   $('todo_factor').value = String(options.token_downsampling_factor);
   $('todo_depth').value = String(options.token_downsampling_max_depth);
   $('todo_disable_after').value = String(options.token_downsampling_disable_after);
+  if ([...$('show_progress_type').options].some((o) => o.value === options.show_progress_type)) $('show_progress_type').value = options.show_progress_type;
   $('form').addEventListener('submit', generate);
   $('interrupt').addEventListener('click', () => call(`${api}/interrupt`, {}));
   for (const id of ['width', 'height', 'todo_factor', 'todo_depth', 'todo_disable_after']) $(id).addEventListener('input', updateSpeedup);
