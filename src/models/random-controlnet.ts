@@ -4,8 +4,8 @@
  * A1111 users have them: the original layout (`control_model.*`) with a cldm `.yaml` beside it
  * for SD 1.x / 2.x, diffusers names for SDXL. The weight layout comes from the graph builder.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { denseAttention } from '../attention/dense.js';
 import { WeightRecorder } from '../graph/weights.js';
@@ -13,44 +13,28 @@ import { writeFileAtomic } from '../io/atomic.js';
 import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { CONTROLNET_ARCHITECTURES, CONTROLNET_CONFIGS, type ControlNetArchitecture } from './architectures.js';
 import { buildControlNetGraph, parseControlNetConfig } from './controlnet.js';
-import { randomTensor, rng, type RandomModelOptions } from './random-model.js';
+import { randomTensor, rng, writeComponent, writeFolderAtomic, type RandomModelOptions } from './random-model.js';
 import { originalControlNetKey } from './single-file/ldm-controlnet.js';
 
 export function isControlNetArchitecture(arch: string): arch is ControlNetArchitecture {
   return (CONTROLNET_ARCHITECTURES as readonly string[]).includes(arch);
 }
 
-/** The ControlNet's tensors (diffusers names, sorted), drawn from the seed. */
-function randomTensors(arch: ControlNetArchitecture, opts: RandomModelOptions): { config: Record<string, unknown>; tensors: Record<string, TensorToWrite> } {
-  const { config, base } = CONTROLNET_CONFIGS[arch];
+function controlNetShapes(config: Record<string, unknown>): Map<string, number[]> {
   const rec = new WeightRecorder();
   buildControlNetGraph(parseControlNetConfig(config), rec, { batch: 1, height: 8, width: 8, textLength: 1 }, denseAttention);
-  const dtype = (opts.dtype ?? (base.includes('tiny') ? 'fp32' : 'fp16')) === 'fp16' ? 'F16' : 'F32';
-  const next = rng(opts.seed ?? 0);
-  const tensors: Record<string, TensorToWrite> = {};
-  for (const [key, shape] of [...rec.shapes].sort(([a], [b]) => a.localeCompare(b))) tensors[key] = { dtype, shape, data: randomTensor(key, shape, next) };
-  return { config, tensors };
+  return rec.shapes;
 }
 
-/** A diffusers ControlNet folder; written to a temporary sibling and renamed, so an interrupted run leaves nothing. */
+function weightType(arch: ControlNetArchitecture, opts: RandomModelOptions): 'F32' | 'F16' {
+  return (opts.dtype ?? (CONTROLNET_CONFIGS[arch].base.includes('tiny') ? 'fp32' : 'fp16')) === 'fp16' ? 'F16' : 'F32';
+}
+
+/** A diffusers ControlNet folder (written through a temporary sibling). */
 export function writeRandomControlNet(outDir: string, arch: ControlNetArchitecture, opts: RandomModelOptions = {}): void {
-  const out = resolve(outDir);
-  if (existsSync(out) && readdirSync(out).length > 0) throw new Error(`${out} already exists and is not empty; choose another --out or remove it`);
   opts.onProgress?.('controlnet');
-  const { config, tensors } = randomTensors(arch, opts);
-  mkdirSync(dirname(out), { recursive: true });
-  const tmp = `${out}.${process.pid}.tmp`;
-  rmSync(tmp, { recursive: true, force: true });
-  try {
-    mkdirSync(tmp);
-    writeFileSync(join(tmp, 'config.json'), JSON.stringify(config, null, 2));
-    writeSafetensors(join(tmp, 'diffusion_pytorch_model.safetensors'), tensors, { format: 'pt' });
-    if (existsSync(out)) rmSync(out, { recursive: true });
-    renameSync(tmp, out);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  const { config } = CONTROLNET_CONFIGS[arch];
+  writeFolderAtomic(outDir, (tmp) => writeComponent(tmp, 'diffusion_pytorch_model.safetensors', config, controlNetShapes(config), weightType(arch, opts), rng(opts.seed ?? 0)));
 }
 
 /** The same weights (same seed) as one file: the original layout + cldm `.yaml` without text_time, diffusers names for SDXL. */
@@ -60,7 +44,12 @@ export function writeRandomControlNetFile(outFile: string, arch: ControlNetArchi
   const yamlPath = out.replace(/\.safetensors$/, '.yaml');
   if (existsSync(out) || existsSync(yamlPath)) throw new Error(`${out} (or its .yaml) already exists; choose another --out or remove it`);
   opts.onProgress?.('controlnet');
-  const { config, tensors } = randomTensors(arch, opts);
+  const { config } = CONTROLNET_CONFIGS[arch];
+  // Drawn in the folder writer's order, so that one seed gives the same weights in both formats.
+  const next = rng(opts.seed ?? 0);
+  const dtype = weightType(arch, opts);
+  const tensors: Record<string, TensorToWrite> = {};
+  for (const [key, shape] of [...controlNetShapes(config)].sort(([a], [b]) => a.localeCompare(b))) tensors[key] = { dtype, shape, data: randomTensor(key, shape, next) };
   mkdirSync(dirname(out), { recursive: true });
   if (config.addition_embed_type === 'text_time') {
     writeSafetensors(out, tensors, { format: 'pt' });
