@@ -67,6 +67,19 @@ test('a ControlNet with zeroed convs leaves the picture unchanged; a real one ch
   assert.notDeepEqual(on.images[0]!.data, plain.images[0]!.data);
 });
 
+test('SDXL: a ControlNet takes the pooled text and time ids (the conditional half of them in guess mode); zeroed convs change nothing', async () => {
+  const xl = await StableDiffusion.load(m.sdxl);
+  const base = { prompt: 'a cat', width: 32, height: 32, steps: 2, seed: 3 };
+  const plain = await xl.generate(base);
+  const zeroed = editControlNet(m.cnXl, join(tmp, 'zeroed-xl'), (name, data) => (/^controlnet_(down_blocks|mid_block)/.test(name) ? new Float32Array(data.length) : undefined));
+  assert.deepEqual((await xl.generate({ ...base, controlnets: [{ model: zeroed, image: stripes }] })).images[0]!.data, plain.images[0]!.data);
+  // The diffusers-named single file, its config completed from this U-Net; guess mode runs it on the conditional half.
+  const guided = await xl.generate({ ...base, controlnets: [{ model: m.cnXlFile, image: stripes, guessMode: true }] });
+  assert.notDeepEqual(guided.images[0]!.data, plain.images[0]!.data);
+  assert.match(guided.images[0]!.parameters, /ControlNet 0: "Module: none, Model: diffusers_xl_tiny \[[0-9a-f]{8}\], .*Guess Mode: True"/);
+  await xl.dispose();
+});
+
 function randomTensor(dims: number[], seed: number): Tensor {
   let s = seed;
   return { data: Float32Array.from({ length: dims.reduce((a, b) => a * b, 1) }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1), dims };
