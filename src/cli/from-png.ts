@@ -12,6 +12,9 @@ import type { GenerateOptions } from '../pipeline/stable-diffusion.js';
 import type { Upscaler } from '../models/upscaler/upscaler.js';
 import { readPngParameters } from './png-parameters.js';
 
+/** The ControlNet extension's `ControlNet N` keys. */
+const CONTROL_KEY = /^ControlNet \d+$/;
+
 /** The command-line flags (commander's attribute names) that set each option. */
 const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   prompt: ['prompt'],
@@ -85,13 +88,16 @@ export function mergeFromPng(
   // The PNG's SD upscale model, when the caller found it; else its key stays in the list (Lanczos stands in).
   const sdModelMissing = applySdUpscale && sdUpscaleUpscalerModel !== undefined && loaded.sdUpscaleUpscaler === undefined;
   if (up && sdUpscaleUpscalerModel !== undefined && loaded.sdUpscaleUpscaler) up = { ...up, upscaler: loaded.sdUpscaleUpscaler };
-  let skipped = notApplied.filter(
-    (k) =>
-      !(k === 'Denoising strength' && merged.initImage) &&
-      !(k === 'Mask blur' && merged.mask) &&
-      !(k.startsWith('Hires upscaler') && (upscalerFound || given('hiresUpscaler'))) &&
-      !(up && isSdUpscaleKey(k) && !(sdModelMissing && k.startsWith('SD upscale upscaler'))),
-  );
+  let skipped = notApplied
+    .filter(
+      (k) =>
+        !(k === 'Denoising strength' && merged.initImage) &&
+        !(k === 'Mask blur' && merged.mask) &&
+        !(k.startsWith('Hires upscaler') && (upscalerFound || given('hiresUpscaler'))) &&
+        !(up && isSdUpscaleKey(k) && !(sdModelMissing && k.startsWith('SD upscale upscaler'))) &&
+        !(CONTROL_KEY.test(k) && merged.controlnets),
+    )
+    .map((k) => (CONTROL_KEY.test(k) ? `${k} (the image was made with ControlNet: give --control-image for each unit, in order, and --controlnet-dir to find its model)` : k));
   if (up && !merged.initImage) skipped = [...skipped, 'SD upscale (the image is an SD upscale: give the original picture as --init-image to apply it)'];
   else if (applySdUpscale) merged.sdUpscale = up;
   if (imageToImage?.strength !== undefined) {
@@ -134,4 +140,15 @@ export function checkLoraHashes(png: ReturnType<typeof readFromPng>, made: strin
   if (was === undefined) return;
   const now = parseParameters(made).settings['Lora hashes'];
   if (now !== was) log(`${png.file}: the LoRAs differ from those the image was made with (Lora hashes were "${was}", now "${now ?? 'none'}"): the image will not be the same`);
+}
+
+/** Warns when a ControlNet found for the PNG's units is not the file it was made with (its A1111 hash differs). */
+export function checkControlNetHashes(png: ReturnType<typeof readFromPng>, made: string, log: (m: string) => void): void {
+  const now = parseParameters(made).settings;
+  const model = (unit: string | undefined): string | undefined => /(?:^|, )Model: ([^,]*)/.exec(unit ?? '')?.[1];
+  for (const key of Object.keys(png.settings).filter((k) => CONTROL_KEY.test(k))) {
+    const was = model(png.settings[key]);
+    const is = model(now[key]);
+    if (is !== undefined && was !== is) log(`${png.file}: ${key} was made with ${was ?? 'another model'}, now ${is}: the image will not be the same`);
+  }
 }

@@ -22,7 +22,7 @@ import { readLatentsFile, StableDiffusion, type GenerateOptions, type GenerateRe
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { STRENGTH_RULES, type StrengthRule } from '../pipeline/strength.js';
 import { TIMESTEP_SPACINGS, type TimestepSpacing } from '../scheduler/config.js';
-import { checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
+import { checkControlNetHashes, checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { Progress } from './progress.js';
@@ -33,8 +33,12 @@ import type { LoraSpec } from '../lora/merge.js';
 import { deepCacheFromFlag, parseDeepCacheOption, type DeepCacheFlag } from './deepcache-option.js';
 import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
 import { UserError } from '../errors.js';
+import { controlUnitsFromFlags, parseControlNetOption, type ControlFlags } from './controlnet-option.js';
+import { CONTROL_PREPROCESSORS, RESIZE_MODES } from '../pipeline/control-image.js';
+import { CONTROL_MODES } from '../pipeline/controlnet.js';
+import { controlNetsFromInfotext } from '../pipeline/controlnet-infotext.js';
 
-interface GenerateFlags extends RuntimeFlags {
+interface GenerateFlags extends RuntimeFlags, ControlFlags {
   model?: string;
   vae?: string;
   taesd?: string;
@@ -270,6 +274,18 @@ export function registerGenerate(program: Command): void {
     .option('--seam-fix-denoise <s>', 'seam fix strength (default 0.35)', parseFloatOption('--seam-fix-denoise', 0, 1))
     .option('--lora <file[:weight]>', 'merge a LoRA / LoCon (.safetensors or .pt) at this weight (default 1); repeatable', parseLoraOption, [])
     .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors, .pt, .ckpt)')
+    .option('--controlnet <model:image[:weight[:start[:end]]]>', 'a ControlNet unit: its folder or file (.safetensors, .pth; or a name in --controlnet-dir), the control image, weight (1), guidance start (0) and end (1); repeatable', parseControlNetOption, [])
+    .option('--controlnet-dir <dir>', 'folder of ControlNets named by --controlnet or a --from-png image (NAME.safetensors, NAME.pth, … or NAME/)')
+    .option('--control-preprocessor <name[,name…]>', `preprocessor, one for all units or one per unit: ${CONTROL_PREPROCESSORS.join(', ')} (default none: the image is the control map)`)
+    .option('--control-mode <mode[,mode…]>', `A1111's control mode: ${CONTROL_MODES.join(', ')} (default balanced)`)
+    .option('--control-resize <mode[,mode…]>', `how a control image of another size is fitted: ${RESIZE_MODES.join(', ')} (default crop-and-resize)`)
+    .option('--control-res <px[,px…]>', 'preprocessor resolution (canny: the short side; default 512)')
+    .option('--control-threshold-a <v[,v…]>', 'preprocessor threshold A (canny low, default 100; tile_resample down-sampling rate, default 1)')
+    .option('--control-threshold-b <v[,v…]>', 'preprocessor threshold B (canny high, default 200)')
+    .option('--control-pixel-perfect', 'preprocessor resolution that gives the generation size')
+    .option('--control-guess-mode', "diffusers' guess mode for every unit")
+    .option('--control-mask <file[,file…]>', 'mask of the inpaint preprocessors (white repaints; default: --mask)')
+    .option('--control-image <file>', 'with --from-png: the control image of each ControlNet unit the PNG names, in order; repeatable', (v: string, prev: string[]) => [...prev, v], [])
     .option('-o, --out <file.png>', 'output PNG', 'output.png')
     .option('--json', 'print a JSON summary on stdout')
     .addOption(providerOption())
@@ -311,6 +327,7 @@ export function registerGenerate(program: Command): void {
       const pngUpscaler = await pngModel('Hires upscaler', 'hiresUpscaler', builtinHiresUpscaler, true);
       // The PNG's SD upscale applies only to an --init-image, and not when SD upscale flags are typed.
       const pngSdUpscaler = await pngModel('SD upscale upscaler', 'sdUpscaleUpscaler', builtinUpscaler, initImage !== undefined && !sdUpscale);
+      const controlnets = await controlUnitsFromFlags(f, readImage, png ? controlNetsFromInfotext(png.settings).units : []);
       const source = { vae: f.vae, taesd: f.taesd, taesdFamily: f.taesdFamily, prediction: f.prediction };
       const pipe = await StableDiffusion.load(modelDir, { ...runtime, ...source, onWarning: log, loras: f.lora });
       const hiresFlags = {
@@ -353,6 +370,7 @@ export function registerGenerate(program: Command): void {
         tiling,
         sdUpscale,
         strengthRule: initImage || f.hiresScale !== undefined ? f.strengthRule : undefined,
+        ...(controlnets.length > 0 && { controlnets }),
       };
       const opts =
         png === undefined
@@ -383,7 +401,10 @@ export function registerGenerate(program: Command): void {
         await pipe.dispose();
         for (const u of [upscalerFlag, pngUpscaler, sdUpscale?.upscaler, pngSdUpscaler]) if (u instanceof Upscaler) await u.dispose();
       }
-      if (png) checkLoraHashes(png, result.images[0]!.parameters, log);
+      if (png) {
+        checkLoraHashes(png, result.images[0]!.parameters, log);
+        checkControlNetHashes(png, result.images[0]!.parameters, log);
+      }
       const paths = outputPaths(f.out, result.images.length);
       result.images.forEach((img, i) => writeFileAtomic(paths[i]!, encodePng(img, { parameters: img.parameters })));
       const s = result.settings;

@@ -1,6 +1,7 @@
 /** `todo-sd random-model`: a model folder in the diffusers layout with random weights. */
 import { Command, Option } from 'commander';
-import { ARCHITECTURES, TINY_VAE_ARCHITECTURES } from '../models/architectures.js';
+import { ARCHITECTURES, CONTROLNET_ARCHITECTURES, TINY_VAE_ARCHITECTURES, type ControlNetArchitecture } from '../models/architectures.js';
+import { isControlNetArchitecture, writeRandomControlNet, writeRandomControlNetFile } from '../models/random-controlnet.js';
 import { writeRandomModel } from '../models/random-model.js';
 import { writeRandomTinyVAE, writeRandomTinyVAEFiles } from '../models/random-taesd.js';
 import { writeRandomCheckpoint } from '../models/single-file/random-checkpoint.js';
@@ -10,16 +11,21 @@ type Writer = typeof writeRandomModel;
 
 function writerFor(arch: string, format: 'diffusers' | 'single-file'): Writer {
   if ((TINY_VAE_ARCHITECTURES as readonly string[]).includes(arch)) return format === 'single-file' ? writeRandomTinyVAEFiles : writeRandomTinyVAE;
+  if (isControlNetArchitecture(arch)) return (out, a, opts) => (format === 'single-file' ? writeRandomControlNetFile : writeRandomControlNet)(out, a as ControlNetArchitecture, opts);
   return format === 'single-file' ? writeRandomCheckpoint : writeRandomModel;
 }
 
 export function registerRandomModel(program: Command): void {
   program
     .command('random-model')
-    .description('write a model with random weights and the real SD 1.5 / 2.1 / XL configs (a diffusers folder or a single-file checkpoint), or a TAESD, for tests and speed benchmarks')
-    .addOption(new Option('--arch <arch>', 'architecture (taesd, taesd-tiny: a TAESD alone)').choices([...ARCHITECTURES, ...TINY_VAE_ARCHITECTURES]).default('sd15'))
+    .description('write a model with random weights and the real SD 1.5 / 2.1 / XL configs (a diffusers folder or a single-file checkpoint), a TAESD, or a ControlNet for one of the models, for tests and speed benchmarks')
     .addOption(
-      new Option('--format <format>', "diffusers folder, or one LDM .safetensors checkpoint with its .yaml (a TAESD: madebyollin's NAME_decoder / NAME_encoder .safetensors)")
+      new Option('--arch <arch>', 'architecture (taesd, taesd-tiny: a TAESD alone; controlnet-*: a ControlNet for the model of that name)')
+        .choices([...ARCHITECTURES, ...TINY_VAE_ARCHITECTURES, ...CONTROLNET_ARCHITECTURES])
+        .default('sd15'),
+    )
+    .addOption(
+      new Option('--format <format>', "diffusers folder, or one LDM .safetensors checkpoint with its .yaml (a TAESD: madebyollin's NAME_decoder / NAME_encoder .safetensors; a ControlNet: as A1111 users have it)")
         .choices(['diffusers', 'single-file'])
         .default('diffusers'),
     )

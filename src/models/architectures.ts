@@ -294,3 +294,32 @@ export const TINY_VAE_CONFIGS: Record<TinyVAEArchitecture, { config: Record<stri
     dtype: 'fp32',
   },
 };
+
+/** Random ControlNets for the architectures above (`random-model --arch controlnet-*`). */
+export const CONTROLNET_ARCHITECTURES = ['controlnet-tiny', 'controlnet-sdxl-tiny', 'controlnet-sd15', 'controlnet-sdxl'] as const;
+export type ControlNetArchitecture = (typeof CONTROLNET_ARCHITECTURES)[number];
+
+/** U-Net config keys a ControlNet shares (what diffusers' ControlNetModel.from_unet copies). */
+const SHARED_UNET_KEYS = [
+  'act_fn', 'addition_embed_type', 'addition_embed_type_num_heads', 'addition_time_embed_dim', 'attention_head_dim', 'block_out_channels',
+  'cross_attention_dim', 'down_block_types', 'downsample_padding', 'flip_sin_to_cos', 'freq_shift', 'in_channels', 'layers_per_block',
+  'mid_block_scale_factor', 'norm_eps', 'norm_num_groups', 'projection_class_embeddings_input_dim', 'transformer_layers_per_block',
+  'upcast_attention', 'use_linear_projection',
+];
+
+function controlNetFor(base: Architecture, extra: Record<string, unknown>): { base: Architecture; config: Record<string, unknown> } {
+  const unet = ARCHITECTURE_CONFIGS[base].unet;
+  const shared = Object.fromEntries(SHARED_UNET_KEYS.filter((k) => k in unet).map((k) => [k, unet[k]]));
+  return { base, config: { _class_name: 'ControlNetModel', ...shared, conditioning_channels: 3, controlnet_conditioning_channel_order: 'rgb', ...extra } };
+}
+
+/**
+ * `from_unet` of each base's U-Net; the tiny ones downsample the control image 2x (the tiny VAEs'
+ * scale) and keep 32 GroupNorm groups, so that the original single-file layout can hold them.
+ */
+export const CONTROLNET_CONFIGS: Record<ControlNetArchitecture, { base: Architecture; config: Record<string, unknown> }> = {
+  'controlnet-tiny': controlNetFor('tiny', { norm_num_groups: 32, conditioning_embedding_out_channels: [8, 16] }),
+  'controlnet-sdxl-tiny': controlNetFor('sdxl-tiny', { conditioning_embedding_out_channels: [8, 16] }),
+  'controlnet-sd15': controlNetFor('sd15', { conditioning_embedding_out_channels: [16, 32, 96, 256] }),
+  'controlnet-sdxl': controlNetFor('sdxl', { conditioning_embedding_out_channels: [16, 32, 96, 256] }),
+};

@@ -4,6 +4,7 @@
  * the weights), graphs from the on-disk cache, and input checks that fail before onnxruntime
  * sees a bad tensor.
  */
+import { resolveAttention, type AttentionOptions, type ResolvedAttention } from '../attention/options.js';
 import type { GraphDef } from '../graph/builder.js';
 import { cacheKey, cachedGraph } from '../graph/cache.js';
 import { serializeModel } from '../graph/serialize.js';
@@ -87,6 +88,59 @@ export class ComponentRuntime {
 
   async dispose(): Promise<void> {
     await this.evict(0);
+  }
+}
+
+/** Graph plans by key, least recently used first: a loop may alternate between a few graphs. */
+export class PlanCache<T> {
+  private readonly plans = new Map<string, T>();
+
+  constructor(private readonly size: number) {}
+
+  get(key: string, make: () => T): T {
+    let plan = this.plans.get(key);
+    if (plan) this.plans.delete(key);
+    else {
+      plan = make();
+      if (this.plans.size >= this.size) this.plans.delete(this.plans.keys().next().value!);
+    }
+    this.plans.set(key, plan);
+    return plan;
+  }
+
+  clear(): void {
+    this.plans.clear();
+  }
+}
+
+/** A component whose graphs take an attention variant (the U-Net, the ControlNet): its method can be switched between runs. */
+export abstract class AttentionComponent {
+  protected constructor(
+    protected resolved: ResolvedAttention,
+    protected readonly rt: ComponentRuntime,
+  ) {}
+
+  /** The config.json as diffusers has it (for a single file, read from its tensor shapes). */
+  get rawConfig(): Record<string, unknown> {
+    return this.rt.config;
+  }
+
+  get attention(): ResolvedAttention {
+    return this.resolved;
+  }
+
+  /** Switches the attention method; the next forward builds (or reuses from the cache) its graph. */
+  setAttention(options: AttentionOptions): void {
+    this.resolved = resolveAttention(options);
+  }
+
+  /** The runtime options it was loaded with (provider, precision, …). */
+  get runtime(): RuntimeOptions {
+    return this.rt.runtime;
+  }
+
+  dispose(): Promise<void> {
+    return this.rt.dispose();
   }
 }
 

@@ -9,7 +9,7 @@
  * consumes), then that up block from the kept feature onwards and every up block after it. This
  * is exactly the set of modules the helper does not replace by their cached outputs.
  */
-import type { UNetConfig } from './unet.js';
+import type { UNetConfig, UNetEncoderConfig } from './unet.js';
 import { UserError } from '../errors.js';
 
 /** The helper's cache_block_id / cache_layer_id. */
@@ -29,7 +29,7 @@ export interface CacheGraph {
 export const DEEP_FEATURE = 'deep_feature';
 
 /** Throws, naming the valid range, unless `p` is a cache point of this U-Net. */
-export function checkCachePoint(cfg: UNetConfig, p: CachePoint): void {
+export function checkCachePoint(cfg: UNetEncoderConfig, p: CachePoint): void {
   const blocks = cfg.blockOutChannels.length;
   const layers = cfg.layersPerBlock;
   if (!Number.isInteger(p.block) || p.block < 0 || p.block >= blocks) {
@@ -52,6 +52,11 @@ export function cachePointOfLevel(cfg: UNetConfig, level: number): CachePoint {
     throw new UserError(`DeepCache resnet level ${level} is not a level of this U-Net: use 0 … ${levels - 1}`);
   }
   return { block: Math.floor(level / per), layer: level % per };
+}
+
+/** How many skip connections the shallow part has (conv_in's, then each down layer above the cache point): the ControlNet residuals it takes. */
+export function shallowSkipCount(cfg: UNetEncoderConfig, p: CachePoint): number {
+  return 1 + p.block * (cfg.layersPerBlock + 1) + p.layer;
 }
 
 /** Whether layer `layer` of down block `block` (layers_per_block = its downsampler) is in the shallow part. */

@@ -12,7 +12,7 @@ import { ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { resolveAttention, type AttentionOptions, type ResolvedAttention } from '../attention/options.js';
 import { resolveRuntime } from '../runtime/provider.js';
-import { ComponentRuntime, checkInput } from './component.js';
+import { AttentionComponent, ComponentRuntime, checkInput, PlanCache } from './component.js';
 import { conv2d, groupNorm, linear } from './layers.js';
 import { downsample2D, resnetBlock2D, upsample2D } from './resnet.js';
 import { transformer2D } from './transformer.js';
@@ -25,18 +25,17 @@ const DOWN_BLOCKS = ['CrossAttnDownBlock2D', 'DownBlock2D'] as const;
 const UP_BLOCKS = ['CrossAttnUpBlock2D', 'UpBlock2D'] as const;
 const MID_BLOCKS = ['UNetMidBlock2DCrossAttn'] as const;
 
-export interface UNetConfig {
+/** What a U-Net's time embedding, down blocks and mid block need: the U-Net and the ControlNet share it. */
+export interface UNetEncoderConfig {
   inChannels: number;
-  outChannels: number;
   blockOutChannels: number[];
   downBlockTypes: string[];
-  upBlockTypes: string[];
+  /** UNetMidBlock2DCrossAttn, UNetMidBlock2D (one resnet: some ControlNets) or none. */
   midBlockType: string | null;
   layersPerBlock: number;
   /** Heads per down block (diffusers' `num_attention_heads ?? attention_head_dim`). */
   heads: number[];
   transformerLayers: number[];
-  reverseTransformerLayers: number[];
   crossAttentionDim: number;
   useLinearProjection: boolean;
   flipSinToCos: boolean;
@@ -45,7 +44,6 @@ export interface UNetConfig {
   eps: number;
   downsamplePadding: number;
   midBlockScaleFactor: number;
-  centerInputSample: boolean;
   /** SDXL's `addition_embed_type: "text_time"`: pooled text + size/crop conditioning; null otherwise. */
   textTime: TextTimeConfig | null;
   /**
@@ -53,6 +51,13 @@ export interface UNetConfig {
    * input (the guidance scale's embedding), added to the timestep's through `time_embedding.cond_proj`.
    */
   timeCondProjDim: number | null;
+}
+
+export interface UNetConfig extends UNetEncoderConfig {
+  outChannels: number;
+  upBlockTypes: string[];
+  reverseTransformerLayers: number[];
+  centerInputSample: boolean;
 }
 
 export interface TextTimeConfig {
@@ -68,74 +73,61 @@ export const TIME_IDS = 6;
 /** Plans (graph definitions) a U-Net keeps: DeepCache's two graphs at two batch sizes (NGMS). */
 const PLANS_KEPT = 4;
 
-function perBlock(v: unknown, n: number, what: string): number[] {
+function perBlock(v: unknown, n: number, field: string, what: string): number[] {
   const list = Array.isArray(v) ? v : Array(n).fill(v);
   if (list.length !== n || !list.every((x) => Number.isInteger(x) && x > 0)) {
-    throw new Error(`unet config: ${what} must be a positive integer or a list of ${n}; got ${JSON.stringify(v)}`);
+    throw new Error(`${what} config: ${field} must be a positive integer or a list of ${n}; got ${JSON.stringify(v)}`);
   }
   return list as number[];
 }
 
-/** Reads and checks a diffusers UNet2DConditionModel config. */
-export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
-  const unsupported: [string, unknown][] = [
-    ['class_embed_type', null],
-    ['encoder_hid_dim_type', null],
-    ['dual_cross_attention', false],
-    ['only_cross_attention', false],
-  ];
-  for (const [k, ok] of unsupported) {
+/** Throws unless each of `keys` is absent or has its supported value. */
+export function refuseUnsupported(c: Record<string, unknown>, what: string, keys: readonly [string, unknown][]): void {
+  for (const [k, ok] of keys) {
     const v = c[k] ?? ok;
     if (JSON.stringify(v) !== JSON.stringify(ok)) {
-      throw new Error(`unet config: ${k} = ${JSON.stringify(v)} is not supported; todo-sd runs SD 1.x / 2.x / XL UNets`);
+      throw new Error(`${what} config: ${k} = ${JSON.stringify(v)} is not supported; todo-sd runs SD 1.x / 2.x / XL models`);
     }
   }
+}
+
+/** The config fields the U-Net and the ControlNet share (their `__init__` arguments of the same name); `what` names the component in errors. */
+export function parseEncoderConfig(c: Record<string, unknown>, what: string, midBlocks: readonly string[]): UNetEncoderConfig {
+  refuseUnsupported(c, what, [
+    ['class_embed_type', null],
+    ['encoder_hid_dim_type', null],
+    ['only_cross_attention', false],
+  ]);
   const blockOut = c.block_out_channels as number[] | undefined;
-  if (!Array.isArray(blockOut) || blockOut.length === 0) throw new Error('unet config: block_out_channels is missing');
+  if (!Array.isArray(blockOut) || blockOut.length === 0) throw new Error(`${what} config: block_out_channels is missing`);
   const n = blockOut.length;
   const down = (c.down_block_types as string[] | undefined) ?? [];
-  const up = (c.up_block_types as string[] | undefined) ?? [];
-  for (const [list, known, what] of [
-    [down, DOWN_BLOCKS, 'down_block_types'],
-    [up, UP_BLOCKS, 'up_block_types'],
-  ] as const) {
-    if (list.length !== n) throw new Error(`unet config: ${what} has ${list.length} entries for ${n} block_out_channels`);
-    for (const t of list) {
-      if (!(known as readonly string[]).includes(t)) throw new Error(`unet config: unknown block type "${t}" in ${what}; supported: ${known.join(', ')}`);
-    }
-  }
+  checkBlockTypes(down, DOWN_BLOCKS, 'down_block_types', n, what);
   const mid = c.mid_block_type === undefined ? 'UNetMidBlock2DCrossAttn' : (c.mid_block_type as string | null);
-  if (mid !== null && !(MID_BLOCKS as readonly string[]).includes(mid)) {
-    throw new Error(`unet config: unknown mid_block_type "${mid}"; supported: ${MID_BLOCKS.join(', ')}`);
+  if (mid !== null && !midBlocks.includes(mid)) {
+    throw new Error(`${what} config: unknown mid_block_type "${mid}"; supported: ${midBlocks.join(', ')}`);
   }
-  if ((c.resnet_time_scale_shift ?? 'default') !== 'default') throw new Error(`unet config: resnet_time_scale_shift "${String(c.resnet_time_scale_shift)}" is not supported`);
-  if ((c.conv_in_kernel ?? 3) !== 3 || (c.conv_out_kernel ?? 3) !== 3) throw new Error('unet config: only 3x3 conv_in / conv_out kernels are supported');
-  const layers = perBlock(c.transformer_layers_per_block ?? 1, n, 'transformer_layers_per_block');
-  const reverse = c.reverse_transformer_layers_per_block
-    ? perBlock(c.reverse_transformer_layers_per_block, n, 'reverse_transformer_layers_per_block')
-    : [...layers].reverse();
+  if ((c.resnet_time_scale_shift ?? 'default') !== 'default') throw new Error(`${what} config: resnet_time_scale_shift "${String(c.resnet_time_scale_shift)}" is not supported`);
+  if ((c.conv_in_kernel ?? 3) !== 3) throw new Error(`${what} config: only 3x3 conv_in kernels are supported`);
   const layersPerBlock = c.layers_per_block ?? 2;
-  if (!Number.isInteger(layersPerBlock)) throw new Error('unet config: layers_per_block must be an integer (per-block lists are not supported)');
+  if (!Number.isInteger(layersPerBlock)) throw new Error(`${what} config: layers_per_block must be an integer (per-block lists are not supported)`);
   const additionType = c.addition_embed_type ?? null;
   if (additionType !== null && additionType !== 'text_time') {
-    throw new Error(`unet config: addition_embed_type = ${JSON.stringify(additionType)} is not supported; only "text_time" (SDXL) is`);
+    throw new Error(`${what} config: addition_embed_type = ${JSON.stringify(additionType)} is not supported; only "text_time" (SDXL) is`);
   }
   const condDim = c.time_cond_proj_dim ?? null;
-  if (condDim !== null && !(Number.isInteger(condDim) && (condDim as number) > 0)) throw new Error(`unet config: time_cond_proj_dim must be a positive integer; got ${JSON.stringify(condDim)}`);
+  if (condDim !== null && !(Number.isInteger(condDim) && (condDim as number) > 0)) throw new Error(`${what} config: time_cond_proj_dim must be a positive integer; got ${JSON.stringify(condDim)}`);
   const crossDim = c.cross_attention_dim ?? 1280;
-  if (!Number.isInteger(crossDim)) throw new Error('unet config: cross_attention_dim must be an integer');
+  if (!Number.isInteger(crossDim)) throw new Error(`${what} config: cross_attention_dim must be an integer`);
   return {
     inChannels: (c.in_channels as number) ?? 4,
-    outChannels: (c.out_channels as number) ?? 4,
     blockOutChannels: blockOut,
     downBlockTypes: down,
-    upBlockTypes: up,
     midBlockType: mid,
     layersPerBlock: layersPerBlock as number,
     // diffusers' naming quirk: SD's `attention_head_dim` is in fact the number of heads.
-    heads: perBlock(c.num_attention_heads ?? c.attention_head_dim ?? 8, n, 'attention_head_dim / num_attention_heads'),
-    transformerLayers: layers,
-    reverseTransformerLayers: reverse,
+    heads: perBlock(c.num_attention_heads ?? c.attention_head_dim ?? 8, n, 'attention_head_dim / num_attention_heads', what),
+    transformerLayers: perBlock(c.transformer_layers_per_block ?? 1, n, 'transformer_layers_per_block', what),
     crossAttentionDim: crossDim as number,
     useLinearProjection: Boolean(c.use_linear_projection),
     flipSinToCos: (c.flip_sin_to_cos as boolean | undefined) ?? true,
@@ -144,21 +136,47 @@ export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
     eps: (c.norm_eps as number | undefined) ?? 1e-5,
     downsamplePadding: (c.downsample_padding as number | undefined) ?? 1,
     midBlockScaleFactor: (c.mid_block_scale_factor as number | undefined) ?? 1,
-    centerInputSample: Boolean(c.center_input_sample),
-    textTime: additionType === 'text_time' ? parseTextTime(c) : null,
+    textTime: additionType === 'text_time' ? parseTextTime(c, what) : null,
     timeCondProjDim: condDim as number | null,
   };
 }
 
-function parseTextTime(c: Record<string, unknown>): TextTimeConfig {
+function checkBlockTypes(list: readonly string[], known: readonly string[], field: string, n: number, what: string): void {
+  if (list.length !== n) throw new Error(`${what} config: ${field} has ${list.length} entries for ${n} block_out_channels`);
+  for (const t of list) {
+    if (!known.includes(t)) throw new Error(`${what} config: unknown block type "${t}" in ${field}; supported: ${known.join(', ')}`);
+  }
+}
+
+/** Reads and checks a diffusers UNet2DConditionModel config. */
+export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
+  refuseUnsupported(c, 'unet', [['dual_cross_attention', false]]);
+  const enc = parseEncoderConfig(c, 'unet', MID_BLOCKS);
+  const n = enc.blockOutChannels.length;
+  const up = (c.up_block_types as string[] | undefined) ?? [];
+  checkBlockTypes(up, UP_BLOCKS, 'up_block_types', n, 'unet');
+  if ((c.conv_out_kernel ?? 3) !== 3) throw new Error('unet config: only 3x3 conv_out kernels are supported');
+  const reverse = c.reverse_transformer_layers_per_block
+    ? perBlock(c.reverse_transformer_layers_per_block, n, 'reverse_transformer_layers_per_block', 'unet')
+    : [...enc.transformerLayers].reverse();
+  return {
+    ...enc,
+    outChannels: (c.out_channels as number) ?? 4,
+    upBlockTypes: up,
+    reverseTransformerLayers: reverse,
+    centerInputSample: Boolean(c.center_input_sample),
+  };
+}
+
+function parseTextTime(c: Record<string, unknown>, what: string): TextTimeConfig {
   const timeEmbedDim = c.addition_time_embed_dim;
   const input = c.projection_class_embeddings_input_dim;
   if (!Number.isInteger(timeEmbedDim) || (timeEmbedDim as number) <= 0 || !Number.isInteger(input)) {
-    throw new Error('unet config: addition_embed_type "text_time" needs integer addition_time_embed_dim and projection_class_embeddings_input_dim');
+    throw new Error(`${what} config: addition_embed_type "text_time" needs integer addition_time_embed_dim and projection_class_embeddings_input_dim`);
   }
   const textEmbedDim = (input as number) - TIME_IDS * (timeEmbedDim as number);
   if (textEmbedDim <= 0) {
-    throw new Error(`unet config: projection_class_embeddings_input_dim ${String(input)} leaves no room for the pooled text embedding after ${TIME_IDS} time ids of ${String(timeEmbedDim)}`);
+    throw new Error(`${what} config: projection_class_embeddings_input_dim ${String(input)} leaves no room for the pooled text embedding after ${TIME_IDS} time ids of ${String(timeEmbedDim)}`);
   }
   return { timeEmbedDim: timeEmbedDim as number, textEmbedDim };
 }
@@ -190,6 +208,8 @@ export interface UNetShape {
   height: number;
   width: number;
   textLength: number;
+  /** The graph variant that takes a ControlNet's residuals as inputs. */
+  controlResiduals?: boolean;
 }
 
 /** diffusers' Timesteps: [B] values → [B, dim] sinusoids (cos half first with flip_sin_to_cos), in fp32 (values up to 999 times frequencies), as diffusers casts after it. */
@@ -203,17 +223,12 @@ function sinusoidalEmbedding(g: GraphBuilder, values: Value, dim: number, flipSi
 }
 
 /**
- * The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states,
- * text_embeds [B, P] and time_ids [B, 6] for a text_time model, timestep_cond [B, time_cond_proj_dim]
- * for a guidance-distilled one (+ the variant's). `cache`: one of DeepCache's two graphs (unet-cache.ts).
+ * Graph inputs timestep [B] (and SDXL's text_embeds [B, P], time_ids [B, 6]; a guidance-distilled
+ * U-Net's timestep_cond [B, time_cond_proj_dim]) → the activated time embedding the resnets take:
+ * diffusers' time_proj, time_embedding (+ cond_proj) and add_embedding.
  */
-export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, variant: AttentionVariant, opts: GraphOptions = {}, cache?: CacheGraph): GraphBuilder {
-  const g = new GraphBuilder('unet', weights, undefined, opts);
-  const { batch: b, height: h, width: w } = shape;
-  let x = g.toCompute(g.input('sample', [b, cfg.inChannels, h, w]));
+export function timeEmbedding(g: GraphBuilder, cfg: UNetEncoderConfig, b: number): Value {
   const t = g.input('timestep', [b]);
-  const text = g.toCompute(g.input('encoder_hidden_states', [b, shape.textLength, cfg.crossAttentionDim]));
-
   const c0 = cfg.blockOutChannels[0]!;
   let proj = g.toCompute(sinusoidalEmbedding(g, t, c0, cfg.flipSinToCos, cfg.freqShift));
   if (cfg.timeCondProjDim !== null) {
@@ -231,13 +246,15 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefine
     const added = g.concat([textEmbeds, timeEmbeds], 1);
     emb = g.add(emb, linear(g, 'add_embedding.linear_2', g.silu(linear(g, 'add_embedding.linear_1', added, timeDim)), timeDim));
   }
-  const temb = g.silu(emb);
+  return g.silu(emb);
+}
 
-  if (cfg.centerInputSample) x = g.sub(g.mul(x, 2), 1);
-  x = conv2d(g, 'conv_in', x, c0, 3, { pad: 1 });
-  const resOpts = { groups: cfg.groups, eps: cfg.eps };
-  const withAttention = attentionLevels(cfg);
-  const tx = (key: string, y: Value, level: number, heads: number, layers: number): Value =>
+/** A Transformer2DModel at `level` with the block's heads and depth. */
+export type TransformerAt = (key: string, x: Value, level: number, heads: number, layers: number) => Value;
+
+/** Transformers over the text, with the attention variant told each block's level among `withAttention` (the levels that have self-attention). */
+export function transformerAt(g: GraphBuilder, cfg: UNetEncoderConfig, text: Value, variant: AttentionVariant, latent: readonly [number, number], withAttention: readonly number[]): TransformerAt {
+  return (key, y, level, heads, layers) =>
     transformer2D(g, key, y, text, {
       heads,
       layers,
@@ -246,39 +263,83 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefine
       attention: variant,
       level,
       attentionLevel: withAttention.indexOf(level),
-      latent: [h, w],
+      latent,
     });
+}
 
-  const skips: Value[] = [x];
+/**
+ * diffusers' down_blocks from conv_in's output `x`: the samples after each resnet (and
+ * attention) and each downsampler, conv_in's output first (down_block_res_samples). With
+ * `shallow` (DeepCache's cache point) the path stops there: only the samples above it.
+ */
+export function downBlocks(g: GraphBuilder, cfg: UNetEncoderConfig, x: Value, temb: Value, tx: TransformerAt, shallow?: CachePoint): Value[] {
+  const resOpts = { groups: cfg.groups, eps: cfg.eps };
+  const samples: Value[] = [x];
   const n = cfg.blockOutChannels.length;
-  // The shallow graph stops the down path at the cache point and takes the deep feature there.
-  const shallow = cache?.graph === 'shallow' ? cache.point : undefined;
-  const entry = cache ? cacheEntry(cfg, cache.point) : undefined;
-  // Up layers (j = layersPerBlock + 1: the upsampler) left out of the shallow graph: the cached deep part.
-  const cached = (i: number, j: number): boolean => shallow !== undefined && entry !== undefined && (i < entry.upBlock || (i === entry.upBlock && j < entry.resnet));
   cfg.downBlockTypes.forEach((type, i) => {
     const out = cfg.blockOutChannels[i]!;
     for (let j = 0; j < cfg.layersPerBlock; j++) {
       if (shallow && !inShallowDown(shallow, i, j)) return;
       x = resnetBlock2D(g, `down_blocks.${i}.resnets.${j}`, x, temb, out, resOpts);
       if (type === 'CrossAttnDownBlock2D') x = tx(`down_blocks.${i}.attentions.${j}`, x, i, cfg.heads[i]!, cfg.transformerLayers[i]!);
-      skips.push(x);
+      samples.push(x);
     }
     if (i < n - 1) {
       if (shallow && !inShallowDown(shallow, i, cfg.layersPerBlock)) return;
       x = downsample2D(g, `down_blocks.${i}.downsamplers.0`, x, cfg.downsamplePadding);
-      skips.push(x);
+      samples.push(x);
     }
   });
+  return samples;
+}
 
-  if (cfg.midBlockType && !shallow) {
-    const top = cfg.blockOutChannels[n - 1]!;
-    const midOpts = { ...resOpts, outputScaleFactor: cfg.midBlockScaleFactor };
-    x = resnetBlock2D(g, 'mid_block.resnets.0', x, temb, top, midOpts);
-    x = tx('mid_block.attentions.0', x, n - 1, cfg.heads[n - 1]!, cfg.transformerLayers[n - 1]!);
-    x = resnetBlock2D(g, 'mid_block.resnets.1', x, temb, top, midOpts);
+/** diffusers' mid_block on the last down sample (unchanged without one). */
+export function midBlock(g: GraphBuilder, cfg: UNetEncoderConfig, x: Value, temb: Value, tx: TransformerAt): Value {
+  if (!cfg.midBlockType) return x;
+  const n = cfg.blockOutChannels.length;
+  const top = cfg.blockOutChannels[n - 1]!;
+  const midOpts = { groups: cfg.groups, eps: cfg.eps, outputScaleFactor: cfg.midBlockScaleFactor };
+  x = resnetBlock2D(g, 'mid_block.resnets.0', x, temb, top, midOpts);
+  if (cfg.midBlockType === 'UNetMidBlock2D') return x;
+  x = tx('mid_block.attentions.0', x, n - 1, cfg.heads[n - 1]!, cfg.transformerLayers[n - 1]!);
+  return resnetBlock2D(g, 'mid_block.resnets.1', x, temb, top, midOpts);
+}
+
+/** Graph input names of a ControlNet's residuals in the U-Net variant that takes them (diffusers' forward arguments). */
+export const DOWN_RESIDUAL_INPUT = 'down_block_additional_residual';
+export const MID_RESIDUAL_INPUT = 'mid_block_additional_residual';
+
+/**
+ * The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states,
+ * text_embeds [B, P] and time_ids [B, 6] for a text_time model, timestep_cond [B, time_cond_proj_dim]
+ * for a guidance-distilled one (+ the variant's); with `shape.controlResiduals`, a ControlNet's
+ * residuals too (`down_block_additional_residual_0…`, `mid_block_additional_residual`), added to
+ * the skip connections and the mid block's output. `cache`: one of DeepCache's two graphs
+ * (unet-cache.ts); the shallow one takes the residuals of the skips it has, and no mid one.
+ */
+export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, variant: AttentionVariant, opts: GraphOptions = {}, cache?: CacheGraph): GraphBuilder {
+  const g = new GraphBuilder('unet', weights, undefined, opts);
+  const { batch: b, height: h, width: w } = shape;
+  let x = g.toCompute(g.input('sample', [b, cfg.inChannels, h, w]));
+  const temb = timeEmbedding(g, cfg, b);
+  const text = g.toCompute(g.input('encoder_hidden_states', [b, shape.textLength, cfg.crossAttentionDim]));
+  const tx = transformerAt(g, cfg, text, variant, [h, w], attentionLevels(cfg));
+
+  if (cfg.centerInputSample) x = g.sub(g.mul(x, 2), 1);
+  // The shallow graph stops the down path at the cache point and takes the deep feature there.
+  const shallow = cache?.graph === 'shallow' ? cache.point : undefined;
+  const skips = downBlocks(g, cfg, conv2d(g, 'conv_in', x, cfg.blockOutChannels[0]!, 3, { pad: 1 }), temb, tx, shallow);
+  if (!shallow) x = midBlock(g, cfg, skips[skips.length - 1]!, temb, tx);
+  if (shape.controlResiduals) {
+    skips.forEach((s, i) => (skips[i] = g.add(s, g.toCompute(g.input(`${DOWN_RESIDUAL_INPUT}_${i}`, s.shape)))));
+    if (!shallow) x = g.add(x, g.toCompute(g.input(MID_RESIDUAL_INPUT, x.shape)));
   }
 
+  const resOpts = { groups: cfg.groups, eps: cfg.eps };
+  const n = cfg.blockOutChannels.length;
+  const entry = cache ? cacheEntry(cfg, cache.point) : undefined;
+  // Up layers (j = layersPerBlock + 1: the upsampler) left out of the shallow graph: the cached deep part.
+  const cached = (i: number, j: number): boolean => shallow !== undefined && entry !== undefined && (i < entry.upBlock || (i === entry.upBlock && j < entry.resnet));
   const heads = [...cfg.heads].reverse();
   cfg.upBlockTypes.forEach((type, i) => {
     const out = [...cfg.blockOutChannels].reverse()[i]!;
@@ -328,37 +389,35 @@ export interface UNetForwardOptions {
   timeIds?: Tensor;
   /** Guidance-distilled U-Nets (time_cond_proj_dim): the guidance scale's embedding [B, time_cond_proj_dim]; ignored by others. */
   timestepCond?: Tensor;
+  /** A ControlNet's output (summed over several), added inside the U-Net as diffusers' down_block_additional_residuals / mid_block_additional_residual. */
+  controlResiduals?: ControlResiduals;
 }
 
-export class UNet implements LoraHost {
+/**
+ * What a ControlNet adds to a U-Net: one residual per skip connection, conv_in's first, and one
+ * after the mid block; for DeepCache's shallow graph only the skips above the cache point and no mid one.
+ */
+export interface ControlResiduals {
+  down: Tensor[];
+  mid?: Tensor;
+}
+
+export class UNet extends AttentionComponent implements LoraHost {
   readonly loraComponent = 'unet';
   private targets?: LoraTargets;
 
   private constructor(
     readonly config: UNetConfig,
-    private resolved: ResolvedAttention,
-    private readonly rt: ComponentRuntime,
-  ) {}
+    resolved: ResolvedAttention,
+    rt: ComponentRuntime,
+  ) {
+    super(resolved, rt);
+  }
 
-  /** Recent plans by key, least recently used first (a loop may alternate between a few graphs). */
-  private readonly plans = new Map<string, UNetPlan>();
+  private readonly plans = new PlanCache<UNetPlan>(PLANS_KEPT);
   /** DeepCache's shallow graph runs in a session of its own, beside the full graph's. */
   private shallowRt?: ComponentRuntime;
   private sessionSlots = 1;
-
-  /** The config.json as the model folder has it. */
-  get rawConfig(): Record<string, unknown> {
-    return this.rt.config;
-  }
-
-  get attention(): ResolvedAttention {
-    return this.resolved;
-  }
-
-  /** Switches the attention method; the next forward builds (or reuses from the cache) its graph. */
-  setAttention(options: AttentionOptions): void {
-    this.resolved = resolveAttention(options);
-  }
 
   static async load(dir: string, opts: LoadOptions = {}): Promise<UNet> {
     const comp = openComponent(dir, 'unet', ['UNet2DConditionModel']);
@@ -391,17 +450,11 @@ export class UNet implements LoraHost {
 
   /** The graph this U-Net runs for one input shape (or one of DeepCache's two graphs), with the attention variant that fed it. */
   plan(shape: UNetShape, cache?: CacheGraph): UNetPlan {
-    const key = JSON.stringify({ shape, attention: this.resolved.options, cache });
-    let plan = this.plans.get(key);
-    if (plan) this.plans.delete(key);
-    else {
+    return this.plans.get(JSON.stringify({ shape, attention: this.resolved.options, cache }), () => {
       const variant = this.resolved.variant({ latent: [shape.height, shape.width] });
       const builder = buildUNetGraph(this.config, this.rt.weights, shape, variant, this.rt.graph, cache);
-      plan = { graph: builder.build(), flops: builder.flops, attentionCalls: builder.attentionCalls, variant };
-      if (this.plans.size >= PLANS_KEPT) this.plans.delete(this.plans.keys().next().value!);
-    }
-    this.plans.set(key, plan);
-    return plan;
+      return { graph: builder.build(), flops: builder.flops, attentionCalls: builder.attentionCalls, variant };
+    });
   }
 
   /**
@@ -438,7 +491,8 @@ export class UNet implements LoraHost {
     const [b, , h, w] = sample.dims as [number, number, number, number];
     checkInput('unet', 'encoder_hidden_states', encoderHiddenStates, [b, null, c.crossAttentionDim], 'same batch as sample, tokens, cross_attention_dim');
     if (!Number.isFinite(timestep)) throw new Error(`unet: timestep must be a finite number; got ${timestep}`);
-    const shape: UNetShape = { batch: b, height: h, width: w, textLength: encoderHiddenStates.dims[1]! };
+    const residuals = opts.controlResiduals;
+    const shape: UNetShape = { batch: b, height: h, width: w, textLength: encoderHiddenStates.dims[1]!, ...(residuals ? { controlResiduals: true } : {}) };
     const feeds: Feed[] = [
       { name: 'sample', type: 'float32', value: sample },
       { name: 'timestep', type: 'float32', value: { data: new Float32Array(b).fill(timestep), dims: [b] } },
@@ -452,6 +506,7 @@ export class UNet implements LoraHost {
       checkInput('unet', 'the DeepCache feature', feature, dims, "a full step's feature at the same cache point, batch and size");
       feeds.push({ name: DEEP_FEATURE, type: 'float32', value: feature });
     }
+    if (residuals) feeds.push(...residualFeeds(plan.graph, residuals));
     feeds.push(...plan.variant.feeds({ active: opts.attentionActive !== false }));
     const rt = cache?.graph === 'shallow' ? await this.shallowRuntime() : this.rt;
     const out = await rt.run({ shape, attention: this.resolved.options, ...(cache && { cache }) }, () => plan.graph, feeds);
@@ -498,11 +553,6 @@ export class UNet implements LoraHost {
     return { name: 'timestep_cond', type: 'float32', value: opts.timestepCond };
   }
 
-  /** The runtime options it was loaded with (provider, precision, …). */
-  get runtime(): RuntimeOptions {
-    return this.rt.runtime;
-  }
-
   /**
    * forward() on onnxruntime tensors that may live on the device (runtime/device-tensors.ts);
    * on a WebGPU session the output stays there.
@@ -524,9 +574,29 @@ export class UNet implements LoraHost {
     return out.out_sample!;
   }
 
-  async dispose(): Promise<void> {
+  override async dispose(): Promise<void> {
     await Promise.all([this.rt.dispose(), this.closeShallow()]);
   }
+}
+
+/**
+ * The residual feeds of the U-Net graph that takes them, each checked against its input's shape;
+ * DeepCache's shallow graph takes only the skips it has, and no mid residual.
+ */
+function residualFeeds(graph: GraphDef, r: ControlResiduals): Feed[] {
+  const inputs = graph.inputs.filter((i) => i.name.startsWith(DOWN_RESIDUAL_INPUT));
+  if (!Array.isArray(r.down) || r.down.length !== inputs.length) {
+    throw new Error(`unet: controlResiduals.down must hold ${inputs.length} tensors (one per skip connection this graph has); got ${Array.isArray(r.down) ? r.down.length : 'none'}`);
+  }
+  const mid = graph.inputs.find((i) => i.name === MID_RESIDUAL_INPUT);
+  if (mid && !r.mid) throw new Error('unet: controlResiduals.mid is missing: the whole U-Net adds a residual to its mid block');
+  if (!mid && r.mid) throw new Error("unet: controlResiduals.mid given, but DeepCache's shallow graph has no mid block: leave it out");
+  const pairs = inputs.map((i, k) => ({ i, t: r.down[k]! }));
+  if (mid) pairs.push({ i: mid, t: r.mid! });
+  return pairs.map(({ i, t }) => {
+    checkInput('unet', `ControlNet residual ${i.name}`, t, i.shape, 'the skip connection it is added to');
+    return { name: i.name, type: 'float32', value: t };
+  });
 }
 
 export function loadUNet(dir: string, opts: LoadOptions = {}): Promise<UNet> {

@@ -10,13 +10,19 @@
  * too, and NGMS skips the negative half on the shallow steps only (a prompt-only shallow step
  * takes the prompt's half of the feature): dropping the negative half of a whole step would
  * save half a U-Net and cost a whole one on the next guided step.
+ *
+ * ControlNets (controlnet.ts) run on each evaluation's own input, so their residuals follow
+ * what the U-Net runs: both halves or the prompt's alone, a batch of views, and on DeepCache's
+ * shallow steps the residuals of the shallow graph's skips only.
  */
 import type { CachePoint } from '../models/unet-cache.js';
 import type { UNet } from '../models/unet.js';
 import { doubleBatch, type Tensor } from '../tensor.js';
 import type { Conditioning } from './conditioning-sdxl.js';
+import type { ControlNetPass } from './controlnet.js';
 import { combineGuidance, condHalf, promptRows, skipsUncond, type NgmsOptions } from './guidance.js';
 import { timestepCondition } from './guidance-embedding.js';
+import type { ViewBatch } from './multidiffusion.js';
 
 /** U-Net evaluations of a pass: whole or shallow (DeepCache), and how many ran the prompt's half alone (NGMS). */
 export interface PassEvaluations {
@@ -35,6 +41,8 @@ export interface NoisePredictorOptions {
   sigmaOf: (t: number) => number;
   /** DeepCache: the cache point and, per evaluation of the pass, whether it runs the whole U-Net. */
   deepcache?: { point: CachePoint; full: readonly boolean[] };
+  /** ControlNets: the residuals the U-Net adds at each evaluation. */
+  control?: ControlNetPass;
 }
 
 export class NoisePredictor {
@@ -50,18 +58,21 @@ export class NoisePredictor {
 
   /**
    * The prediction for evaluation `call` (0-based in the pass) from the scaled latents `x`
-   * [B, …] and the step's conditioning `c` (both halves when guided); `slot`: whose DeepCache
-   * feature (MultiDiffusion's view batch).
+   * [B, …] and the step's conditioning `c` (both halves when guided); `views`: MultiDiffusion's
+   * view batch the latents are (its index keeps its own DeepCache feature).
    */
-  async predict(call: number, x: Tensor, t: number, c: Conditioning, attentionActive: boolean, slot = 0): Promise<Tensor> {
-    const { unet, cfg, guided, deepcache } = this.o;
+  async predict(call: number, x: Tensor, t: number, c: Conditioning, attentionActive: boolean, views?: ViewBatch): Promise<Tensor> {
+    const { unet, cfg, guided, deepcache, control } = this.o;
+    const slot = views?.index ?? 0;
     // The feature a shallow step runs on (the first step is always whole).
     const cached = deepcache && !deepcache.full[call] ? this.features.get(slot) : undefined;
     const shallow = cached !== undefined;
     const promptOnly = guided && (shallow || !deepcache) && skipsUncond(call, this.o.sigmaOf(t), this.o.ngms);
-    const input = guided && !promptOnly ? doubleBatch(x) : x;
+    const both = guided && !promptOnly;
+    const input = both ? doubleBatch(x) : x;
     const cond = promptOnly ? condHalf(c) : c;
-    const opts = { attentionActive, ...cond.added, timestepCond: timestepCondition(cfg, unet.config, input.dims[0]!) };
+    const controlResiduals = await control?.residuals({ index: call, timestep: t, input, conditioning: cond, guided: both, attentionActive, ...(views && { views }), ...(shallow && { shallow: deepcache!.point }) });
+    const opts = { attentionActive, ...cond.added, timestepCond: timestepCondition(cfg, unet.config, input.dims[0]!), ...(controlResiduals && { controlResiduals }) };
     let out: Tensor;
     if (!deepcache) out = await unet.forward(input, t, cond.encoderHiddenStates, opts);
     else {
@@ -72,6 +83,6 @@ export class NoisePredictor {
     }
     this.evaluations[shallow ? 'shallow' : 'full']++;
     if (promptOnly) this.evaluations.promptOnly++;
-    return guided && !promptOnly ? combineGuidance(out, cfg) : out;
+    return both ? combineGuidance(out, cfg) : out;
   }
 }

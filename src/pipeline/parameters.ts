@@ -57,6 +57,8 @@ export interface ParameterSource {
   sMinUncondAll?: boolean;
   /** The attention (ToDo's 'auto' resolved, for the view's size when tiled) and DeepCache each pass used. */
   passes?: { attention: AttentionOptions; deepcache?: ResolvedDeepCache }[];
+  /** The ControlNet extension's `ControlNet N` values, one per unit. */
+  controlNets?: readonly string[];
   /** Which VAE decoded, and encoded the init image if one was encoded (A1111 writes only TAESD). */
   vaeDecoder?: VaeMethod;
   vaeEncoder?: VaeMethod;
@@ -114,6 +116,7 @@ export function a1111Parameters(p: ParameterSource): string {
     if (second.method !== 'tome' && a.method === 'tome') fields.push(['Hires token merging ratio', 0]);
   }
   if (strength !== undefined && p.strengthRule === 'diffusers') fields.push(['Strength rule', 'diffusers']);
+  p.controlNets?.forEach((unit, i) => fields.push([`ControlNet ${i}`, unit]));
   if (p.vaeDecoder === 'taesd') fields.push(['VAE Decoder', A1111_VAE_METHODS.taesd]);
   if (p.vaeEncoder === 'taesd') fields.push(['VAE Encoder', A1111_VAE_METHODS.taesd]);
   fields.push(['Version', 'todo-sd']);

@@ -40,6 +40,9 @@ import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
 import { UserError } from '../errors.js';
+import { ControlNet } from '../models/controlnet.js';
+import { checkControlNetFits, ControlNetPass, resolveControlUnit, type ControlNetUnit, type ResolvedControlUnit } from './controlnet.js';
+import { controlNetInfotext, type ControlNetSettings, controlNetSettings } from './controlnet-infotext.js';
 import { classifierFreeGuidance, timestepCondition } from './guidance-embedding.js';
 import { deepCacheFullSteps, resolveDeepCache, type DeepCacheOptions, type ResolvedDeepCache } from './deepcache.js';
 import { timestepSigma, type NgmsOptions } from './guidance.js';
@@ -119,6 +122,8 @@ export interface GenerateOptions {
    * `strength`, feather the seams; `batch` upscales with seeds seed, seed + 1, ….
    */
   sdUpscale?: SdUpscaleOptions;
+  /** ControlNet units: their residuals are summed (several ControlNets at once); see ControlNetUnit. */
+  controlnets?: ControlNetUnit[];
 }
 
 export interface StepInfo {
@@ -160,7 +165,7 @@ export interface PassInfo {
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'strengthRule' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'deepcache' | 'tiling' | 'sdUpscale'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'strengthRule' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'deepcache' | 'tiling' | 'sdUpscale' | 'controlnets'>> & {
   sampler: SamplerName;
   /** The spacing asked for; absent: the model's own. */
   timestepSpacing?: TimestepSpacing;
@@ -192,6 +197,8 @@ export interface GenerateResult {
     passes: PassInfo[];
     /** Every LoRA applied: load-time, the options' and the prompt's. */
     loras: UsedLora[];
+    /** The ControlNet units as run (defaults filled in). */
+    controlnets: ControlNetSettings[];
   };
   timings: { textMs: number; denoiseMs: number; decodeMs: number };
 }
@@ -243,6 +250,8 @@ interface DenoiseRun {
   /** Inpainting: resets the unmasked latents after a step, given the next timestep (undefined after the last). */
   blend?: (x: Tensor, next: number | undefined) => Tensor;
   tiling?: Tiling;
+  /** ControlNets: the residuals the U-Net adds at each step. */
+  control?: ControlNetPass;
 }
 
 function ngmsOf(s: GenerateSettings): NgmsOptions {
@@ -537,7 +546,7 @@ export class StableDiffusion {
       const evaluate: ModelEvaluation = async (input, tt, s, views) => {
         if (cb.signal?.aborted) throw abortError();
         const c = conditioningForViews(cond.at(s), input.dims[0]! / batch, predictor.guided ? 2 : 1);
-        return predictor.predict(i, input, tt, c, todoActiveAt(stopAt, s, total), views?.index ?? 0);
+        return predictor.predict(i, input, tt, c, todoActiveAt(stopAt, s, total), views);
       };
       x = tiles ? await tiles.step(x, t, step, evaluate) : scheduler.step(await evaluate(scheduler.scaleModelInput(x, t), t, step), t, x);
       if (run.blend) x = run.blend(x, timesteps[i + 1]);
@@ -552,12 +561,13 @@ export class StableDiffusion {
 
   /**
    * A pass's predictor. With NGMS the U-Net keeps its sessions for both batch sizes open (with
-   * DeepCache only the shallow graph's: the whole U-Net runs both halves).
+   * DeepCache only the shallow graph's: the whole U-Net runs both halves); a ControlNet, which
+   * runs beside each evaluation, keeps one per graph it alternates between.
    */
   private async noisePredictor(run: DenoiseRun): Promise<NoisePredictor> {
     const dc = run.deepcache;
     const slots = ngmsActive(run, this.unet.config) ? 2 : 1;
-    await this.unet.keepSessions(dc ? 1 : slots, slots);
+    await Promise.all([this.unet.keepSessions(dc ? 1 : slots, slots), run.control?.keepSessions(dc ? 2 * slots : slots)]);
     return new NoisePredictor({
       unet: this.unet,
       cfg: run.cfg,
@@ -565,6 +575,7 @@ export class StableDiffusion {
       ngms: run.ngms,
       sigmaOf: timestepSigma(this.schedulerConfig),
       ...(dc && { deepcache: { point: { block: dc.block, layer: dc.layer }, full: deepCacheFullSteps(dc, run.scheduler.timesteps, run.timesteps, run.scheduler.order) } }),
+      ...(run.control && { control: run.control }),
     });
   }
 
@@ -643,6 +654,9 @@ export class StableDiffusion {
     const lh = s.height / scale;
     const lw = s.width / scale;
     const latentDims = [s.batch, this.unet.config.inChannels, lh, lw];
+    const original = o.initImage && fitImage(o.initImage, s.width, s.height);
+    const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
+    const control = await this.controlUnits(o.controlnets, s, { image: original, mask: mask?.pixels });
 
     const t0 = performance.now();
     const cond = await this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps });
@@ -651,9 +665,7 @@ export class StableDiffusion {
     let x: Tensor;
     let blend: DenoiseRun['blend'];
     let inpaint: { original: RgbImage; mask: Uint8Array } | undefined;
-    if (o.initImage) {
-      const original = fitImage(o.initImage, s.width, s.height);
-      const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
+    if (original) {
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
       let init = await this.encodeLatents(imagesToTensor([source]), s, randn);
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
@@ -682,16 +694,29 @@ export class StableDiffusion {
       x = { data: noise.map((v) => v * scheduler.initNoiseSigma), dims: latentDims };
     }
 
-    const first: DenoiseRun = { x, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: s.attention, deepcache: s.deepcache, pass: 1, blend, tiling: s.tiling };
-    // The device loop keeps plain text-to-image on the GPU; img2img, inpainting, prompt editing, DeepCache and NGMS run here.
+    const first: DenoiseRun = {
+      x,
+      scheduler,
+      timesteps,
+      cond,
+      cfg: s.cfg,
+      ngms: ngmsOf(s),
+      attention: s.attention,
+      deepcache: s.deepcache,
+      pass: 1,
+      blend,
+      tiling: s.tiling,
+      control: this.controlPass(control, s, s, timesteps.length, s.attention, false),
+    };
+    // The device loop keeps plain text-to-image on the GPU; img2img, inpainting, prompt editing, DeepCache, NGMS and ControlNet run here.
     const onDevice =
-      !o.initImage && !s.tiling && cond.fixed && !s.deepcache && !ngmsActive(first, this.unet.config) && deviceLoopWanted(this.unet)
+      !o.initImage && !s.tiling && cond.fixed && !s.deepcache && !ngmsActive(first, this.unet.config) && control.length === 0 && deviceLoopWanted(this.unet)
         ? await this.denoiseOnDevice(x, s, cond.fixed, cb)
         : null;
     const pass1 = onDevice ? { latents: onDevice, evaluations: { full: timesteps.length, shallow: 0, promptOnly: 0 } } : await this.denoise(first, cb);
     x = pass1.latents;
     const passes: PassInfo[] = [this.passInfo(1, s.width, s.height, timesteps.length, s.attention, s.tiling, { evaluations: pass1.evaluations, ...(s.deepcache && { deepcache: s.deepcache }) })];
-    if (o.hires) x = await this.hiresPass(x, s, o.hires, loras.prompt, o.negativePrompt, passes, cb);
+    if (o.hires) x = await this.hiresPass(x, s, o.hires, loras.prompt, o.negativePrompt, passes, cb, control);
     const t2 = performance.now();
 
     const decoded = await this.decodeLatents(x, s);
@@ -707,11 +732,56 @@ export class StableDiffusion {
       latent: [lh, lw],
       passes,
       loraHashes: loras.hashes,
-      vaeEncoder: o.initImage || s.hires?.upscaler === 'lanczos' ? s.vaeEncoder : undefined,
+      // The hires fix encodes again after an image upscaler (anything but the latent ones).
+      vaeEncoder: o.initImage || (s.hires && s.hires.upscaler !== 'latent' && s.hires.upscaler !== 'latent-nearest') ? s.vaeEncoder : undefined,
+      controlNets: control.map(controlNetInfotext),
     });
     const rgb = toRgb(decoded).map((img) => (inpaint ? pasteOriginal(img, inpaint.original, inpaint.mask) : img));
     const images = rgb.map((img) => ({ ...img, seed: s.seed, parameters }));
-    return { images, settings: { ...s, passes }, timings: { textMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 } };
+    return { images, settings: { ...s, passes, controlnets: control.map(controlNetSettings) }, timings: { textMs: t1 - t0, denoiseMs: t2 - t1, decodeMs: t3 - t2 } };
+  }
+
+  /** ControlNets loaded by path, kept for the next generation (a model's session is released while no generation uses it). */
+  private readonly controlNets = new Map<string, ControlNet>();
+
+  /**
+   * A ControlNet for this model: a diffusers folder or a `.safetensors` file (a single file's config
+   * completed from this U-Net), loaded once per path with this pipeline's runtime, and checked to fit.
+   */
+  async loadControlNet(path: string): Promise<ControlNet> {
+    const key = resolve(path);
+    let cn = this.controlNets.get(key);
+    if (!cn) {
+      cn = await ControlNet.load(key, { ...this.unet.runtime, base: this.unet.config });
+      this.controlNets.set(key, cn);
+    }
+    checkControlNetFits(cn.name, cn.config, this.unet.config, this.vae.config.scale);
+    return cn;
+  }
+
+  /** The generation's ControlNet units: loaded, checked against this model, their control maps made. */
+  private async controlUnits(units: ControlNetUnit[] | undefined, s: GenerateSettings, source: { image?: RgbImage; mask?: Uint8Array }): Promise<ResolvedControlUnit[]> {
+    if (units === undefined) return [];
+    if (!Array.isArray(units)) fail('controlnets must be a list of units such as [{ model, image, scale }]');
+    const out: ResolvedControlUnit[] = [];
+    for (const [i, u] of units.entries()) {
+      if (!u || typeof u !== 'object') fail(`controlnets[${i}] must be a unit such as { model, image, scale }`);
+      let model: ControlNet;
+      if (typeof u.model === 'string') model = await this.loadControlNet(u.model);
+      else if (u.model instanceof ControlNet) model = u.model;
+      else fail(`controlnets[${i}].model must be a ControlNet or the path of one`);
+      checkControlNetFits(model.name, model.config, this.unet.config, this.vae.config.scale);
+      out.push(resolveControlUnit(u, model, i, s, source));
+    }
+    const used = new Set(out.map((u) => u.model));
+    for (const cn of this.controlNets.values()) if (!used.has(cn)) await cn.dispose();
+    return out;
+  }
+
+  /** A pass's ControlNets at its size, for its `count` evaluations; undefined without any. */
+  private controlPass(units: readonly ResolvedControlUnit[], s: GenerateSettings, size: { width: number; height: number }, count: number, attention: AttentionOptions, hires: boolean): ControlNetPass | undefined {
+    if (units.length === 0) return undefined;
+    return new ControlNetPass(units, size, s.batch, count, this.unet.config, attention, hires);
   }
 
   /**
@@ -719,7 +789,16 @@ export class StableDiffusion {
    * img2img at the target size with a fresh generator of the seed (A1111 draws the second pass's
    * noise anew from the seed).
    */
-  private async hiresPass(x: Tensor, s: GenerateSettings, o: HiresOptions, prompt: string, negativePrompt: string | undefined, passes: PassInfo[], cb: GenerateCallbacks): Promise<Tensor> {
+  private async hiresPass(
+    x: Tensor,
+    s: GenerateSettings,
+    o: HiresOptions,
+    prompt: string,
+    negativePrompt: string | undefined,
+    passes: PassInfo[],
+    cb: GenerateCallbacks,
+    control: readonly ResolvedControlUnit[],
+  ): Promise<Tensor> {
     const hr = s.hires!;
     // SDXL's time ids carry the image size; prompt editing counts on from the first pass's steps (A1111).
     const cond = await this.passConditioning(s, prompt, negativePrompt, { width: hr.width, height: hr.height, steps: hr.steps, firstPassSteps: s.steps });
@@ -750,7 +829,7 @@ export class StableDiffusion {
       init = await this.encodeLatents(imagesToTensor(images), s, randn);
     }
     const start = noiseLatents(scheduler, init, run.noiseAt, randn);
-    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: hr.attention, deepcache: hr.deepcache, pass: 2, tiling: s.tiling }, cb);
+    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: hr.attention, deepcache: hr.deepcache, pass: 2, tiling: s.tiling, control: this.controlPass(control, s, hr, timesteps.length, hr.attention, true) }, cb);
     passes.push(this.passInfo(2, hr.width, hr.height, timesteps.length, hr.attention, s.tiling, { evaluations: out.evaluations, ...(hr.deepcache && { deepcache: hr.deepcache }) }));
     return out.latents;
   }
@@ -782,7 +861,13 @@ export class StableDiffusion {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose(), this.tiny?.dispose()]);
+    await Promise.all([
+      this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(),
+      this.unet.dispose(),
+      this.vae.dispose(),
+      this.tiny?.dispose(),
+      ...[...this.controlNets.values()].map((cn) => cn.dispose()),
+    ]);
   }
 }
 

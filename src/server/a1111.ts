@@ -6,6 +6,7 @@
 import { randomInt } from 'node:crypto';
 import { decodeBase64, flattenImage, maskImage } from '../image/decode.js';
 import { decodeImage, type DecodedImage } from '../io/image.js';
+import type { RgbImage } from '../io/png.js';
 import type { HiresUpscaler } from '../pipeline/hires.js';
 import { A1111_IMAGE_UPSCALERS } from '../pipeline/upscale-image.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
@@ -19,6 +20,8 @@ import { attentionLevels } from '../models/unet.js';
 import { fitImage } from './resize-mode.js';
 import { sdUpscaleRequest, tiledDiffusionCanvas, tiledDiffusionRequest, upscalerList } from './scripts.js';
 import { deepCacheSettings, modelUNetConfig, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
+import { a1111ControlUnits, controlNetArgs } from './controlnet-units.js';
+import { parseParameters } from '../pipeline/parameters.js';
 
 /** A1111's schedulers (noise schedules, A1111 1.10's modules/sd_schedulers.py) that todo-sd has. */
 export const A1111_SCHEDULERS = [
@@ -128,15 +131,18 @@ function checkCanvas(width: number, height: number, what: string): void {
 }
 
 /**
+/**
  * A1111 request → JobSpec, every check made before the job is queued. `upscalers`: the names of
- * the upscaler models the server has (hr_upscaler may name one).
+ * the upscaler models the server has (hr_upscaler may name one); `controlNet` finds a ControlNet
+ * model by the name a request gives (the extension's matching) and returns its registry name.
  */
 export async function toJob(
   kind: JobSpec['kind'],
   body: GenerationBody,
   settings: ServerSettings,
   modelPath: (name: string) => string,
-  upscalers: () => string[] = () => [],
+  upscalers: () => string[],
+  controlNet: (name: string) => string,
 ): Promise<{ job: JobSpec; samplerLabel: string }> {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, timestepSpacing, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
@@ -216,6 +222,16 @@ export async function toJob(
       };
     }
   }
+  const units = controlNetArgs(body.alwayson_scripts);
+  if (units) {
+    // A control picture is flattened onto white, a mask read as grey (its alpha when it has one).
+    const read = async (b64: string, field: string, mask?: boolean): Promise<RgbImage> => {
+      const img = await readClientImage(b64, field);
+      return mask ? maskImage(img) : flattenImage(img);
+    };
+    const controlnets = await a1111ControlUnits(units, read, controlNet, kind === 'img2img');
+    if (controlnets.length > 0) job.controlnets = controlnets;
+  }
   // The strength runs the steps A1111 runs for it (strength.ts), 0 included.
   if (job.initImage || job.hires) job.strengthRule = 'a1111';
   return { job, samplerLabel: label };
@@ -249,7 +265,8 @@ export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult,
     seed_resize_from_w: -1,
     seed_resize_from_h: -1,
     denoising_strength: job.strength ?? job.hires?.denoise ?? null,
-    extra_generation_params: {},
+    // The extension's units, as the infotext holds them.
+    extra_generation_params: Object.fromEntries(Object.entries(result.images[0] ? parseParameters(result.images[0].parameters).settings : {}).filter(([k]) => /^ControlNet \d+$/.test(k))),
     index_of_first_image: 0,
     infotexts: result.images.map((i) => i.parameters),
     styles: [],

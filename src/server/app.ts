@@ -11,6 +11,7 @@ import { errorReply } from './errors.js';
 import type { JobQueue } from './jobs.js';
 import { DEFAULT_MEMORY_MIB, LIMITS } from './limits.js';
 import type { ModelRegistry } from './models.js';
+import { registerControlNetRoutes } from './routes/controlnet.js';
 import { registerExtras } from './routes/extras.js';
 import { registerSdapi } from './routes/sdapi.js';
 import { registerTodoRoutes } from './routes/todo.js';
@@ -76,6 +77,7 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
   await app.register(fastifyStatic, { root: WEB_DIR, prefix: '/' });
   registerSdapi(app, ctx);
   registerExtras(app, ctx);
+  registerControlNetRoutes(app, ctx);
   registerTodoRoutes(app, ctx);
   app.addHook('onClose', () => o.queue.close());
   return app;

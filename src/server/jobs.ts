@@ -4,6 +4,8 @@
  */
 import type { AttentionOptions } from '../attention/options.js';
 import type { StrengthRule } from '../pipeline/strength.js';
+import type { ControlPreprocessor, ResizeMode } from '../pipeline/control-image.js';
+import type { ControlMode } from '../pipeline/controlnet.js';
 import type { PreviewMethod } from '../pipeline/preview.js';
 import type { TilingOptions } from '../pipeline/multidiffusion.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
@@ -59,6 +61,26 @@ export interface JobSpec {
    */
   initUpscale?: { upscaler: string; scale: number; resizeMode: number };
   strengthRule?: StrengthRule;
+  /** ControlNet units (A1111's `alwayson_scripts.controlnet.args`), each model a registry name. */
+  controlnets?: WireControlUnit[];
+}
+
+/** A ControlNet unit on the wire: the pipeline's ControlNetUnit with a model name and wire images. */
+export interface WireControlUnit {
+  model: string;
+  /** Absent: the init image (img2img). */
+  image?: WireImage;
+  mask?: WireImage;
+  preprocessor: ControlPreprocessor;
+  processorRes?: number;
+  thresholdA?: number;
+  thresholdB?: number;
+  pixelPerfect: boolean;
+  scale: number;
+  start: number;
+  end: number;
+  controlMode: ControlMode;
+  resizeMode: ResizeMode;
 }
 
 /** A1111's Extras upscaling of some images (extra-single-image, extra-batch-images). */

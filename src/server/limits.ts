@@ -57,14 +57,15 @@ const VAE_TOP_CHANNELS = 128;
 const UNET_LIVE_MAPS = 24;
 const VAE_LIVE_MAPS = 6;
 
-export function estimateJobMemory(job: Pick<JobSpec, 'width' | 'height' | 'cfg' | 'hires' | 'tiling' | 'sMinUncond'>, modelPath: string): MemoryEstimate {
+/** `controlNetPaths`: the job's ControlNets, whose weights load beside the model's. */
+export function estimateJobMemory(job: Pick<JobSpec, 'width' | 'height' | 'cfg' | 'hires' | 'tiling' | 'sMinUncond'>, modelPath: string, controlNetPaths: readonly string[] = []): MemoryEstimate {
   const scale = job.hires?.scale ?? 1;
   const w = Math.round(job.width * scale);
   const h = Math.round(job.height * scale);
   // Twice the files, erring high: fp16 weights double when cast to fp32, and loading reads them through buffers of their own.
-  // NGMS keeps a second U-Net session (the prompt-only batch) open: once more, again erring high.
+  // NGMS keeps a second session of the U-Net (and of each ControlNet) for the prompt-only batch open: once more, again erring high.
   const passes = job.cfg > 1 ? 2 : 1;
-  const weights = (passes === 2 && (job.sMinUncond ?? 0) > 0 ? 3 : 2) * weightBytes(modelPath);
+  const weights = (passes === 2 && (job.sMinUncond ?? 0) > 0 ? 3 : 2) * [modelPath, ...controlNetPaths].reduce((sum, p) => sum + weightBytes(p), 0);
   // Tiled Diffusion: the U-Net runs on view batches, never on the whole canvas.
   const window = (job.tiling?.window ?? Infinity) * 8;
   const views = job.tiling ? (job.tiling.viewBatch ?? 1) : 1;

@@ -10,6 +10,8 @@ import { LORA_EXTENSIONS } from '../lora/prompt-tags.js';
 import { UpscalerFolders } from '../models/upscaler/folders.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { UserError } from '../errors.js';
+import { a1111ModelHash } from '../pipeline/controlnet-infotext.js';
+import { CONTROLNET_EXTENSIONS, controlNetName } from '../models/controlnet.js';
 
 export interface ModelEntry {
   name: string;
@@ -20,6 +22,13 @@ export interface ModelEntry {
 
 export interface LoraEntry {
   name: string;
+  path: string;
+}
+
+export interface ControlNetEntry {
+  name: string;
+  /** `name [hash]`, as the ControlNet extension lists models (A1111's short model hash). */
+  title: string;
   path: string;
 }
 
@@ -65,6 +74,46 @@ export class ModelRegistry {
   get loraDir(): string | undefined {
     const dir = this.modelsDir && join(this.modelsDir, 'Lora');
     return dir && existsSync(dir) ? dir : undefined;
+  }
+
+  /** The ControlNet folder (`<models-dir>/ControlNet`), when there is one. */
+  get controlNetDir(): string | undefined {
+    const dir = this.modelsDir && join(this.modelsDir, 'ControlNet');
+    return dir && existsSync(dir) ? dir : undefined;
+  }
+
+  /** ControlNets: single files (`.safetensors`, `.pth`, …; in subfolders too, as the extension finds them) and diffusers ControlNet folders, by name. */
+  controlNets(): ControlNetEntry[] {
+    const out: ControlNetEntry[] = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+        const path = join(dir, e.name);
+        const folder = e.isDirectory() && existsSync(join(path, 'config.json'));
+        if (e.isFile() && CONTROLNET_EXTENSIONS.some((x) => e.name.toLowerCase().endsWith(x))) out.push({ name: controlNetName(e.name), title: '', path });
+        else if (folder) out.push({ name: e.name, title: '', path });
+        else if (e.isDirectory()) walk(path);
+      }
+    };
+    if (this.controlNetDir) walk(this.controlNetDir);
+    return out.map((c) => ({ ...c, title: `${c.name} [${a1111ModelHash(c.path)}]` }));
+  }
+
+  /**
+   * A ControlNet as the extension finds one: by its title (`name [hash]`), its name (any case),
+   * else the shortest name that contains it (`canny` → control_v11p_sd15_canny).
+   */
+  resolveControlNet(name: string): ControlNetEntry {
+    const all = this.controlNets();
+    const bare = name.replace(/\s*\[[0-9a-f]+\]$/i, '').toLowerCase();
+    const hit =
+      all.find((c) => c.title === name) ??
+      all.find((c) => c.name.toLowerCase() === bare) ??
+      all.filter((c) => bare !== '' && c.name.toLowerCase().includes(bare)).sort((a, b) => a.name.length - b.name.length)[0];
+    if (!hit) {
+      const where = this.controlNetDir ?? (this.modelsDir ? join(this.modelsDir, 'ControlNet') : 'a ControlNet/ folder in --models-dir');
+      throw new UserError(`unknown ControlNet model "${name}"; available: ${all.map((c) => c.title).join(', ') || `none (put ControlNets in ${where})`}`);
+    }
+    return hit;
   }
 
   loras(): LoraEntry[] {

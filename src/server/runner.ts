@@ -200,6 +200,14 @@ export class JobRunner {
       ...(job.tiling && { tiling: job.tiling }),
       ...(job.sdUpscale && { sdUpscale: { ...job.sdUpscale, upscaler: sdUpscaler } }),
       ...(job.strengthRule && { strengthRule: job.strengthRule }),
+      ...(job.controlnets && {
+        controlnets: job.controlnets.map((u) => ({
+          ...u,
+          model: this.registry.resolveControlNet(u.model).path,
+          image: u.image && fromWire(u.image),
+          mask: u.mask && fromWire(u.mask),
+        })),
+      }),
     };
     const images: JobResult['images'] = [];
     let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };

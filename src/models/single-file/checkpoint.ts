@@ -48,14 +48,14 @@ const ASSETS = fileURLToPath(new URL('../../../assets/', import.meta.url));
 export const CLIP_VOCAB_DIR = join(ASSETS, 'tiny-photo', 'tokenizer');
 
 /** The tensors under `prefix`, keyed without it. */
-function under(file: TensorFile, prefix: string): Map<string, TensorInfo> {
+export function under(file: TensorFile, prefix: string): Map<string, TensorInfo> {
   const out = new Map<string, TensorInfo>();
   for (const [k, t] of file.tensors) if (k.startsWith(prefix)) out.set(k.slice(prefix.length), t);
   return out;
 }
 
 /** The most common key prefixes (two dotted parts), for errors about unknown layouts. */
-function prefixSummary(file: TensorFile): string {
+export function prefixSummary(file: TensorFile): string {
   const counts = new Map<string, number>();
   for (const k of file.tensors.keys()) {
     const p = k.split('.').slice(0, 2).join('.');

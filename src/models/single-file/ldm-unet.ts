@@ -133,6 +133,24 @@ export function unetLayersPerBlock(tensors: TensorsByKey): { levels: number; lay
   return { levels, layersPerBlock };
 }
 
+/**
+ * Heads per level from the head hints (channels per head first, then heads), for the levels
+ * that attend; the others take 1 (unused there, and diffusers' parser wants a positive count).
+ */
+export function headsPerLevel(channels: readonly number[], attends: readonly boolean[], hints: Pick<UNetHints, 'numHeads' | 'numHeadChannels'>, what = 'unet'): number[] {
+  return channels.map((c, level) => {
+    if (!attends[level]) return 1;
+    if (hints.numHeadChannels !== undefined && hints.numHeadChannels !== -1) {
+      if (c % hints.numHeadChannels !== 0) throw new Error(`${what}: ${c} channels at level ${level} do not split into heads of ${hints.numHeadChannels} channels (num_head_channels)`);
+      return c / hints.numHeadChannels;
+    }
+    if (hints.numHeads === undefined || c % hints.numHeads !== 0) {
+      throw new Error(`${what}: ${c} channels at level ${level} do not split into ${hints.numHeads ?? '?'} heads (num_heads); set num_heads or num_head_channels in the checkpoint's .yaml`);
+    }
+    return hints.numHeads;
+  });
+}
+
 /** diffusers' UNet2DConditionModel config for the checkpoint's U-Net. */
 export function unetConfigFromTensors(tensors: TensorsByKey, hints: UNetHints): Record<string, unknown> {
   const shape = (k: string): number[] => {
@@ -161,18 +179,8 @@ export function unetConfigFromTensors(tensors: TensorsByKey, hints: UNetHints): 
   if (midDepth === 0) throw new Error('unet: middle_block.1 is not a transformer; only U-Nets with cross-attention in the middle block (SD 1.x, 2.x, SDXL) are supported');
   contextDim ??= shape('middle_block.1.transformer_blocks.0.attn2.to_k.weight')[1];
 
-  const heads = channels.map((c, level) => {
-    const attends = down[level]! > 0 || up[levels - 1 - level]! > 0 || level === levels - 1;
-    if (!attends) return 1;
-    if (hints.numHeadChannels !== undefined && hints.numHeadChannels !== -1) {
-      if (c % hints.numHeadChannels !== 0) throw new Error(`unet: ${c} channels at level ${level} do not split into heads of ${hints.numHeadChannels} channels (num_head_channels)`);
-      return c / hints.numHeadChannels;
-    }
-    if (hints.numHeads === undefined || c % hints.numHeads !== 0) {
-      throw new Error(`unet: ${c} channels at level ${level} do not split into ${hints.numHeads ?? '?'} heads (num_heads); set num_heads or num_head_channels in the checkpoint's .yaml`);
-    }
-    return hints.numHeads;
-  });
+  const attends = channels.map((_, level) => down[level]! > 0 || up[levels - 1 - level]! > 0 || level === levels - 1);
+  const heads = headsPerLevel(channels, attends, hints);
 
   const config: Record<string, unknown> = {
     _class_name: 'UNet2DConditionModel',

@@ -5,6 +5,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { parse } from 'yaml';
+import { UserError } from '../../errors.js';
 
 export interface OriginalConfig {
   path: string;
@@ -18,6 +19,8 @@ export interface OriginalConfig {
   openClipLayer?: 'penultimate' | 'last';
   /** SGM: output width of each size / crop embedder (SDXL's addition_time_embed_dim). */
   timeIdDim?: number;
+  /** A ControlNet's `.yaml` (cldm's `control_stage_config`): its heads, and the shuffle model's global average pooling. */
+  control?: { numHeads?: number; numHeadChannels?: number; globalAveragePooling: boolean };
 }
 
 type Obj = Record<string, unknown>;
@@ -36,10 +39,10 @@ export function readOriginalConfig(path: string): OriginalConfig {
   try {
     doc = parse(readFileSync(path, 'utf8'));
   } catch (e) {
-    throw new Error(`${path}: not a readable YAML file (${(e as Error).message}); fix it or move it away from the checkpoint`);
+    throw new UserError(`${path}: not a readable YAML file (${(e as Error).message}); fix it or move it away from the checkpoint`);
   }
   const params = obj(obj(obj(doc)?.model)?.params);
-  if (!params) throw new Error(`${path}: no model.params section; expected an LDM / SGM config such as v1-inference.yaml`);
+  if (!params) throw new UserError(`${path}: no model.params section; expected an LDM / SGM config such as v1-inference.yaml`);
   const unet = obj(obj(params.unet_config ?? params.network_config)?.params) ?? {};
   const scaling = String(obj(obj(obj(params.denoiser_config)?.params)?.scaling_config)?.target ?? '');
   const parameterization = params.parameterization === 'v' || scaling.endsWith('.VScaling') ? 'v' : 'eps';
@@ -48,6 +51,7 @@ export function readOriginalConfig(path: string): OriginalConfig {
   const timeEmbedder = Array.isArray(embedders)
     ? embedders.map(obj).find((e) => String(e?.target ?? '').endsWith('.ConcatTimestepEmbedderND'))
     : undefined;
+  const control = obj(obj(params.control_stage_config)?.params);
   return {
     path,
     numHeads: num(unet.num_heads),
@@ -57,5 +61,6 @@ export function readOriginalConfig(path: string): OriginalConfig {
     betas: { linearStart: num(params.linear_start), linearEnd: num(params.linear_end), timesteps: num(params.timesteps) },
     openClipLayer: layer === 'last' || layer === 'penultimate' ? layer : undefined,
     timeIdDim: num(obj(timeEmbedder?.params)?.outdim),
+    ...(control && { control: { numHeads: num(control.num_heads), numHeadChannels: num(control.num_head_channels), globalAveragePooling: control.global_average_pooling === true } }),
   };
 }

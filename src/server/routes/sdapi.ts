@@ -9,6 +9,7 @@ import { readImageText } from '../../io/image.js';
 import { A1111_SAMPLERS } from '../../scheduler/names.js';
 import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
 import { A1111_FLAGS } from '../a1111-flags.js';
+import { checkControlNetsFit } from '../controlnet-units.js';
 import type { ServerContext } from '../app.js';
 import { onField, RequestError } from '../errors.js';
 import { infotextFields } from '../infotext.js';
@@ -32,9 +33,17 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   const { registry, settings, queue } = ctx;
 
   const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
-    const { job, samplerLabel } = await toJob(kind, body, settings, (name) => registry.resolve(name).path, () => registry.upscalers().list().map((u) => u.name));
+    const { job, samplerLabel } = await toJob(
+      kind,
+      body,
+      settings,
+      (name) => registry.resolve(name).path,
+      () => registry.upscalers().list().map((u) => u.name),
+      (name) => registry.resolveControlNet(name).name,
+    );
     const model = registry.resolve(job.model);
-    const refusal = memoryRefusal(estimateJobMemory(job, model.path), ctx.maxMemoryMiB);
+    checkControlNetsFit(job.controlnets ?? [], model.path, (name) => registry.resolveControlNet(name).path);
+    const refusal = memoryRefusal(estimateJobMemory(job, model.path, (job.controlnets ?? []).map((u) => registry.resolveControlNet(u.model).path)), ctx.maxMemoryMiB);
     if (refusal) throw new RequestError('width', refusal, 'value_error.memory');
     const result = await queue.run(job);
     if (body.save_images) saveImages(ctx.outputsDir, result);
