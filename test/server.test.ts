@@ -210,20 +210,49 @@ test('ToDo through the extension settings keys, in options and in override_setti
   assert.deepEqual(big.body.detail[0]!.loc, ['body', 'override_settings', 'token_downsampling_factor']);
 });
 
-test('the FLOP-ideal ToDo speed-up grows with the size and is 1 when off', async () => {
-  const at = async (q: string): Promise<{ flopIdealSpeedup: number; denseGflops: number }> => {
+test('the FLOP-ideal speed-up: grows with the size for ToDo, counts disable_after, 1 when off; ToMe too; one of the two', async () => {
+  type Passes = { methods: string[]; passes: { pass: number; width: number; height: number; flopIdealSpeedup: number; denseGflops: number; gflops: number }[] };
+  const at = async (q: string, status = 200): Promise<Passes & { detail: { loc: string[]; msg: string }[] }> => {
     const r = await app.inject({ method: 'GET', url: `/todo-sd/v1/speedup?${q}` });
-    assert.equal(r.statusCode, 200, r.body);
-    return r.json() as { flopIdealSpeedup: number; denseGflops: number };
+    assert.equal(r.statusCode, status, r.body);
+    return r.json();
   };
-  const small = await at('width=256&height=256&factor=2');
-  const large = await at('width=1024&height=1024&factor=2');
-  const off = await at('width=1024&height=1024&factor=1');
+  const small = (await at('width=256&height=256&token_downsampling_factor=2')).passes[0]!;
+  const large = (await at('width=1024&height=1024&token_downsampling_factor=2')).passes[0]!;
+  const off = await at('width=1024&height=1024&token_downsampling_factor=1');
   assert.ok(small.flopIdealSpeedup > 1, String(small.flopIdealSpeedup));
   assert.ok(large.flopIdealSpeedup > small.flopIdealSpeedup);
-  assert.equal(off.flopIdealSpeedup, 1);
-  const half = await at('width=1024&height=1024&factor=2&disable_after=0.5');
-  assert.ok(half.flopIdealSpeedup > 1 && half.flopIdealSpeedup < large.flopIdealSpeedup);
+  assert.deepEqual(off.methods, []);
+  assert.equal(off.passes[0]!.flopIdealSpeedup, 1);
+  assert.equal(off.passes[0]!.gflops, off.passes[0]!.denseGflops);
+  // Half the steps at the reduced cost: dense / (0.5 todo + 0.5 dense).
+  const half = (await at('width=1024&height=1024&token_downsampling_factor=2&token_downsampling_disable_after=0.5')).passes[0]!;
+  assert.ok(Math.abs(half.flopIdealSpeedup - large.denseGflops / (0.5 * large.gflops + 0.5 * large.denseGflops)) < 1e-9);
+  // The hires fix's second pass at its own size.
+  const hires = await at('width=256&height=256&hr_scale=2&token_downsampling_factor=2');
+  assert.deepEqual(hires.passes.map((p) => [p.pass, p.width, p.height]), [[1, 256, 256], [2, 512, 512]]);
+  const tome = await at('width=512&height=512&token_merging_ratio=0.5');
+  assert.deepEqual(tome.methods, ['tome']);
+  assert.ok(tome.passes[0]!.flopIdealSpeedup > 1);
+  const both = await at('width=512&height=512&token_merging_ratio=0.5&token_downsampling_factor=2', 422);
+  assert.equal(both.detail[0]!.loc.at(-1), 'token_merging_ratio');
+  assert.match(both.detail[0]!.msg, /ToDo token downsampling and ToMe token merging both change self-attention: turn one off/);
+  const unknown = await at('width=512&height=512&model=nope', 422);
+  assert.match(unknown.detail[0]!.msg, /unknown model "nope"/);
+});
+
+test('speed methods and models describe themselves: fields with limits and defaults, native sizes', async () => {
+  const r = await app.inject({ method: 'GET', url: '/todo-sd/v1/speed-methods' });
+  const { methods } = r.json() as { methods: { id: string; fields: { key: string; min: number; max: number; default: number }[] }[] };
+  assert.deepEqual(methods.map((m) => m.id), ['todo', 'tome']);
+  const options = await get<Record<string, unknown>>('options');
+  for (const f of methods.flatMap((m) => m.fields)) {
+    assert.equal(options[f.key], f.default, f.key);
+    assert.ok(f.min <= f.default && f.default <= f.max, f.key);
+  }
+  const models = (await app.inject({ method: 'GET', url: '/todo-sd/v1/models' })).json() as { model_name: string; native_width: number; family: string }[];
+  // sample_size 16 × VAE scale 2 for both (the built-in model is trained at 32 px).
+  assert.deepEqual(models.map((m) => [m.model_name, m.family, m.native_width]), [['tiny-photo', 'sd', 32], ['tiny', 'sd', 32]]);
 });
 
 test('progress shows the running job with a latent preview; interrupt keeps the finished images', async () => {
@@ -322,6 +351,12 @@ test('img2img: plain and data-URL base64 (RGBA too), resize modes, inpainting ma
   let kept = 0;
   for (let p = 0; p < 32 * 48; p++) if (p % 32 >= 16 && [0, 1, 2].every((c) => out[p * 3 + c] === original.data[p * 3 + c])) kept++;
   assert.equal(kept, 16 * 48);
+  // A mask of neither the image's nor the output's shape is a mistake, named with the sizes.
+  const square = Buffer.from(encode({ width: 16, height: 16, data: new Uint8Array(256).fill(255), channels: 1 })).toString('base64');
+  const wrong = await post<{ detail: { loc: string[]; msg: string }[] }>('img2img', { init_images: [rgba], mask: square, width: 32, height: 48, steps: 2 });
+  assert.equal(wrong.status, 422);
+  assert.deepEqual(wrong.body.detail[0]!.loc, ['body', 'mask']);
+  assert.match(wrong.body.detail[0]!.msg, /the mask is 16x16 but init_images\.0 is 40x24 and the output 32x48/);
   const hires = await post('txt2img', { prompt: 'a fox', width: 32, height: 32, steps: 3, enable_hr: true, hr_scale: 2, hr_upscaler: 'Latent', hr_second_pass_steps: 2, denoising_strength: 0.6, seed: 2 });
   assert.equal(hires.status, 200, JSON.stringify(hires.body));
   const hp = png(hires.body.images[0]!);

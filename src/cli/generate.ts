@@ -17,7 +17,7 @@ import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
-import { Progress } from './progress.js';
+import { reporter, type Reporter } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { attentionFormOption, deviceLoopOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
@@ -61,6 +61,7 @@ interface GenerateFlags extends RuntimeFlags {
   loraDir?: string;
   out: string;
   json?: boolean;
+  jsonEvents?: boolean;
 }
 
 function parseTodo(v: string): string {
@@ -152,70 +153,74 @@ export function registerGenerate(program: Command): void {
     .option('--lora-dir <dir>', 'folder of the LoRAs that <lora:name:weight> tags in the prompt name (name.safetensors)')
     .option('-o, --out <file.png>', 'output PNG', 'output.png')
     .option('--json', 'print a JSON summary on stdout')
+    .option('--json-events', 'report progress as JSON lines on stderr (phases, steps, messages, then done or error) instead of a bar')
     .addOption(providerOption())
     .addOption(precisionOption())
     .addOption(attentionFormOption())
     .addOption(deviceLoopOption())
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
     .action(async (f: GenerateFlags, cmd: Command) => {
-      if (f.prompt === undefined && f.fromPng === undefined) throw new Error('--prompt is required (or --from-png image.png to take it from an image)');
-      checkOutput(f.out);
-      const png = f.fromPng === undefined ? undefined : readFromPng(f.fromPng);
-      const log = (m: string): void => void process.stderr.write(`${m}\n`);
-      const modelDir = f.model ?? BUILTIN_MODEL_DIR;
-      if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
-      const latents = f.latents ? readLatentsFile(f.latents) : undefined;
-      const initImage = f.initImage ? readPng(f.initImage, '--init-image') : undefined;
-      const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
-      const attention = attentionFromFlags(f);
-      const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora });
-      const hiresFlags = {
-        scale: f.hiresScale,
-        steps: f.hiresSteps,
-        denoise: f.hiresDenoise,
-        upscaler: f.hiresUpscaler,
-        attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
-      };
-      const fromFlags: GenerateOptions = {
-        prompt: f.prompt ?? '',
-        negativePrompt: f.negativePrompt,
-        width: f.width,
-        height: f.height,
-        steps: f.steps,
-        cfg: f.cfg,
-        seed: f.seed,
-        batch: f.batch,
-        sampler: f.sampler?.sampler,
-        karras: f.karras ?? f.sampler?.karras,
-        latents,
-        attention,
-        clipSkip: f.clipSkip,
-        promptSyntax: f.promptSyntax,
-        vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
-        loraDir: f.loraDir,
-        initImage,
-        strength: f.strength,
-        mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
-        hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
-      };
-      const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
-      const progress = new Progress(process.stderr);
-      const result = await pipe.generate(opts, {
-        onStep: (s) => (s.phase === 'decode' ? progress.finish('decoded') : progress.update(s.step, s.total, s.phase === 'hires' ? 'hires pass' : 'denoising')),
-        onWarning: log,
-      });
-      await pipe.dispose();
-      if (png) checkLoraHashes(png, result.images[0]!.parameters, log);
-      const paths = outputPaths(f.out, result.images.length);
-      result.images.forEach((img, i) => writeFileAtomic(paths[i]!, encodePng(img, { parameters: img.parameters })));
-      const s = result.settings;
-      if (f.json) {
-        process.stdout.write(
-          `${JSON.stringify({ files: paths, model: modelDir, ...s, timings: result.timings, parameters: result.images[0]!.parameters }, null, 2)}\n`,
-        );
-      } else {
-        const size = s.hires ?? s;
-        log(`wrote ${paths.map((p) => basename(p)).join(', ')} (${size.width}x${size.height}, ${s.steps}${s.hires ? ` + ${s.hires.steps}` : ''} steps, ${s.sampler}, seed ${s.seed}) in ${((result.timings.textMs + result.timings.denoiseMs + result.timings.decodeMs) / 1000).toFixed(1)} s`);
+      const report = reporter(process.stderr, f.jsonEvents ?? false);
+      try {
+        await generate(f, cmd, report);
+      } catch (e) {
+        if (!report.failed(e)) throw e;
+        process.exitCode = 1;
       }
     });
+}
+
+async function generate(f: GenerateFlags, cmd: Command, report: Reporter): Promise<void> {
+  if (f.prompt === undefined && f.fromPng === undefined) throw new Error('--prompt is required (or --from-png image.png to take it from an image)');
+  checkOutput(f.out);
+  const png = f.fromPng === undefined ? undefined : readFromPng(f.fromPng);
+  const log = report.log;
+  const modelDir = f.model ?? BUILTIN_MODEL_DIR;
+  if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
+  const latents = f.latents ? readLatentsFile(f.latents) : undefined;
+  const initImage = f.initImage ? readPng(f.initImage, '--init-image') : undefined;
+  const mask = f.mask ? readPng(f.mask, '--mask') : undefined;
+  const attention = attentionFromFlags(f);
+  const pipe = await StableDiffusion.load(modelDir, { ...runtimeFromFlags(f), vae: f.vae, prediction: f.prediction, onWarning: log, loras: f.lora, onProgress: report.onProgress });
+  const hiresFlags = {
+    scale: f.hiresScale,
+    steps: f.hiresSteps,
+    denoise: f.hiresDenoise,
+    upscaler: f.hiresUpscaler,
+    attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
+  };
+  const fromFlags: GenerateOptions = {
+    prompt: f.prompt ?? '',
+    negativePrompt: f.negativePrompt,
+    width: f.width,
+    height: f.height,
+    steps: f.steps,
+    cfg: f.cfg,
+    seed: f.seed,
+    batch: f.batch,
+    sampler: f.sampler?.sampler,
+    karras: f.karras ?? f.sampler?.karras,
+    latents,
+    attention,
+    clipSkip: f.clipSkip,
+    promptSyntax: f.promptSyntax,
+    vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
+    loraDir: f.loraDir,
+    initImage,
+    strength: f.strength,
+    mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
+    hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
+  };
+  const opts = png === undefined ? fromFlags : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config) });
+  const result = await pipe.generate(opts, { onStep: report.onStep, onWarning: log });
+  await pipe.dispose();
+  if (png) checkLoraHashes(png, result.images[0]!.parameters, log);
+  const paths = outputPaths(f.out, result.images.length);
+  result.images.forEach((img, i) => writeFileAtomic(paths[i]!, encodePng(img, { parameters: img.parameters })));
+  const s = result.settings;
+  const summary = { files: paths, model: modelDir, ...s, timings: result.timings, parameters: result.images[0]!.parameters };
+  if (f.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  const size = s.hires ?? s;
+  const line = `wrote ${paths.map((p) => basename(p)).join(', ')} (${size.width}x${size.height}, ${s.steps}${s.hires ? ` + ${s.hires.steps}` : ''} steps, ${s.sampler}, seed ${s.seed}) in ${((result.timings.textMs + result.timings.denoiseMs + result.timings.decodeMs) / 1000).toFixed(1)} s`;
+  report.done({ files: paths, width: size.width, height: size.height, seed: s.seed, timings: result.timings }, f.json ? undefined : line);
 }

@@ -8,6 +8,7 @@ import { cacheKey, cachedGraph } from '../graph/cache.js';
 import { serializeModel } from '../graph/serialize.js';
 import type { WeightFiles } from '../graph/weights.js';
 import { graphOptions, type ResolvedGraphOptions } from '../runtime/graph-options.js';
+import { phase, phaseSync } from '../runtime/progress.js';
 import { checkExecutionProvider, openSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { numel } from '../tensor.js';
@@ -50,6 +51,11 @@ export class ComponentRuntime {
     return (await this.session(shapeKey, build, true)).run(inputs);
   }
 
+  /** Synchronous work of this component (`kind`: graph, …) reported as the phase `kind:name`. */
+  phase<T>(kind: string, fn: () => T): T {
+    return phaseSync(this.runtime.onProgress, `${kind}:${this.name}`, fn);
+  }
+
   private async session(shapeKey: unknown, build: () => GraphDef, outputsOnDevice: boolean): Promise<ort.InferenceSession> {
     const key = cacheKey({ component: this.name, config: this.config, weights: this.weights.fingerprint(), shape: shapeKey, graph: this.graph.key });
     const sessionKey = `${key}:${outputsOnDevice}`;
@@ -57,8 +63,9 @@ export class ComponentRuntime {
       const old = this.current;
       this.current = undefined;
       if (old) await (await old.session).release();
-      const bytes = cachedGraph(key, () => serializeModel(build()));
-      this.current = { key: sessionKey, session: openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice).then((o) => o.session) };
+      const bytes = cachedGraph(key, () => this.phase('graph', () => serializeModel(build())));
+      const opened = phase(this.runtime.onProgress, `session:${this.name}`, () => openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice));
+      this.current = { key: sessionKey, session: opened.then((o) => o.session) };
     }
     return this.current.session;
   }

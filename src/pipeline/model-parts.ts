@@ -22,6 +22,11 @@ export interface ModelSourceOptions {
 
 export const PREDICTIONS: readonly Prediction[] = ['epsilon', 'v'];
 
+/** The image size a model was trained at: its U-Net's sample_size (diffusers' default 64) × the VAE's scale. */
+export function nativeImageSize(unetConfig: Record<string, unknown>, vaeScale: number): number {
+  return Number((unetConfig.sample_size as number | undefined) ?? 64) * vaeScale;
+}
+
 export function schedulerConfig(model: string, opts: ModelSourceOptions): Record<string, unknown> {
   if (opts.prediction !== undefined && !PREDICTIONS.includes(opts.prediction)) {
     throw new Error(`prediction must be ${PREDICTIONS.join(' or ')}; got ${JSON.stringify(opts.prediction)}`);

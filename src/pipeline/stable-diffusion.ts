@@ -14,6 +14,7 @@ import { ClipTextEncoder } from '../models/clip-text.js';
 import { attentionLevels, UNet } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
+import { phase, ProgressRelay, type ProgressListener } from '../runtime/progress.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import { createScheduler, type SamplerName, type Scheduler } from '../scheduler/index.js';
 import { resolveSampler } from '../scheduler/names.js';
@@ -23,7 +24,7 @@ import type { RgbImage } from '../io/png.js';
 import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../prompt/index.js';
 import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
-import { modelSdxlConditioner, modelTokenizer, modelVAE, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
+import { modelSdxlConditioner, modelTokenizer, modelVAE, nativeImageSize, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
 import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
 import { checkRgbImage, encodeImage, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
@@ -89,6 +90,11 @@ export interface StepInfo {
 
 export interface GenerateCallbacks {
   onStep?: (info: StepInfo) => void;
+  /**
+   * The slow phases of this call (also heard by load's listener): graph building and session
+   * creation at a new size (inside the first step), prompt encoding, VAE encoding and decoding.
+   */
+  onProgress?: ProgressListener;
   onWarning?: (message: string) => void;
   /** Aborting stops after the current step; generate then rejects with an Error named 'AbortError'. */
   signal?: AbortSignal;
@@ -182,6 +188,7 @@ export class StableDiffusion {
     readonly vae: VAE,
     readonly schedulerConfig: Record<string, unknown>,
     private readonly loras: PipelineLoras,
+    private readonly progress: ProgressRelay,
     /** SDXL's two tokenizers and text encoders (the first ones are also `tokenizer`, `textEncoder`). */
     readonly sdxl?: SdxlConditioner,
   ) {
@@ -191,28 +198,38 @@ export class StableDiffusion {
   /** The attention given at load time: generate() switches the U-Net per pass, this stays the default. */
   private readonly defaultAttention: AttentionOptions;
 
-  /** `model`: a diffusers folder or a single-file checkpoint (.safetensors, LDM / SGM layout). */
+  /**
+   * `model`: a diffusers folder or a single-file checkpoint (.safetensors, LDM / SGM layout).
+   * `onProgress` hears each part's loading (`load:unet`, …) and, for the pipeline's life, the
+   * graphs and sessions made lazily on the first run at a size.
+   */
   static async load(model: string, options: RuntimeOptions & ModelSourceOptions & { attention?: AttentionOptions; loras?: LoraSpec[] } = {}): Promise<StableDiffusion> {
-    const { loras, ...opts } = options;
+    const { loras, ...rest } = options;
+    const progress = new ProgressRelay(rest.onProgress);
+    const opts = { ...rest, onProgress: progress.emit };
+    const part = <T>(name: string, load: () => Promise<T>): Promise<T> => phase(progress.emit, `load:${name}`, load);
     const modelDir = resolve(model);
     const scheduler = schedulerConfig(modelDir, opts);
-    const [unet, vae] = await Promise.all([UNet.load(modelDir, opts), modelVAE(modelDir, opts)]);
+    // One part after another: loading is CPU work, and each phase's time is then its own.
+    const unet = await part('unet', () => UNet.load(modelDir, opts));
+    const vae = await part('vae', () => modelVAE(modelDir, opts));
     if (vae.config.latentChannels !== unet.config.outChannels) {
       fail(`the VAE has ${vae.config.latentChannels} latent channels but the U-Net works on ${unet.config.outChannels}: the VAE belongs to another model family`);
     }
     if (detectModelFamily(modelDir, unet.config) === 'sdxl') {
-      const sdxl = await modelSdxlConditioner(modelDir, unet.config, opts);
+      const sdxl = await part('text_encoders', () => modelSdxlConditioner(modelDir, unet.config, opts));
       const sdxlLoras = new PipelineLoras([...sdxl.textEncoders, unet], loras ?? []);
       sdxlLoras.useBase(opts.onWarning);
-      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, sdxl);
+      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, progress, sdxl);
     }
-    const [tokenizer, textEncoder] = await Promise.all([modelTokenizer(modelDir, { onWarning: opts.onWarning }), ClipTextEncoder.load(modelDir, opts)]);
+    const tokenizer = await part('tokenizer', () => modelTokenizer(modelDir, { onWarning: opts.onWarning }));
+    const textEncoder = await part('text_encoder', () => ClipTextEncoder.load(modelDir, opts));
     if (textEncoder.config.hiddenSize !== unet.config.crossAttentionDim) {
       fail(`text encoder width ${textEncoder.config.hiddenSize} does not match the U-Net's cross_attention_dim ${unet.config.crossAttentionDim}; the components come from different models`);
     }
     const pipeLoras = new PipelineLoras([textEncoder, unet], loras ?? []);
     pipeLoras.useBase(opts.onWarning);
-    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras);
+    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras, progress);
   }
 
   get family(): ModelFamily {
@@ -232,8 +249,7 @@ export class StableDiffusion {
 
   /** The size the model was trained at: unet sample_size × VAE scale. */
   get nativeSize(): number {
-    const sampleSize = Number((this.unet.rawConfig.sample_size as number | undefined) ?? 64);
-    return sampleSize * this.vae.config.scale;
+    return nativeImageSize(this.unet.rawConfig, this.vae.config.scale);
   }
 
   private resolve(o: GenerateOptions): GenerateSettings {
@@ -389,8 +405,16 @@ export class StableDiffusion {
     return { ...a, factor: autoTodoFactor([h, w]) };
   }
 
+  private phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    return phase(this.progress.emit, name, fn);
+  }
+
   /** Latents → image [B, 3, H, W] in [-1, 1], tiled when asked or (auto) above 1024x1024. */
-  private async decodeLatents(x: Tensor, tiling: boolean | 'auto'): Promise<Tensor> {
+  private decodeLatents(x: Tensor, tiling: boolean | 'auto'): Promise<Tensor> {
+    return this.phase('decode:vae', () => this.decodeWithVae(x, tiling));
+  }
+
+  private async decodeWithVae(x: Tensor, tiling: boolean | 'auto'): Promise<Tensor> {
     const scale = this.vae.config.scale;
     const z = { data: x.data.map((v) => v / this.vae.config.scalingFactor), dims: x.dims };
     const [, , h, w] = x.dims as [number, number, number, number];
@@ -400,6 +424,10 @@ export class StableDiffusion {
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
+    return this.progress.during(cb.onProgress, () => this.run(o, cb));
+  }
+
+  private async run(o: GenerateOptions, cb: GenerateCallbacks): Promise<GenerateResult> {
     const resolved = this.resolve(o);
     if (cb.signal?.aborted) throw abortError();
     const loras = this.loras.forGeneration(resolved.prompt, o.loras, o.loraDir, cb.onWarning);
@@ -414,7 +442,7 @@ export class StableDiffusion {
     scheduler.setTimesteps(s.steps);
 
     const t0 = performance.now();
-    const cond = await this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps });
+    const cond = await this.phase('encode:prompt', () => this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps }));
     const t1 = performance.now();
 
     let x: Tensor;
@@ -426,7 +454,7 @@ export class StableDiffusion {
       const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
       timesteps = img2imgTimesteps(scheduler, s.steps, s.strength!);
-      let init = (await encodeImage(this.vae, imagesToTensor([source]), randn, s.batch)).latents;
+      let init = (await this.phase('encode:vae', () => encodeImage(this.vae, imagesToTensor([source]), randn, s.batch))).latents;
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
         // A1111 draws this noise from a fresh generator of the seed.
         const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
@@ -490,7 +518,7 @@ export class StableDiffusion {
   private async hiresPass(x: Tensor, s: GenerateSettings, prompt: string, negativePrompt: string | undefined, passes: PassInfo[], cb: GenerateCallbacks): Promise<Tensor> {
     const hr = s.hires!;
     // SDXL's time ids carry the image size; prompt editing counts on from the first pass's steps (A1111).
-    const cond = await this.passConditioning(s, prompt, negativePrompt, { width: hr.width, height: hr.height, steps: hr.steps, firstPassSteps: s.steps });
+    const cond = await this.phase('encode:prompt', () => this.passConditioning(s, prompt, negativePrompt, { width: hr.width, height: hr.height, steps: hr.steps, firstPassSteps: s.steps }));
     const scale = this.vae.config.scale;
     const lh = hr.height / scale;
     const lw = hr.width / scale;
@@ -502,7 +530,7 @@ export class StableDiffusion {
     let init: Tensor;
     if (hr.upscaler === 'lanczos') {
       const images = toRgb(await this.decodeLatents(x, s.vaeTiling)).map((img) => fitImage(img, hr.width, hr.height));
-      init = (await encodeImage(this.vae, imagesToTensor(images), randn, s.batch)).latents;
+      init = (await this.phase('encode:vae', () => encodeImage(this.vae, imagesToTensor(images), randn, s.batch))).latents;
     } else {
       init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
     }

@@ -12,7 +12,8 @@ import { a1111SamplerName, resolveSampler } from '../scheduler/names.js';
 import { RequestError } from './errors.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
-import { modelAttentionLevels, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
+import type { ServerSettings, SettingsPatch } from './settings.js';
+import { speedJob } from './speed-methods.js';
 
 /** A1111's schedulers (noise schedules) that todo-sd has. */
 export const A1111_SCHEDULERS = [
@@ -111,9 +112,27 @@ export function fitImage(img: RgbImage, width: number, height: number, mode: num
   return { width, height, data };
 }
 
-/** A1111 request → JobSpec, every check made before the job is queued. */
-export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings, modelPath: (name: string) => string): { job: JobSpec; samplerLabel: string } {
+/**
+ * A mask of another shape than both its image and the output is a mistake (A1111 would stretch
+ * it): refused, with the sizes named. One of the same shape but another size is resized.
+ */
+function checkMaskShape(mask: RgbImage, image: RgbImage, width: number, height: number): void {
+  const aspect = (w: number, h: number): number => w / h;
+  const fits = (w: number, h: number): boolean => Math.abs(aspect(mask.width, mask.height) - aspect(w, h)) <= 0.01 * aspect(w, h);
+  if (fits(image.width, image.height) || fits(width, height)) return;
+  throw new RequestError(
+    'mask',
+    `the mask is ${mask.width}x${mask.height} but init_images.0 is ${image.width}x${image.height} and the output ${width}x${height}: paint the mask on the image, or give one of the image's shape`,
+  );
+}
+
+/**
+ * A1111 request → JobSpec, every check made before the job is queued; `speedMethods`: the ids of
+ * the speed methods on (none: a dense job).
+ */
+export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings): { job: JobSpec; samplerLabel: string; speedMethods: string[] } {
   const s = settings.merged(body.override_settings, 'override_settings.');
+  const speed = speedJob(s.speed, settings.speedModel(s.sd_model_checkpoint), 'override_settings.');
   const { sampler, karras, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
   const count = body.batch_size * body.n_iter;
@@ -129,7 +148,7 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     sampler,
     karras,
     clipSkip: s.CLIP_stop_at_last_layers,
-    attention: todoAttention(s, () => modelAttentionLevels(modelPath(s.sd_model_checkpoint)), 'override_settings.'),
+    attention: speed.attention,
     seeds: Array.from({ length: count }, (_, i) => seed + i),
   };
   if (kind === 'txt2img' && body.enable_hr) {
@@ -143,22 +162,25 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
   }
   if (kind === 'img2img') {
     const mode = body.resize_mode ?? 0;
-    job.initImage = toWire(fitImage(readImage(body.init_images![0]!, 'init_images.0'), body.width, body.height, mode));
+    const init = readImage(body.init_images![0]!, 'init_images.0');
+    job.initImage = toWire(fitImage(init, body.width, body.height, mode));
     job.strength = body.denoising_strength ?? 0.75;
     if (body.mask) {
+      const mask = readImage(body.mask, 'mask', decodeMask);
+      checkMaskShape(mask, init, body.width, body.height);
       job.mask = {
-        image: toWire(fitImage(readImage(body.mask, 'mask', decodeMask), body.width, body.height, mode)),
+        image: toWire(fitImage(mask, body.width, body.height, mode)),
         blur: body.mask_blur ?? 4,
         invert: body.inpainting_mask_invert === 1,
         fill: INPAINTING_FILL[body.inpainting_fill ?? 1]!,
       };
     }
   }
-  return { job, samplerLabel: label };
+  return { job, samplerLabel: label, speedMethods: speed.methods };
 }
 
 /** The `info` JSON string A1111 returns with generated images. */
-export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult, samplerLabel: string, modelName: string): string {
+export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult, samplerLabel: string, modelName: string, speed: object): string {
   const seeds = result.images.map((i) => i.seed);
   return JSON.stringify({
     prompt: job.prompt,
@@ -194,5 +216,7 @@ export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult,
     is_using_inpainting_conditioning: false,
     interrupted: result.interrupted,
     version: 'todo-sd',
+    // todo-sd's own: the speed methods on, per pass the FLOP-ideal and the measured speed-up.
+    speed,
   });
 }

@@ -15,6 +15,7 @@ import { registerSdapi } from './routes/sdapi.js';
 import { registerTodoRoutes } from './routes/todo.js';
 import { ServerSettings } from './settings.js';
 import { SpeedupEstimator } from './speedup.js';
+import { DenseRates } from './step-rates.js';
 
 export interface ServerOptions {
   registry: ModelRegistry;
@@ -39,6 +40,7 @@ export const WEB_DIR = fileURLToPath(new URL('../../src/web/', import.meta.url))
 export interface ServerContext extends Required<Omit<ServerOptions, 'apiAuth' | 'model' | 'log'>> {
   settings: ServerSettings;
   speedup: SpeedupEstimator;
+  denseRates: DenseRates;
 }
 
 const same = (a: string, b: string): boolean => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
@@ -53,6 +55,7 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
     flags: o.flags ?? {},
     settings: new ServerSettings(o.registry, o.model ?? o.registry.list()[0]!.name),
     speedup: new SpeedupEstimator(),
+    denseRates: new DenseRates(),
   };
 
   if (o.apiAuth?.length) {

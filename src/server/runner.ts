@@ -1,14 +1,17 @@
 /**
  * Runs jobs on a pipeline: loads the job's model (one at a time, kept for the next job), draws
- * each image with its own seed, reports progress with a latent preview, and honours interrupt
- * (stop after the current step, keep the finished images) and skip (drop the current image).
+ * each image with its own seed, reports progress (the slow phase in progress, then steps with a
+ * latent preview), times its steps, and honours interrupt (stop after the current step, keep
+ * the finished images) and skip (drop the current image).
  */
 import { encodePng, type RgbImage } from '../io/png.js';
 import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipeline/stable-diffusion.js';
+import type { PhaseEvent } from '../runtime/progress.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { JobProgress, JobResult, JobSpec, WireImage } from './jobs.js';
 import type { ModelRegistry } from './models.js';
 import { latentPreview } from './preview.js';
+import { StepClock } from './step-rates.js';
 
 /** GenerateOptions with the fields other branches add under the contracts' names. */
 type PipelineOptions = GenerateOptions & {
@@ -45,6 +48,8 @@ export function toWire(img: RgbImage): WireImage {
 
 export class JobRunner {
   private loaded?: { name: string; pipe: StableDiffusion };
+  /** The running job's phase listener: the pipeline keeps the one it was loaded with, this forwards to the job's. */
+  private onPhase?: (e: PhaseEvent) => void;
 
   constructor(
     private readonly registry: ModelRegistry,
@@ -57,12 +62,34 @@ export class JobRunner {
     if (this.loaded?.name !== entry.name) {
       await this.loaded?.pipe.dispose();
       this.loaded = undefined;
-      this.loaded = { name: entry.name, pipe: await StableDiffusion.load(entry.path, this.runtime) };
+      this.loaded = { name: entry.name, pipe: await StableDiffusion.load(entry.path, { ...this.runtime, onProgress: (e) => this.onPhase?.(e) }) };
     }
     return this.loaded.pipe;
   }
 
   async run(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void = () => {}): Promise<JobResult> {
+    let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };
+    const report = (p: JobProgress): void => {
+      last = p;
+      onProgress({ ...p, interrupted: control.interrupted, skipped: control.skipped });
+    };
+    control.onChange = () => report(last);
+    const clock = new StepClock();
+    const phases: { name: string; since: number }[] = [];
+    this.onPhase = (e) => {
+      clock.phase(e);
+      if (e.state === 'start') phases.push({ name: e.phase, since: Date.now() });
+      else phases.splice(phases.map((p) => p.name).lastIndexOf(e.phase), 1);
+      report({ ...last, phase: phases[phases.length - 1] });
+    };
+    try {
+      return await this.runImages(job, control, report, clock);
+    } finally {
+      this.onPhase = undefined;
+    }
+  }
+
+  private async runImages(job: JobSpec, control: JobControl, report: (p: JobProgress) => void, clock: StepClock): Promise<JobResult> {
     const pipe = await this.pipeline(job.model);
     const base: PipelineOptions = {
       prompt: job.prompt,
@@ -81,17 +108,12 @@ export class JobRunner {
       ...(job.hires && { hires: job.hires }),
     };
     const images: JobResult['images'] = [];
-    let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };
-    const report = (p: JobProgress): void => {
-      last = p;
-      onProgress({ ...p, interrupted: control.interrupted, skipped: control.skipped });
-    };
-    control.onChange = () => report(last);
     for (const [index, seed] of job.seeds.entries()) {
       if (control.interrupted) break;
       control.skipped = false;
       const onStep = (s: StepInfo): void => {
         if (control.interrupted || control.skipped) throw new Stopped();
+        if (s.phase !== 'decode') clock.step(s.pass ?? 1);
         const preview = s.latents && latentPreview(s.latents);
         report({ image: index, images: job.seeds.length, step: s.step, steps: s.total, ...(preview && { preview: Buffer.from(preview).toString('base64') }) });
       };
@@ -102,7 +124,7 @@ export class JobRunner {
         if (!(e instanceof Stopped)) throw e;
       }
     }
-    return { images, interrupted: control.interrupted };
+    return { images, interrupted: control.interrupted, timing: clock.passes(job) };
   }
 
   async dispose(): Promise<void> {

@@ -4,6 +4,7 @@
  * A1111 clients send null for "not set", so optional fields accept null too.
  */
 import { LIMITS } from './limits.js';
+import { speedSchema } from './speed-methods.js';
 
 const int = (def: number | null, min: number, max?: number): object => ({ type: ['integer', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
 const num = (def: number | null, min: number, max?: number): object => ({ type: ['number', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
@@ -17,9 +18,7 @@ export const OPTIONS_SCHEMA = {
   properties: {
     sd_model_checkpoint: { type: 'string' },
     CLIP_stop_at_last_layers: { type: 'integer', minimum: 1, maximum: 12 },
-    token_downsampling_factor: { type: 'number', minimum: 1, maximum: 8 },
-    token_downsampling_max_depth: { type: 'integer', minimum: 1, maximum: 4 },
-    token_downsampling_disable_after: { type: 'number', minimum: 0, maximum: 1 },
+    ...speedSchema(),
   },
 } as const;
 
@@ -93,13 +92,14 @@ export const PNG_INFO_SCHEMA = {
   properties: { image: { type: 'string', minLength: 1 } },
 } as const;
 
+/** GET /todo-sd/v1/speedup: a size, optionally a model and a hires scale, and speed settings over the server's. */
 export const SPEEDUP_SCHEMA = {
   type: 'object',
   properties: {
     width: size,
     height: size,
-    factor: { type: 'number', default: 2, minimum: 1, maximum: 8 },
-    max_depth: { type: 'integer', default: 1, minimum: 1, maximum: 4 },
-    disable_after: { type: 'number', default: 1, minimum: 0, maximum: 1 },
+    model: { type: 'string' },
+    hr_scale: num(null, 1, LIMITS.maxHiresScale),
+    ...speedSchema(),
   },
 } as const;

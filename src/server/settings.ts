@@ -1,24 +1,21 @@
 /**
- * The server's settings as A1111's `options` holds them: the model, CLIP skip, and the ToDo
- * extension's keys (sd-webui-token-downsampling). A request's `override_settings` applies on top,
- * for that request only.
+ * The server's settings as A1111's `options` holds them: the model, CLIP skip, and the speed
+ * methods' keys (speed-methods.ts: the ToDo extension's, A1111's ToMe ratio). A request's
+ * `override_settings` applies on top, for that request only.
  */
-import { resolveAttention, type AttentionOptions } from '../attention/options.js';
-import { findComponent } from '../io/model-folder.js';
-import { attentionLevels, parseUNetConfig } from '../models/unet.js';
-import { todoFromInfotext } from '../pipeline/todo-infotext.js';
 import { RequestError } from './errors.js';
+import { modelFacts } from './model-facts.js';
 import type { ModelRegistry } from './models.js';
+import { SPEED_FIELDS, speedDefaults, speedJob, type SpeedModel } from './speed-methods.js';
 
 export interface Settings {
   sd_model_checkpoint: string;
   CLIP_stop_at_last_layers: number;
-  token_downsampling_factor: number;
-  token_downsampling_max_depth: number;
-  token_downsampling_disable_after: number;
+  /** The speed fields' values, by settings key. */
+  speed: Record<string, number>;
 }
 
-export type SettingsPatch = Partial<Settings> & Record<string, unknown>;
+export type SettingsPatch = Partial<Omit<Settings, 'speed'>> & Record<string, unknown>;
 
 /** Options A1111 clients read that todo-sd answers with fixed values. */
 const FIXED = { samples_format: 'png', sd_vae: 'Automatic', sd_checkpoint_hash: null, enable_pnginfo: true, img2img_background_color: '#ffffff' };
@@ -30,22 +27,18 @@ export class ServerSettings {
     private readonly registry: ModelRegistry,
     model: string,
   ) {
-    this.current = {
-      sd_model_checkpoint: registry.resolve(model).title,
-      CLIP_stop_at_last_layers: 1,
-      token_downsampling_factor: 1,
-      token_downsampling_max_depth: 1,
-      token_downsampling_disable_after: 1,
-    };
+    this.current = { sd_model_checkpoint: registry.resolve(model).title, CLIP_stop_at_last_layers: 1, speed: speedDefaults() };
   }
 
-  get(): Settings & typeof FIXED {
-    return { ...FIXED, ...this.current };
+  /** The settings in A1111's flat shape. */
+  get(): Record<string, unknown> {
+    const { speed, ...core } = this.current;
+    return { ...FIXED, ...core, ...speed };
   }
 
   /** The settings with a patch applied (validated); `field` names where the patch came from in errors. */
   merged(patch: SettingsPatch | null | undefined, field: string): Settings {
-    const next = { ...this.current };
+    const next = { ...this.current, speed: { ...this.current.speed } };
     if (!patch) return next;
     if (patch.sd_model_checkpoint !== undefined) {
       try {
@@ -54,10 +47,9 @@ export class ServerSettings {
         throw new RequestError(`${field}sd_model_checkpoint`, (e as Error).message);
       }
     }
-    for (const k of ['CLIP_stop_at_last_layers', 'token_downsampling_factor', 'token_downsampling_max_depth', 'token_downsampling_disable_after'] as const) {
-      if (patch[k] !== undefined) next[k] = patch[k];
-    }
-    todoAttention(next, () => modelAttentionLevels(this.registry.resolve(next.sd_model_checkpoint).path), field);
+    if (patch.CLIP_stop_at_last_layers !== undefined) next.CLIP_stop_at_last_layers = patch.CLIP_stop_at_last_layers;
+    for (const f of SPEED_FIELDS) if (typeof patch[f.key] === 'number') next.speed[f.key] = patch[f.key] as number;
+    speedJob(next.speed, this.speedModel(next.sd_model_checkpoint), field);
     return next;
   }
 
@@ -65,31 +57,14 @@ export class ServerSettings {
   update(patch: SettingsPatch): void {
     this.current = this.merged(patch, '');
   }
-}
 
-/**
- * The ToDo extension's settings as AttentionOptions, with the extension's meaning of "max depth"
- * (resolution levels from the top) on the model's own attention levels: the same mapping as
- * reading its infotext keys back.
- */
-export function todoAttention(s: Settings, attentionLevels: () => readonly number[], field = ''): AttentionOptions {
-  if (s.token_downsampling_factor <= 1) return { method: 'dense' };
-  const fields = {
-    'ToDo factor': String(s.token_downsampling_factor),
-    'ToDo max depth': String(s.token_downsampling_max_depth),
-    'ToDo disable after': String(s.token_downsampling_disable_after),
-  };
-  let options: AttentionOptions;
-  try {
-    options = todoFromInfotext(fields, attentionLevels()) ?? { method: 'dense' };
-    resolveAttention(options);
-  } catch (e) {
-    throw new RequestError(`${field}token_downsampling_max_depth`, (e as Error).message.replace(/^(infotext|attention options): /, ''));
+  /** What the speed settings need of a model, read only when a method asks. */
+  speedModel(name: string): SpeedModel {
+    const path = this.registry.resolve(name).path;
+    return {
+      get attentionLevels() {
+        return modelFacts(path).attentionLevels;
+      },
+    };
   }
-  return options;
-}
-
-/** The U-Net's attention levels of a model (for the ToDo settings), from its config alone. */
-export function modelAttentionLevels(modelPath: string): number[] {
-  return attentionLevels(parseUNetConfig(findComponent(modelPath, 'unet').config));
 }

@@ -6,12 +6,13 @@ import { decodeBase64, decodeRgb } from '../../image/decode.js';
 import { fitImage as resizeLanczos } from '../../pipeline/img2img.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { encodePng, readPngText } from '../../io/png.js';
+import { phaseLabel } from '../../runtime/progress.js';
 import { A1111_SAMPLERS } from '../../scheduler/names.js';
 import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
 import type { ServerContext } from '../app.js';
 import { RequestError } from '../errors.js';
 import { infotextFields } from '../infotext.js';
-import type { JobResult, JobSpec } from '../jobs.js';
+import type { JobProgress, JobResult, JobSpec } from '../jobs.js';
 import { estimateJobMemory, memoryRefusal } from '../limits.js';
 import { EXTRA_SINGLE_IMAGE_SCHEMA, IMG2IMG_SCHEMA, OPTIONS_SCHEMA, PNG_INFO_SCHEMA, TXT2IMG_SCHEMA } from '../schemas.js';
 import type { SettingsPatch } from '../settings.js';
@@ -25,19 +26,29 @@ function saveImages(dir: string, result: JobResult): void {
   for (const img of result.images) writeFileAtomic(join(dir, `${String(n++).padStart(5, '0')}-${img.seed}.png`), Buffer.from(img.png, 'base64'));
 }
 
+/** A1111's `textinfo`: the slow phase in progress (loading, graph building, …) with its time so far, or the queue. */
+function jobText(p: JobProgress | undefined, running: number, waiting: number): string {
+  const queue = `${running} running, ${waiting} waiting`;
+  if (!p?.phase) return queue;
+  return `${phaseLabel(p.phase.name)} (${((Date.now() - p.phase.since) / 1000).toFixed(1)} s); ${queue}`;
+}
+
 export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   const api = '/sdapi/v1';
   const { registry, settings, queue } = ctx;
 
   const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
-    const { job, samplerLabel } = toJob(kind, body, settings, (name) => registry.resolve(name).path);
+    const { job, samplerLabel, speedMethods } = toJob(kind, body, settings);
     const model = registry.resolve(job.model);
     const refusal = memoryRefusal(estimateJobMemory(job, model.path), ctx.maxMemoryMiB);
     if (refusal) throw new RequestError('width', refusal, 'value_error.memory');
     const result = await queue.run(job);
     if (body.save_images) saveImages(ctx.outputsDir, result);
     const parameters = kind === 'img2img' && !body.include_init_images ? { ...body, init_images: null, mask: null } : body;
-    return { images: body.send_images ? result.images.map((i) => i.png) : [], parameters, info: a1111Info(body, job, result, samplerLabel, model.name) };
+    const measured = ctx.denseRates.compare(job, speedMethods.length === 0, result.timing);
+    const predicted = ctx.speedup.passes(model.path, job.width, job.height, job.hires?.scale, job.attention);
+    const speed = { methods: speedMethods, passes: predicted.map((p) => ({ ...p, ...measured.find((m) => m.pass === p.pass) })) };
+    return { images: body.send_images ? result.images.map((i) => i.png) : [], parameters, info: a1111Info(body, job, result, samplerLabel, model.name, speed) };
   };
 
   app.post(`${api}/txt2img`, { schema: { body: TXT2IMG_SCHEMA } }, (req) => generate('txt2img', req.body as GenerationBody));
@@ -79,7 +90,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
         sampling_steps: p?.steps ?? 0,
       },
       current_image: p?.preview ?? null,
-      textinfo: job ? `${running.length} running, ${waiting} waiting` : null,
+      textinfo: job ? jobText(p, running.length, waiting) : null,
       current_task: job?.id ?? null,
     };
   });
