@@ -44,6 +44,7 @@ export { writeRandomModel } from './models/random-model.js';
 export { ARCHITECTURES } from './models/architectures.js';
 export { BUILTIN_MODEL_DIR } from './models/builtin.js';
 export type { RuntimeOptions } from './runtime/session.js';
+export { phase, phaseLabel, phaseSync, type PhaseEvent, type ProgressListener } from './runtime/progress.js';
 export type { TomeOptions } from './attention/tome.js';
 export { LoraFile } from './lora/file.js';
 export type { LoraComponent, LoraModule } from './lora/file.js';

@@ -11,7 +11,8 @@ import { ModelRegistry } from '../src/server/models.js';
 import { LocalQueue } from '../src/server/queue-local.js';
 import { fitImage } from '../src/server/a1111.js';
 import { decodeRgb } from '../src/image/decode.js';
-import { JobRunner } from '../src/server/runner.js';
+import { JobControl, JobRunner } from '../src/server/runner.js';
+import type { JobProgress, JobQueue, JobSpec } from '../src/server/jobs.js';
 
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-serve-'));
 const modelsDir = join(root, 'models');
@@ -253,6 +254,69 @@ test('speed methods and models describe themselves: fields with limits and defau
   const models = (await app.inject({ method: 'GET', url: '/todo-sd/v1/models' })).json() as { model_name: string; native_width: number; family: string }[];
   // sample_size 16 × VAE scale 2 for both (the built-in model is trained at 32 px).
   assert.deepEqual(models.map((m) => [m.model_name, m.family, m.native_width]), [['tiny-photo', 'sd', 32], ['tiny', 'sd', 32]]);
+});
+
+test('a job reports its slow phases (loading, sessions) before its steps, and times its steps', async () => {
+  const runner = new JobRunner(new ModelRegistry(modelsDir));
+  const reports: JobProgress[] = [];
+  const job: JobSpec = { kind: 'txt2img', model: 'tiny', prompt: 'x', negativePrompt: '', width: 32, height: 32, steps: 4, cfg: 7, sampler: 'euler', karras: false, clipSkip: 1, attention: { method: 'dense' }, seeds: [1, 2] };
+  const result = await runner.run(job, new JobControl(), (p) => reports.push(p));
+  await runner.dispose();
+  const phases = reports.filter((p) => p.phase).map((p) => p.phase!.name);
+  for (const name of ['load:unet', 'encode:prompt', 'session:text_encoder', 'session:unet', 'decode:vae']) assert.ok(phases.includes(name), `${name} in ${phases.join(', ')}`);
+  const firstStep = reports.findIndex((p) => p.step > 0 && !p.phase);
+  assert.ok(reports.findIndex((p) => p.phase?.name === 'session:unet') < firstStep);
+  assert.ok(reports.every((p) => !p.phase || p.phase.since <= Date.now()));
+  // Two images of 4 steps; each image's first step follows the prompt's encoding and is not counted.
+  assert.equal(result.timing.length, 1);
+  assert.deepEqual([result.timing[0]!.pass, result.timing[0]!.width, result.timing[0]!.steps], [1, 32, 6]);
+  assert.ok(result.timing[0]!.stepMs > 0);
+});
+
+test('/progress names the phase in progress in textinfo and as data', async () => {
+  const since = Date.now() - 2500;
+  const queue: JobQueue = {
+    run: () => Promise.reject(new Error('not here')),
+    status: async () => ({ running: [{ id: '7', startedAt: since, progress: { image: 0, images: 1, step: 0, steps: 20, phase: { name: 'session:unet', since } } }], waiting: 1, flags: { interrupted: false, skipped: false } }),
+    interrupt: async () => {},
+    skip: async () => {},
+    close: async () => {},
+  };
+  const a = await server({ queue });
+  const p = (await a.inject({ method: 'GET', url: '/sdapi/v1/progress' })).json() as { textinfo: string; phase: { name: string; label: string; seconds: number } };
+  await a.close();
+  assert.match(p.textinfo, /^create session: unet \(2\.\d s\); 1 running, 1 waiting$/);
+  assert.deepEqual([p.phase.name, p.phase.label], ['session:unet', 'create session: unet']);
+  assert.ok(p.phase.seconds >= 2.5 && p.phase.seconds < 10);
+});
+
+test('each job says its speed: FLOP-ideal per pass, and measured against the last dense job of its shape', async () => {
+  type Speed = { methods: string[]; passes: { pass: number; width: number; stepMs?: number; denseStepMs?: number | null; measuredSpeedup?: number | null; flopIdealSpeedup: number }[] };
+  const speedOf = async (extra: object): Promise<Speed> => {
+    const r = await post('txt2img', { prompt: 'x', steps: 4, width: 40, height: 32, seed: 1, sampler_name: 'Euler', ...extra });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return (JSON.parse(r.body.info) as { speed: Speed }).speed;
+  };
+  const before = await speedOf({ override_settings: { token_downsampling_factor: 2 } });
+  assert.deepEqual(before.methods, ['todo']);
+  assert.equal(before.passes[0]!.measuredSpeedup, null, 'no dense job of this shape yet');
+  const dense = await speedOf({});
+  assert.deepEqual(dense.methods, []);
+  const d = dense.passes[0]!;
+  assert.equal(d.flopIdealSpeedup, 1);
+  assert.equal(d.denseStepMs, d.stepMs);
+  const todo = await speedOf({ override_settings: { token_downsampling_factor: 2 } });
+  const t = todo.passes[0]!;
+  assert.equal(t.denseStepMs, d.stepMs);
+  assert.ok(Math.abs(t.measuredSpeedup! - d.stepMs! / t.stepMs!) < 1e-9);
+  assert.ok(t.flopIdealSpeedup > 1);
+  // ToMe through A1111's own setting, and the hires fix's second pass at its size.
+  const r = await post('txt2img', { prompt: 'x', steps: 3, width: 32, height: 32, seed: 1, enable_hr: true, hr_scale: 2, hr_second_pass_steps: 3, override_settings: { token_merging_ratio: 0.5 } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const info = JSON.parse(r.body.info) as { speed: Speed; infotexts: string[] };
+  assert.match(info.infotexts[0]!, /Token merging ratio: 0\.5/);
+  assert.deepEqual(info.speed.methods, ['tome']);
+  assert.deepEqual(info.speed.passes.map((p) => [p.pass, p.width]), [[1, 32], [2, 64]]);
 });
 
 test('progress shows the running job with a latent preview; interrupt keeps the finished images', async () => {

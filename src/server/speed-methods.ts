@@ -24,6 +24,8 @@ export interface SpeedField {
   off?: number;
   /** Values to offer as a list, when the field is one. */
   choices?: readonly { value: number; label: string }[];
+  /** The infotext keys that carry it (the first as written, older spellings after): the page reads a PNG's parameters through them. */
+  infotext: readonly string[];
 }
 
 /** What a method's settings need to know of the model. */
@@ -48,9 +50,9 @@ const todo: SpeedMethod = {
   label: 'ToDo token downsampling',
   help: "Downsamples self-attention's keys and values (arXiv 2402.13573). Gains grow with the size: little at 512 px, about 2x at 2048 px on SD 1.5.",
   fields: [
-    { key: 'token_downsampling_factor', label: 'Factor', help: 'keys and values are downsampled by this factor per side; 1 = off', type: 'number', min: 1, max: 8, step: 0.5, default: 1, off: 1, choices: TODO_FACTORS },
-    { key: 'token_downsampling_max_depth', label: 'Max depth', help: 'resolution levels downsampled, counted from the top (1: the largest only)', type: 'integer', min: 1, max: 4, step: 1, default: 1 },
-    { key: 'token_downsampling_disable_after', label: 'Disable after', help: 'back to dense attention after this fraction of the steps (0.6–0.8 keeps more detail)', type: 'number', min: 0, max: 1, step: 0.05, default: 1 },
+    { key: 'token_downsampling_factor', label: 'Factor', help: 'keys and values are downsampled by this factor per side; 1 = off', type: 'number', min: 1, max: 8, step: 0.5, default: 1, off: 1, choices: TODO_FACTORS, infotext: ['ToDo factor'] },
+    { key: 'token_downsampling_max_depth', label: 'Max depth', help: 'resolution levels downsampled, counted from the top (1: the largest only)', type: 'integer', min: 1, max: 4, step: 1, default: 1, infotext: ['ToDo max depth'] },
+    { key: 'token_downsampling_disable_after', label: 'Disable after', help: 'back to dense attention after this fraction of the steps (0.6–0.8 keeps more detail)', type: 'number', min: 0, max: 1, step: 0.05, default: 1, infotext: ['ToDo disable after', 'ToDo stop at'] },
   ],
   attention(s, model, prefix) {
     if (s.token_downsampling_factor! <= 1) return undefined;
@@ -68,7 +70,7 @@ const tome: SpeedMethod = {
   id: 'tome',
   label: 'ToMe token merging',
   help: "Merges similar tokens before self-attention (tomesd, A1111's built-in setting). The baseline ToDo is compared with; one of the two at a time.",
-  fields: [{ key: 'token_merging_ratio', label: 'Ratio', help: 'fraction of the top-level tokens merged; 0 = off', type: 'number', min: 0, max: 0.75, step: 0.05, default: 0, off: 0 }],
+  fields: [{ key: 'token_merging_ratio', label: 'Ratio', help: 'fraction of the top-level tokens merged; 0 = off', type: 'number', min: 0, max: 0.75, step: 0.05, default: 0, off: 0, infotext: ['Token merging ratio'] }],
   attention(s, _model, prefix) {
     const ratio = s.token_merging_ratio!;
     return ratio > 0 ? checked(`${prefix}token_merging_ratio`, () => ({ method: 'tome', ratio })) : undefined;

@@ -26,11 +26,16 @@ function saveImages(dir: string, result: JobResult): void {
   for (const img of result.images) writeFileAtomic(join(dir, `${String(n++).padStart(5, '0')}-${img.seed}.png`), Buffer.from(img.png, 'base64'));
 }
 
-/** A1111's `textinfo`: the slow phase in progress (loading, graph building, …) with its time so far, or the queue. */
+/** The slow phase in progress (loading, graph building, …) with its time so far. */
+function phaseNow(p: JobProgress | undefined): { name: string; label: string; seconds: number } | null {
+  return p?.phase ? { name: p.phase.name, label: phaseLabel(p.phase.name), seconds: (Date.now() - p.phase.since) / 1000 } : null;
+}
+
+/** A1111's `textinfo`: the phase in progress, then the queue. */
 function jobText(p: JobProgress | undefined, running: number, waiting: number): string {
+  const phase = phaseNow(p);
   const queue = `${running} running, ${waiting} waiting`;
-  if (!p?.phase) return queue;
-  return `${phaseLabel(p.phase.name)} (${((Date.now() - p.phase.since) / 1000).toFixed(1)} s); ${queue}`;
+  return phase ? `${phase.label} (${phase.seconds.toFixed(1)} s); ${queue}` : queue;
 }
 
 export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
@@ -91,6 +96,8 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
       },
       current_image: p?.preview ?? null,
       textinfo: job ? jobText(p, running.length, waiting) : null,
+      // todo-sd's own: the phase as data, for the page.
+      phase: phaseNow(p),
       current_task: job?.id ?? null,
     };
   });
