@@ -52,7 +52,7 @@ test('txt2img: native size by default, predicted speed-up, phases then steps, an
   await page.fill('#seed', '11');
   await page.selectOption('#sampler_name', 'Euler');
   await page.selectOption('#speed-token_downsampling_factor', '2');
-  await page.waitForFunction(() => /Predicted \(FLOP-ideal, an upper bound\): \d+\.\d\dx at 32x48/.test(document.getElementById('speed_predicted')!.textContent!));
+  await page.waitForFunction(() => /Predicted \(FLOP-ideal\): \d+\.\d\dx at 32x48/.test(document.getElementById('speed_predicted')!.textContent!));
   // What /progress says of a slow phase (its reporting is tested in server.test.ts) is shown as it is.
   await page.route('**/sdapi/v1/progress', (route) =>
     route.fulfill({ json: { progress: 0, eta_relative: 0, state: { job_count: 1, job_no: 0, sampling_step: 0, sampling_steps: 0 }, current_image: null, textinfo: '', phase: { name: 'session:unet', label: 'create session: unet', seconds: 2.5 } } }),
@@ -74,7 +74,7 @@ test('txt2img: native size by default, predicted speed-up, phases then steps, an
   assert.match(await page.textContent('#speed_measured') ?? '', /32x48: dense, \d+ ms\/step \(the baseline for this size\)/);
   await page.selectOption('#speed-token_downsampling_factor', '2');
   await generateAndWait(page, 3);
-  assert.match(await page.textContent('#speed_measured') ?? '', /32x48: measured \d+\.\d\dx \(\d+ ms\/step vs dense \d+\), FLOP-ideal \d+\.\d\dx/);
+  assert.match(await page.textContent('#speed_measured') ?? '', /32x48: measured \d+\.\d\dx \(\d+ ms\/step vs dense \d+\), FLOP-ideal \d+\.\d\dx(; above the FLOP ratio, so partly timing noise)?$/);
   assert.equal(await page.textContent('#error'), '');
 });
 

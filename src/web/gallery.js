@@ -53,10 +53,11 @@ export class Gallery {
     const link = document.createElement('a');
     link.href = url;
     link.download = `todo-sd-${item.seed}.png`;
-    link.textContent = 'Download';
+    link.textContent = 'Save';
+    link.title = 'download the PNG (with its parameters)';
     tools.append(
       button('Seed', 'use this seed', this.actions.seed, 'reuse-seed'),
-      button('Parameters', 'load all its parameters into the form', this.actions.parameters, 'reuse-params'),
+      button('Params', 'load all its parameters into the form', this.actions.parameters, 'reuse-params'),
       button('→ img2img', 'start image-to-image from it', this.actions.img2img, 'to-img2img'),
       button('→ inpaint', 'inpaint it', this.actions.inpaint, 'to-inpaint'),
       link,
