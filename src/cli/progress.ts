@@ -35,7 +35,7 @@ export class Progress {
     this.closeBar();
     if (e.state === 'start') {
       this.phases.push({ phase: e.phase, t0: performance.now() - e.elapsedMs });
-      this.spinner ??= setInterval(() => this.draw(), 100).unref();
+      this.spinner ??= setInterval(() => this.draw(true), 100).unref();
     } else {
       const i = this.phases.map((p) => p.phase).lastIndexOf(e.phase);
       if (i >= 0) this.phases.splice(i, 1);
@@ -84,11 +84,17 @@ export class Progress {
     if (message) this.stream.write(`${message}\n`);
   }
 
-  private draw(): void {
+  /**
+   * The innermost phase. onnxruntime holds this thread while it creates a session or runs a
+   * graph, so the spinner cannot turn then: a phase's first line shows no time that would
+   * stand still; the timer's redraws (`ticking`) add the time so far.
+   */
+  private draw(ticking = false): void {
     const top = this.phases[this.phases.length - 1];
     if (!top || this.bar) return;
     this.frame = (this.frame + 1) % SPINNER.length;
-    this.stream.write(`\r\x1b[2K${SPINNER[this.frame]} ${phaseLabel(top.phase)} ${seconds(performance.now() - top.t0)}`);
+    const time = ticking ? seconds(performance.now() - top.t0) : '…';
+    this.stream.write(`\r\x1b[2K${SPINNER[this.frame]} ${phaseLabel(top.phase)} ${time}`);
   }
 
   private clearLine(): void {

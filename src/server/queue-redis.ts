@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Queue, QueueEvents, QueueEventsProducer, Worker, type Job, type QueueBase, type QueueEventsListener } from 'bullmq';
 import type { JobProgress, JobQueue, JobResult, JobSpec, StopFlags } from './jobs.js';
-import { JobControl, type JobRunner } from './runner.js';
+import { JobControl, type Runner } from './runner.js';
 
 const QUEUE = 'todo-sd';
 const CONTROL_EVENT = 'todo-sd-control';
@@ -130,10 +130,10 @@ export class RedisWorker {
   private constructor(
     private readonly worker: Worker<JobSpec, JobResult>,
     private readonly events: QueueEvents,
-    private readonly runner: JobRunner,
+    private readonly runner: Runner,
   ) {}
 
-  static async start(url: string, runner: JobRunner, timing: WorkerTiming = {}, log: (message: string) => void = () => {}): Promise<RedisWorker> {
+  static async start(url: string, runner: Runner, timing: WorkerTiming = {}, log: (message: string) => void = () => {}): Promise<RedisWorker> {
     await probe(url);
     /** Controls of the job this worker runs, by job id. */
     const running = new Map<string, JobControl>();

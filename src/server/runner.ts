@@ -22,20 +22,42 @@ type PipelineOptions = GenerateOptions & {
   loraDir?: string;
 };
 
-/** Interrupt and skip requests for one running job. */
+/**
+ * Interrupt and skip requests for one running job. The flags live in shared memory, so a job
+ * running on a worker thread (runner-thread.ts) sees a request at its next step although its
+ * thread is busy in onnxruntime and takes no messages.
+ */
 export class JobControl {
-  interrupted = false;
-  skipped = false;
+  constructor(readonly flags: Int32Array = new Int32Array(new SharedArrayBuffer(8))) {}
+
+  get interrupted(): boolean {
+    return Atomics.load(this.flags, 0) === 1;
+  }
+
+  get skipped(): boolean {
+    return Atomics.load(this.flags, 1) === 1;
+  }
+
+  set skipped(v: boolean) {
+    Atomics.store(this.flags, 1, v ? 1 : 0);
+  }
+
   /** Called when a request arrives, so that progress says so before the next step. */
   onChange: () => void = () => {};
   interrupt(): void {
-    this.interrupted = true;
+    Atomics.store(this.flags, 0, 1);
     this.onChange();
   }
   skip(): void {
     this.skipped = true;
     this.onChange();
   }
+}
+
+/** What runs a queue's jobs: a JobRunner here, or one on a worker thread. */
+export interface Runner {
+  run(job: JobSpec, control: JobControl, onProgress?: (p: JobProgress) => void): Promise<JobResult>;
+  dispose(): Promise<void>;
 }
 
 class Stopped extends Error {}
@@ -46,7 +68,7 @@ export function toWire(img: RgbImage): WireImage {
   return { width: img.width, height: img.height, rgb: Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength).toString('base64') };
 }
 
-export class JobRunner {
+export class JobRunner implements Runner {
   private loaded?: { name: string; pipe: StableDiffusion };
   /** The running job's phase listener: the pipeline keeps the one it was loaded with, this forwards to the job's. */
   private onPhase?: (e: PhaseEvent) => void;
