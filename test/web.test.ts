@@ -1,11 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { decode } from 'fast-png';
-import { encodePng } from '../src/index.js';
+import { encodePng, writeRandomModel } from '../src/index.js';
 import { fixture } from './helpers.js';
 import type { Child } from './serve-helpers.js';
 import { generateAndWait, launchChromium, openPage, paintStroke, startPageServer } from './web-helpers.js';
@@ -21,6 +21,11 @@ before(async () => {
   // The built-in model, plus a real LoRA made for it in the models folder's Lora/.
   mkdirSync(join(modelsDir, 'Lora'), { recursive: true });
   copyFileSync(fixture('lora', 'lora-kohya.safetensors'), join(modelsDir, 'Lora', 'lora-kohya.safetensors'));
+  // A second model trained (its config says) at 48 px.
+  const tiny48 = join(modelsDir, 'tiny48');
+  writeRandomModel(tiny48, 'tiny', { seed: 4 });
+  const unetConfig = join(tiny48, 'unet', 'config.json');
+  writeFileSync(unetConfig, JSON.stringify({ ...JSON.parse(readFileSync(unetConfig, 'utf8')), sample_size: 24 }));
   ({ server, url } = await startPageServer(root, ['--models-dir', modelsDir, '--outputs', join(root, 'outputs')]));
   browser = await launchChromium();
   page = await browser.newPage();
@@ -212,6 +217,21 @@ test('dropped files: a PNG loads its parameters, a non-PNG is named, a mask of a
   await page.waitForFunction(() => document.querySelector('[data-field="init_images"] .error')!.textContent !== '');
   assert.match(await fieldError(page, 'init_images'), /notes\.txt is not an image \(text\/plain\)/);
   await page.click('#tab-txt2img');
+});
+
+test('the model picker: the size follows the model unless it was changed; the job runs on the chosen model', async () => {
+  await page.click('#native_size');
+  await page.selectOption('#sd_model_checkpoint', 'tiny48');
+  assert.deepEqual([await value(page, 'width'), await value(page, 'height')], ['48', '48']);
+  assert.match(await page.textContent('#model_note') ?? '', /trained at 48x48/);
+  await page.fill('#steps', '2');
+  await page.fill('#prompt', 'a boat');
+  const n = await page.locator('#gallery figure').count();
+  await generateAndWait(page, n + 1);
+  assert.match(decode(await galleryPng(page)).text.parameters!, /Size: 48x48, Model: tiny48,/);
+  await page.fill('#width', '40');
+  await page.selectOption('#sd_model_checkpoint', 'tiny-photo');
+  assert.deepEqual([await value(page, 'width'), await value(page, 'height')], ['40', '48']);
 });
 
 test('the server goes away mid-job: the page says so and keeps the form', async () => {
