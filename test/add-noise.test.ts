@@ -23,7 +23,7 @@ for (const name of SAMPLER_NAMES) {
     const t = s.timesteps[4]!;
     const got = s.addNoise(x0, noise, t).data;
     let want: number[];
-    if (name === 'ddim' || name === 'pndm') {
+    if (['ddim', 'pndm', 'lcm', 'tcd'].includes(name)) {
       const a = alphasCumprod[t]!;
       want = Array.from(x0.data, (v, i) => Math.sqrt(a) * v + Math.sqrt(1 - a) * noise.data[i]!);
     } else {

@@ -10,7 +10,7 @@ import { relL2 } from './helpers.js';
 const sd15 = { num_train_timesteps: 1000, beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', steps_offset: 1, clip_sample: false, set_alpha_to_one: false };
 
 test('Euler and DDIM steps are linear (x\' = a·x + b·ε); multistep, ancestral and clipping samplers are not offered', () => {
-  const euler = linearSchedule('euler', sd15, 10, false)!;
+  const euler = linearSchedule('euler', sd15, 10, {})!;
   const sched = createScheduler('euler', sd15);
   sched.setTimesteps(10);
   euler.forEach((s, i) => {
@@ -18,10 +18,13 @@ test('Euler and DDIM steps are linear (x\' = a·x + b·ε); multistep, ancestral
     assert.ok(Math.abs(s.a - 1) < 1e-6);
     assert.ok(Math.abs(s.b - (sched.sigmas[i + 1]! - sched.sigmas[i]!)) < 1e-5 * sched.sigmas[i]!);
   });
-  assert.equal(linearSchedule('ddim', sd15, 10, false)!.length, 10);
-  assert.equal(linearSchedule('dpmpp-2m', sd15, 10, false), null);
-  assert.equal(linearSchedule('euler-a', sd15, 10, false), null);
-  assert.equal(linearSchedule('ddim', { ...sd15, clip_sample: true }, 10, false), null);
+  assert.equal(linearSchedule('ddim', sd15, 10, {})!.length, 10);
+  assert.equal(linearSchedule('dpmpp-2m', sd15, 10, {}), null);
+  assert.equal(linearSchedule('euler-a', sd15, 10, {}), null);
+  assert.equal(linearSchedule('ddim', { ...sd15, clip_sample: true }, 10, {}), null);
+  assert.equal(linearSchedule('lcm', sd15, 4, {}), null);
+  // The spacing override reaches the device schedule.
+  assert.deepEqual(linearSchedule('euler', sd15, 4, { timestepSpacing: 'trailing' })!.map((s) => s.timestep), [999, 749, 499, 249]);
 });
 
 test('the step graph equals guidance + the JavaScript scheduler step', async () => {
@@ -31,7 +34,7 @@ test('the step graph equals guidance + the JavaScript scheduler step', async () 
   const pred = Float32Array.from({ length: 2 * n }, (_, i) => Math.cos(i * 1.3));
   const cfg = 7.5;
   for (const sampler of ['euler', 'ddim'] as const) {
-    const schedule = linearSchedule(sampler, sd15, 5, false)!;
+    const schedule = linearSchedule(sampler, sd15, 5, {})!;
     const js = createScheduler(sampler, sd15);
     js.setTimesteps(5);
     const session = await createSession(serializeModel(buildStepGraph(dims, true)), undefined);

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createScheduler, StableDiffusion, TorchGenerator, type SamplerName } from '../src/index.js';
+import { createScheduler, StableDiffusion, TorchGenerator, VAE, type SamplerName } from '../src/index.js';
 import { decodePngRgb } from '../src/io/png.js';
 import { encodeImage, imagesToTensor, img2imgTimesteps, noiseLatents } from '../src/pipeline/img2img.js';
 import { caseFlags, comparePngs, readCases, type ReferenceCase } from './conformance-images.js';
@@ -62,6 +62,7 @@ for (const c of cases.filter((_, i) => i === 0 || i === 6)) {
     assert.deepEqual(timesteps, Array.from(t('timesteps').data));
     assert.equal(timesteps[0], c.first_timestep);
 
+    assert.ok(pipe.vae instanceof VAE);
     const encoded = await encodeImage(pipe.vae, image, randn, 1);
     assert.ok(relL2(encoded.mean.data, t('posterior_mean').data) < 1e-4);
     assert.ok(relL2(encoded.std.data, t('posterior_std').data) < 1e-4);

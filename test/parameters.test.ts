@@ -92,7 +92,14 @@ test('optionsFromParameters: A1111 sampler + Schedule type, settings it cannot a
   assert.deepEqual(options.hires, { scale: 2, denoise: 0.5, upscaler: 'latent' });
   assert.deepEqual(notApplied, ['Lora hashes']);
   const exponential = optionsFromParameters(parseParameters('x\nSteps: 2, Sampler: Euler, Schedule type: Exponential, Seed: 1'), SD_LEVELS);
-  assert.deepEqual([exponential.options.karras, exponential.notApplied], [false, ['Schedule type']]);
+  assert.deepEqual(
+    [exponential.options.karras, exponential.notApplied],
+    [false, ['Schedule type ("Exponential" is not applied (offered: Automatic, Karras, SGM Uniform, Uniform, Leading): the sampler\'s schedule used)']],
+  );
+  const sgm = optionsFromParameters(parseParameters('x\nSteps: 4, Sampler: Euler, Schedule type: SGM Uniform, Seed: 1'), SD_LEVELS);
+  assert.deepEqual([sgm.options.timestepSpacing, sgm.options.karras, sgm.notApplied], ['trailing', false, []]);
+  const ddimKarras = optionsFromParameters(parseParameters('x\nSteps: 4, Sampler: DDIM, Schedule type: Karras, Seed: 1'), SD_LEVELS);
+  assert.deepEqual([ddimKarras.options.karras, ddimKarras.notApplied.length], [false, 1]);
   assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 1.5, Seed: 1, Size: 8x8'), SD_LEVELS), /"Steps: 1\.5" is not an integer/);
   assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 2, Sampler: DPM++ 9M, Size: 8x8'), SD_LEVELS), /unknown sampler "DPM\+\+ 9M"/);
   assert.throws(() => optionsFromParameters(parseParameters('x\nSteps: 2, Seed: 1, Size: big'), SD_LEVELS), /"Size: big" is not WIDTHxHEIGHT/);

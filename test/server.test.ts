@@ -136,6 +136,11 @@ test('samplers by A1111 name and scheduler', async () => {
     [{ sampler_name: 'PLMS' }, /Sampler: PLMS,/],
     [{ sampler_name: 'DDIM', scheduler: 'Automatic' }, /Sampler: DDIM,/],
     [{ sampler_name: 'UniPC' }, /Sampler: UniPC,/],
+    [{ sampler_name: 'Euler', scheduler: 'SGM Uniform' }, /Sampler: Euler, Schedule type: SGM Uniform,/],
+    [{ sampler_name: 'DDIM', scheduler: 'sgm_uniform' }, /Sampler: DDIM, Schedule type: SGM Uniform,/],
+    [{ sampler_name: 'Euler a', scheduler: 'Uniform' }, /Sampler: Euler a, Schedule type: Uniform,/],
+    [{ sampler_name: 'LCM', cfg_scale: 1.5, eta: 0 }, /Sampler: LCM, CFG scale: 1\.5,/],
+    [{ sampler_name: 'TCD', cfg_scale: 1, eta: 0.5 }, /Sampler: TCD, Eta: 0\.5, CFG scale: 1,/],
   ];
   for (const [fields, expected] of cases) {
     const r = await post('txt2img', { prompt: 'a cat', steps: 3, width: 32, height: 32, seed: 1, ...fields });
@@ -143,7 +148,7 @@ test('samplers by A1111 name and scheduler', async () => {
     assert.match(readPngText(Buffer.from(r.body.images[0]!, 'base64')).parameters!, expected);
   }
   const names = (await get<{ name: string }[]>('samplers')).map((s) => s.name);
-  assert.ok(names.includes('Euler a') && names.includes('DPM++ 2M Karras'));
+  assert.ok(names.includes('Euler a') && names.includes('DPM++ 2M Karras') && names.includes('LCM') && names.includes('TCD'));
 });
 
 test('bad values are 422 in A1111 error shape; unknown fields are ignored', async () => {
@@ -165,6 +170,15 @@ test('bad values are 422 in A1111 error shape; unknown fields are ignored', asyn
   const karras = await post<{ detail: { msg: string }[] }>('txt2img', { steps: 2, width: 32, height: 32, sampler_name: 'DDIM', scheduler: 'Karras' });
   assert.equal(karras.status, 422);
   assert.match(karras.body.detail[0]!.msg, /Karras schedule is not available for DDIM/);
+  const sgm = await post<{ detail: { loc: string[]; msg: string }[] }>('txt2img', { steps: 2, width: 32, height: 32, sampler_name: 'LCM', scheduler: 'SGM Uniform' });
+  assert.equal(sgm.status, 422);
+  assert.match(sgm.body.detail[0]!.msg, /LCM picks its steps from its own distillation schedule; use the Automatic scheduler/);
+  const exponential = await post<{ detail: { loc: string[]; msg: string }[] }>('txt2img', { steps: 2, width: 32, height: 32, scheduler: 'Exponential' });
+  assert.equal(exponential.status, 422);
+  assert.match(exponential.body.detail[0]!.msg, /unknown scheduler "Exponential"; available: Automatic, Uniform, Karras, SGM Uniform/);
+  const eta = await post<{ detail: { loc: string[]; msg: string }[] }>('txt2img', { steps: 2, width: 32, height: 32, sampler_name: 'TCD', eta: 1.5 });
+  assert.equal(eta.status, 422);
+  assert.deepEqual(eta.body.detail[0]!.loc, ['body', 'eta']);
 });
 
 test('models resolve by name inside --models-dir only; sd_model_checkpoint switches models', async () => {
@@ -452,14 +466,14 @@ test('extra-single-image upscales with Lanczos; png-info reads the parameters ba
   assert.deepEqual([info.body.parameters['Size-1'], info.body.parameters['Size-2']], ['32', '48']);
 });
 
-test('list endpoints answer in A1111 shapes; features todo-sd lacks answer with empty lists', async () => {
+test('list endpoints answer in A1111 shapes (the scripts offered too); features todo-sd lacks answer with empty lists', async () => {
   const loras = await get<{ name: string; path: string }[]>('loras');
   assert.deepEqual(loras.map((l) => l.name), ['film-grain']);
-  assert.deepEqual((await get<{ name: string }[]>('schedulers')).map((s) => s.name), ['automatic', 'uniform', 'karras']);
+  assert.deepEqual((await get<{ name: string }[]>('schedulers')).map((s) => s.name), ['automatic', 'uniform', 'karras', 'sgm_uniform']);
   assert.deepEqual((await get<{ name: string }[]>('upscalers')).map((s) => s.name), ['None', 'Lanczos']);
   assert.deepEqual(await get('embeddings'), { loaded: {}, skipped: {} });
   for (const empty of ['prompt-styles', 'face-restorers', 'realesrgan-models', 'hypernetworks', 'sd-vae', 'extensions']) assert.deepEqual(await get(empty), [], empty);
-  assert.deepEqual(await get('scripts'), { txt2img: [], img2img: [] });
+  assert.deepEqual(await get('scripts'), { txt2img: ['tiled diffusion'], img2img: ['sd upscale', 'tiled diffusion'] });
   const flags = await get<Record<string, unknown>>('cmd-flags');
   assert.equal(flags.ckpt_dir, modelsDir);
   const page = await app.inject({ method: 'GET', url: '/' });

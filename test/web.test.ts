@@ -198,11 +198,11 @@ test('dropped files: a PNG loads its parameters, a non-PNG is named, a mask of a
   assert.match(await page.textContent('#error') ?? '', /^photo\.jpg is not a PNG \(image\/jpeg\): drop a PNG made by todo-sd or AUTOMATIC1111/);
   assert.equal(await value(page, 'prompt'), 'still here');
 
-  const parameters = 'a fox in the snow\nNegative prompt: blurry\nSteps: 12, Sampler: DDIM, CFG scale: 5.5, Seed: 99, Size: 64x40, Model: tiny-photo, ToDo factor: 3, ToDo mode: nearest-exact, ToDo stop at: 0.6';
+  const parameters = 'a fox in the snow\nNegative prompt: blurry\nSteps: 12, Sampler: DDIM, Schedule type: SGM Uniform, CFG scale: 5.5, Seed: 99, Size: 64x40, Model: tiny-photo, ToDo factor: 3, ToDo mode: nearest-exact, ToDo stop at: 0.6';
   await drop('dropped.png', 'image/png', encodePng({ width: 2, height: 2, data: new Uint8Array(12) }, { parameters }));
   await page.waitForFunction(() => (document.getElementById('prompt') as HTMLTextAreaElement).value === 'a fox in the snow');
-  const ids = ['negative_prompt', 'steps', 'sampler_name', 'cfg_scale', 'seed', 'width', 'height', 'speed-token_downsampling_factor', 'speed-token_downsampling_disable_after', 'speed-token_merging_ratio'];
-  assert.deepEqual(await Promise.all(ids.map((id) => value(page, id))), ['blurry', '12', 'DDIM', '5.5', '99', '64', '40', '3', '0.6', '0']);
+  const ids = ['negative_prompt', 'steps', 'sampler_name', 'scheduler', 'cfg_scale', 'seed', 'width', 'height', 'speed-token_downsampling_factor', 'speed-token_downsampling_disable_after', 'speed-token_merging_ratio'];
+  assert.deepEqual(await Promise.all(ids.map((id) => value(page, id))), ['blurry', '12', 'DDIM', 'SGM Uniform', '5.5', '99', '64', '40', '3', '0.6', '0']);
   assert.equal(await page.textContent('#error'), '');
 
   // A mask must have its image's shape.

@@ -11,7 +11,7 @@ import { StableDiffusion, type PassInfo } from '../pipeline/stable-diffusion.js'
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { SamplerName } from '../scheduler/index.js';
 import { median } from './machine.js';
-import { stats, type MethodSpec, type Stats } from './speed.js';
+import { interleaved, stats, type MethodSpec, type Stats } from './speed.js';
 
 export interface HiresBenchOptions extends RuntimeOptions {
   model: string;
@@ -70,17 +70,11 @@ export async function runHiresBench(o: HiresBenchOptions): Promise<HiresRecord[]
     log(`  ${label}: ${(ms / 1000).toFixed(1)} s (second-pass step ${stepMs.length ? (median(stepMs) / 1000).toFixed(2) : '-'} s)`);
     return { ms, stepMs, passes: r.settings.passes };
   };
-  const dense: MethodSpec = { label: 'dense', attention: { method: 'dense' } };
   const records: HiresRecord[] = [];
   try {
     for (const m of o.methods.filter((x) => x.label !== 'dense')) {
       log(`hires ${width}x${height} → x${o.scale}: dense vs ${m.label}, ${o.runs} runs each, interleaved`);
-      const d: Run[] = [];
-      const t: Run[] = [];
-      for (let i = 0; i < o.runs; i++) {
-        const order = i % 2 === 0 ? [dense, m] : [m, dense];
-        for (const spec of order) (spec === dense ? d : t).push(await generate(spec.label, spec.attention));
-      }
+      const { dense: d, method: t } = await interleaved(o.runs, m, (spec) => generate(spec.label, spec.attention));
       const total = stats(t.map((r) => r.ms));
       const denseTotal = stats(d.map((r) => r.ms));
       const step = stats(t.flatMap((r) => r.stepMs));

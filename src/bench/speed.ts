@@ -192,6 +192,19 @@ async function timeRun(l: Loaded): Promise<{ ms: number; peakMiB: number }> {
   return { ms, peakMiB: Math.max(0, peakRssMiB() - before) };
 }
 
+/**
+ * Runs dense and a method `runs` times each, interleaved (dense, method, method, dense, …) so
+ * that the machine's drift cancels out of the ratio of medians.
+ */
+export async function interleaved<R>(runs: number, method: MethodSpec, run: (spec: MethodSpec) => Promise<R>): Promise<{ dense: R[]; method: R[] }> {
+  const dense: MethodSpec = { label: 'dense', attention: { method: 'dense' } };
+  const out = { dense: [] as R[], method: [] as R[] };
+  for (let i = 0; i < runs; i++) {
+    for (const spec of i % 2 === 0 ? [dense, method] : [method, dense]) (spec === dense ? out.dense : out.method).push(await run(spec));
+  }
+  return out;
+}
+
 export function stats(runs: number[]): Stats {
   return { medianMs: median(runs), minMs: Math.min(...runs), maxMs: Math.max(...runs), runsMs: runs };
 }

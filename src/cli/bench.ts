@@ -6,6 +6,7 @@ import { runAttentionBench } from '../bench/attention.js';
 import { runFidelityBench } from '../bench/fidelity.js';
 import { imageGrid } from '../bench/grid.js';
 import { hiresTable, runHiresBench } from '../bench/hires.js';
+import { runTiledBench, tiledTable, type TiledBenchMode } from '../bench/tiled.js';
 import { machineInfo } from '../bench/machine.js';
 import { profileUNet } from '../bench/profile.js';
 import { fidelityTable, machineLine, matmulLine, profileTable, speedReport, type SpeedResults } from '../bench/report.js';
@@ -14,7 +15,7 @@ import { cacheDir } from '../graph/cache.js';
 import { defaultPrecision } from '../graph/precision.js';
 import { resolveRuntime } from '../runtime/provider.js';
 import { writeFileAtomic } from '../io/atomic.js';
-import { encodePng } from '../io/png.js';
+import { decodePngRgb, encodePng } from '../io/png.js';
 import { BUILTIN_MODEL_DIR, BUILTIN_MODEL_NAME } from '../models/builtin.js';
 import { writeRandomModel } from '../models/random-model.js';
 import { HIRES_UPSCALERS, type HiresUpscaler } from '../pipeline/hires.js';
@@ -39,6 +40,13 @@ function write(dir: string, name: string, text: string | Uint8Array): string {
   const p = join(dir, name);
   writeFileAtomic(p, typeof text === 'string' ? Buffer.from(text) : text);
   return p;
+}
+
+/** A Markdown report (a heading, what ran, a table) written to `dir/name` and printed. */
+function report(dir: string, name: string, heading: string, description: string, table: string): void {
+  const md = [`# ${heading}`, '', description, '', table, ''].join('\n');
+  write(dir, name, md);
+  process.stdout.write(md);
 }
 
 /** The default speed model: a random SD 1.5, made once in the cache. */
@@ -120,16 +128,45 @@ export function registerBench(program: Command): void {
       const records = await runHiresBench({ ...o, model, executionProvider: o.provider, onLog: log });
       const json = { kind: 'todo-sd hires benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: o.provider, sampler: o.sampler, cfg: o.cfg, records };
       write(o.out, 'hires.json', `${JSON.stringify(json, null, 2)}\n`);
-      const md = [
-        `# Hires fix: ${started}`,
-        '',
-        `Machine: ${machineLine(machine)}, provider ${o.provider}. Model: ${model}. ${o.sampler}, CFG ${o.cfg}, ${o.upscaler} upscaler, denoise ${o.denoise}. Command: \`todo-sd ${json.command}\`.`,
-        '',
-        hiresTable(records),
-        '',
-      ].join('\n');
-      write(o.out, 'hires.md', md);
-      process.stdout.write(md);
+      report(o.out, 'hires.md', `Hires fix: ${started}`, `Machine: ${machineLine(machine)}, provider ${o.provider}. Model: ${model}. ${o.sampler}, CFG ${o.cfg}, ${o.upscaler} upscaler, denoise ${o.denoise}. Command: \`todo-sd ${json.command}\`.`, hiresTable(records));
+    });
+
+  bench
+    .command('tiled')
+    .description('whole tiled generations past the model size: MultiDiffusion txt2img or SD upscale, dense vs ToDo (per view / tile), time per step and peak memory, interleaved medians')
+    .option('--model <dir>', 'model folder (default: a random SD 1.5 made once in the cache)')
+    .addOption(new Option('--mode <mode>', 'multidiffusion: a txt2img canvas in views; sd-upscale: a picture upscaled and redrawn in tiles').choices(['multidiffusion', 'sd-upscale']).default('multidiffusion'))
+    .option('--size <px>', 'multidiffusion: the canvas; sd-upscale: the picture before upscaling (e.g. 4096x2304, 960x540)', size, [2048, 1024] as [number, number])
+    .option('--window <n>', 'multidiffusion: view side in latent pixels', parseIntOption('--window', 1, 1024), 64)
+    .option('--stride <n>', 'multidiffusion: distance between views in latent pixels', parseIntOption('--stride', 1, 1024), 8)
+    .option('--view-batch <n>', 'multidiffusion: views per U-Net call', parseIntOption('--view-batch', 1, 64), 1)
+    .option('--init-image <file.png>', 'sd-upscale: the picture (default: a synthetic one of --size)')
+    .option('--scale <x>', 'sd-upscale: scale factor', parseFloatOption('--scale', 1, 8), 4)
+    .option('--tile <px>', 'sd-upscale: tile size (the request width x height)', size, [512, 512] as [number, number])
+    .option('--overlap <px>', 'sd-upscale: tile overlap', parseIntOption('--overlap', 0, 1024), 64)
+    .option('--strength <s>', 'sd-upscale: denoising strength of the tiles', parseFloatOption('--strength', 0.01, 1), 0.5)
+    .option('--steps <n>', 'denoising steps (before the strength cut)', parseIntOption('--steps', 1, 1000), 8)
+    .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLER_NAMES).default('ddim'))
+    .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7)
+    .option('--methods <list>', 'methods compared with dense (ToDo resolves per view / tile)', list(parseMethod), [parseMethod('todo-auto')])
+    .option('--runs <n>', 'timed generations per method', parseIntOption('--runs', 1, 100), 2)
+    .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
+    .addOption(providerOption())
+    .addOption(precisionOption())
+    .option('--out <dir>', 'folder for tiled.json and tiled.md', 'bench-results')
+    .action(async (o: RuntimeFlags & { model?: string; mode: TiledBenchMode; size: [number, number]; window: number; stride: number; viewBatch: number; initImage?: string; scale: number; tile: [number, number]; overlap: number; strength: number; steps: number; sampler: SamplerName; cfg: number; methods: ReturnType<typeof parseMethod>[]; runs: number; out: string }) => {
+      mkdirSync(o.out, { recursive: true });
+      const started = new Date().toISOString();
+      const model = o.model ?? defaultSpeedModel(log);
+      const machine = machineInfo();
+      const initImage = o.initImage ? decodePngRgb(readFileSync(o.initImage), o.initImage) : undefined;
+      const found = await resolveRuntime({ ...runtimeFromFlags(o), onWarning: log });
+      const records = await runTiledBench({ ...found, model, mode: o.mode, size: o.size, tiling: { window: o.window, stride: o.stride, viewBatch: o.viewBatch }, scale: o.scale, tile: o.tile, overlap: o.overlap, strength: o.strength, initImage, steps: o.steps, sampler: o.sampler, cfg: o.cfg, methods: o.methods, runs: o.runs, onLog: log });
+      const json = { kind: 'todo-sd tiled benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: found.executionProvider ?? 'cpu', sampler: o.sampler, steps: o.steps, cfg: o.cfg, records };
+      write(o.out, 'tiled.json', `${JSON.stringify(json, null, 2)}\n`);
+      const what = o.mode === 'multidiffusion' ? `window ${o.window}, stride ${o.stride}, ${o.viewBatch} view(s) per call` : `scale ${o.scale}, tiles ${o.tile.join('x')}, overlap ${o.overlap}, strength ${o.strength}`;
+      const description = `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.steps} ${o.sampler} steps, CFG ${o.cfg}; ${what}. Peak memory: the process's resident set (VmHWM) during each run. Command: \`todo-sd ${json.command}\`.`;
+      report(o.out, 'tiled.md', `Tiled: ${started}`, description, tiledTable(records));
     });
 
   bench

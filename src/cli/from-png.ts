@@ -4,8 +4,10 @@
  */
 import type { Command } from 'commander';
 import { optionsFromParameters } from '../pipeline/from-parameters.js';
+import { isSdUpscaleKey } from '../pipeline/tiled-infotext.js';
 import type { HiresOptions } from '../pipeline/hires.js';
-import { parseParameters, type ParsedParameters } from '../pipeline/parameters.js';
+import type { VaeMethod } from '../pipeline/model-parts.js';
+import { A1111_VAE_METHODS, parseParameters, type ParsedParameters } from '../pipeline/parameters.js';
 import type { GenerateOptions } from '../pipeline/stable-diffusion.js';
 import { readPngParameters } from './png-parameters.js';
 
@@ -20,10 +22,19 @@ const FLAGS: Partial<Record<keyof GenerateOptions, string[]>> = {
   seed: ['seed'],
   sampler: ['sampler'],
   karras: ['sampler', 'karras'],
+  timestepSpacing: ['sampler', 'timestepSpacing'],
+  eta: ['sampler', 'eta'],
   attention: ['todo', 'todoMode', 'todoStop', 'todoLevel2', 'tome'],
   clipSkip: ['clipSkip'],
   promptSyntax: ['promptSyntax'],
+  vaeDecoder: ['vaeDecoder'],
+  vaeEncoder: ['vaeEncoder'],
+  tiling: ['tiledDiffusion', 'tileWindow', 'tileStride', 'tileBatch', 'circular'],
+  sdUpscale: ['sdUpscale', 'sdUpscaleOverlap', 'sdUpscaleUpscaler', 'sdUpscaleBatch', 'seamFix', 'seamFixWidth', 'seamFixPadding', 'seamFixDenoise'],
 };
+
+/** Where the VAE methods an infotext names come from, for the note when one is not at hand. */
+const VAE_METHOD_FIX: Record<VaeMethod, string> = { full: "the model's own VAE: leave out a TAESD --vae", taesd: 'a TAESD: give --taesd FILE|DIR' };
 
 /** The parameters stored in `file`; fails (before any model is loaded) when it has none. */
 export function readFromPng(file: string): ParsedParameters & { file: string } {
@@ -48,7 +59,7 @@ export function mergeFromPng(
   hiresFlags: Partial<HiresOptions>,
   cmd: Command,
   log: (m: string) => void,
-  loaded: { name: string; attentionLevels: readonly number[] },
+  loaded: { name: string; attentionLevels: readonly number[]; vaeMethods: readonly VaeMethod[] },
 ): GenerateOptions {
   const { file } = png;
   const { options, model, notApplied, imageToImage } = optionsFromParameters(png, loaded.attentionLevels);
@@ -59,12 +70,24 @@ export function mergeFromPng(
     if (key !== 'hires' && !explicit(key)) Object.assign(merged, { [key]: options[key] });
   }
   if (options.hires) merged.hires = mergeHires(options.hires, hiresFlags, given, explicit('attention'));
-  const skipped = notApplied.filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask));
+  const up = imageToImage?.sdUpscale;
+  let skipped = notApplied.filter((k) => !(k === 'Denoising strength' && merged.initImage) && !(k === 'Mask blur' && merged.mask) && !(up && isSdUpscaleKey(k)));
+  if (up && !merged.initImage) skipped = [...skipped, 'SD upscale (the image is an SD upscale: give the original picture as --init-image to apply it)'];
+  else if (up && !explicit('sdUpscale')) merged.sdUpscale = up;
   if (imageToImage?.strength !== undefined) {
     if (!merged.initImage) skipped[skipped.indexOf('Denoising strength')] = 'Denoising strength (the image was made from an init image: give --init-image to apply it)';
     else if (!given('strength')) merged.strength = imageToImage.strength;
   }
   if (imageToImage?.maskBlur !== undefined && merged.mask && !given('maskBlur')) merged.mask = { ...merged.mask, blur: imageToImage.maskBlur };
+  for (const [key, label] of [
+    ['vaeDecoder', 'VAE Decoder'],
+    ['vaeEncoder', 'VAE Encoder'],
+  ] as const) {
+    const method = merged[key];
+    if (method === undefined || explicit(key) || loaded.vaeMethods.includes(method)) continue;
+    delete merged[key];
+    skipped.push(`${label} (${A1111_VAE_METHODS[method]}: needs ${VAE_METHOD_FIX[method]} to apply it)`);
+  }
   if (model !== undefined && model !== loaded.name) log(`${file} was made with model "${model}"; regenerating with "${loaded.name}" gives a different image`);
   if (skipped.length > 0) log(`${file}: settings not applied: ${skipped.join(', ')}`);
   return merged;

@@ -140,7 +140,7 @@ export function reporter(stream: NodeJS.WriteStream, jsonEvents: boolean): Repor
     return {
       log: (text) => events.emit('message', { text }),
       onProgress: (e) => events.emit('phase', { ...e, elapsedMs: Math.round(e.elapsedMs) }),
-      onStep: (s) => events.emit('step', { phase: s.phase, pass: s.pass ?? 1, step: s.step, total: s.total }),
+      onStep: (s) => events.emit('step', { phase: s.phase, pass: s.pass ?? 1, ...(s.tile && { tile: s.tile }), step: s.step, total: s.total }),
       done: (summary) => events.emit('done', summary),
       failed: (e) => {
         events.emit('error', { message: e instanceof Error ? e.message : String(e) });
@@ -152,8 +152,8 @@ export function reporter(stream: NodeJS.WriteStream, jsonEvents: boolean): Repor
   return {
     log: (m) => progress.log(m),
     onProgress: (e) => progress.phase(e),
-    // The VAE decode has its own phase line; the step after it only marks the end.
-    onStep: (s) => s.phase !== 'decode' && progress.update(s.step, s.total, s.phase === 'hires' ? 'hires pass' : 'denoising'),
+    // The VAE decode has its own phase line; the step after it only marks the end. SD upscale: a bar per tile.
+    onStep: (s) => s.phase !== 'decode' && progress.update(s.step, s.total, s.tile ? `tile ${s.tile.index + 1}/${s.tile.count}` : s.phase === 'hires' ? 'hires pass' : 'denoising'),
     done: (_summary, line) => progress.finish(line),
     failed: () => {
       progress.finish();

@@ -19,7 +19,10 @@ interface ServeFlags {
   maxMemory: number;
   provider: string;
   threads?: number;
+  taesd?: string;
 }
+
+const TAESD_HELP = 'TAESD for live previews (show_progress_type "TAESD"): taesd_decoder.safetensors, a diffusers AutoencoderTiny folder, or a folder with one per family (default: <models-dir>/VAE-approx)';
 
 function parseAuth(v: string): { user: string; pass: string }[] {
   return v.split(',').map((pair) => {
@@ -69,10 +72,11 @@ export function registerServe(program: Command): void {
     .option('--max-memory <MiB>', 'memory one job may use; bigger jobs are refused before they start', parseIntOption('--max-memory', 64), DEFAULT_MEMORY_MIB)
     .option('--provider <name>', 'onnxruntime execution provider: cpu, webgpu, cuda', 'cpu')
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
+    .option('--taesd <file|dir>', TAESD_HELP)
     .action(async (f: ServeFlags) => {
       const registry = new ModelRegistry(f.modelsDir);
       const runtime = { executionProvider: f.provider, threads: f.threads, onWarning: log };
-      const queue = f.redis ? await RedisQueue.connect(f.redis, log) : new LocalQueue(new ThreadRunner(registry, runtime));
+      const queue = f.redis ? await RedisQueue.connect(f.redis, log) : new LocalQueue(new ThreadRunner(registry, runtime, { taesd: f.taesd }));
       const host = f.listen ? '0.0.0.0' : '127.0.0.1';
       const app = await createServer({
         registry,
@@ -82,7 +86,7 @@ export function registerServe(program: Command): void {
         outputsDir: f.outputs,
         maxMemoryMiB: f.maxMemory,
         log,
-        flags: { listen: Boolean(f.listen), port: f.port, api_auth: f.apiAuth ? '(set)' : null, redis: f.redis ?? null, outputs: f.outputs, max_memory: f.maxMemory },
+        flags: { listen: Boolean(f.listen), port: f.port, api_auth: f.apiAuth ? '(set)' : null, redis: f.redis ?? null, outputs: f.outputs, max_memory: f.maxMemory, taesd: f.taesd ?? null },
       });
       const url = await app.listen({ host, port: f.port });
       log(`todo-sd serving on ${url} (${f.redis ? `jobs on ${f.redis}` : 'one worker thread'}); A1111 clients: ${url}/sdapi/v1`);
@@ -97,9 +101,10 @@ export function registerServe(program: Command): void {
     .option('--provider <name>', 'onnxruntime execution provider: cpu, webgpu, cuda', 'cpu')
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
     .option('--lock-duration <ms>', "a dead worker's job goes to another worker after about twice this", parseIntOption('--lock-duration', 500), 30_000)
-    .action(async (f: Pick<ServeFlags, 'modelsDir' | 'provider' | 'threads'> & { redis: string; lockDuration: number }) => {
+    .option('--taesd <file|dir>', TAESD_HELP)
+    .action(async (f: Pick<ServeFlags, 'modelsDir' | 'provider' | 'threads' | 'taesd'> & { redis: string; lockDuration: number }) => {
       const registry = new ModelRegistry(f.modelsDir);
-      const runner = new ThreadRunner(registry, { executionProvider: f.provider, threads: f.threads, onWarning: log });
+      const runner = new ThreadRunner(registry, { executionProvider: f.provider, threads: f.threads, onWarning: log }, { taesd: f.taesd });
       const worker = await RedisWorker.start(f.redis, runner, { lockDurationMs: f.lockDuration }, log);
       log(`todo-sd worker ${worker.id} taking jobs from ${f.redis}`);
       onShutdown(() => worker.close());

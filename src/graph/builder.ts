@@ -309,6 +309,12 @@ export class GraphBuilder {
   sigmoid(x: Value): Value {
     return this.op('Sigmoid', [x], {}, x.shape);
   }
+  relu(x: Value): Value {
+    return this.op('Relu', [x], {}, x.shape);
+  }
+  tanh(x: Value): Value {
+    return this.op('Tanh', [x], {}, x.shape);
+  }
   silu(x: Value): Value {
     return this.mul(x, this.sigmoid(x));
   }

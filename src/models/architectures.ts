@@ -3,7 +3,7 @@
  * diffusers folders carry them), and tiny ones for tests: `random-model` writes these with
  * random weights.
  */
-export const ARCHITECTURES = ['tiny', 'tiny-sd2', 'sd15', 'sd21', 'sdxl', 'sdxl-tiny'] as const;
+export const ARCHITECTURES = ['tiny', 'tiny-sd2', 'tiny-lcm', 'sd15', 'sd21', 'sdxl', 'sdxl-tiny'] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
 
 export interface ArchitectureConfigs {
@@ -18,6 +18,8 @@ export interface ArchitectureConfigs {
   second?: { textEncoder: Record<string, unknown>; padToken: string };
   /** Weight dtype on disk unless asked otherwise: fp16 for the real sizes, fp32 for the tiny test ones. */
   dtype: 'fp32' | 'fp16';
+  /** model_index.json's `_class_name`; default StableDiffusionPipeline (StableDiffusionXLPipeline with `second`). */
+  pipelineClass?: string;
 }
 
 const betas = { beta_start: 0.00085, beta_end: 0.012, beta_schedule: 'scaled_linear', num_train_timesteps: 1000 };
@@ -229,4 +231,66 @@ const TINY_SD2: ArchitectureConfigs = {
   dtype: 'fp32',
 };
 
-export const ARCHITECTURE_CONFIGS: Record<Architecture, ArchitectureConfigs> = { tiny: TINY, 'tiny-sd2': TINY_SD2, sd15: SD15, sd21: SD21, sdxl: SDXL, 'sdxl-tiny': SDXL_TINY };
+/**
+ * A tiny latent consistency model in the layout of SimianLuo/LCM_Dreamshaper_v7: a
+ * guidance-distilled U-Net (time_cond_proj_dim 256) and that folder's LCMScheduler config.
+ */
+const TINY_LCM: ArchitectureConfigs = {
+  ...TINY,
+  unet: { ...TINY.unet, time_cond_proj_dim: 256 },
+  schedulerClass: 'LCMScheduler',
+  scheduler: {
+    _class_name: 'LCMScheduler',
+    ...betas,
+    clip_sample: false,
+    original_inference_steps: 50,
+    prediction_type: 'epsilon',
+    set_alpha_to_one: true,
+    steps_offset: 1,
+    timestep_spacing: 'leading',
+    timestep_scaling: 10.0,
+    trained_betas: null,
+  },
+  pipelineClass: 'LatentConsistencyModelPipeline',
+};
+
+export const ARCHITECTURE_CONFIGS: Record<Architecture, ArchitectureConfigs> = {
+  tiny: TINY,
+  'tiny-sd2': TINY_SD2,
+  'tiny-lcm': TINY_LCM,
+  sd15: SD15,
+  sd21: SD21,
+  sdxl: SDXL,
+  'sdxl-tiny': SDXL_TINY,
+};
+
+/** TAESD (diffusers' AutoencoderTiny): `random-model` writes these alone, not as part of a model. */
+export const TINY_VAE_ARCHITECTURES = ['taesd', 'taesd-tiny'] as const;
+export type TinyVAEArchitecture = (typeof TINY_VAE_ARCHITECTURES)[number];
+
+/** madebyollin/taesd's config.json (taesdxl's is the same). */
+const TAESD = {
+  _class_name: 'AutoencoderTiny',
+  act_fn: 'relu',
+  decoder_block_out_channels: [64, 64, 64, 64],
+  encoder_block_out_channels: [64, 64, 64, 64],
+  force_upcast: false,
+  in_channels: 3,
+  latent_channels: 4,
+  latent_magnitude: 3,
+  latent_shift: 0.5,
+  num_decoder_blocks: [3, 3, 3, 1],
+  num_encoder_blocks: [1, 3, 3, 3],
+  out_channels: 3,
+  scaling_factor: 1.0,
+  upsampling_scaling_factor: 2,
+};
+
+export const TINY_VAE_CONFIGS: Record<TinyVAEArchitecture, { config: Record<string, unknown>; dtype: 'fp32' | 'fp16' }> = {
+  taesd: { config: TAESD, dtype: 'fp32' },
+  // The tiny test models' latent grid: 2 pixels per latent (two levels), 8 channels.
+  'taesd-tiny': {
+    config: { ...TAESD, decoder_block_out_channels: [8, 8], encoder_block_out_channels: [8, 8], num_decoder_blocks: [2, 1], num_encoder_blocks: [1, 2] },
+    dtype: 'fp32',
+  },
+};

@@ -7,18 +7,18 @@ export function linear(g: GraphBuilder, key: string, x: Value, outFeatures: numb
   return bias ? g.add(y, g.weight(`${key}.bias`, [outFeatures])) : y;
 }
 
-/** nn.Conv2d, square kernel. */
+/** nn.Conv2d, square kernel; `bias: false` for a Conv2d made with bias=False. */
 export function conv2d(
   g: GraphBuilder,
   key: string,
   x: Value,
   outChannels: number,
   kernel: number,
-  opts: { stride?: number; pad?: number } = {},
+  opts: { stride?: number; pad?: number; bias?: boolean } = {},
 ): Value {
   const w = g.weight(`${key}.weight`, [outChannels, x.dim(1), kernel, kernel]);
-  const b = g.weight(`${key}.bias`, [outChannels]);
-  return g.conv(x, w, b, opts);
+  const b = opts.bias === false ? null : g.weight(`${key}.bias`, [outChannels]);
+  return g.conv(x, w, b, { stride: opts.stride, pad: opts.pad });
 }
 
 /** nn.GroupNorm on NCHW (or [B, C, N]) input: InstanceNormalization over the groups, then the affine part. */

@@ -59,7 +59,7 @@ export function randomTensor(key: string, shape: readonly number[], next: () => 
   return out;
 }
 
-function writeComponent(dir: string, file: string, config: Record<string, unknown>, shapes: Map<string, number[]>, dtype: 'F32' | 'F16', next: () => number): void {
+export function writeComponent(dir: string, file: string, config: Record<string, unknown>, shapes: Map<string, number[]>, dtype: 'F32' | 'F16', next: () => number): void {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   const tensors: Record<string, TensorToWrite> = {};
@@ -78,18 +78,29 @@ function writeTokenizer(dir: string, padToken: string): void {
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify({ tokenizer_class: 'CLIPTokenizer', model_max_length: 77, do_lower_case: true, ...special }, null, 2));
 }
 
-export function writeRandomModel(outDir: string, arch: string, opts: RandomModelOptions = {}): void {
-  if (!(ARCHITECTURES as readonly string[]).includes(arch)) throw new Error(`unknown architecture "${arch}"; use one of ${ARCHITECTURES.join(', ')}`);
-  const a = ARCHITECTURE_CONFIGS[arch as Architecture];
+/** Writes a folder through a temporary sibling: an interrupted run leaves no half model. */
+export function writeFolderAtomic(outDir: string, write: (tmp: string) => void): void {
   const out = resolve(outDir);
   if (existsSync(out) && readdirSync(out).length > 0) throw new Error(`${out} already exists and is not empty; choose another --out or remove it`);
-  const dtype = (opts.dtype ?? a.dtype) === 'fp16' ? 'F16' : 'F32';
-  const next = rng(opts.seed ?? 0);
-  // Everything goes to a temporary sibling first: an interrupted run leaves no half model.
   mkdirSync(dirname(out), { recursive: true });
   const tmp = `${out}.${process.pid}.tmp`;
   rmSync(tmp, { recursive: true, force: true });
   try {
+    write(tmp);
+    if (existsSync(out)) rmSync(out, { recursive: true });
+    renameSync(tmp, out);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+export function writeRandomModel(outDir: string, arch: string, opts: RandomModelOptions = {}): void {
+  if (!(ARCHITECTURES as readonly string[]).includes(arch)) throw new Error(`unknown architecture "${arch}"; use one of ${ARCHITECTURES.join(', ')}`);
+  const a = ARCHITECTURE_CONFIGS[arch as Architecture];
+  const dtype = (opts.dtype ?? a.dtype) === 'fp16' ? 'F16' : 'F32';
+  const next = rng(opts.seed ?? 0);
+  writeFolderAtomic(outDir, (tmp) => {
     const progress = opts.onProgress ?? (() => {});
     progress('unet');
     const unetCfg = parseUNetConfig(a.unet);
@@ -127,7 +138,7 @@ export function writeRandomModel(outDir: string, arch: string, opts: RandomModel
       join(tmp, 'model_index.json'),
       JSON.stringify(
         {
-          _class_name: a.second ? 'StableDiffusionXLPipeline' : 'StableDiffusionPipeline',
+          _class_name: a.pipelineClass ?? (a.second ? 'StableDiffusionXLPipeline' : 'StableDiffusionPipeline'),
           _todo_sd_random_model: { arch, seed: opts.seed ?? 0 },
           unet: ['diffusers', 'UNet2DConditionModel'],
           vae: ['diffusers', 'AutoencoderKL'],
@@ -140,10 +151,5 @@ export function writeRandomModel(outDir: string, arch: string, opts: RandomModel
         2,
       ),
     );
-    if (existsSync(out)) rmSync(out, { recursive: true });
-    renameSync(tmp, out);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
+  });
 }

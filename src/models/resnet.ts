@@ -39,14 +39,18 @@ export function downsample2D(g: GraphBuilder, key: string, x: Value, padding: nu
   return conv2d(g, `${key}.conv`, x, c, 3, { stride: 2, pad: padding });
 }
 
-/** Nearest-neighbour 2x (or to an explicit size, to meet an odd-sized skip connection), then a 3x3 conv. */
-export function upsample2D(g: GraphBuilder, key: string, x: Value, size?: readonly [number, number]): Value {
-  const target = size ?? [x.dim(2) * 2, x.dim(3) * 2];
+/** torch's nn.Upsample / F.interpolate with mode 'nearest' to `size` [h, w]. */
+export function upsampleNearest(g: GraphBuilder, x: Value, size: readonly [number, number]): Value {
   // PyTorch's 'nearest': source index = floor(dst · in / out).
-  const up = g.resize(x, [target[0], target[1]], {
+  return g.resize(x, size, {
     mode: { s: 'nearest' },
     coordinate_transformation_mode: { s: 'asymmetric' },
     nearest_mode: { s: 'floor' },
   });
+}
+
+/** Nearest-neighbour 2x (or to an explicit size, to meet an odd-sized skip connection), then a 3x3 conv. */
+export function upsample2D(g: GraphBuilder, key: string, x: Value, size?: readonly [number, number]): Value {
+  const up = upsampleNearest(g, x, size ?? [x.dim(2) * 2, x.dim(3) * 2]);
   return conv2d(g, `${key}.conv`, up, x.dim(1), 3, { pad: 1 });
 }

@@ -47,6 +47,11 @@ export interface UNetConfig {
   centerInputSample: boolean;
   /** SDXL's `addition_embed_type: "text_time"`: pooled text + size/crop conditioning; null otherwise. */
   textTime: TextTimeConfig | null;
+  /**
+   * `time_cond_proj_dim` of guidance-distilled U-Nets (LCM): the width of the extra `timestep_cond`
+   * input (the guidance scale's embedding), added to the timestep's through `time_embedding.cond_proj`.
+   */
+  timeCondProjDim: number | null;
 }
 
 export interface TextTimeConfig {
@@ -72,7 +77,6 @@ export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
   const unsupported: [string, unknown][] = [
     ['class_embed_type', null],
     ['encoder_hid_dim_type', null],
-    ['time_cond_proj_dim', null],
     ['dual_cross_attention', false],
     ['only_cross_attention', false],
   ];
@@ -112,6 +116,8 @@ export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
   if (additionType !== null && additionType !== 'text_time') {
     throw new Error(`unet config: addition_embed_type = ${JSON.stringify(additionType)} is not supported; only "text_time" (SDXL) is`);
   }
+  const condDim = c.time_cond_proj_dim ?? null;
+  if (condDim !== null && !(Number.isInteger(condDim) && (condDim as number) > 0)) throw new Error(`unet config: time_cond_proj_dim must be a positive integer; got ${JSON.stringify(condDim)}`);
   const crossDim = c.cross_attention_dim ?? 1280;
   if (!Number.isInteger(crossDim)) throw new Error('unet config: cross_attention_dim must be an integer');
   return {
@@ -136,6 +142,7 @@ export function parseUNetConfig(c: Record<string, unknown>): UNetConfig {
     midBlockScaleFactor: (c.mid_block_scale_factor as number | undefined) ?? 1,
     centerInputSample: Boolean(c.center_input_sample),
     textTime: additionType === 'text_time' ? parseTextTime(c) : null,
+    timeCondProjDim: condDim as number | null,
   };
 }
 
@@ -193,7 +200,8 @@ function sinusoidalEmbedding(g: GraphBuilder, values: Value, dim: number, flipSi
 
 /**
  * The U-Net graph for one input shape. Inputs: sample, timestep [B], encoder_hidden_states,
- * text_embeds [B, P] and time_ids [B, 6] for a text_time model (+ the variant's).
+ * text_embeds [B, P] and time_ids [B, 6] for a text_time model, timestep_cond [B, time_cond_proj_dim]
+ * for a guidance-distilled one (+ the variant's).
  */
 export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefined, shape: UNetShape, variant: AttentionVariant, opts: GraphOptions = {}): GraphBuilder {
   const g = new GraphBuilder('unet', weights, undefined, opts);
@@ -203,7 +211,11 @@ export function buildUNetGraph(cfg: UNetConfig, weights: WeightSource | undefine
   const text = g.toCompute(g.input('encoder_hidden_states', [b, shape.textLength, cfg.crossAttentionDim]));
 
   const c0 = cfg.blockOutChannels[0]!;
-  const proj = g.toCompute(sinusoidalEmbedding(g, t, c0, cfg.flipSinToCos, cfg.freqShift));
+  let proj = g.toCompute(sinusoidalEmbedding(g, t, c0, cfg.flipSinToCos, cfg.freqShift));
+  if (cfg.timeCondProjDim !== null) {
+    const cond = g.toCompute(g.input('timestep_cond', [b, cfg.timeCondProjDim]));
+    proj = g.add(proj, linear(g, 'time_embedding.cond_proj', cond, c0, false));
+  }
   const timeDim = c0 * 4;
   let emb = linear(g, 'time_embedding.linear_2', g.silu(linear(g, 'time_embedding.linear_1', proj, timeDim)), timeDim);
   if (cfg.textTime) {
@@ -298,6 +310,8 @@ export interface UNetForwardOptions {
   textEmbeds?: Tensor;
   /** SDXL (text_time): [B, 6] original height, width, crop top, left, target height, width. */
   timeIds?: Tensor;
+  /** Guidance-distilled U-Nets (time_cond_proj_dim): the guidance scale's embedding [B, time_cond_proj_dim]; ignored by others. */
+  timestepCond?: Tensor;
 }
 
 export class UNet implements LoraHost {
@@ -380,6 +394,7 @@ export class UNet implements LoraHost {
       { name: 'encoder_hidden_states', type: 'float32', value: encoderHiddenStates },
     ];
     if (c.textTime) feeds.push(...this.textTimeFeeds(b, opts));
+    if (c.timeCondProjDim !== null) feeds.push(this.timestepCondFeed(b, opts));
     const plan = this.plan(shape);
     feeds.push(...plan.variant.feeds({ active: opts.attentionActive !== false }));
     const out = await this.rt.run({ shape, attention: this.resolved.options }, () => plan.graph, feeds);
@@ -403,6 +418,15 @@ export class UNet implements LoraHost {
     ];
   }
 
+  private timestepCondFeed(b: number, opts: UNetForwardOptions): Feed {
+    const dim = this.config.timeCondProjDim!;
+    if (!opts.timestepCond) {
+      throw new Error(`unet: this U-Net is guidance-distilled (time_cond_proj_dim ${dim}, an LCM): pass { timestepCond } [${b}, ${dim}], the guidance scale's embedding, as the 4th argument of forward()`);
+    }
+    checkInput('unet', 'timestepCond', opts.timestepCond, [b, dim], 'batch, time_cond_proj_dim');
+    return { name: 'timestep_cond', type: 'float32', value: opts.timestepCond };
+  }
+
   /** The runtime options it was loaded with (provider, precision, …). */
   get runtime(): RuntimeOptions {
     return this.rt.runtime;
@@ -419,6 +443,7 @@ export class UNet implements LoraHost {
     const inputs: Record<string, ort.Tensor> = { sample, encoder_hidden_states: encoderHiddenStates };
     const feeds: Feed[] = [{ name: 'timestep', type: 'float32', value: { data: new Float32Array(b).fill(timestep), dims: [b] } }];
     if (this.config.textTime) feeds.push(...this.textTimeFeeds(b, opts));
+    if (this.config.timeCondProjDim !== null) feeds.push(this.timestepCondFeed(b, opts));
     feeds.push(...plan.variant.feeds({ active: opts.attentionActive !== false }));
     for (const f of feeds) {
       inputs[f.name] = f.type === 'float32' ? new ort.Tensor('float32', f.value.data, [...f.value.dims]) : new ort.Tensor(f.type, f.data, [...f.dims]);

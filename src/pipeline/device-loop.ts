@@ -11,9 +11,11 @@ import { serializeModel } from '../graph/serialize.js';
 import type { UNet } from '../models/unet.js';
 import { DeviceTransfers, release } from '../runtime/device-tensors.js';
 import { openSession, ort, type OpenedSession } from '../runtime/session.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 import type { Tensor } from '../tensor.js';
 import type { Conditioning } from './conditioning-sdxl.js';
+import { classifierFreeGuidance } from './guidance-embedding.js';
 import { buildStepGraph, linearSchedule, stepCoefficients, STEP_COEFFICIENTS } from './step-graph.js';
 
 export interface DeviceLoopInput {
@@ -21,12 +23,15 @@ export interface DeviceLoopInput {
   sampler: SamplerName;
   schedulerConfig: object;
   karras: boolean;
+  timestepSpacing?: TimestepSpacing;
   steps: number;
   /** Initial latents, already scaled by the scheduler's init sigma. */
   latents: Tensor;
   /** Text conditioning, uncond half first when guided (SDXL's pooled text and time ids in `added`). */
   conditioning: Conditioning;
   cfg: number;
+  /** A guidance-distilled U-Net's guidance embedding (guidance-embedding.ts). */
+  timestepCond?: Tensor;
   /** ToDo's stopAt: attention goes dense after this fraction of the steps. */
   stopAt: number;
   onStep?: (step: number, total: number, timestep: number) => void;
@@ -42,9 +47,9 @@ export function deviceLoopWanted(unet: UNet): boolean {
  * sampler cannot run as a graph (then the caller runs its JavaScript loop).
  */
 export async function denoiseOnDevice(o: DeviceLoopInput): Promise<Tensor | null> {
-  const schedule = linearSchedule(o.sampler, o.schedulerConfig, o.steps, o.karras);
+  const schedule = linearSchedule(o.sampler, o.schedulerConfig, o.steps, { karras: o.karras, timestepSpacing: o.timestepSpacing });
   if (!schedule) return null;
-  const guided = o.cfg > 1;
+  const guided = classifierFreeGuidance(o.cfg, o.unet.config);
   const dims = o.latents.dims;
   const rt = o.unet.runtime;
   const transfers = new DeviceTransfers(rt);
@@ -58,7 +63,7 @@ export async function denoiseOnDevice(o: DeviceLoopInput): Promise<Tensor | null
     const text = (held.text = await transfers.upload(o.conditioning.encoderHiddenStates));
     const added = o.conditioning.added;
     for (const [i, s] of schedule.entries()) {
-      const eps = await o.unet.forwardOnDevice(input, s.timestep, text, { attentionActive: todoActiveAt(o.stopAt, i, schedule.length), ...added });
+      const eps = await o.unet.forwardOnDevice(input, s.timestep, text, { attentionActive: todoActiveAt(o.stopAt, i, schedule.length), ...added, timestepCond: o.timestepCond });
       const coef = new ort.Tensor('float32', stepCoefficients(s, schedule[i + 1], o.cfg), [STEP_COEFFICIENTS]);
       const out: Record<string, ort.Tensor> = await step.session.run({ noise_pred: eps, latents: x, coef });
       release(eps, x, input);

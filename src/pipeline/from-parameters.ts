@@ -6,10 +6,14 @@
 import type { AttentionOptions } from '../attention/options.js';
 import { TODO_MODES } from '../attention/todo.js';
 import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
-import { resolveSampler } from '../scheduler/names.js';
-import type { ParsedParameters } from './parameters.js';
+import { CONSISTENCY_SAMPLERS, KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
+import { resolveSampler, SCHEDULE_TYPES, spacingOfScheduleType } from '../scheduler/names.js';
+import type { VaeMethod } from './model-parts.js';
+import { A1111_VAE_METHODS, type ParsedParameters } from './parameters.js';
 import type { GenerateOptions } from './stable-diffusion.js';
 import { A1111_UPSCALER_NAMES, HIRES_UPSCALERS, type HiresOptions } from './hires.js';
+import type { SdUpscaleOptions } from './sd-upscale.js';
+import { isSdUpscaleKey, sdUpscaleFromInfotext, TILED_DIFFUSION_KEY, tilingFromInfotext } from './tiled-infotext.js';
 import { hiresTodoFromInfotext, todoFromInfotext } from './todo-infotext.js';
 
 export interface ParametersAsOptions {
@@ -26,7 +30,7 @@ export interface ParametersAsOptions {
    * was made from an init image (and mask), which a caller must supply to apply them; they are
    * in notApplied until it does.
    */
-  imageToImage?: { strength?: number; maskBlur?: number };
+  imageToImage?: { strength?: number; maskBlur?: number; sdUpscale?: SdUpscaleOptions };
 }
 
 /** Keys that describe the image or the program, not the generation. */
@@ -55,15 +59,15 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
   };
   const steps = take('Steps');
   if (steps !== undefined) options.steps = number('Steps', steps, true);
+  const reasons = new Map<string, string>();
   const sampler = take('Sampler');
   if (sampler !== undefined) {
     const r = resolveSampler(sampler);
     options.sampler = r.sampler;
-    // A1111 1.9+ writes the schedule apart: `Sampler: DPM++ 2M, Schedule type: Karras`;
-    // 'Automatic' is the sampler's own, the others (Exponential, …) are not offered here.
-    const schedule = s['Schedule type'];
-    if (schedule === 'Karras' || schedule === 'Automatic') used.add('Schedule type');
-    options.karras = r.karras === true || schedule === 'Karras';
+    options.karras = r.karras === true;
+    scheduleFrom(s['Schedule type'], options, used, reasons);
+    // The tcd sampler's γ; A1111's own Eta (ancestral, DDIM) is not offered.
+    if (r.sampler === 'tcd' && 'Eta' in s) options.eta = number('Eta', take('Eta')!, false);
   }
   const cfg = take('CFG scale');
   if (cfg !== undefined) options.cfg = number('CFG scale', cfg, false);
@@ -84,13 +88,30 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
     options.promptSyntax = syntax as PromptSyntax;
   }
   options.attention = attentionFrom(s, attentionLevels, used);
-  const reasons = new Map<string, string>();
+  for (const [key, option] of [
+    ['VAE Decoder', 'vaeDecoder'],
+    ['VAE Encoder', 'vaeEncoder'],
+  ] as const) {
+    const v = take(key);
+    if (v !== undefined) options[option] = vaeMethod(key, v);
+  }
   const hires = hiresFrom(s, options, attentionLevels, used, reasons);
   if (hires) options.hires = hires;
+  if (TILED_DIFFUSION_KEY in s) {
+    try {
+      options.tiling = tilingFromInfotext(s);
+      used.add(TILED_DIFFUSION_KEY);
+    } catch (e) {
+      reasons.set(TILED_DIFFUSION_KEY, (e as Error).message.replace(/^infotext: /, ''));
+    }
+  }
   // Without a hires fix, a denoising strength or mask blur means image-to-image, which needs the init image (and mask) again.
   const imageToImage: ParametersAsOptions['imageToImage'] = {};
   if (!hires && 'Denoising strength' in s) imageToImage.strength = number('Denoising strength', s['Denoising strength']!, false);
   if ('Mask blur' in s) imageToImage.maskBlur = number('Mask blur', s['Mask blur']!, false);
+  const up = sdUpscaleFromInfotext(s);
+  if (up?.options) imageToImage.sdUpscale = up.options;
+  else if (up?.missing) for (const k of Object.keys(s).filter(isSdUpscaleKey)) reasons.set(k, up.missing);
   // The LoRAs are applied from the prompt's `<lora:name:w>` tags (which our infotext always has, as A1111's does).
   const hashes = s['Lora hashes'];
   if (hashes !== undefined && loraHashNames(hashes).every((name) => options.prompt.includes(`<lora:${name}:`) || options.prompt.includes(`<lora:${name}>`))) used.add('Lora hashes');
@@ -98,6 +119,33 @@ export function optionsFromParameters(p: ParsedParameters, attentionLevels: read
     .filter((k) => !used.has(k) && !INFORMATIONAL.has(k))
     .map((k) => (reasons.has(k) ? `${k} (${reasons.get(k)!})` : k));
   return { options, model: s.Model, notApplied, ...(Object.keys(imageToImage).length > 0 ? { imageToImage } : {}) };
+}
+
+/** A1111's `VAE Decoder` / `VAE Encoder` value (Full or TAESD). */
+function vaeMethod(key: string, v: string): VaeMethod {
+  const m = (Object.keys(A1111_VAE_METHODS) as VaeMethod[]).find((k) => A1111_VAE_METHODS[k].toLowerCase() === v.toLowerCase());
+  if (!m) throw new Error(`parameters: "${key}: ${v}" is not one of ${Object.values(A1111_VAE_METHODS).join(', ')}`);
+  return m;
+}
+
+/**
+ * A1111 1.9+ writes the schedule apart from the sampler (`Sampler: Euler, Schedule type: SGM
+ * Uniform`): Automatic is the sampler's own, Karras its Karras sigmas, SGM Uniform / Uniform a
+ * timestep spacing; the others (Exponential, …) and any the sampler cannot take are not applied.
+ */
+function scheduleFrom(schedule: string | undefined, o: GenerateOptions, used: Set<string>, reasons: Map<string, string>): void {
+  if (schedule === undefined) return;
+  const sampler = o.sampler as SamplerName;
+  const spacing = spacingOfScheduleType(schedule);
+  const fits = schedule === 'Automatic' || (schedule === 'Karras' ? KARRAS_SAMPLERS.includes(sampler) : spacing !== undefined && !CONSISTENCY_SAMPLERS.includes(sampler));
+  if (!fits) {
+    const offered = spacing !== undefined || schedule === 'Karras' ? `the ${sampler} sampler has its own schedule` : `offered: Automatic, Karras, ${Object.values(SCHEDULE_TYPES).join(', ')}`;
+    reasons.set('Schedule type', `"${schedule}" is not applied (${offered}): the sampler's schedule used`);
+    return;
+  }
+  used.add('Schedule type');
+  if (schedule === 'Karras') o.karras = true;
+  if (spacing !== undefined) o.timestepSpacing = spacing;
 }
 
 /** The names in A1111's `Lora hashes: "name: hash, name2: hash2"`. */

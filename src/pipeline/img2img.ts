@@ -1,13 +1,15 @@
 /**
  * Image-to-image as diffusers' StableDiffusionImg2ImgPipeline (0.26): the picture in [-1, 1],
- * the strength cutting the schedule, a posterior sample of the VAE encoder, then the scheduler's
- * add_noise — with the random draws in diffusers' order from the one seeded generator.
+ * the strength cutting the schedule, a posterior sample of the VAE encoder (a TAESD's output as it
+ * is), then the scheduler's add_noise — with the random draws in diffusers' order from the one seeded generator.
  */
 import { resample } from '../image/resample.js';
 import type { RgbImage } from '../io/png.js';
-import type { VAE } from '../models/vae.js';
+import type { TinyVAE } from '../models/taesd.js';
+import { VAE } from '../models/vae.js';
 import type { Scheduler } from '../scheduler/index.js';
 import type { Tensor } from '../tensor.js';
+import type { LatentDistribution } from './vae-tiling.js';
 
 const f = Math.fround;
 
@@ -41,9 +43,15 @@ export function checkRgbImage(img: RgbImage, what: string): void {
 /**
  * The part of the schedule img2img runs: `timesteps[t_start · order:]` with
  * `t_start = steps − min(⌊steps · strength⌋, steps)`. PNDM's schedule has one timestep more than
- * `steps`, so it runs one step more.
+ * `steps`, so it runs one step more. LCM and TCD take strength into their own schedule instead
+ * (diffusers' LatentConsistencyModelImg2ImgPipeline: set_timesteps(steps, strength=…)), and all
+ * `steps` run.
  */
 export function img2imgTimesteps(scheduler: Scheduler, steps: number, strength: number): number[] {
+  if (scheduler.setImg2ImgTimesteps) {
+    scheduler.setImg2ImgTimesteps(steps, strength);
+    return [...scheduler.timesteps];
+  }
   const init = Math.min(Math.floor(steps * strength), steps);
   const start = Math.max(steps - init, 0);
   const ts = scheduler.timesteps.slice(start * scheduler.order);
@@ -66,16 +74,47 @@ export interface EncodedImage {
  * `vae.encode(image).latent_dist.sample(generator) · scaling_factor`: one draw of the image's
  * latent shape from `randn`, std = exp(½ · clamp(logvar, −30, 20)). One image is repeated to the batch
  * (diffusers repeats the init latents for num_images_per_prompt); a batch of images is encoded as it is.
+ * `encode`: the encoder (default: the VAE's, whole; the pipeline tiles large images).
  */
-export async function encodeImage(vae: VAE, image: Tensor, randn: (dims: readonly number[]) => Float32Array, batch: number): Promise<EncodedImage> {
-  const { mean, logvar } = await vae.encodeDistribution(image);
+export async function encodeImage(
+  vae: VAE,
+  image: Tensor,
+  randn: (dims: readonly number[]) => Float32Array,
+  batch: number,
+  encode: (image: Tensor) => Promise<LatentDistribution> = (t) => vae.encodeDistribution(t),
+): Promise<EncodedImage> {
+  const { mean, logvar } = await encode(image);
   const std = logvar.data.map((v) => f(Math.exp(f(0.5 * Math.min(20, Math.max(-30, v))))));
   const eps = randn(mean.dims);
   const sf = f(vae.config.scalingFactor);
   const one = mean.data.map((m, i) => f(sf * f(m + f(std[i]! * eps[i]!))));
-  const data = new Float32Array(one.length * (batch / mean.dims[0]!));
-  for (let at = 0; at < data.length; at += one.length) data.set(one, at);
-  return { mean, std: { data: std, dims: mean.dims }, eps, latents: { data, dims: [batch, ...mean.dims.slice(1)] } };
+  return { mean, std: { data: std, dims: mean.dims }, eps, latents: repeatToBatch({ data: one, dims: mean.dims }, batch) };
+}
+
+/** Latents of the images (one, or a batch) as the batch: one image repeated, as diffusers repeats init latents. */
+function repeatToBatch(t: Tensor, batch: number): Tensor {
+  const data = new Float32Array(t.data.length * (batch / t.dims[0]!));
+  for (let at = 0; at < data.length; at += t.data.length) data.set(t.data, at);
+  return { data, dims: [batch, ...t.dims.slice(1)] };
+}
+
+/**
+ * The init latents of `image` as diffusers' pipelines take them, `retrieve_latents(vae.encode(image))
+ * · scaling_factor`: AutoencoderKL's posterior sample (encodeImage, one draw from `randn`), or
+ * AutoencoderTiny's `latents` output as it is, which draws nothing from the generator.
+ * `encode`: the VAE's encoder (default: whole; the pipeline tiles large images).
+ */
+export async function encodeInitLatents(
+  vae: VAE | TinyVAE,
+  image: Tensor,
+  randn: (dims: readonly number[]) => Float32Array,
+  batch: number,
+  encode?: (image: Tensor) => Promise<LatentDistribution>,
+): Promise<Tensor> {
+  if (vae instanceof VAE) return (await encodeImage(vae, image, randn, batch, encode)).latents;
+  const latents = await vae.encode(image);
+  const sf = f(vae.config.scalingFactor);
+  return repeatToBatch({ data: latents.data.map((v) => f(sf * v)), dims: latents.dims }, batch);
 }
 
 /** The starting latents of an img2img run: fresh noise from `randn`, added at the first timestep. */

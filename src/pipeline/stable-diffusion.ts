@@ -11,28 +11,34 @@ import { resolveAttention, type AttentionOptions } from '../attention/options.js
 import { autoTodoFactor, todoActiveAt } from '../attention/todo.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { ClipTextEncoder } from '../models/clip-text.js';
+import { TinyVAE } from '../models/taesd.js';
 import { attentionLevels, UNet } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
 import { phase, ProgressRelay, type ProgressListener } from '../runtime/progress.js';
 import type { RuntimeOptions } from '../runtime/session.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import { createScheduler, type SamplerName, type Scheduler } from '../scheduler/index.js';
 import { resolveSampler } from '../scheduler/names.js';
+import { TCD_DEFAULT_GAMMA } from '../scheduler/tcd.js';
 import type { ClipTokenizer } from '../tokenizer/clip.js';
 import { numel, type IntTensor, type Tensor } from '../tensor.js';
 import type { RgbImage } from '../io/png.js';
 import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../prompt/index.js';
 import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
-import { modelSdxlConditioner, modelTokenizer, modelVAE, nativeImageSize, schedulerConfig, type ModelSourceOptions } from './model-parts.js';
+import { modelSdxlConditioner, modelTinyVAE, modelTokenizer, modelVAE, nativeImageSize, schedulerConfig, VAE_METHODS, type ModelSourceOptions, type VaeMethod } from './model-parts.js';
 import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions, type HiresUpscaler } from './hires.js';
-import { checkRgbImage, encodeImage, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
+import { checkRgbImage, encodeInitLatents, fitImage, img2imgTimesteps, imagesToTensor, noiseLatents } from './img2img.js';
 import { blendLatents, fillMasked, INPAINT_FILLS, pasteOriginal, prepareMask, type InpaintFill, type InpaintMask } from './inpaint.js';
-import { a1111Parameters } from './parameters.js';
-import { decodeTiled } from './vae-tiling.js';
+import { a1111Parameters, withFields } from './parameters.js';
+import { sdUpscale, type SdUpscaleOptions, type SdUpscaleSettings } from './sd-upscale.js';
+import { decodeTiled, encodeTiled, type TileOptions } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
+import { classifierFreeGuidance, timestepCondition } from './guidance-embedding.js';
+import { conditioningForViews, cropColumns, latentViews, MultiDiffusion, padCircular, resolveTiling, type ModelEvaluation, type Tiling, type TilingOptions } from './multidiffusion.js';
 
 export interface GenerateOptions {
   prompt: string;
@@ -50,6 +56,13 @@ export interface GenerateOptions {
   /** Our name or AUTOMATIC1111's (`'DPM++ 2M Karras'` also sets `karras` unless it is given). */
   sampler?: SamplerName | (string & Record<never, never>);
   karras?: boolean;
+  /**
+   * Overrides the model scheduler's `timestep_spacing`: `trailing` starts at the last training
+   * timestep, as few-step models (SDXL-Lightning, SD-Turbo, Hyper-SD) expect. Not for lcm/tcd.
+   */
+  timestepSpacing?: TimestepSpacing;
+  /** The tcd sampler's γ (diffusers' `eta`): 0 deterministic … 1 fully stochastic; default 0.3. */
+  eta?: number;
   /** Initial noise [batch, 4, height/8, width/8] instead of the seed's (scaled by the scheduler's init sigma, as diffusers does). */
   latents?: Tensor;
   attention?: AttentionOptions;
@@ -57,6 +70,13 @@ export interface GenerateOptions {
   clipSkip?: number;
   /** Tiled VAE decoding: 'auto' (default) tiles above 1024x1024 pixels. */
   vaeTiling?: boolean | 'auto';
+  /**
+   * Which VAE decodes (A1111's "VAE Decoder"): 'full', the model's, or 'taesd' (a TAESD given at
+   * load as `taesd`, or as `vae`). Default: the pipeline's VAE, whichever it is.
+   */
+  vaeDecoder?: VaeMethod;
+  /** Which VAE encodes init images (img2img, inpainting, the lanczos hires fix); A1111's "VAE Encoder". */
+  vaeEncoder?: VaeMethod;
   /**
    * Image-to-image: the starting picture. Resized with Lanczos to width x height when those are
    * given and differ; without them the size is the image's, rounded down to a multiple of 8.
@@ -74,6 +94,13 @@ export interface GenerateOptions {
   loraDir?: string;
   /** 'a1111' (default): AUTOMATIC1111's emphasis, BREAK, chunks of 75 and prompt editing; 'plain': diffusers' truncation at 77 tokens. */
   promptSyntax?: PromptSyntax;
+  /** MultiDiffusion (diffusers' panorama pipeline): denoise overlapping latent views and average them, every pass. */
+  tiling?: TilingOptions;
+  /**
+   * A1111's SD upscale (needs initImage): upscale, redraw in tiles of width x height with
+   * `strength`, feather the seams; `batch` upscales with seeds seed, seed + 1, ….
+   */
+  sdUpscale?: SdUpscaleOptions;
 }
 
 export interface StepInfo {
@@ -86,6 +113,8 @@ export interface StepInfo {
   latents?: Tensor;
   /** 1, or 2 in the hires fix's second pass. */
   pass?: 1 | 2;
+  /** SD upscale: the redraw (tile, then seam) in progress, of `count`. */
+  tile?: { index: number; count: number };
 }
 
 export interface GenerateCallbacks {
@@ -107,19 +136,27 @@ export interface PassInfo {
   height: number;
   /** Steps actually run (after the strength cut). */
   steps: number;
-  /** The attention as used: ToDo's 'auto' factor resolved for this size. */
+  /** The attention as used: ToDo's 'auto' factor resolved for this size (for the view's size when tiled). */
   attention: AttentionOptions;
+  /** MultiDiffusion: the views denoised per step. */
+  views?: number;
 }
 
 /** The settings actually used, defaults filled in. */
-export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler'>> & {
+export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'tiling' | 'sdUpscale'>> & {
   sampler: SamplerName;
+  /** The spacing asked for; absent: the model's own. */
+  timestepSpacing?: TimestepSpacing;
+  /** tcd's γ as used. */
+  eta?: number;
   negativePrompt: string;
   latentsFromFile: boolean;
   initImage?: { width: number; height: number };
   strength?: number;
   mask?: { blur: number; invert: boolean; fill: InpaintFill };
   hires?: { scale: number; steps: number; denoise: number; upscaler: HiresUpscaler; attention: AttentionOptions; width: number; height: number };
+  tiling?: Tiling;
+  sdUpscale?: SdUpscaleSettings;
 };
 
 export interface GeneratedImage extends RgbImage {
@@ -147,7 +184,12 @@ const CLASS_TO_SAMPLER: Record<string, SamplerName> = {
   HeunDiscreteScheduler: 'heun',
   LMSDiscreteScheduler: 'lms',
   UniPCMultistepScheduler: 'unipc',
+  LCMScheduler: 'lcm',
+  TCDScheduler: 'tcd',
 };
+
+/** Latent columns wrapped onto each side of a circular panorama for the VAE decode (diffusers' padding=8). */
+const CIRCULAR_DECODE_PADDING = 8;
 
 function fail(msg: string): never {
   throw new Error(msg);
@@ -177,6 +219,7 @@ interface DenoiseRun {
   pass: 1 | 2;
   /** Inpainting: resets the unmasked latents after a step, given the next timestep (undefined after the last). */
   blend?: (x: Tensor, next: number | undefined) => Tensor;
+  tiling?: Tiling;
 }
 
 export class StableDiffusion {
@@ -185,7 +228,8 @@ export class StableDiffusion {
     readonly tokenizer: ClipTokenizer,
     readonly textEncoder: ClipTextEncoder,
     readonly unet: UNet,
-    readonly vae: VAE,
+    /** The model's VAE, or the TAESD that replaced it (load's `vae`). */
+    readonly vae: VAE | TinyVAE,
     readonly schedulerConfig: Record<string, unknown>,
     private readonly loras: PipelineLoras,
     private readonly progress: ProgressRelay,
@@ -197,6 +241,9 @@ export class StableDiffusion {
 
   /** The attention given at load time: generate() switches the U-Net per pass, this stays the default. */
   private readonly defaultAttention: AttentionOptions;
+
+  /** A TAESD beside the VAE (load's `taesd`, or loadTaesd). */
+  private tiny?: TinyVAE;
 
   /**
    * `model`: a diffusers folder or a single-file checkpoint (.safetensors, LDM / SGM layout).
@@ -220,7 +267,7 @@ export class StableDiffusion {
       const sdxl = await part('text_encoders', () => modelSdxlConditioner(modelDir, unet.config, opts));
       const sdxlLoras = new PipelineLoras([...sdxl.textEncoders, unet], loras ?? []);
       sdxlLoras.useBase(opts.onWarning);
-      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, progress, sdxl);
+      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, progress, sdxl).withTaesd(opts);
     }
     const tokenizer = await part('tokenizer', () => modelTokenizer(modelDir, { onWarning: opts.onWarning }));
     const textEncoder = await part('text_encoder', () => ClipTextEncoder.load(modelDir, opts));
@@ -229,7 +276,47 @@ export class StableDiffusion {
     }
     const pipeLoras = new PipelineLoras([textEncoder, unet], loras ?? []);
     pipeLoras.useBase(opts.onWarning);
-    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras, progress);
+    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras, progress).withTaesd(opts);
+  }
+
+  private async withTaesd(opts: ModelSourceOptions & RuntimeOptions): Promise<StableDiffusion> {
+    const taesd = opts.taesd;
+    if (taesd) await this.phase('load:taesd', () => this.loadTaesd(taesd, opts));
+    return this;
+  }
+
+  /** The VAE methods generate() can use here: 'full' with the model's VAE, 'taesd' with a TAESD (as the VAE or beside it). */
+  get vaeMethods(): VaeMethod[] {
+    return this.vae instanceof VAE ? ['full', ...(this.tiny ? (['taesd'] as const) : [])] : ['taesd'];
+  }
+
+  /** The TAESD beside the model's VAE, if one was loaded (`taesd` at load, or loadTaesd). */
+  get taesd(): TinyVAE | undefined {
+    return this.tiny;
+  }
+
+  /**
+   * Loads a TAESD beside the model's VAE (replacing one loaded before), for `vaeDecoder` /
+   * `vaeEncoder: 'taesd'`: one TAESD, or a folder with one per family (A1111's models/VAE-approx).
+   * A TAESD of the other family is refused.
+   */
+  async loadTaesd(source: string, opts: Pick<ModelSourceOptions, 'taesdFamily'> & RuntimeOptions = {}): Promise<TinyVAE> {
+    const tiny = await modelTinyVAE(this.modelDir, source, '--taesd', { ...this.unet.runtime, ...opts });
+    await this.tiny?.dispose();
+    this.tiny = tiny;
+    return tiny;
+  }
+
+  /** The VAE for decoding or encoding by `method`; fails naming what to load when there is none. */
+  private vaeFor(method: VaeMethod, use: 'decoding' | 'encoding'): VAE | TinyVAE {
+    if (method === 'full') {
+      if (this.vae instanceof VAE) return this.vae;
+      fail(`the pipeline's VAE is a TAESD (${this.vae.source}, load's vae option): there is no full VAE for ${use}; load without it and pass the TAESD as taesd (--taesd) to have both`);
+    }
+    const tiny = this.vae instanceof TinyVAE ? this.vae : (this.tiny ?? fail(`TAESD ${use} needs a TAESD: load with { taesd: path } (--taesd FILE|DIR), or pass it as the VAE (--vae)`));
+    if (use === 'decoding') tiny.requireDecoder();
+    else tiny.requireEncoder();
+    return tiny;
   }
 
   get family(): ModelFamily {
@@ -283,6 +370,17 @@ export class StableDiffusion {
     const vaeTiling = o.vaeTiling ?? 'auto';
     const promptSyntax = o.promptSyntax ?? 'a1111';
     if (!PROMPT_SYNTAXES.includes(promptSyntax)) fail(`promptSyntax must be one of ${PROMPT_SYNTAXES.join(', ')}; got "${String(promptSyntax)}"`);
+    const ownMethod: VaeMethod = this.vae instanceof TinyVAE ? 'taesd' : 'full';
+    const vaeDecoder = o.vaeDecoder ?? ownMethod;
+    const vaeEncoder = o.vaeEncoder ?? ownMethod;
+    for (const [name, v] of [
+      ['vaeDecoder', vaeDecoder],
+      ['vaeEncoder', vaeEncoder],
+    ] as const) {
+      if (!VAE_METHODS.includes(v)) fail(`${name} must be one of ${VAE_METHODS.join(', ')}; got "${String(v)}"`);
+    }
+    this.vaeFor(vaeDecoder, 'decoding');
+    if (init || o.hires?.upscaler === 'lanczos') this.vaeFor(vaeEncoder, 'encoding');
     const settings: GenerateSettings = {
       prompt: o.prompt,
       negativePrompt: o.negativePrompt ?? '',
@@ -297,9 +395,14 @@ export class StableDiffusion {
       attention,
       clipSkip,
       vaeTiling,
+      vaeDecoder,
+      vaeEncoder,
       promptSyntax,
       latentsFromFile: o.latents !== undefined,
     };
+    if (o.timestepSpacing !== undefined) settings.timestepSpacing = o.timestepSpacing;
+    const eta = o.eta ?? (picked.sampler === 'tcd' ? TCD_DEFAULT_GAMMA : undefined);
+    if (eta !== undefined) settings.eta = eta;
     if (init) {
       if (o.latents) fail('initial latents and an init image exclude each other: img2img draws its noise from the seed');
       const strength = o.strength ?? 0.75;
@@ -330,6 +433,12 @@ export class StableDiffusion {
       const hAttention = h.attention ? resolveAttention(h.attention).options : attention;
       settings.hires = { scale: h.scale, steps: hSteps, denoise: h.denoise, upscaler: h.upscaler, attention: hAttention, ...size };
     }
+    if (o.tiling) {
+      if (typeof o.tiling !== 'object') fail('tiling must be an object such as { window: 64, stride: 8 } ({} for the defaults)');
+      settings.tiling = resolveTiling(o.tiling, 2 ** (this.unet.config.blockOutChannels.length - 1));
+      // A circular window wider than the canvas fails here, before any work (a hires pass is only wider).
+      latentViews(height / scale, width / scale, settings.tiling);
+    }
     return settings;
   }
 
@@ -339,7 +448,7 @@ export class StableDiffusion {
    * syntax is diffusers' own path.
    */
   private async passConditioning(s: GenerateSettings, prompt: string, negativePrompt: string | undefined, size: { width: number; height: number; steps: number; firstPassSteps?: number }): Promise<PassConditioning> {
-    const guided = s.cfg > 1;
+    const guided = classifierFreeGuidance(s.cfg, this.unet.config);
     const sdxl = this.sdxl;
     if (sdxl && s.promptSyntax === 'plain') {
       const c = await sdxl.encode({ prompt, negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: size.width, height: size.height });
@@ -362,32 +471,34 @@ export class StableDiffusion {
     return { at, fixed: c.scheduled ? undefined : at(0) };
   }
 
-  /** One denoising pass: guidance, the scheduler's steps, the inpainting blend, callbacks and abort. */
+  /** One denoising pass: guidance, the scheduler's steps (over MultiDiffusion's views when tiled), the inpainting blend, callbacks and abort. */
   private async denoise(run: DenoiseRun, cb: GenerateCallbacks): Promise<Tensor> {
     const { scheduler, timesteps, cond, cfg } = run;
     let x = run.x;
-    const dims = x.dims;
-    const batch = dims[0]!;
-    const guided = cfg > 1;
+    const batch = x.dims[0]!;
+    const guided = classifierFreeGuidance(cfg, this.unet.config);
     this.unet.setAttention(run.attention);
     const stopAt = run.attention.method === 'todo' ? (run.attention.stopAt ?? 1) : 1;
     // Heun (order 2) evaluates the U-Net twice per step; steps are counted as diffusers counts them.
     const total = Math.ceil(timesteps.length / scheduler.order);
     const phase = run.pass === 2 ? 'hires' : 'denoise';
+    const evaluate: ModelEvaluation = async (input, t, step) => {
+      if (cb.signal?.aborted) throw abortError();
+      const n = input.dims[0]!;
+      const c = conditioningForViews(cond.at(step), n / batch, guided ? 2 : 1);
+      const model = guided ? { data: concat(input.data, input.data), dims: [2 * n, ...input.dims.slice(1)] } : input;
+      const timestepCond = timestepCondition(cfg, this.unet.config, model.dims[0]!);
+      const out = await this.unet.forward(model, t, c.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, step, total), ...c.added, timestepCond });
+      if (!guided) return out;
+      const half = numel(input.dims);
+      const uncond = out.data.subarray(0, half);
+      const text = out.data.subarray(half);
+      return { data: uncond.map((u, k) => u + cfg * (text[k]! - u)), dims: input.dims };
+    };
+    const tiles = run.tiling && new MultiDiffusion(x.dims, run.tiling, scheduler);
     for (const [i, t] of timesteps.entries()) {
-      const scaled = scheduler.scaleModelInput(x, t);
-      const input = guided ? { data: concat(scaled.data, scaled.data), dims: [2 * batch, ...dims.slice(1)] } : scaled;
       const step = Math.floor(i / scheduler.order);
-      const c = cond.at(step);
-      const out = await this.unet.forward(input, t, c.encoderHiddenStates, { attentionActive: todoActiveAt(stopAt, step, total), ...c.added });
-      let eps = out;
-      if (guided) {
-        const n = numel(dims);
-        const uncond = out.data.subarray(0, n);
-        const cond = out.data.subarray(n);
-        eps = { data: uncond.map((u, k) => u + cfg * (cond[k]! - u)), dims };
-      }
-      x = scheduler.step(eps, t, x);
+      x = tiles ? await tiles.step(x, t, step, evaluate) : scheduler.step(await evaluate(scheduler.scaleModelInput(x, t), t, step), t, x);
       if (run.blend) x = run.blend(x, timesteps[i + 1]);
       if ((i + 1) % scheduler.order === 0 || i === timesteps.length - 1) {
         cb.onStep?.({ step: Math.ceil((i + 1) / scheduler.order), total, timestep: t, phase, latents: x, pass: run.pass });
@@ -397,30 +508,62 @@ export class StableDiffusion {
     return x;
   }
 
-  /** The attention options as a pass of this latent size runs them: ToDo's 'auto' resolved on the first attention level's grid. */
-  private attentionUsed(a: AttentionOptions, latent: readonly [number, number]): AttentionOptions {
-    if (a.method !== 'todo' || a.factor !== 'auto') return a;
-    let [h, w] = latent;
-    for (let i = 0; i < (attentionLevels(this.unet.config)[0] ?? 0); i++) [h, w] = [Math.ceil(h / 2), Math.ceil(w / 2)];
-    return { ...a, factor: autoTodoFactor([h, w]) };
+  /** The sampler these settings ask for, its noise drawn from `randn` (the pass's generator). */
+  private scheduler(s: GenerateSettings, randn: (dims: readonly number[]) => Float32Array): Scheduler {
+    return createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, timestepSpacing: s.timestepSpacing, eta: s.eta, randn });
   }
 
   private phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
     return phase(this.progress.emit, name, fn);
   }
 
-  /** Latents → image [B, 3, H, W] in [-1, 1], tiled when asked or (auto) above 1024x1024. */
-  private decodeLatents(x: Tensor, tiling: boolean | 'auto'): Promise<Tensor> {
-    return this.phase('decode:vae', () => this.decodeWithVae(x, tiling));
+  /**
+   * What a pass ran, for the results and the infotext: its attention with ToDo's 'auto' resolved
+   * on the first attention level's grid of the latent the U-Net sees (a view's, when tiled).
+   */
+  private passInfo(pass: 1 | 2, width: number, height: number, steps: number, a: AttentionOptions, tiling: Tiling | undefined): PassInfo {
+    const scale = this.vae.config.scale;
+    const views = tiling && latentViews(height / scale, width / scale, tiling);
+    let [h, w] = views ? [views[0]!.height, views[0]!.width] : [height / scale, width / scale];
+    const info: PassInfo = { pass, width, height, steps, attention: a, ...(views && { views: views.length }) };
+    if (a.method !== 'todo' || a.factor !== 'auto') return info;
+    for (let i = 0; i < (attentionLevels(this.unet.config)[0] ?? 0); i++) [h, w] = [Math.ceil(h / 2), Math.ceil(w / 2)];
+    return { ...info, attention: { ...a, factor: autoTodoFactor([h, w]) } };
   }
 
-  private async decodeWithVae(x: Tensor, tiling: boolean | 'auto'): Promise<Tensor> {
-    const scale = this.vae.config.scale;
-    const z = { data: x.data.map((v) => v / this.vae.config.scalingFactor), dims: x.dims };
-    const [, , h, w] = x.dims as [number, number, number, number];
-    const tiled = tiling === true || (tiling === 'auto' && h * w * scale * scale > 1024 * 1024);
+  /**
+   * Latents → image [B, 3, H, W] in [-1, 1] by the VAE or TAESD `s` names, tiled when asked or
+   * (auto) above 1024x1024 (a TAESD too: it has no attention, but its memory, linear in the
+   * pixels, is still about 1 KiB per output pixel untiled); a circular panorama decodes with 8
+   * wrapped latent columns on each side, cut off after.
+   */
+  private async decodeLatents(x: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeDecoder' | 'tiling'>): Promise<Tensor> {
+    const vae = this.vaeFor(s.vaeDecoder, 'decoding');
+    const scale = vae.config.scale;
+    const padding = s.tiling?.circular ? Math.min(CIRCULAR_DECODE_PADDING, x.dims[3]!) : 0;
+    const padded = padding ? padCircular(x, padding) : x;
+    const z = { data: padded.data.map((v) => v / vae.config.scalingFactor), dims: padded.dims };
+    const tiles = this.vaeTiles(padded.dims, scale, s.vaeTiling);
+    const image = await this.phase(`decode:${vae instanceof TinyVAE ? 'taesd' : 'vae'}`, () => (tiles ? decodeTiled(z, scale, (t) => vae.decode(t), tiles) : vae.decode(z)));
+    return padding ? cropColumns(image, padding * scale, x.dims[3]! * scale) : image;
+  }
+
+  /** The init latents of images [B, 3, H, W] by the VAE or TAESD `s` names; the VAE's encoder tiled by the rule decoding follows. */
+  private encodeLatents(images: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeEncoder' | 'batch'>, randn: (dims: readonly number[]) => Float32Array): Promise<Tensor> {
+    const vae = this.vaeFor(s.vaeEncoder, 'encoding');
+    if (vae instanceof TinyVAE) return this.phase('encode:taesd', () => encodeInitLatents(vae, images, randn, s.batch));
+    const scale = vae.config.scale;
+    const [b, c, h, w] = images.dims as [number, number, number, number];
+    const tiles = this.vaeTiles([b, c, h / scale, w / scale], scale, s.vaeTiling);
+    return this.phase('encode:vae', () => encodeInitLatents(vae, images, randn, s.batch, tiles && ((t) => encodeTiled(t, scale, (u) => vae.encodeDistribution(u), tiles))));
+  }
+
+  /** VAE tiles (latent pixels, 512 px a side) when tiling is asked for or (auto) the image is over 1024x1024; else undefined. */
+  private vaeTiles(latent: readonly number[], scale: number, vaeTiling: boolean | 'auto'): TileOptions | undefined {
+    const [, , h, w] = latent as [number, number, number, number];
+    if (!(vaeTiling === true || (vaeTiling === 'auto' && h * w * scale * scale > 1024 * 1024))) return undefined;
     const tile = Math.max(16, Math.round(512 / scale));
-    return tiled ? decodeTiled(z, scale, (t) => this.vae.decode(t), { tile, overlap: Math.round(tile / 4) }) : this.vae.decode(z);
+    return { tile, overlap: Math.round(tile / 4) };
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
@@ -428,33 +571,37 @@ export class StableDiffusion {
   }
 
   private async run(o: GenerateOptions, cb: GenerateCallbacks): Promise<GenerateResult> {
+    if (o.sdUpscale) return sdUpscale((tile, c) => this.run(tile, c), o, cb, this.nativeSize, withFields);
     const resolved = this.resolve(o);
     if (cb.signal?.aborted) throw abortError();
+    // The scheduler first: a sampler that does not fit the settings fails before any work.
+    const generator = new TorchGenerator(resolved.seed);
+    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
+    const scheduler = this.scheduler(resolved, randn);
+    scheduler.setTimesteps(resolved.steps);
+    const timesteps: readonly number[] = o.initImage ? img2imgTimesteps(scheduler, resolved.steps, resolved.strength!) : scheduler.timesteps;
+    if (this.unet.config.timeCondProjDim !== null && o.negativePrompt) {
+      cb.onWarning?.('the negative prompt is not used: this U-Net is guidance-distilled (time_cond_proj_dim, an LCM) and takes the CFG scale as an embedding, with no unconditional pass (as in diffusers)');
+    }
     const loras = this.loras.forGeneration(resolved.prompt, o.loras, o.loraDir, cb.onWarning);
     const s = { ...resolved, loras: loras.used };
     const scale = this.vae.config.scale;
     const lh = s.height / scale;
     const lw = s.width / scale;
     const latentDims = [s.batch, this.unet.config.inChannels, lh, lw];
-    const generator = new TorchGenerator(s.seed);
-    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
-    scheduler.setTimesteps(s.steps);
 
     const t0 = performance.now();
     const cond = await this.phase('encode:prompt', () => this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps }));
     const t1 = performance.now();
 
     let x: Tensor;
-    let timesteps: readonly number[] = scheduler.timesteps;
     let blend: DenoiseRun['blend'];
     let inpaint: { original: RgbImage; mask: Uint8Array } | undefined;
     if (o.initImage) {
       const original = fitImage(o.initImage, s.width, s.height);
       const mask = o.mask && prepareMask(o.mask, s.width, s.height, lw, lh);
       const source = mask && s.mask?.fill === 'fill' ? fillMasked(original, mask.pixels) : original;
-      timesteps = img2imgTimesteps(scheduler, s.steps, s.strength!);
-      let init = (await this.phase('encode:vae', () => encodeImage(this.vae, imagesToTensor([source]), randn, s.batch))).latents;
+      let init = await this.encodeLatents(imagesToTensor([source]), s, randn);
       if (mask && (s.mask?.fill === 'latent-noise' || s.mask?.fill === 'latent-nothing')) {
         // A1111 draws this noise from a fresh generator of the seed.
         const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
@@ -483,15 +630,15 @@ export class StableDiffusion {
 
     // The device loop keeps plain text-to-image on the GPU; img2img, inpainting and prompt editing run here.
     const onDevice =
-      !o.initImage && cond.fixed && deviceLoopWanted(this.unet)
+      !o.initImage && !s.tiling && cond.fixed && deviceLoopWanted(this.unet)
         ? await this.denoiseOnDevice(x, s, cond.fixed, cb)
         : null;
-    x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend }, cb));
-    const passes: PassInfo[] = [{ pass: 1, width: s.width, height: s.height, steps: timesteps.length, attention: this.attentionUsed(s.attention, [lh, lw]) }];
+    x = onDevice ?? (await this.denoise({ x, scheduler, timesteps, cond, cfg: s.cfg, attention: s.attention, pass: 1, blend, tiling: s.tiling }, cb));
+    const passes: PassInfo[] = [this.passInfo(1, s.width, s.height, timesteps.length, s.attention, s.tiling)];
     if (s.hires) x = await this.hiresPass(x, s, loras.prompt, o.negativePrompt, passes, cb);
     const t2 = performance.now();
 
-    const decoded = await this.decodeLatents(x, s.vaeTiling);
+    const decoded = await this.decodeLatents(x, s);
     const last = passes[passes.length - 1]!;
     cb.onStep?.({ step: last.steps, total: last.steps, timestep: 0, phase: 'decode', pass: last.pass });
     const t3 = performance.now();
@@ -504,6 +651,7 @@ export class StableDiffusion {
       latent: [lh, lw],
       passes,
       loraHashes: loras.hashes,
+      vaeEncoder: o.initImage || s.hires?.upscaler === 'lanczos' ? s.vaeEncoder : undefined,
     });
     const rgb = toRgb(decoded).map((img) => (inpaint ? pasteOriginal(img, inpaint.original, inpaint.mask) : img));
     const images = rgb.map((img) => ({ ...img, seed: s.seed, parameters }));
@@ -524,19 +672,19 @@ export class StableDiffusion {
     const lw = hr.width / scale;
     const generator = new TorchGenerator(s.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-    const scheduler = createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, randn });
+    const scheduler = this.scheduler(s, randn);
     scheduler.setTimesteps(hr.steps);
     const timesteps = img2imgTimesteps(scheduler, hr.steps, hr.denoise);
     let init: Tensor;
     if (hr.upscaler === 'lanczos') {
-      const images = toRgb(await this.decodeLatents(x, s.vaeTiling)).map((img) => fitImage(img, hr.width, hr.height));
-      init = (await this.phase('encode:vae', () => encodeImage(this.vae, imagesToTensor(images), randn, s.batch))).latents;
+      const images = toRgb(await this.decodeLatents(x, s)).map((img) => fitImage(img, hr.width, hr.height));
+      init = await this.encodeLatents(imagesToTensor(images), s, randn);
     } else {
       init = upscaleLatents(x, lh, lw, hr.upscaler === 'latent' ? 'bilinear' : 'nearest');
     }
     const start = noiseLatents(scheduler, init, timesteps, randn);
-    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2 }, cb);
-    passes.push({ pass: 2, width: hr.width, height: hr.height, steps: timesteps.length, attention: this.attentionUsed(hr.attention, [lh, lw]) });
+    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, attention: hr.attention, pass: 2, tiling: s.tiling }, cb);
+    passes.push(this.passInfo(2, hr.width, hr.height, timesteps.length, hr.attention, s.tiling));
     return out;
   }
 
@@ -548,10 +696,12 @@ export class StableDiffusion {
       sampler: s.sampler,
       schedulerConfig: this.schedulerConfig,
       karras: s.karras,
+      timestepSpacing: s.timestepSpacing,
       steps: s.steps,
       latents: x,
       conditioning: fixed,
       cfg: s.cfg,
+      timestepCond: timestepCondition(s.cfg, this.unet.config, x.dims[0]!),
       stopAt,
       onStep: (step, n, timestep) => {
         cb.onStep?.({ step, total: n, timestep, phase: 'denoise', pass: 1 });
@@ -561,7 +711,7 @@ export class StableDiffusion {
   }
 
   async dispose(): Promise<void> {
-    await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose()]);
+    await Promise.all([this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose(), this.unet.dispose(), this.vae.dispose(), this.tiny?.dispose()]);
   }
 }
 

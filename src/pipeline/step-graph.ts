@@ -12,7 +12,7 @@
  * one definition of the schedule.
  */
 import { GraphBuilder, type GraphDef } from '../graph/builder.js';
-import { createScheduler, type SamplerName } from '../scheduler/index.js';
+import { createScheduler, type SamplerName, type SchedulerOptions } from '../scheduler/index.js';
 
 /** Samplers whose step is x' = a·x + b·ε with per-step constants (no history, no noise). */
 export const LINEAR_SAMPLERS: readonly SamplerName[] = ['euler', 'ddim'];
@@ -29,9 +29,9 @@ export interface LinearStep {
  * The schedule as linear steps, or null when the sampler's step is not linear: multistep or
  * ancestral samplers, and configs that clip the predicted sample (DDIM's clip_sample).
  */
-export function linearSchedule(sampler: SamplerName, schedulerConfig: object, steps: number, karras: boolean): LinearStep[] | null {
+export function linearSchedule(sampler: SamplerName, schedulerConfig: object, steps: number, opts: Pick<SchedulerOptions, 'karras' | 'timestepSpacing'>): LinearStep[] | null {
   if (!LINEAR_SAMPLERS.includes(sampler)) return null;
-  const probe = createScheduler(sampler, schedulerConfig, { karras });
+  const probe = createScheduler(sampler, schedulerConfig, opts);
   probe.setTimesteps(steps);
   const x = Float32Array.of(1, 0, 0.5, -2);
   const eps = Float32Array.of(0, 1, -0.75, 3);

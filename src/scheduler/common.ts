@@ -200,3 +200,27 @@ export function vp(sigma: number): { alpha: number; sigmaT: number; lambda: numb
   const sigmaT = f(sigma * alpha);
   return { alpha, sigmaT, lambda: f(f(Math.log(alpha)) - f(Math.log(sigmaT))) };
 }
+
+/**
+ * An independent copy of a scheduler: its schedule and its internal state (step index, past
+ * model outputs, Heun's half step), as diffusers' panorama pipeline keeps one
+ * `copy.deepcopy(scheduler.__dict__)` per view. Arrays, typed arrays and plain objects are
+ * copied deeply; functions (the noise source of euler-a and the SDE sampler) stay shared, as
+ * diffusers passes one generator to every view's step. Any other object is refused, so that no
+ * state is shared by accident.
+ */
+export function cloneState<T extends object>(source: T): T {
+  const copy = Object.create(Object.getPrototypeOf(source) as object) as Record<string, unknown>;
+  for (const [key, v] of Object.entries(source)) copy[key] = deepCopy(v, key);
+  return copy as T;
+}
+
+function deepCopy(v: unknown, path: string): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  if (v instanceof Float32Array || v instanceof Float64Array || v instanceof Int32Array) return v.slice();
+  if (Array.isArray(v)) return v.map((x, i) => deepCopy(x, `${path}[${i}]`));
+  if (Object.getPrototypeOf(v) === Object.prototype) {
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, deepCopy(x, `${path}.${k}`)]));
+  }
+  throw new Error(`scheduler clone: cannot copy "${path}" (a ${(v as object).constructor.name}); schedulers hold only numbers, arrays and plain objects`);
+}

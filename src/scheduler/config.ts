@@ -102,11 +102,20 @@ export interface NoiseScheduleConfig {
   rescaleBetasZeroSnr: boolean;
 }
 
+/** The beta defaults of most diffusers classes (DDPM's); the consistency schedulers default to SD's. */
+export interface BetaDefaults {
+  betaStart: number;
+  betaEnd: number;
+  betaSchedule: BetaSchedule;
+}
+
+const DDPM_BETAS: BetaDefaults = { betaStart: 0.0001, betaEnd: 0.02, betaSchedule: 'linear' };
+
 /**
- * The keys every diffusers scheduler shares, with its (shared) defaults. `withRescale` is set for
- * the classes whose v0.26 constructor accepts `rescale_betas_zero_snr`; the others ignore it.
+ * The keys every diffusers scheduler shares, with the class's defaults. `withRescale` is set for
+ * the classes whose constructor accepts `rescale_betas_zero_snr`; the others ignore it.
  */
-export function readNoiseSchedule(r: ConfigReader, withRescale: boolean): NoiseScheduleConfig {
+export function readNoiseSchedule(r: ConfigReader, withRescale: boolean, defaults: BetaDefaults = DDPM_BETAS): NoiseScheduleConfig {
   const trainedBetas = r.trainedBetas();
   const numTrainTimesteps = r.integer('num_train_timesteps', 1000, 2);
   if (trainedBetas !== null && trainedBetas.length !== numTrainTimesteps) {
@@ -114,9 +123,9 @@ export function readNoiseSchedule(r: ConfigReader, withRescale: boolean): NoiseS
   }
   return {
     numTrainTimesteps,
-    betaStart: r.number('beta_start', 0.0001),
-    betaEnd: r.number('beta_end', 0.02),
-    betaSchedule: r.choice('beta_schedule', BETA_SCHEDULES, 'linear'),
+    betaStart: r.number('beta_start', defaults.betaStart),
+    betaEnd: r.number('beta_end', defaults.betaEnd),
+    betaSchedule: r.choice('beta_schedule', BETA_SCHEDULES, defaults.betaSchedule),
     trainedBetas,
     rescaleBetasZeroSnr: withRescale && r.bool('rescale_betas_zero_snr', false),
   };

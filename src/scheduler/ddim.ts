@@ -1,6 +1,6 @@
 /** diffusers' DDIMScheduler (v0.26) with eta = 0, the deterministic sampler pipelines use by default. */
 import { tensor, type Tensor } from '../tensor.js';
-import { addNoiseVp, checkSameShape, checkSteps, requireSteps, roundHalfEven, spacedTimesteps } from './common.js';
+import { addNoiseVp, checkSameShape, checkSteps, cloneState, requireSteps, roundHalfEven, spacedTimesteps } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule, TIMESTEP_SPACINGS, type TimestepSpacing } from './config.js';
 import type { Scheduler } from './index.js';
 
@@ -50,6 +50,10 @@ export class DdimScheduler implements Scheduler {
 
   scaleModelInput(x: Tensor): Tensor {
     return x;
+  }
+
+  clone(): this {
+    return cloneState(this);
   }
 
   addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {

@@ -10,6 +10,7 @@ import { numel, tensor, type Tensor } from '../tensor.js';
 import {
   addNoiseSigmaVp,
   checkSteps,
+  cloneState,
   karrasTimesteps,
   multistepIndex,
   multistepTimesteps,
@@ -113,6 +114,10 @@ export class DpmSolverMultistepScheduler implements Scheduler {
   }
 
   /** α_t·x0 + σ_t·noise with α_t = 1/sqrt(σ² + 1), σ_t = σ·α_t, σ at the position of `t` (the last one when absent, as diffusers). */
+  clone(): this {
+    return cloneState(this);
+  }
+
   addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {
     return addNoiseSigmaVp(this.ts, this.sg, x0, noise, t, OWNER);
   }

@@ -3,7 +3,7 @@
  * the deterministic Euler method of Karras et al. (2022), Algorithm 2, on sigma-scaled latents.
  */
 import { tensor, type Tensor } from '../tensor.js';
-import { checkSameShape, checkSteps, findStepIndex, karrasSigmas, npInterp, sigmaToT, spacedTimesteps } from './common.js';
+import { checkSameShape, checkSteps, cloneState, findStepIndex, karrasSigmas, npInterp, sigmaToT, spacedTimesteps } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule, TIMESTEP_SPACINGS, trainingSigmas, type TimestepSpacing } from './config.js';
 import type { Scheduler } from './index.js';
 
@@ -120,6 +120,10 @@ export class EulerScheduler implements Scheduler {
   }
 
   /** x0 + σ_t·noise, σ_t at the position of `t` in the schedule (init_noise_sigma plays no part). */
+  clone(): this {
+    return cloneState(this);
+  }
+
   addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {
     checkSameShape(noise, x0, this.owner);
     const i = findStepIndex(this.ts, t);

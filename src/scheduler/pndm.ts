@@ -3,7 +3,7 @@
  * pseudo Runge-Kutta (PRK) steps unless skip_prk_steps is set (Stable Diffusion sets it).
  */
 import { tensor, type Tensor } from '../tensor.js';
-import { addNoiseVp, checkSameShape, checkSteps, requireSteps, roundHalfEven, spacedTimesteps } from './common.js';
+import { addNoiseVp, checkSameShape, checkSteps, cloneState, requireSteps, roundHalfEven, spacedTimesteps } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule, TIMESTEP_SPACINGS, type TimestepSpacing } from './config.js';
 import type { Scheduler } from './index.js';
 
@@ -76,6 +76,10 @@ export class PndmScheduler implements Scheduler {
 
   scaleModelInput(x: Tensor): Tensor {
     return x;
+  }
+
+  clone(): this {
+    return cloneState(this);
   }
 
   addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {

@@ -6,7 +6,7 @@
  * (UniC), then predict the next sample (UniP).
  */
 import { tensor, type Tensor } from '../tensor.js';
-import { addNoiseSigmaVp, checkSteps, karrasTimesteps, multistepIndex, multistepTimesteps, npInterp, vp } from './common.js';
+import { addNoiseSigmaVp, checkSteps, cloneState, karrasTimesteps, multistepIndex, multistepTimesteps, npInterp, vp } from './common.js';
 import { alphasCumprod, ConfigReader, readNoiseSchedule, TIMESTEP_SPACINGS, trainingSigmas, type TimestepSpacing } from './config.js';
 import type { Scheduler } from './index.js';
 
@@ -70,6 +70,10 @@ export class UniPcMultistepScheduler implements Scheduler {
     this.spacing = r.choice('timestep_spacing', TIMESTEP_SPACINGS, 'linspace');
     this.stepsOffset = r.integer('steps_offset', 0, 0);
     this.karras = karras ?? r.bool('use_karras_sigmas', false);
+  }
+
+  clone(): this {
+    return cloneState(this);
   }
 
   addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {

@@ -7,19 +7,23 @@ import { randomInt } from 'node:crypto';
 import { decodeBase64, decodeMask, decodeRgb } from '../image/decode.js';
 import { fitImage as resizeLanczos } from '../pipeline/img2img.js';
 import type { RgbImage } from '../io/png.js';
-import { KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
-import { a1111SamplerName, resolveSampler } from '../scheduler/names.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
+import { CONSISTENCY_SAMPLERS, KARRAS_SAMPLERS, type SamplerName } from '../scheduler/index.js';
+import { a1111SamplerName, resolveSampler, spacingOfScheduleType } from '../scheduler/names.js';
 import { RequestError } from './errors.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
+import { LIMITS } from './limits.js';
+import { sdUpscaleRequest, tiledDiffusionInit, tiledDiffusionRequest } from './scripts.js';
 import type { ServerSettings, SettingsPatch } from './settings.js';
 import { speedJob } from './speed-methods.js';
 
-/** A1111's schedulers (noise schedules) that todo-sd has. */
+/** A1111's schedulers (noise schedules, A1111 1.10's modules/sd_schedulers.py) that todo-sd has. */
 export const A1111_SCHEDULERS = [
   { name: 'automatic', label: 'Automatic', aliases: null, default_rho: -1, need_inner_model: false },
-  { name: 'uniform', label: 'Uniform', aliases: ['normal'], default_rho: -1, need_inner_model: false },
+  { name: 'uniform', label: 'Uniform', aliases: ['normal'], default_rho: -1, need_inner_model: true },
   { name: 'karras', label: 'Karras', aliases: null, default_rho: 7, need_inner_model: false },
+  { name: 'sgm_uniform', label: 'SGM Uniform', aliases: ['SGMUniform'], default_rho: -1, need_inner_model: true },
 ];
 
 const HIRES_UPSCALERS: Record<string, NonNullable<JobSpec['hires']>['upscaler']> = {
@@ -40,6 +44,7 @@ export type GenerationBody = Record<string, unknown> & {
   sampler_name: string | null;
   sampler_index: string | null;
   scheduler: string | null;
+  eta: number | null;
   batch_size: number;
   n_iter: number;
   steps: number;
@@ -62,10 +67,17 @@ export type GenerationBody = Record<string, unknown> & {
   mask_blur?: number | null;
   inpainting_fill?: number;
   inpainting_mask_invert?: number;
+  script_name?: string | null;
+  script_args?: unknown[] | null;
+  alwayson_scripts?: Record<string, unknown> | null;
 };
 
-/** A sampler by A1111 name (or ours) and A1111's scheduler field: Automatic keeps what the name says. */
-export function resolveA1111Sampler(name: string, scheduler: string | null): { sampler: SamplerName; karras: boolean; label: string } {
+/**
+ * A sampler by A1111 name (or ours) and A1111's scheduler field: Automatic keeps what the name
+ * says (and the model's spacing), Karras asks for Karras sigmas, Uniform and SGM Uniform for a
+ * timestep spacing (names.ts, SCHEDULE_TYPES).
+ */
+export function resolveA1111Sampler(name: string, scheduler: string | null): { sampler: SamplerName; karras: boolean; timestepSpacing?: TimestepSpacing; label: string } {
   let named: { sampler: SamplerName; karras?: boolean };
   try {
     named = resolveSampler(name);
@@ -73,13 +85,22 @@ export function resolveA1111Sampler(name: string, scheduler: string | null): { s
     throw new RequestError('sampler_name', (e as Error).message);
   }
   const sched = (scheduler ?? 'automatic').toLowerCase();
-  const known = A1111_SCHEDULERS.find((s) => s.name === sched || s.label.toLowerCase() === sched || s.aliases?.includes(sched));
+  const known = A1111_SCHEDULERS.find((s) => s.name === sched || s.label.toLowerCase() === sched || s.aliases?.some((a) => a.toLowerCase() === sched));
   if (!known) throw new RequestError('scheduler', `unknown scheduler "${scheduler}"; available: ${A1111_SCHEDULERS.map((s) => s.label).join(', ')}`);
   const karras = known.name === 'automatic' ? (named.karras ?? false) : known.name === 'karras';
   if (karras && !KARRAS_SAMPLERS.includes(named.sampler)) {
     throw new RequestError('scheduler', `the Karras schedule is not available for ${a1111SamplerName(named.sampler)}; use Automatic`);
   }
-  return { sampler: named.sampler, karras, label: a1111SamplerName(named.sampler, karras) };
+  const timestepSpacing = spacingOfScheduleType(known.label);
+  if (timestepSpacing && CONSISTENCY_SAMPLERS.includes(named.sampler)) {
+    throw new RequestError('scheduler', `${a1111SamplerName(named.sampler)} picks its steps from its own distillation schedule; use the Automatic scheduler`);
+  }
+  return { sampler: named.sampler, karras, ...(timestepSpacing && { timestepSpacing }), label: a1111SamplerName(named.sampler, karras) };
+}
+
+function tcdEta(eta: number): number {
+  if (eta > 1) throw new RequestError('eta', `eta ${eta} is out of range for TCD: its gamma runs from 0 (deterministic) to 1 (fully stochastic); 0.3 is typical`);
+  return eta;
 }
 
 function readImage(b64: string, field: string, as = decodeRgb): RgbImage {
@@ -126,30 +147,56 @@ function checkMaskShape(mask: RgbImage, image: RgbImage, width: number, height: 
   );
 }
 
+/** A canvas size of a tiled request: multiples of 8, within the tiled limit. */
+function checkCanvas(width: number, height: number, what: string): void {
+  for (const [name, v] of [
+    ['width', width],
+    ['height', height],
+  ] as const) {
+    if (!Number.isInteger(v) || v < 8 || v % 8 !== 0 || v > LIMITS.maxTiledSize) {
+      throw new RequestError(name, `${what} gives a ${name} of ${v}; it must be a multiple of 8 from 8 to ${LIMITS.maxTiledSize}`);
+    }
+  }
+}
+
 /**
  * A1111 request → JobSpec, every check made before the job is queued; `speedMethods`: the ids of
  * the speed methods on (none: a dense job).
  */
-export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings): { job: JobSpec; samplerLabel: string; speedMethods: string[] } {
+export async function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: ServerSettings): Promise<{ job: JobSpec; samplerLabel: string; speedMethods: string[] }> {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const speed = speedJob(s.speed, settings.speedModel(s.sd_model_checkpoint), 'override_settings.');
-  const { sampler, karras, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
+  const { sampler, karras, timestepSpacing, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
-  const count = body.batch_size * body.n_iter;
+  const tiled = tiledDiffusionRequest(body.alwayson_scripts, kind);
+  if (kind === 'txt2img' && body.script_name) throw new RequestError('script_name', `script "${body.script_name}" is not offered for txt2img here (SD upscale is an img2img script)`);
+  const upscale = kind === 'img2img' ? sdUpscaleRequest(body.script_name, body.script_args) : undefined;
+  if (tiled && upscale) throw new RequestError('script_name', 'SD upscale and Tiled Diffusion are two ways to tile: use one');
+  const { width, height } = tiled?.size ?? body;
+  if (tiled?.size) checkCanvas(width, height, 'Tiled Diffusion\'s image size');
+  if (!tiled && Math.max(width, height) > LIMITS.maxSize) {
+    throw new RequestError(width > LIMITS.maxSize ? 'width' : 'height', `width and height are at most ${LIMITS.maxSize} without Tiled Diffusion (alwayson_scripts); got ${width}x${height}`, 'value_error.number.not_le');
+  }
+  // SD upscale redraws batch_size tiles per batch (it sets their seeds) and n_iter upscales.
+  const count = upscale ? body.n_iter : body.batch_size * body.n_iter;
   const job: JobSpec = {
     kind,
     model: s.sd_model_checkpoint,
     prompt: body.prompt,
     negativePrompt: body.negative_prompt,
-    width: body.width,
-    height: body.height,
+    width,
+    height,
     steps: body.steps,
     cfg: body.cfg_scale,
     sampler,
     karras,
+    ...(timestepSpacing && { timestepSpacing }),
+    // A1111 sends eta for every sampler (its ancestral / DDIM noise); here only TCD's γ takes it.
+    ...(sampler === 'tcd' && body.eta !== null && { eta: tcdEta(body.eta) }),
     clipSkip: s.CLIP_stop_at_last_layers,
     attention: speed.attention,
     seeds: Array.from({ length: count }, (_, i) => seed + i),
+    preview: !s.live_previews_enable ? 'off' : s.show_progress_type === 'TAESD' ? 'taesd' : 'cheap',
   };
   if (kind === 'txt2img' && body.enable_hr) {
     const upscaler = HIRES_UPSCALERS[body.hr_upscaler ?? 'Latent'];
@@ -160,16 +207,25 @@ export function toJob(kind: JobSpec['kind'], body: GenerationBody, settings: Ser
     }
     job.hires = { scale, denoise: body.denoising_strength ?? 0.7, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}) };
   }
+  if (tiled) job.tiling = tiled.tiling;
   if (kind === 'img2img') {
     const mode = body.resize_mode ?? 0;
-    const init = readImage(body.init_images![0]!, 'init_images.0');
-    job.initImage = toWire(fitImage(init, body.width, body.height, mode));
+    let init = readImage(body.init_images![0]!, 'init_images.0');
     job.strength = body.denoising_strength ?? 0.75;
+    if (upscale) {
+      if (body.mask) throw new RequestError('mask', 'SD upscale and a mask do not combine: drop one');
+      job.sdUpscale = { ...upscale, batchSize: body.batch_size };
+    } else if (tiled?.upscale) {
+      ({ image: init, width: job.width, height: job.height } = await tiledDiffusionInit(init, tiled.upscale, width, height));
+      checkCanvas(job.width, job.height, 'Tiled Diffusion\'s upscale');
+    }
+    // SD upscale keeps the picture as it is (width and height are its tiles').
+    job.initImage = toWire(upscale ? init : fitImage(init, job.width, job.height, mode));
     if (body.mask) {
       const mask = readImage(body.mask, 'mask', decodeMask);
-      checkMaskShape(mask, init, body.width, body.height);
+      checkMaskShape(mask, init, job.width, job.height);
       job.mask = {
-        image: toWire(fitImage(mask, body.width, body.height, mode)),
+        image: toWire(fitImage(mask, job.width, job.height, mode)),
         blur: body.mask_blur ?? 4,
         invert: body.inpainting_mask_invert === 1,
         fill: INPAINTING_FILL[body.inpainting_fill ?? 1]!,

@@ -3,6 +3,10 @@
  * runs in this process or on a BullMQ worker on another machine.
  */
 import type { AttentionOptions } from '../attention/options.js';
+import type { PreviewMethod } from '../pipeline/preview.js';
+import type { TilingOptions } from '../pipeline/multidiffusion.js';
+import type { SdUpscalerName } from '../pipeline/sd-upscale.js';
+import type { TimestepSpacing } from '../scheduler/config.js';
 import type { SamplerName } from '../scheduler/index.js';
 
 /** An image on the wire: RGB bytes as base64. */
@@ -24,15 +28,25 @@ export interface JobSpec {
   cfg: number;
   sampler: SamplerName;
   karras: boolean;
+  /** A1111's `scheduler` as a timestep spacing (SGM Uniform: trailing, Uniform: linspace). */
+  timestepSpacing?: TimestepSpacing;
+  /** TCD's γ. */
+  eta?: number;
   clipSkip: number;
   attention: AttentionOptions;
   /** Seed of each image, in order; A1111's seed + index, so each image's infotext reproduces it. */
   seeds: number[];
+  /** Live previews in progress reports: the cheap approximation, TAESD (where the worker has one for the model), or none. */
+  preview?: PreviewMethod | 'off';
   /** Contract fields of the pipeline (GenerateOptions): img2img, inpainting, hires fix. */
   initImage?: WireImage;
   strength?: number;
   mask?: { image: WireImage; blur: number; invert: boolean; fill: 'original' | 'fill' | 'latent-noise' | 'latent-nothing' };
   hires?: { scale: number; steps?: number; denoise: number; upscaler: 'latent' | 'latent-nearest' | 'lanczos' };
+  /** Tiled Diffusion (MultiDiffusion). */
+  tiling?: TilingOptions;
+  /** SD upscale of initImage; width and height are its tiles'. */
+  sdUpscale?: { scale: number; overlap: number; upscaler: SdUpscalerName; batchSize: number };
 }
 
 export interface JobImage {
@@ -65,7 +79,7 @@ export interface JobProgress {
   images: number;
   step: number;
   steps: number;
-  /** A cheap preview of the current latents (PNG, base64), when the pipeline reports them. */
+  /** The latest live preview of the image in progress (PNG, base64), when the pipeline reports latents. */
   preview?: string;
   /** `interrupt` reached the job / `skip` reached the image in progress. */
   interrupted?: boolean;

@@ -13,6 +13,8 @@ export const LIMITS = {
   /** Pixels per side, multiples of 8. */
   minSize: 8,
   maxSize: 2048,
+  /** Pixels per side with Tiled Diffusion, whose U-Net sees only its views. */
+  maxTiledSize: 8192,
   maxSteps: 150,
   maxBatchSize: 8,
   maxIterations: 16,
@@ -53,14 +55,17 @@ const VAE_TOP_CHANNELS = 128;
 const UNET_LIVE_MAPS = 24;
 const VAE_LIVE_MAPS = 6;
 
-export function estimateJobMemory(job: Pick<JobSpec, 'width' | 'height' | 'cfg' | 'hires'>, modelPath: string): MemoryEstimate {
+export function estimateJobMemory(job: Pick<JobSpec, 'width' | 'height' | 'cfg' | 'hires' | 'tiling'>, modelPath: string): MemoryEstimate {
   const scale = job.hires?.scale ?? 1;
   const w = Math.round(job.width * scale);
   const h = Math.round(job.height * scale);
   // Twice the files, erring high: fp16 weights double when cast to fp32, and loading reads them through buffers of their own.
   const weights = 2 * weightBytes(modelPath);
   const passes = job.cfg > 1 ? 2 : 1;
-  const unet = UNET_LIVE_MAPS * passes * UNET_TOP_CHANNELS * (w / 8) * (h / 8) * 4;
+  // Tiled Diffusion: the U-Net runs on view batches, never on the whole canvas.
+  const window = (job.tiling?.window ?? Infinity) * 8;
+  const views = job.tiling ? (job.tiling.viewBatch ?? 1) : 1;
+  const unet = UNET_LIVE_MAPS * passes * views * UNET_TOP_CHANNELS * (Math.min(w, window) / 8) * (Math.min(h, window) / 8) * 4;
   const tiled = w * h > 1024 * 1024;
   const decodePixels = tiled ? 512 * 512 : w * h;
   const vae = VAE_LIVE_MAPS * VAE_TOP_CHANNELS * decodePixels * 4;

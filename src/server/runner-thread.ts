@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { JobProgress, JobResult, JobSpec } from './jobs.js';
 import type { ModelRegistry } from './models.js';
-import type { JobControl, Runner } from './runner.js';
+import type { JobControl, Runner, RunnerOptions } from './runner.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 
 /** What the main thread sends. */
@@ -28,6 +28,7 @@ export interface WorkerSetup {
   modelsDir?: string;
   /** RuntimeOptions without its callbacks (they stay on this thread). */
   runtime: Omit<RuntimeOptions, 'onWarning' | 'onProgress'>;
+  options: RunnerOptions;
 }
 
 // From the sources (tests, tsx) the worker loads TypeScript through tsx, as this thread does.
@@ -45,12 +46,13 @@ export class ThreadRunner implements Runner {
   constructor(
     private readonly registry: ModelRegistry,
     private readonly runtime: RuntimeOptions = {},
+    private readonly options: RunnerOptions = {},
   ) {}
 
   private thread(): Worker {
     if (this.worker) return this.worker;
     const runtime = Object.fromEntries(Object.entries(this.runtime).filter(([, v]) => typeof v !== 'function'));
-    const setup: WorkerSetup = { modelsDir: this.registry.modelsDir, runtime };
+    const setup: WorkerSetup = { modelsDir: this.registry.modelsDir, runtime, options: this.options };
     const worker = new Worker(BOOT, { eval: true, workerData: { entry: ENTRY, tsx: ext === '.ts' ? import.meta.resolve('tsx/esm/api') : undefined, setup } });
     worker.on('message', (m: FromWorker) => this.receive(m));
     // A thread that dies (out of memory, a crash in onnxruntime) fails its job; the next job starts a new one.

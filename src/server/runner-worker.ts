@@ -7,7 +7,7 @@ import type { FromWorker, ToWorker, WorkerSetup } from './runner-thread.js';
 const port = parentPort!;
 const setup = (workerData as { setup: WorkerSetup }).setup;
 const send = (m: FromWorker): void => port.postMessage(m);
-const runner = new JobRunner(new ModelRegistry(setup.modelsDir), { ...setup.runtime, onWarning: (message) => send({ type: 'warning', message }) });
+const runner = new JobRunner(new ModelRegistry(setup.modelsDir), { ...setup.runtime, onWarning: (message) => send({ type: 'warning', message }) }, setup.options);
 
 port.on('message', (m: ToWorker) => {
   if (m.type === 'dispose') {

@@ -1,16 +1,21 @@
 /**
  * Runs jobs on a pipeline: loads the job's model (one at a time, kept for the next job), draws
  * each image with its own seed, reports progress (the slow phase in progress, then steps with a
- * latent preview), times its steps, and honours interrupt (stop after the current step, keep
- * the finished images) and skip (drop the current image).
+ * live preview: the cheap latent approximation, or TAESD where the job asks for it and one fits
+ * the model), times its steps, and honours interrupt (stop after the current step, keep the
+ * finished images) and skip (drop the current image).
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { encodePng, type RgbImage } from '../io/png.js';
+import type { TinyVAE } from '../models/taesd.js';
+import { modelTinyVAE } from '../pipeline/model-parts.js';
+import { LivePreview } from '../pipeline/preview.js';
 import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipeline/stable-diffusion.js';
 import type { PhaseEvent } from '../runtime/progress.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { JobProgress, JobResult, JobSpec, WireImage } from './jobs.js';
 import type { ModelRegistry } from './models.js';
-import { latentPreview } from './preview.js';
 import { StepClock } from './step-rates.js';
 
 /** GenerateOptions with the fields other branches add under the contracts' names. */
@@ -68,89 +73,152 @@ export function toWire(img: RgbImage): WireImage {
   return { width: img.width, height: img.height, rgb: Buffer.from(img.data.buffer, img.data.byteOffset, img.data.byteLength).toString('base64') };
 }
 
+export interface RunnerOptions {
+  /**
+   * TAESD for live previews: one TAESD, or a folder with one per family (taesd_decoder.safetensors,
+   * taesdxl_decoder.safetensors). Default: `<models-dir>/VAE-approx`, where A1111 keeps them.
+   */
+  taesd?: string;
+}
+
 export class JobRunner implements Runner {
-  private loaded?: { name: string; pipe: StableDiffusion };
+  private loaded?: { name: string; path: string; pipe: StableDiffusion; preview?: Promise<TinyVAE | undefined> };
+  private readonly said = new Set<string>();
   /** The running job's phase listener: the pipeline keeps the one it was loaded with, this forwards to the job's. */
   private onPhase?: (e: PhaseEvent) => void;
 
   constructor(
     private readonly registry: ModelRegistry,
     private readonly runtime: RuntimeOptions = {},
+    private readonly options: RunnerOptions = {},
   ) {}
 
   /** The job's model, loading it (and letting go of the previous one) when it changes. */
   private async pipeline(name: string): Promise<StableDiffusion> {
     const entry = this.registry.resolve(name);
     if (this.loaded?.name !== entry.name) {
-      await this.loaded?.pipe.dispose();
-      this.loaded = undefined;
-      this.loaded = { name: entry.name, pipe: await StableDiffusion.load(entry.path, { ...this.runtime, onProgress: (e) => this.onPhase?.(e) }) };
+      await this.unload();
+      const pipe = await StableDiffusion.load(entry.path, { ...this.runtime, onProgress: (e) => this.onPhase?.(e) });
+      this.loaded = { name: entry.name, path: entry.path, pipe };
     }
     return this.loaded.pipe;
   }
 
+  private async unload(): Promise<void> {
+    const loaded = this.loaded;
+    this.loaded = undefined;
+    await loaded?.pipe.dispose();
+    await (await loaded?.preview)?.dispose();
+  }
+
+  /** A warning, once per runner (a setting that cannot be honoured is not repeated every job). */
+  private sayOnce(message: string): void {
+    if (this.said.has(message)) return;
+    this.said.add(message);
+    this.runtime.onWarning?.(message);
+  }
+
+  /** The loaded model's TAESD decoder for previews, loaded on first use; undefined (said once) when none fits. */
+  private previewDecoder(): Promise<TinyVAE | undefined> {
+    const loaded = this.loaded!;
+    loaded.preview ??= (async () => {
+      const vaeApprox = this.registry.modelsDir && join(this.registry.modelsDir, 'VAE-approx');
+      const source = this.options.taesd ?? (vaeApprox && existsSync(vaeApprox) ? vaeApprox : undefined);
+      if (!source) {
+        this.sayOnce('TAESD live previews asked for, but no TAESD is at hand: give --taesd FILE|DIR or put taesd_decoder.safetensors / taesdxl_decoder.safetensors in <models-dir>/VAE-approx; showing the cheap approximation');
+        return undefined;
+      }
+      try {
+        return await modelTinyVAE(loaded.path, source, '--taesd', { ...this.runtime, onWarning: (m) => this.sayOnce(m) });
+      } catch (e) {
+        this.sayOnce(`TAESD live previews for ${loaded.name}: ${(e as Error).message}; showing the cheap approximation`);
+        return undefined;
+      }
+    })();
+    return loaded.preview;
+  }
+
   async run(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void = () => {}): Promise<JobResult> {
     let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };
-    const report = (p: JobProgress): void => {
-      last = p;
-      onProgress({ ...p, interrupted: control.interrupted, skipped: control.skipped });
-    };
-    control.onChange = () => report(last);
+    let preview: string | undefined;
+    // The slow phases in progress, innermost last: loading, graphs and sessions made on first use.
+    const phases: NonNullable<JobProgress['phase']>[] = [];
+    const report = (): void =>
+      onProgress({ ...last, ...(preview && { preview }), ...(phases.length > 0 && { phase: phases[phases.length - 1] }), interrupted: control.interrupted, skipped: control.skipped });
+    control.onChange = report;
     const clock = new StepClock();
-    const phases: { name: string; since: number }[] = [];
     this.onPhase = (e) => {
       clock.phase(e);
       if (e.state === 'start') phases.push({ name: e.phase, since: Date.now() });
       else phases.splice(phases.map((p) => p.name).lastIndexOf(e.phase), 1);
-      report({ ...last, phase: phases[phases.length - 1] });
+      report();
     };
     try {
-      return await this.runImages(job, control, report, clock);
+      const pipe = await this.pipeline(job.model);
+      const base: PipelineOptions = {
+        prompt: job.prompt,
+        negativePrompt: job.negativePrompt,
+        width: job.width,
+        height: job.height,
+        steps: job.steps,
+        cfg: job.cfg,
+        sampler: job.sampler,
+        karras: job.karras,
+        timestepSpacing: job.timestepSpacing,
+        eta: job.eta,
+        clipSkip: job.clipSkip,
+        attention: job.attention,
+        loraDir: this.registry.loraDir,
+        ...(job.initImage && { initImage: fromWire(job.initImage), strength: job.strength }),
+        ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
+        ...(job.hires && { hires: job.hires }),
+        ...(job.tiling && { tiling: job.tiling }),
+        ...(job.sdUpscale && { sdUpscale: job.sdUpscale }),
+      };
+      const images: JobResult['images'] = [];
+      // A preview made while a step is being reported goes out with that step's report.
+      let stepping = false;
+      const live =
+        job.preview === 'off'
+          ? undefined
+          : new LivePreview(
+              (png) => {
+                preview = Buffer.from(png).toString('base64');
+                if (!stepping) report();
+              },
+              job.preview === 'taesd' ? await this.previewDecoder() : undefined,
+              (e) => this.sayOnce(`TAESD live preview failed (${e.message}); showing the cheap approximation`),
+            );
+      try {
+        for (const [index, seed] of job.seeds.entries()) {
+          if (control.interrupted) break;
+          control.skipped = false;
+          const onStep = (s: StepInfo): void => {
+            if (control.interrupted || control.skipped) throw new Stopped();
+            if (s.phase !== 'decode') clock.step(s.pass ?? 1);
+            last = { image: index, images: job.seeds.length, step: s.step, steps: s.total };
+            stepping = true;
+            if (s.latents) live?.update(s.latents);
+            stepping = false;
+            report();
+          };
+          try {
+            const r = await pipe.generate({ ...base, seed }, { onStep });
+            for (const img of r.images) images.push({ png: Buffer.from(encodePng(img, { parameters: img.parameters })).toString('base64'), seed, parameters: img.parameters });
+          } catch (e) {
+            if (!(e instanceof Stopped)) throw e;
+          }
+        }
+      } finally {
+        await live?.settle();
+      }
+      return { images, interrupted: control.interrupted, timing: clock.passes(job) };
     } finally {
       this.onPhase = undefined;
     }
   }
 
-  private async runImages(job: JobSpec, control: JobControl, report: (p: JobProgress) => void, clock: StepClock): Promise<JobResult> {
-    const pipe = await this.pipeline(job.model);
-    const base: PipelineOptions = {
-      prompt: job.prompt,
-      negativePrompt: job.negativePrompt,
-      width: job.width,
-      height: job.height,
-      steps: job.steps,
-      cfg: job.cfg,
-      sampler: job.sampler,
-      karras: job.karras,
-      clipSkip: job.clipSkip,
-      attention: job.attention,
-      loraDir: this.registry.loraDir,
-      ...(job.initImage && { initImage: fromWire(job.initImage), strength: job.strength }),
-      ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
-      ...(job.hires && { hires: job.hires }),
-    };
-    const images: JobResult['images'] = [];
-    for (const [index, seed] of job.seeds.entries()) {
-      if (control.interrupted) break;
-      control.skipped = false;
-      const onStep = (s: StepInfo): void => {
-        if (control.interrupted || control.skipped) throw new Stopped();
-        if (s.phase !== 'decode') clock.step(s.pass ?? 1);
-        const preview = s.latents && latentPreview(s.latents);
-        report({ image: index, images: job.seeds.length, step: s.step, steps: s.total, ...(preview && { preview: Buffer.from(preview).toString('base64') }) });
-      };
-      try {
-        const r = await pipe.generate({ ...base, seed }, { onStep });
-        for (const img of r.images) images.push({ png: Buffer.from(encodePng(img, { parameters: img.parameters })).toString('base64'), seed, parameters: img.parameters });
-      } catch (e) {
-        if (!(e instanceof Stopped)) throw e;
-      }
-    }
-    return { images, interrupted: control.interrupted, timing: clock.passes(job) };
-  }
-
   async dispose(): Promise<void> {
-    await this.loaded?.pipe.dispose();
-    this.loaded = undefined;
+    await this.unload();
   }
 }

@@ -5,12 +5,15 @@
  */
 import { LIMITS } from './limits.js';
 import { speedSchema } from './speed-methods.js';
+import { SHOW_PROGRESS_TYPES } from './settings.js';
 
 const int = (def: number | null, min: number, max?: number): object => ({ type: ['integer', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
 const num = (def: number | null, min: number, max?: number): object => ({ type: ['number', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
 const str = (def: string | null): object => ({ type: ['string', 'null'], default: def });
 const bool = (def: boolean): object => ({ type: ['boolean', 'null'], default: def });
-const size = { type: 'integer', default: 512, minimum: LIMITS.minSize, maximum: LIMITS.maxSize, multipleOf: 8 };
+/** Up to the tiled limit here; the plain limit is checked with the request (it depends on Tiled Diffusion). */
+const size = { type: 'integer', default: 512, minimum: LIMITS.minSize, maximum: LIMITS.maxTiledSize, multipleOf: 8 };
+const plainSize = { ...size, maximum: LIMITS.maxSize };
 
 /** The settings todo-sd acts on (GET/POST options, override_settings). */
 export const OPTIONS_SCHEMA = {
@@ -18,6 +21,8 @@ export const OPTIONS_SCHEMA = {
   properties: {
     sd_model_checkpoint: { type: 'string' },
     CLIP_stop_at_last_layers: { type: 'integer', minimum: 1, maximum: 12 },
+    live_previews_enable: { type: 'boolean' },
+    show_progress_type: { type: 'string', enum: SHOW_PROGRESS_TYPES },
     ...speedSchema(),
   },
 } as const;
@@ -30,6 +35,7 @@ const generation = {
   sampler_name: str(null),
   sampler_index: str('Euler'),
   scheduler: str(null),
+  eta: num(null, 0),
   batch_size: { type: 'integer', default: 1, minimum: 1, maximum: LIMITS.maxBatchSize },
   n_iter: { type: 'integer', default: 1, minimum: 1, maximum: LIMITS.maxIterations },
   steps: { type: 'integer', default: 50, minimum: 1, maximum: LIMITS.maxSteps },
@@ -40,6 +46,9 @@ const generation = {
   tiling: bool(false),
   override_settings: { type: ['object', 'null'], default: null, properties: OPTIONS_SCHEMA.properties },
   override_settings_restore_afterwards: bool(true),
+  script_name: str(null),
+  script_args: { type: ['array', 'null'], default: null },
+  alwayson_scripts: { type: ['object', 'null'], default: null },
   send_images: { type: 'boolean', default: true },
   save_images: { type: 'boolean', default: false },
 } as const;
@@ -96,8 +105,8 @@ export const PNG_INFO_SCHEMA = {
 export const SPEEDUP_SCHEMA = {
   type: 'object',
   properties: {
-    width: size,
-    height: size,
+    width: plainSize,
+    height: plainSize,
     model: { type: 'string' },
     hr_scale: num(null, 1, LIMITS.maxHiresScale),
     ...speedSchema(),

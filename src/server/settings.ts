@@ -1,16 +1,22 @@
 /**
- * The server's settings as A1111's `options` holds them: the model, CLIP skip, and the speed
- * methods' keys (speed-methods.ts: the ToDo extension's, A1111's ToMe ratio). A request's
- * `override_settings` applies on top, for that request only.
+ * The server's settings as A1111's `options` holds them: the model, CLIP skip, the live preview
+ * (`live_previews_enable`, `show_progress_type`), and the speed methods' keys (speed-methods.ts:
+ * the ToDo extension's, A1111's ToMe ratio). A request's `override_settings` applies on top, for
+ * that request only.
  */
 import { RequestError } from './errors.js';
 import { modelFacts } from './model-facts.js';
 import type { ModelRegistry } from './models.js';
 import { SPEED_FIELDS, speedDefaults, speedJob, type SpeedModel } from './speed-methods.js';
 
+/** A1111's live preview methods; "Full" and "Approx NN" are not offered and show "Approx cheap". */
+export const SHOW_PROGRESS_TYPES = ['Full', 'Approx NN', 'Approx cheap', 'TAESD'] as const;
+
 export interface Settings {
   sd_model_checkpoint: string;
   CLIP_stop_at_last_layers: number;
+  live_previews_enable: boolean;
+  show_progress_type: (typeof SHOW_PROGRESS_TYPES)[number];
   /** The speed fields' values, by settings key. */
   speed: Record<string, number>;
 }
@@ -27,7 +33,13 @@ export class ServerSettings {
     private readonly registry: ModelRegistry,
     model: string,
   ) {
-    this.current = { sd_model_checkpoint: registry.resolve(model).title, CLIP_stop_at_last_layers: 1, speed: speedDefaults() };
+    this.current = {
+      sd_model_checkpoint: registry.resolve(model).title,
+      CLIP_stop_at_last_layers: 1,
+      live_previews_enable: true,
+      show_progress_type: 'Approx cheap',
+      speed: speedDefaults(),
+    };
   }
 
   /** The settings in A1111's flat shape. */
@@ -47,7 +59,9 @@ export class ServerSettings {
         throw new RequestError(`${field}sd_model_checkpoint`, (e as Error).message);
       }
     }
-    if (patch.CLIP_stop_at_last_layers !== undefined) next.CLIP_stop_at_last_layers = patch.CLIP_stop_at_last_layers;
+    for (const k of ['CLIP_stop_at_last_layers', 'live_previews_enable', 'show_progress_type'] as const) {
+      if (patch[k] !== undefined) Object.assign(next, { [k]: patch[k] });
+    }
     for (const f of SPEED_FIELDS) if (typeof patch[f.key] === 'number') next.speed[f.key] = patch[f.key] as number;
     speedJob(next.speed, this.speedModel(next.sd_model_checkpoint), field);
     return next;

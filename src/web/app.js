@@ -143,7 +143,7 @@ async function loadParameters(png, name) {
   set('width', p['Size-1']);
   set('height', p['Size-2']);
   pick('sampler_name', p.Sampler);
-  pick('scheduler', p['Schedule type']?.toLowerCase());
+  $('scheduler').value = [...$('scheduler').options].some((o) => o.value === p['Schedule type']) ? p['Schedule type'] : 'Automatic';
   const model = [...state.models.keys()].find((t) => t === p.Model || state.models.get(t).model_name === p.Model);
   if (model && model !== $('sd_model_checkpoint').value) {
     const previous = $('sd_model_checkpoint').value;
@@ -226,7 +226,7 @@ function payload() {
     seed: num('seed'),
     n_iter: num('n_iter'),
     batch_size: num('batch_size'),
-    override_settings: { sd_model_checkpoint: $('sd_model_checkpoint').value, ...speed.settings() },
+    override_settings: { sd_model_checkpoint: $('sd_model_checkpoint').value, show_progress_type: $('show_progress_type').value, ...speed.settings() },
   };
   if (state.tab === 'txt2img' && hiresOn()) {
     Object.assign(body, {
@@ -457,7 +457,9 @@ async function init() {
   $('sd_model_checkpoint').value = options.sd_model_checkpoint;
   fillSelect('sampler_name', samplers.map((s) => [s.name, s.name]));
   $('sampler_name').value = samplers.some((s) => s.name === 'Euler a') ? 'Euler a' : samplers[0].name;
-  fillSelect('scheduler', schedulers.map((s) => [s.name, s.label]));
+  // By label, as A1111's infotext names the schedule ("Schedule type: SGM Uniform").
+  fillSelect('scheduler', schedulers.map((s) => [s.label, s.label]));
+  if ([...$('show_progress_type').options].some((o) => o.value === options.show_progress_type)) $('show_progress_type').value = options.show_progress_type;
   const hr = [...latentModes.map((m) => m.name), ...upscalers.map((u) => u.name).filter((n) => n !== 'None')];
   fillSelect('hr_upscaler', hr.map((n) => [n, n]));
   fillSelect('lora_name', loras.map((l) => [l.name, l.alias || l.name]), flags.lora_dir ? `none in ${flags.lora_dir}` : 'none: serve --models-dir with a Lora/ folder');

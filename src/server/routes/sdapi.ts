@@ -6,12 +6,15 @@ import { decodeBase64, decodeRgb } from '../../image/decode.js';
 import { fitImage as resizeLanczos } from '../../pipeline/img2img.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { encodePng, readPngText } from '../../io/png.js';
+import { TILING_DEFAULTS } from '../../pipeline/multidiffusion.js';
 import { phaseLabel } from '../../runtime/progress.js';
+import { modelFacts } from '../model-facts.js';
 import { A1111_SAMPLERS } from '../../scheduler/names.js';
 import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
 import type { ServerContext } from '../app.js';
 import { RequestError } from '../errors.js';
 import { infotextFields } from '../infotext.js';
+import { SD_UPSCALE_SCRIPT, TILED_DIFFUSION_SCRIPT, UPSCALER_LIST } from '../scripts.js';
 import type { JobProgress, JobResult, JobSpec } from '../jobs.js';
 import { estimateJobMemory, memoryRefusal } from '../limits.js';
 import { EXTRA_SINGLE_IMAGE_SCHEMA, IMG2IMG_SCHEMA, OPTIONS_SCHEMA, PNG_INFO_SCHEMA, TXT2IMG_SCHEMA } from '../schemas.js';
@@ -24,6 +27,13 @@ function saveImages(dir: string, result: JobResult): void {
   mkdirSync(dir, { recursive: true });
   let n = readdirSync(dir).reduce((m, f) => Math.max(m, (/^(\d{5})-/.exec(f)?.[1] ?? -1) as number), -1) + 1;
   for (const img of result.images) writeFileAtomic(join(dir, `${String(n++).padStart(5, '0')}-${img.seed}.png`), Buffer.from(img.png, 'base64'));
+}
+
+/** The size the U-Net runs at: a Tiled Diffusion job's views (the speed-up per view is the job's), else the image. */
+function unetSize(job: JobSpec, vaeScale: number): { width: number; height: number } {
+  if (!job.tiling) return job;
+  const view = (job.tiling.window ?? TILING_DEFAULTS.window) * vaeScale;
+  return { width: Math.min(job.width, view), height: Math.min(job.height, view) };
 }
 
 /** The slow phase in progress (loading, graph building, …) with its time so far. */
@@ -43,7 +53,7 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   const { registry, settings, queue } = ctx;
 
   const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
-    const { job, samplerLabel, speedMethods } = toJob(kind, body, settings);
+    const { job, samplerLabel, speedMethods } = await toJob(kind, body, settings);
     const model = registry.resolve(job.model);
     const refusal = memoryRefusal(estimateJobMemory(job, model.path), ctx.maxMemoryMiB);
     if (refusal) throw new RequestError('width', refusal, 'value_error.memory');
@@ -51,7 +61,8 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
     if (body.save_images) saveImages(ctx.outputsDir, result);
     const parameters = kind === 'img2img' && !body.include_init_images ? { ...body, init_images: null, mask: null } : body;
     const measured = ctx.denseRates.compare(job, speedMethods.length === 0, result.timing);
-    const predicted = ctx.speedup.passes(model.path, job.width, job.height, job.hires?.scale, job.attention);
+    const size = unetSize(job, modelFacts(model.path).vaeScale);
+    const predicted = ctx.speedup.passes(model.path, size.width, size.height, job.hires?.scale, job.attention);
     const speed = { methods: speedMethods, passes: predicted.map((p) => ({ ...p, ...measured.find((m) => m.pass === p.pass) })) };
     return { images: body.send_images ? result.images.map((i) => i.png) : [], parameters, info: a1111Info(body, job, result, samplerLabel, model.name, speed) };
   };
@@ -124,14 +135,14 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   app.get(`${api}/samplers`, async () => A1111_SAMPLERS.map((name) => ({ name, aliases: [], options: name.endsWith(' Karras') ? { scheduler: 'karras' } : {} })));
   app.get(`${api}/schedulers`, async () => A1111_SCHEDULERS);
   app.get(`${api}/upscalers`, async () =>
-    ['None', 'Lanczos'].map((name) => ({ name, model_name: null, model_path: null, model_url: null, scale: 4 })),
+    UPSCALER_LIST.map((name) => ({ name, model_name: null, model_path: null, model_url: null, scale: 4 })),
   );
   app.get(`${api}/latent-upscale-modes`, async () => LATENT_UPSCALE_MODES.map((name) => ({ name })));
   app.get(`${api}/loras`, async () => registry.loras().map((l) => ({ name: l.name, alias: l.name, path: l.path, metadata: {} })));
   app.post(`${api}/refresh-loras`, async () => null);
   app.get(`${api}/embeddings`, async () => ({ loaded: {}, skipped: {} }));
   app.get(`${api}/prompt-styles`, async () => []);
-  app.get(`${api}/scripts`, async () => ({ txt2img: [], img2img: [] }));
+  app.get(`${api}/scripts`, async () => ({ txt2img: [TILED_DIFFUSION_SCRIPT], img2img: [SD_UPSCALE_SCRIPT, TILED_DIFFUSION_SCRIPT] }));
   for (const name of EMPTY_LIST_ENDPOINTS) app.get(`${api}/${name}`, async () => []);
   app.get(`${api}/cmd-flags`, async () => ({ api: true, nowebui: false, ckpt_dir: registry.modelsDir ?? null, lora_dir: registry.loraDir ?? null, ...ctx.flags }));
 

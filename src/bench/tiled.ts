@@ -1,0 +1,165 @@
+/**
+ * The tiled methods as users feel them: whole generations with dense attention and with each
+ * method, interleaved (dense, method, method, dense, …) so the machine's drift cancels out of
+ * the ratio of medians, at a canvas far past the model's own size. MultiDiffusion: a text-to-image
+ * canvas denoised in views. SD upscale: a picture upscaled and redrawn in tiles. Reported: the
+ * whole time, the time per denoising step (step intervals after each pass's or tile's first,
+ * which holds session starts), and the peak resident memory of each run.
+ */
+import type { AttentionOptions } from '../attention/options.js';
+import type { RgbImage } from '../io/png.js';
+import type { TilingOptions } from '../pipeline/multidiffusion.js';
+import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipeline/stable-diffusion.js';
+import type { RuntimeOptions } from '../runtime/session.js';
+import type { SamplerName } from '../scheduler/index.js';
+import { median, peakRssMiB, resetPeak } from './machine.js';
+import { interleaved, stats, type MethodSpec, type Stats } from './speed.js';
+
+export type TiledBenchMode = 'multidiffusion' | 'sd-upscale';
+
+export interface TiledBenchOptions extends RuntimeOptions {
+  model: string;
+  mode: TiledBenchMode;
+  /** MultiDiffusion: the canvas; SD upscale: the picture before upscaling. */
+  size: [number, number];
+  tiling: TilingOptions;
+  /** SD upscale: scale, tile (the request's width x height), overlap, strength; the picture, else a synthetic one. */
+  scale: number;
+  tile: [number, number];
+  overlap: number;
+  strength: number;
+  initImage?: RgbImage;
+  steps: number;
+  sampler: SamplerName;
+  cfg: number;
+  /** Methods compared with dense (dense itself is added). */
+  methods: MethodSpec[];
+  runs: number;
+  onLog?: (m: string) => void;
+}
+
+export interface TiledRecord {
+  type: 'tiled';
+  mode: TiledBenchMode;
+  size: [number, number];
+  output: [number, number];
+  method: string;
+  /** MultiDiffusion: views per step; SD upscale: tiles. */
+  parts: number;
+  /** The attention as the U-Net ran it (ToDo's 'auto' resolved on a view or tile). */
+  attention: AttentionOptions;
+  total: Stats;
+  denseInterleaved: Stats;
+  /** median(dense) / median(method), whole generations. */
+  speedup: number;
+  step: Stats;
+  denseStep: Stats;
+  stepSpeedup: number;
+  /** Highest resident memory of a run, MiB (the process's, model included). */
+  peakMiB: number;
+  densePeakMiB: number;
+}
+
+interface Run {
+  ms: number;
+  stepMs: number[];
+  peakMiB: number;
+  output: [number, number];
+  parts: number;
+  attention: AttentionOptions;
+}
+
+/** A smooth, deterministic picture to upscale when none is given. */
+function syntheticPicture(width: number, height: number): RgbImage {
+  const data = new Uint8Array(width * height * 3);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      for (let c = 0; c < 3; c++) data[(y * width + x) * 3 + c] = Math.round(127.5 + 100 * Math.sin((x / width) * (3 + c) + (y / height) * (2 + c)));
+    }
+  }
+  return { width, height, data };
+}
+
+export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]> {
+  const log = o.onLog ?? (() => {});
+  const pipe = await StableDiffusion.load(o.model, o);
+  const [width, height] = o.size;
+  const picture = o.mode === 'sd-upscale' ? (o.initImage ?? syntheticPicture(width, height)) : undefined;
+  const request = (attention: AttentionOptions): GenerateOptions => {
+    const common = { prompt: 'a mountain lake at dawn, detailed', steps: o.steps, sampler: o.sampler, cfg: o.cfg, seed: 1, attention };
+    if (picture) return { ...common, initImage: picture, strength: o.strength, width: o.tile[0], height: o.tile[1], sdUpscale: { scale: o.scale, overlap: o.overlap } };
+    return { ...common, width, height, tiling: o.tiling };
+  };
+  const generate = async (label: string, attention: AttentionOptions): Promise<Run> => {
+    const stepMs: number[] = [];
+    let last: { at: number; part: string } | undefined;
+    const onStep = (s: StepInfo): void => {
+      const now = performance.now();
+      const part = `${s.tile?.index ?? 0}/${s.pass ?? 1}`;
+      if (s.phase !== 'decode' && last?.part === part) stepMs.push(now - last.at);
+      last = s.phase === 'decode' ? undefined : { at: now, part };
+    };
+    resetPeak();
+    const t0 = performance.now();
+    const r = await pipe.generate(request(attention), { onStep });
+    const ms = performance.now() - t0;
+    const img = r.images[0]!;
+    const run: Run = { ms, stepMs, peakMiB: peakRssMiB(), output: [img.width, img.height], parts: r.settings.sdUpscale?.tiles ?? r.settings.passes[0]!.views ?? 1, attention: r.settings.passes[0]!.attention };
+    log(`  ${label}: ${(ms / 1000).toFixed(1)} s (step ${stepMs.length ? (median(stepMs) / 1000).toFixed(2) : '-'} s, peak ${(run.peakMiB / 1024).toFixed(1)} GiB)`);
+    return run;
+  };
+  const records: TiledRecord[] = [];
+  try {
+    for (const m of o.methods.filter((x) => x.label !== 'dense')) {
+      log(`${o.mode} ${width}x${height}${picture ? ` x${o.scale}` : ''}: dense vs ${m.label}, ${o.runs} runs each, interleaved`);
+      const { dense: d, method: t } = await interleaved(o.runs, m, (spec) => generate(spec.label, spec.attention));
+      const total = stats(t.map((r) => r.ms));
+      const denseTotal = stats(d.map((r) => r.ms));
+      const step = stats(t.flatMap((r) => r.stepMs));
+      const denseStep = stats(d.flatMap((r) => r.stepMs));
+      records.push({
+        type: 'tiled',
+        mode: o.mode,
+        size: o.size,
+        output: t[0]!.output,
+        method: m.label,
+        parts: t[0]!.parts,
+        attention: t[0]!.attention,
+        total,
+        denseInterleaved: denseTotal,
+        speedup: denseTotal.medianMs / total.medianMs,
+        step,
+        denseStep,
+        stepSpeedup: denseStep.medianMs / step.medianMs,
+        peakMiB: Math.max(...t.map((r) => r.peakMiB)),
+        densePeakMiB: Math.max(...d.map((r) => r.peakMiB)),
+      });
+    }
+  } finally {
+    await pipe.dispose();
+  }
+  return records;
+}
+
+const sec = (ms: number): string => (ms / 1000).toFixed(ms < 10_000 ? 2 : 1);
+const range = (st: Stats): string => `${sec(st.medianMs)} (${sec(st.minMs)}–${sec(st.maxMs)}, n=${st.runsMs.length})`;
+const gib = (mib: number): string => (mib / 1024).toFixed(1);
+
+/** One row per method: whole-generation and step times against the interleaved dense runs, and peak memory. */
+export function tiledTable(records: readonly TiledRecord[]): string {
+  const attn = (a: AttentionOptions): string => (a.method === 'todo' ? `ToDo ${a.factor}` : a.method === 'tome' ? `ToMe ${a.ratio}` : 'dense');
+  const rows = records.map((r) => [
+    r.mode,
+    `${r.size.join('x')} → ${r.output.join('x')}`,
+    `${r.method} (${attn(r.attention)})`,
+    `${r.parts} ${r.mode === 'multidiffusion' ? 'views/step' : 'tiles'}`,
+    range(r.denseInterleaved),
+    range(r.total),
+    `**${r.speedup.toFixed(2)}x**`,
+    r.step.runsMs.length && r.denseStep.runsMs.length ? `${sec(r.denseStep.medianMs)} / ${sec(r.step.medianMs)}` : '–',
+    r.step.runsMs.length && r.denseStep.runsMs.length ? `${r.stepSpeedup.toFixed(2)}x` : '–',
+    `${gib(r.densePeakMiB)} / ${gib(r.peakMiB)}`,
+  ]);
+  const head = ['mode', 'size → output', 'method (as run)', 'parts', 'dense s, median (min–max)', 'method s', 'speed-up', 'step s, dense / method', 'step speed-up', 'peak GiB, dense / method'];
+  return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}

@@ -1,0 +1,51 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { BUILTIN_MODEL_DIR } from '../src/index.js';
+import { parseMethod } from '../src/bench/speed.js';
+import { runTiledBench, tiledTable, type TiledRecord } from '../src/bench/tiled.js';
+import { runCli } from './helpers.js';
+
+test('bench tiled (smoke): MultiDiffusion, interleaved whole generations, steps, peak memory, JSON and Markdown', () => {
+  const root = mkdtempSync(join(tmpdir(), 'todo-sd-bench-tiled-'));
+  const out = join(root, 'out');
+  const r = runCli(root, 'bench', 'tiled', '--model', BUILTIN_MODEL_DIR, '--size', '64x32', '--window', '16', '--stride', '8', '--steps', '3', '--methods', 'todo-2', '--runs', '2', '--out', out);
+  assert.equal(r.code, 0, r.stderr);
+  const json = JSON.parse(readFileSync(join(out, 'tiled.json'), 'utf8')) as { machine: { cores: number }; records: TiledRecord[] };
+  assert.ok(json.machine.cores >= 1);
+  assert.equal(json.records.length, 1);
+  const rec = json.records[0]!;
+  assert.deepEqual([rec.mode, rec.size, rec.output, rec.method, rec.parts], ['multidiffusion', [64, 32], [64, 32], 'todo-2', 3]);
+  assert.deepEqual([rec.total.runsMs.length, rec.denseInterleaved.runsMs.length], [2, 2]);
+  assert.equal(rec.step.runsMs.length, 2 * 2, 'the steps after the first, per run');
+  assert.ok(Math.abs(rec.speedup - rec.denseInterleaved.medianMs / rec.total.medianMs) < 1e-9);
+  assert.ok(rec.peakMiB > 0 && rec.densePeakMiB > 0);
+  const md = readFileSync(join(out, 'tiled.md'), 'utf8');
+  assert.match(md, /\| multidiffusion \| 64x32 → 64x32 \| todo-2 \(ToDo 2\) \| 3 views\/step \|/);
+  assert.match(r.stderr, /dense vs todo-2, 2 runs each, interleaved/);
+});
+
+test('bench tiled (smoke): SD upscale times the tiles and names them', async () => {
+  const records = await runTiledBench({
+    model: BUILTIN_MODEL_DIR,
+    mode: 'sd-upscale',
+    size: [32, 24],
+    tiling: {},
+    scale: 2,
+    tile: [32, 32],
+    overlap: 8,
+    strength: 0.5,
+    steps: 4,
+    sampler: 'ddim',
+    cfg: 7,
+    methods: [parseMethod('todo-2')],
+    runs: 1,
+  });
+  const rec = records[0]!;
+  assert.deepEqual([rec.mode, rec.output, rec.parts], ['sd-upscale', [64, 48], 6]);
+  // Two steps run per tile: one interval each.
+  assert.equal(rec.step.runsMs.length, 6);
+  assert.match(tiledTable(records), /\| sd-upscale \| 32x24 → 64x48 \| todo-2 \(ToDo 2\) \| 6 tiles \|/);
+});
