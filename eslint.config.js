@@ -9,7 +9,9 @@ export default tseslint.config(
     // The web page's script runs in the browser.
     files: ['src/web/**/*.js'],
     languageOptions: {
-      globals: { document: 'readonly', fetch: 'readonly', btoa: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', URLSearchParams: 'readonly', Option: 'readonly' },
+      globals: Object.fromEntries(
+        ['document', 'fetch', 'btoa', 'setTimeout', 'clearTimeout', 'URLSearchParams', 'URL', 'Option', 'Image', 'CSS', 'performance'].map((name) => [name, 'readonly']),
+      ),
     },
   },
   {

@@ -216,3 +216,29 @@ test('the README command form works: `npx todo-sd` runs the built command (its f
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stdout.trim(), pkg.version);
 });
+
+test('--json-events: every line on stderr is an event (phases, steps of both passes, done), --json keeps stdout to the summary; errors are events too', () => {
+  const out = join(root, 'events.png');
+  const r = cli(...base, '--seed', '5', '--hires-scale', '2', '--hires-steps', '2', '--out', out, '--json', '--json-events');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual((JSON.parse(r.stdout) as { files: string[] }).files, [out]);
+  const events = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { event: string; at: number; phase?: string; state?: string; pass?: number; files?: string[] });
+  assert.ok(events.every((e, i) => i === 0 || e.at >= events[i - 1]!.at), 'times only grow');
+  const phases = events.filter((e) => e.event === 'phase');
+  for (const p of ['load:unet', 'session:unet', 'encode:prompt', 'decode:vae']) assert.ok(phases.some((e) => e.phase === p && e.state === 'end'), p);
+  const steps = events.filter((e) => e.event === 'step');
+  assert.deepEqual([...new Set(steps.map((e) => e.pass))], [1, 2]);
+  // The U-Net session at the hires size is made between the passes, and said.
+  const secondSession = events.map((e) => `${e.phase} ${e.state}`).lastIndexOf('session:unet start');
+  assert.ok(secondSession > steps.findIndex((e) => e.pass === 1) && secondSession < events.findIndex((e) => e.pass === 2));
+  const done = events.at(-1)!;
+  assert.equal(done.event, 'done');
+  assert.deepEqual(done.files, [out]);
+
+  const bad = cli(...base, '--width', '36', '--out', join(root, 'never.png'), '--json-events');
+  assert.equal(bad.code, 1);
+  const last = JSON.parse(bad.stderr.trim().split('\n').at(-1)!) as { event: string; message: string };
+  assert.deepEqual(last.event, 'error');
+  assert.match(last.message, /width must be a positive multiple of \d+; got 36/);
+  assert.equal(existsSync(join(root, 'never.png')), false);
+});

@@ -5,14 +5,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decode, encode } from 'fast-png';
 import type { FastifyInstance } from 'fastify';
-import { readPngText, writeRandomModel } from '../src/index.js';
+import { buildUNetGraph, parseUNetConfig, readPngText, writeRandomModel } from '../src/index.js';
+import { denseAttention } from '../src/attention/dense.js';
+import { WeightRecorder } from '../src/graph/weights.js';
+import type { CacheGraph } from '../src/models/unet-cache.js';
 import { createServer, type ServerOptions } from '../src/server/app.js';
 import { ModelRegistry } from '../src/server/models.js';
 import { LocalQueue } from '../src/server/queue-local.js';
 import { fitImage } from '../src/server/resize-mode.js';
 import { flattenImage } from '../src/image/decode.js';
 import { decodeImage } from '../src/io/image.js';
-import { JobRunner } from '../src/server/runner.js';
+import { JobControl, JobRunner } from '../src/server/runner.js';
+import type { JobProgress, JobQueue, JobSpec } from '../src/server/jobs.js';
 
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-serve-'));
 const modelsDir = join(root, 'models');
@@ -225,20 +229,148 @@ test('ToDo through the extension settings keys, in options and in override_setti
   assert.deepEqual(big.body.detail[0]!.loc, ['body', 'override_settings', 'token_downsampling_factor']);
 });
 
-test('the FLOP-ideal ToDo speed-up grows with the size and is 1 when off', async () => {
-  const at = async (q: string): Promise<{ flopIdealSpeedup: number; denseGflops: number }> => {
+test('the FLOP-ideal speed-up: grows with the size for ToDo, counts disable_after, 1 when off; ToMe too; one of the two', async () => {
+  type Passes = { methods: string[]; passes: { pass: number; width: number; height: number; flopIdealSpeedup: number; denseGflops: number; gflops: number }[] };
+  const at = async (q: string, status = 200): Promise<Passes & { detail: { loc: string[]; msg: string }[] }> => {
     const r = await app.inject({ method: 'GET', url: `/todo-sd/v1/speedup?${q}` });
-    assert.equal(r.statusCode, 200, r.body);
-    return r.json() as { flopIdealSpeedup: number; denseGflops: number };
+    assert.equal(r.statusCode, status, r.body);
+    return r.json();
   };
-  const small = await at('width=256&height=256&factor=2');
-  const large = await at('width=1024&height=1024&factor=2');
-  const off = await at('width=1024&height=1024&factor=1');
+  const small = (await at('width=256&height=256&token_downsampling_factor=2')).passes[0]!;
+  const large = (await at('width=1024&height=1024&token_downsampling_factor=2')).passes[0]!;
+  const off = await at('width=1024&height=1024&token_downsampling_factor=1');
   assert.ok(small.flopIdealSpeedup > 1, String(small.flopIdealSpeedup));
   assert.ok(large.flopIdealSpeedup > small.flopIdealSpeedup);
-  assert.equal(off.flopIdealSpeedup, 1);
-  const half = await at('width=1024&height=1024&factor=2&disable_after=0.5');
-  assert.ok(half.flopIdealSpeedup > 1 && half.flopIdealSpeedup < large.flopIdealSpeedup);
+  assert.deepEqual(off.methods, []);
+  assert.equal(off.passes[0]!.flopIdealSpeedup, 1);
+  assert.equal(off.passes[0]!.gflops, off.passes[0]!.denseGflops);
+  // Half the steps at the reduced cost: dense / (0.5 todo + 0.5 dense).
+  const half = (await at('width=1024&height=1024&token_downsampling_factor=2&token_downsampling_disable_after=0.5')).passes[0]!;
+  assert.ok(Math.abs(half.flopIdealSpeedup - large.denseGflops / (0.5 * large.gflops + 0.5 * large.denseGflops)) < 1e-9);
+  // The hires fix's second pass at its own size.
+  const hires = await at('width=256&height=256&hr_scale=2&token_downsampling_factor=2');
+  assert.deepEqual(hires.passes.map((p) => [p.pass, p.width, p.height]), [[1, 256, 256], [2, 512, 512]]);
+  const tome = await at('width=512&height=512&token_merging_ratio=0.5');
+  assert.deepEqual(tome.methods, ['tome']);
+  assert.ok(tome.passes[0]!.flopIdealSpeedup > 1);
+  const both = await at('width=512&height=512&token_merging_ratio=0.5&token_downsampling_factor=2', 422);
+  assert.equal(both.detail[0]!.loc.at(-1), 'token_merging_ratio');
+  assert.match(both.detail[0]!.msg, /ToDo token downsampling and ToMe token merging both change self-attention: turn one off/);
+  const unknown = await at('width=512&height=512&model=nope', 422);
+  assert.match(unknown.detail[0]!.msg, /unknown model "nope"/);
+});
+
+test("DeepCache's FLOP-ideal speed-up: the whole and shallow graphs' FLOPs over its schedule, per pass; NGMS is a method without a FLOP figure", async () => {
+  type Passes = { methods: string[]; passes: { pass: number; steps: number; flopIdealSpeedup: number; denseGflops: number; gflops: number }[] };
+  const at = async (q: string): Promise<Passes> => {
+    const r = await app.inject({ method: 'GET', url: `/todo-sd/v1/speedup?model=tiny&width=64&height=64&${q}` });
+    assert.equal(r.statusCode, 200, r.body);
+    return r.json();
+  };
+  // The tiny model's graphs counted here: VAE scale 2, batch 2, the cache point of resnet level 0.
+  const cfg = parseUNetConfig(JSON.parse(readFileSync(join(modelsDir, 'tiny', 'unet', 'config.json'), 'utf8')) as Record<string, unknown>);
+  const flops = (cache?: CacheGraph): number => {
+    const f = buildUNetGraph(cfg, new WeightRecorder(), { batch: 2, height: 32, width: 32, textLength: 77 }, denseAttention, {}, cache).flops;
+    return f.attention + f.other;
+  };
+  const [whole, shallow] = [flops(), flops({ point: { block: 0, layer: 0 }, graph: 'shallow' })];
+  assert.ok(shallow < whole);
+  const dc = 'deepcache_enable_pass=both%20passes&deepcache_full_run_step_rate=3&deepcache_cache_enable_step_percentage=0.2';
+  const r = await at(`steps=10&${dc}&hr_scale=2&hr_second_pass_steps=4`);
+  assert.deepEqual(r.methods, ['deepcache']);
+  // 10 steps: the first ⌊0.2 · 10⌋ = 2 whole, then the helper's rule (i mod 3 = 0): whole at 0, 1, 3, 6, 9.
+  assert.ok(Math.abs(r.passes[0]!.flopIdealSpeedup - (10 * whole) / (5 * whole + 5 * shallow)) < 1e-9);
+  // The hires pass: its own 4 steps from 0 (the hires start, default 0): whole at 0 and 3.
+  assert.equal(r.passes[1]!.steps, 4);
+  assert.ok(r.passes[1]!.flopIdealSpeedup > 1);
+  const every = await at(`steps=10&${dc.replace('rate=3', 'rate=1')}`);
+  assert.equal(every.passes[0]!.flopIdealSpeedup, 1);
+  const second = await at(`steps=10&${dc.replace('both%20passes', 'second%20pass')}&hr_scale=2`);
+  assert.deepEqual(second.passes.map((p) => p.flopIdealSpeedup > 1), [false, true]);
+  const ngms = await at('steps=10&s_min_uncond=1.5');
+  assert.deepEqual([ngms.methods, ngms.passes[0]!.flopIdealSpeedup], [['ngms'], 1]);
+});
+
+test('speed methods and models describe themselves: fields with limits and defaults, native sizes', async () => {
+  const r = await app.inject({ method: 'GET', url: '/todo-sd/v1/speed-methods' });
+  const { methods } = r.json() as { methods: { id: string; fields: { key: string; type: string; min?: number; max?: number; default: number | string; choices?: { value: number | string }[] }[] }[] };
+  assert.deepEqual(methods.map((m) => m.id), ['todo', 'tome', 'deepcache', 'ngms']);
+  const options = await get<Record<string, unknown>>('options');
+  for (const f of methods.flatMap((m) => m.fields)) {
+    assert.equal(options[f.key], f.default, f.key);
+    if (f.type === 'text') assert.ok(f.choices!.some((c) => c.value === f.default), f.key);
+    else assert.ok(f.min! <= (f.default as number) && (f.default as number) <= f.max!, f.key);
+  }
+  // The A1111 extension's own defaults: DeepCache off, refresh every 5 steps from 40% of them; NGMS off.
+  assert.deepEqual([options.deepcache_enable_pass, options.deepcache_full_run_step_rate, options.deepcache_cache_enable_step_percentage, options.s_min_uncond], ['disable', 5, 0.4, 0]);
+  const models = (await app.inject({ method: 'GET', url: '/todo-sd/v1/models' })).json() as { model_name: string; native_width: number; family: string }[];
+  // sample_size 16 × VAE scale 2 for both (the built-in model is trained at 32 px).
+  assert.deepEqual(models.map((m) => [m.model_name, m.family, m.native_width]), [['tiny-photo', 'sd', 32], ['tiny', 'sd', 32]]);
+});
+
+test('a job reports its slow phases (loading, sessions) before its steps, and times its steps', async () => {
+  const runner = new JobRunner(new ModelRegistry(modelsDir));
+  const reports: JobProgress[] = [];
+  const job: JobSpec = { kind: 'txt2img', model: 'tiny', prompt: 'x', negativePrompt: '', width: 32, height: 32, steps: 4, cfg: 7, sampler: 'euler', karras: false, clipSkip: 1, attention: { method: 'dense' }, seeds: [1, 2] };
+  const result = await runner.run(job, new JobControl(), (p) => reports.push(p));
+  await runner.dispose();
+  const phases = reports.filter((p) => p.phase).map((p) => p.phase!.name);
+  for (const name of ['load:unet', 'encode:prompt', 'session:text_encoder', 'session:unet', 'decode:vae']) assert.ok(phases.includes(name), `${name} in ${phases.join(', ')}`);
+  const firstStep = reports.findIndex((p) => p.step > 0 && !p.phase);
+  assert.ok(reports.findIndex((p) => p.phase?.name === 'session:unet') < firstStep);
+  assert.ok(reports.every((p) => !p.phase || p.phase.since <= Date.now()));
+  // Two images of 4 steps; each image's first step follows the prompt's encoding and is not counted.
+  assert.equal(result.timing.length, 1);
+  assert.deepEqual([result.timing[0]!.pass, result.timing[0]!.width, result.timing[0]!.steps], [1, 32, 6]);
+  assert.ok(result.timing[0]!.stepMs > 0);
+});
+
+test('/progress names the phase in progress in textinfo and as data', async () => {
+  const since = Date.now() - 2500;
+  const queue: JobQueue = {
+    run: () => Promise.reject(new Error('not here')),
+    status: async () => ({ running: [{ id: '7', startedAt: since, progress: { image: 0, images: 1, step: 0, steps: 20, phase: { name: 'session:unet', since } } }], waiting: 1, flags: { interrupted: false, skipped: false } }),
+    interrupt: async () => {},
+    skip: async () => {},
+    close: async () => {},
+  };
+  const a = await server({ queue });
+  const p = (await a.inject({ method: 'GET', url: '/sdapi/v1/progress' })).json() as { textinfo: string; phase: { name: string; label: string; seconds: number } };
+  await a.close();
+  // The seconds as they were when the request was answered (a first request also compiles the server's schemas).
+  const shown = Number(/^create session: unet \((\d+\.\d) s\); 1 running, 1 waiting$/.exec(p.textinfo)?.[1]);
+  assert.ok(shown >= 2.5 && shown < 10, p.textinfo);
+  assert.deepEqual([p.phase.name, p.phase.label], ['session:unet', 'create session: unet']);
+  assert.ok(p.phase.seconds >= 2.5 && p.phase.seconds < 10);
+});
+
+test('each job says its speed: FLOP-ideal per pass, and measured against the last dense job of its shape', async () => {
+  type Speed = { methods: string[]; passes: { pass: number; width: number; stepMs?: number; denseStepMs?: number | null; measuredSpeedup?: number | null; flopIdealSpeedup: number }[] };
+  const speedOf = async (extra: object): Promise<Speed> => {
+    const r = await post('txt2img', { prompt: 'x', steps: 4, width: 40, height: 32, seed: 1, sampler_name: 'Euler', ...extra });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return (JSON.parse(r.body.info) as { speed: Speed }).speed;
+  };
+  const before = await speedOf({ override_settings: { token_downsampling_factor: 2 } });
+  assert.deepEqual(before.methods, ['todo']);
+  assert.equal(before.passes[0]!.measuredSpeedup, null, 'no dense job of this shape yet');
+  const dense = await speedOf({});
+  assert.deepEqual(dense.methods, []);
+  const d = dense.passes[0]!;
+  assert.equal(d.flopIdealSpeedup, 1);
+  assert.equal(d.denseStepMs, d.stepMs);
+  const todo = await speedOf({ override_settings: { token_downsampling_factor: 2 } });
+  const t = todo.passes[0]!;
+  assert.equal(t.denseStepMs, d.stepMs);
+  assert.ok(Math.abs(t.measuredSpeedup! - d.stepMs! / t.stepMs!) < 1e-9);
+  assert.ok(t.flopIdealSpeedup > 1);
+  // ToMe through A1111's own setting, and the hires fix's second pass at its size.
+  const r = await post('txt2img', { prompt: 'x', steps: 3, width: 32, height: 32, seed: 1, enable_hr: true, hr_scale: 2, hr_second_pass_steps: 3, override_settings: { token_merging_ratio: 0.5 } });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const info = JSON.parse(r.body.info) as { speed: Speed; infotexts: string[] };
+  assert.match(info.infotexts[0]!, /Token merging ratio: 0\.5/);
+  assert.deepEqual(info.speed.methods, ['tome']);
+  assert.deepEqual(info.speed.passes.map((p) => [p.pass, p.width]), [[1, 32], [2, 64]]);
 });
 
 test('progress shows the running job with a latent preview; interrupt keeps the finished images', async () => {
@@ -337,6 +469,12 @@ test('img2img: plain and data-URL base64 (RGBA too), resize modes, inpainting ma
   let kept = 0;
   for (let p = 0; p < 32 * 48; p++) if (p % 32 >= 16 && [0, 1, 2].every((c) => out[p * 3 + c] === original.data[p * 3 + c])) kept++;
   assert.equal(kept, 16 * 48);
+  // A mask of neither the image's nor the output's shape is a mistake, named with the sizes.
+  const square = Buffer.from(encode({ width: 16, height: 16, data: new Uint8Array(256).fill(255), channels: 1 })).toString('base64');
+  const wrong = await post<{ detail: { loc: string[]; msg: string }[] }>('img2img', { init_images: [rgba], mask: square, width: 32, height: 48, steps: 2 });
+  assert.equal(wrong.status, 422);
+  assert.deepEqual(wrong.body.detail[0]!.loc, ['body', 'mask']);
+  assert.match(wrong.body.detail[0]!.msg, /the mask is 16x16 but init_images\.0 is 40x24 and the output 32x48/);
   const hires = await post('txt2img', { prompt: 'a fox', width: 32, height: 32, steps: 3, enable_hr: true, hr_scale: 2, hr_upscaler: 'Latent', hr_second_pass_steps: 2, denoising_strength: 0.6, seed: 2 });
   assert.equal(hires.status, 200, JSON.stringify(hires.body));
   const hp = png(hires.body.images[0]!);

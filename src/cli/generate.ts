@@ -25,7 +25,7 @@ import { TIMESTEP_SPACINGS, type TimestepSpacing } from '../scheduler/config.js'
 import { checkControlNetHashes, checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
 import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
-import { Progress } from './progress.js';
+import { reporter, type Reporter } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
 import { builtinHiresUpscaler, imageUpscaler, loadUpscalerModel } from './upscaler-option.js';
 import { Upscaler } from '../models/upscaler/upscaler.js';
@@ -108,6 +108,7 @@ interface GenerateFlags extends RuntimeFlags, ControlFlags {
   loraDir?: string;
   out: string;
   json?: boolean;
+  jsonEvents?: boolean;
 }
 
 function parseTodo(v: string): string {
@@ -288,133 +289,134 @@ export function registerGenerate(program: Command): void {
     .option('--control-image <file>', 'with --from-png: the control image of each ControlNet unit the PNG names, in order; repeatable', (v: string, prev: string[]) => [...prev, v], [])
     .option('-o, --out <file.png>', 'output PNG', 'output.png')
     .option('--json', 'print a JSON summary on stdout')
+    .option('--json-events', 'report progress as JSON lines on stderr (phases, steps, messages, then done or error) instead of a bar')
     .addOption(providerOption())
     .addOption(precisionOption())
     .addOption(attentionFormOption())
     .addOption(deviceLoopOption())
     .option('--threads <n>', 'CPU threads per operator (default: all cores)', parseIntOption('--threads', 1, 1024))
     .action(async (f: GenerateFlags, cmd: Command) => {
-      if (f.prompt === undefined && f.fromPng === undefined) throw new UserError('--prompt is required (or --from-png image.png to take it from an image)');
-      checkOutput(f.out);
-      const png = f.fromPng === undefined ? undefined : readFromPng(f.fromPng);
-      const log = (m: string): void => void process.stderr.write(`${m}\n`);
-      const modelDir = f.model ?? BUILTIN_MODEL_DIR;
-      if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
-      const latents = f.latents ? readLatentsFile(f.latents) : undefined;
-      const initImage = f.initImage ? await readImage(f.initImage, '--init-image') : undefined;
-      const mask = f.mask ? await readImage(f.mask, '--mask') : undefined;
-      const attention = attentionFromFlags(f);
-      const deepcache = deepCacheFromFlag(f.deepcache, f.deepcacheStart);
-      const tiling = tilingFromFlags(f);
-      const sdUpscale = sdUpscaleFromFlags(f);
-      const runtime = runtimeFromFlags(f);
-      const dirs = f.upscalerDir ? [f.upscalerDir] : [];
-      const upscalerTile = { tile: f.tile, overlap: f.tileOverlap };
-      // Upscaler models: named by a flag (loaded only where it is used), or, when the flag is not typed, by the PNG.
-      const hires = f.hiresScale !== undefined || png?.settings['Hires upscale'] !== undefined || png?.settings['Hires resize'] !== undefined;
-      const upscalerFlag = builtinHiresUpscaler(f.hiresUpscaler) ?? (hires ? await loadUpscalerModel(f.hiresUpscaler, dirs, runtime) : 'latent');
-      if (sdUpscale && f.sdUpscaleUpscaler !== undefined) sdUpscale.upscaler = await imageUpscaler(f.sdUpscaleUpscaler, dirs, runtime);
-      const pngModel = async (key: string, flag: string, builtin: (name: string) => unknown, used: boolean): Promise<Upscaler | undefined> => {
-        const name = png && used && cmd.getOptionValueSource(flag) !== 'cli' ? png.settings[key] : undefined;
-        if (name === undefined || builtin(name) || !f.upscalerDir) return undefined;
-        try {
-          return await loadUpscalerModel(name, dirs, runtime);
-        } catch (e) {
-          log(`${f.fromPng}: ${(e as Error).message}`);
-          return undefined;
-        }
-      };
-      const pngUpscaler = await pngModel('Hires upscaler', 'hiresUpscaler', builtinHiresUpscaler, true);
-      // The PNG's SD upscale applies only to an --init-image, and not when SD upscale flags are typed.
-      const pngSdUpscaler = await pngModel('SD upscale upscaler', 'sdUpscaleUpscaler', builtinUpscaler, initImage !== undefined && !sdUpscale);
-      const controlnets = await controlUnitsFromFlags(f, readImage, png ? controlNetsFromInfotext(png.settings).units : []);
-      const source = { vae: f.vae, taesd: f.taesd, taesdFamily: f.taesdFamily, prediction: f.prediction };
-      const pipe = await StableDiffusion.load(modelDir, { ...runtime, ...source, onWarning: log, loras: f.lora });
-      const hiresFlags = {
-        scale: f.hiresScale,
-        steps: f.hiresSteps,
-        denoise: f.hiresDenoise,
-        upscaler: upscalerFlag,
-        tile: upscalerTile,
-        attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
-        deepcache: f.hiresDeepcache === undefined && f.hiresDeepcacheStart === undefined ? deepcache : (deepCacheFromFlag(f.hiresDeepcache ?? f.deepcache, f.hiresDeepcacheStart ?? f.deepcacheStart) ?? (false as const)),
-      };
-      const fromFlags: GenerateOptions = {
-        prompt: f.prompt ?? '',
-        negativePrompt: f.negativePrompt,
-        width: f.width,
-        height: f.height,
-        steps: f.steps,
-        cfg: f.cfg,
-        seed: f.seed,
-        batch: f.batch,
-        sampler: f.sampler?.sampler,
-        karras: f.karras ?? f.sampler?.karras,
-        timestepSpacing: f.timestepSpacing,
-        eta: f.eta,
-        latents,
-        attention,
-        deepcache,
-        sMinUncond: f.ngms,
-        sMinUncondAll: f.ngmsAllSteps ?? false,
-        clipSkip: f.clipSkip,
-        promptSyntax: f.promptSyntax,
-        vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
-        vaeDecoder: f.vaeDecoder,
-        vaeEncoder: f.vaeEncoder,
-        loraDir: f.loraDir,
-        initImage,
-        strength: f.strength,
-        mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
-        hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
-        tiling,
-        sdUpscale,
-        strengthRule: initImage || f.hiresScale !== undefined ? f.strengthRule : undefined,
-        ...(controlnets.length > 0 && { controlnets }),
-      };
-      const opts =
-        png === undefined
-          ? fromFlags
-          : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config), vaeMethods: pipe.vaeMethods, hiresUpscaler: pngUpscaler, sdUpscaleUpscaler: pngSdUpscaler });
-      // An SD upscale's model tiles as --tile says, whether the flags or the PNG asked for it.
-      if (opts.sdUpscale) opts.sdUpscale = { ...opts.sdUpscale, tile: upscalerTile };
-      const progress = new Progress(process.stderr);
-      const preview = await livePreview(f, modelDir, source, log);
-      let result: GenerateResult;
+      const report = reporter(process.stderr, f.jsonEvents ?? false);
       try {
-        result = await pipe.generate(opts, {
-          onStep: (s) => {
-            if (s.latents) preview?.live.update(s.latents);
-            // SD upscale: a bar per tile, one "decoded" at the end.
-            if (s.phase === 'decode') {
-              if (!s.tile || s.tile.index + 1 === s.tile.count) progress.finish('decoded');
-              return;
-            }
-            const label = s.tile ? `tile ${s.tile.index + 1}/${s.tile.count}` : { hires: 'hires pass', upscale: 'upscaling', denoise: 'denoising' }[s.phase];
-            progress.update(s.step, s.total, label, s.phase === 'upscale' ? 'tiles' : 'steps');
-          },
-          onWarning: log,
-        });
-      } finally {
-        await preview?.live.settle();
-        await preview?.decoder?.dispose();
-        await pipe.dispose();
-        for (const u of [upscalerFlag, pngUpscaler, sdUpscale?.upscaler, pngSdUpscaler]) if (u instanceof Upscaler) await u.dispose();
-      }
-      if (png) {
-        checkLoraHashes(png, result.images[0]!.parameters, log);
-        checkControlNetHashes(png, result.images[0]!.parameters, log);
-      }
-      const paths = outputPaths(f.out, result.images.length);
-      result.images.forEach((img, i) => writeFileAtomic(paths[i]!, encodePng(img, { parameters: img.parameters })));
-      const s = result.settings;
-      if (f.json) {
-        process.stdout.write(
-          `${JSON.stringify({ files: paths, model: modelDir, ...s, timings: result.timings, parameters: result.images[0]!.parameters }, null, 2)}\n`,
-        );
-      } else {
-        const size = s.sdUpscale ?? s.hires ?? s;
-        log(`wrote ${paths.map((p) => basename(p)).join(', ')} (${size.width}x${size.height}, ${s.steps}${s.hires ? ` + ${s.hires.steps}` : ''} steps, ${s.sampler}, seed ${s.seed}) in ${((result.timings.textMs + result.timings.denoiseMs + result.timings.decodeMs) / 1000).toFixed(1)} s`);
+        await generate(f, cmd, report);
+      } catch (e) {
+        if (!report.failed(e)) throw e;
+        process.exitCode = 1;
       }
     });
+}
+
+async function generate(f: GenerateFlags, cmd: Command, report: Reporter): Promise<void> {
+  if (f.prompt === undefined && f.fromPng === undefined) throw new UserError('--prompt is required (or --from-png image.png to take it from an image)');
+  checkOutput(f.out);
+  const png = f.fromPng === undefined ? undefined : readFromPng(f.fromPng);
+  const log = report.log;
+  const modelDir = f.model ?? BUILTIN_MODEL_DIR;
+  if (!f.model) log(`no --model given: using the built-in model "${BUILTIN_MODEL_NAME}" (small, trained at 32x32; soft pictures)`);
+  const latents = f.latents ? readLatentsFile(f.latents) : undefined;
+  const initImage = f.initImage ? await readImage(f.initImage, '--init-image') : undefined;
+  const mask = f.mask ? await readImage(f.mask, '--mask') : undefined;
+  const attention = attentionFromFlags(f);
+  const deepcache = deepCacheFromFlag(f.deepcache, f.deepcacheStart);
+  const tiling = tilingFromFlags(f);
+  const sdUpscale = sdUpscaleFromFlags(f);
+  const runtime = runtimeFromFlags(f);
+  const dirs = f.upscalerDir ? [f.upscalerDir] : [];
+  const upscalerTile = { tile: f.tile, overlap: f.tileOverlap };
+  // Upscaler models: named by a flag (loaded only where it is used), or, when the flag is not typed, by the PNG.
+  const hires = f.hiresScale !== undefined || png?.settings['Hires upscale'] !== undefined || png?.settings['Hires resize'] !== undefined;
+  const upscalerFlag = builtinHiresUpscaler(f.hiresUpscaler) ?? (hires ? await loadUpscalerModel(f.hiresUpscaler, dirs, runtime) : 'latent');
+  if (sdUpscale && f.sdUpscaleUpscaler !== undefined) sdUpscale.upscaler = await imageUpscaler(f.sdUpscaleUpscaler, dirs, runtime);
+  const pngModel = async (key: string, flag: string, builtin: (name: string) => unknown, used: boolean): Promise<Upscaler | undefined> => {
+    const name = png && used && cmd.getOptionValueSource(flag) !== 'cli' ? png.settings[key] : undefined;
+    if (name === undefined || builtin(name) || !f.upscalerDir) return undefined;
+    try {
+      return await loadUpscalerModel(name, dirs, runtime);
+    } catch (e) {
+      log(`${f.fromPng}: ${(e as Error).message}`);
+      return undefined;
+    }
+  };
+  const pngUpscaler = await pngModel('Hires upscaler', 'hiresUpscaler', builtinHiresUpscaler, true);
+  // The PNG's SD upscale applies only to an --init-image, and not when SD upscale flags are typed.
+  const pngSdUpscaler = await pngModel('SD upscale upscaler', 'sdUpscaleUpscaler', builtinUpscaler, initImage !== undefined && !sdUpscale);
+  const controlnets = await controlUnitsFromFlags(f, readImage, png ? controlNetsFromInfotext(png.settings).units : []);
+  const source = { vae: f.vae, taesd: f.taesd, taesdFamily: f.taesdFamily, prediction: f.prediction };
+  const pipe = await StableDiffusion.load(modelDir, { ...runtime, ...source, onWarning: log, loras: f.lora, onProgress: report.onProgress });
+  const hiresFlags = {
+    scale: f.hiresScale,
+    steps: f.hiresSteps,
+    denoise: f.hiresDenoise,
+    upscaler: upscalerFlag,
+    tile: upscalerTile,
+    attention: f.hiresTodo === undefined ? attention : attentionFromFlags({ ...f, todo: f.hiresTodo, tome: undefined }),
+    deepcache: f.hiresDeepcache === undefined && f.hiresDeepcacheStart === undefined ? deepcache : (deepCacheFromFlag(f.hiresDeepcache ?? f.deepcache, f.hiresDeepcacheStart ?? f.deepcacheStart) ?? (false as const)),
+  };
+  const fromFlags: GenerateOptions = {
+    prompt: f.prompt ?? '',
+    negativePrompt: f.negativePrompt,
+    width: f.width,
+    height: f.height,
+    steps: f.steps,
+    cfg: f.cfg,
+    seed: f.seed,
+    batch: f.batch,
+    sampler: f.sampler?.sampler,
+    karras: f.karras ?? f.sampler?.karras,
+    timestepSpacing: f.timestepSpacing,
+    eta: f.eta,
+    latents,
+    attention,
+    deepcache,
+    sMinUncond: f.ngms,
+    sMinUncondAll: f.ngmsAllSteps ?? false,
+    clipSkip: f.clipSkip,
+    promptSyntax: f.promptSyntax,
+    vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',
+    vaeDecoder: f.vaeDecoder,
+    vaeEncoder: f.vaeEncoder,
+    loraDir: f.loraDir,
+    initImage,
+    strength: f.strength,
+    mask: mask && { image: mask, blur: f.maskBlur, invert: f.maskInvert ?? false, fill: f.inpaintingFill },
+    hires: f.hiresScale === undefined ? undefined : { ...hiresFlags, scale: f.hiresScale },
+    tiling,
+    sdUpscale,
+    strengthRule: initImage || f.hiresScale !== undefined ? f.strengthRule : undefined,
+    ...(controlnets.length > 0 && { controlnets }),
+  };
+  const opts =
+    png === undefined
+      ? fromFlags
+      : mergeFromPng(png, fromFlags, hiresFlags, cmd, log, { name: pipe.modelName, attentionLevels: attentionLevels(pipe.unet.config), vaeMethods: pipe.vaeMethods, hiresUpscaler: pngUpscaler, sdUpscaleUpscaler: pngSdUpscaler });
+  // An SD upscale's model tiles as --tile says, whether the flags or the PNG asked for it.
+  if (opts.sdUpscale) opts.sdUpscale = { ...opts.sdUpscale, tile: upscalerTile };
+  const preview = await livePreview(f, modelDir, source, log);
+  let result: GenerateResult;
+  try {
+    result = await pipe.generate(opts, {
+      onStep: (s) => {
+        if (s.latents) preview?.live.update(s.latents);
+        report.onStep(s);
+      },
+      onWarning: log,
+    });
+  } finally {
+    await preview?.live.settle();
+    await preview?.decoder?.dispose();
+    await pipe.dispose();
+    for (const u of [upscalerFlag, pngUpscaler, sdUpscale?.upscaler, pngSdUpscaler]) if (u instanceof Upscaler) await u.dispose();
+  }
+  if (png) {
+    checkLoraHashes(png, result.images[0]!.parameters, log);
+    checkControlNetHashes(png, result.images[0]!.parameters, log);
+  }
+  const paths = outputPaths(f.out, result.images.length);
+  result.images.forEach((img, i) => writeFileAtomic(paths[i]!, encodePng(img, { parameters: img.parameters })));
+  const s = result.settings;
+  const summary = { files: paths, model: modelDir, ...s, timings: result.timings, parameters: result.images[0]!.parameters };
+  if (f.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+  const size = s.sdUpscale ?? s.hires ?? s;
+  const line = `wrote ${paths.map((p) => basename(p)).join(', ')} (${size.width}x${size.height}, ${s.steps}${s.hires ? ` + ${s.hires.steps}` : ''} steps, ${s.sampler}, seed ${s.seed}) in ${((result.timings.textMs + result.timings.denoiseMs + result.timings.decodeMs) / 1000).toFixed(1)} s`;
+  report.done({ files: paths, width: size.width, height: size.height, seed: s.seed, timings: result.timings }, f.json ? undefined : line);
 }

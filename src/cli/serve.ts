@@ -5,7 +5,7 @@ import { DEFAULT_MEMORY_MIB } from '../server/limits.js';
 import { ModelRegistry } from '../server/models.js';
 import { LocalQueue } from '../server/queue-local.js';
 import { RedisQueue, RedisWorker } from '../server/queue-redis.js';
-import { JobRunner } from '../server/runner.js';
+import { ThreadRunner } from '../server/runner-thread.js';
 import { parseIntOption } from './options.js';
 
 interface ServeFlags {
@@ -76,7 +76,7 @@ export function registerServe(program: Command): void {
     .action(async (f: ServeFlags) => {
       const registry = new ModelRegistry(f.modelsDir);
       const runtime = { executionProvider: f.provider, threads: f.threads, onWarning: log };
-      const queue = f.redis ? await RedisQueue.connect(f.redis, log) : new LocalQueue(new JobRunner(registry, runtime, { taesd: f.taesd }));
+      const queue = f.redis ? await RedisQueue.connect(f.redis, log) : new LocalQueue(new ThreadRunner(registry, runtime, { taesd: f.taesd }));
       const host = f.listen ? '0.0.0.0' : '127.0.0.1';
       const app = await createServer({
         registry,
@@ -89,7 +89,7 @@ export function registerServe(program: Command): void {
         flags: { listen: Boolean(f.listen), port: f.port, api_auth: f.apiAuth ? '(set)' : null, redis: f.redis ?? null, outputs: f.outputs, max_memory: f.maxMemory, taesd: f.taesd ?? null },
       });
       const url = await app.listen({ host, port: f.port });
-      log(`todo-sd serving on ${url} (${f.redis ? `jobs on ${f.redis}` : 'one in-process worker'}); A1111 clients: ${url}/sdapi/v1`);
+      log(`todo-sd serving on ${url} (${f.redis ? `jobs on ${f.redis}` : 'one worker thread'}); A1111 clients: ${url}/sdapi/v1`);
       onShutdown(() => app.close());
     });
 
@@ -104,7 +104,7 @@ export function registerServe(program: Command): void {
     .option('--taesd <file|dir>', TAESD_HELP)
     .action(async (f: Pick<ServeFlags, 'modelsDir' | 'provider' | 'threads' | 'taesd'> & { redis: string; lockDuration: number }) => {
       const registry = new ModelRegistry(f.modelsDir);
-      const runner = new JobRunner(registry, { executionProvider: f.provider, threads: f.threads, onWarning: log }, { taesd: f.taesd });
+      const runner = new ThreadRunner(registry, { executionProvider: f.provider, threads: f.threads, onWarning: log }, { taesd: f.taesd });
       const worker = await RedisWorker.start(f.redis, runner, { lockDurationMs: f.lockDuration }, log);
       log(`todo-sd worker ${worker.id} taking jobs from ${f.redis}`);
       onShutdown(() => worker.close());

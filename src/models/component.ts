@@ -10,6 +10,7 @@ import { cacheKey, cachedGraph } from '../graph/cache.js';
 import { serializeModel } from '../graph/serialize.js';
 import type { WeightFiles } from '../graph/weights.js';
 import { graphOptions, type ResolvedGraphOptions } from '../runtime/graph-options.js';
+import { phase, phaseSync } from '../runtime/progress.js';
 import { checkExecutionProvider, openSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
 import type { Tensor } from '../tensor.js';
 import { numel } from '../tensor.js';
@@ -72,6 +73,11 @@ export class ComponentRuntime {
     }
   }
 
+  /** Synchronous work of this component (`kind`: graph, …) reported as the phase `kind:name`. */
+  phase<T>(kind: string, fn: () => T): T {
+    return phaseSync(this.runtime.onProgress, `${kind}:${this.name}`, fn);
+  }
+
   private async session(shapeKey: unknown, build: () => GraphDef, outputsOnDevice: boolean): Promise<ort.InferenceSession> {
     const key = cacheKey({ component: this.name, config: this.config, weights: this.weights.fingerprint(), shape: shapeKey, graph: this.graph.key });
     const sessionKey = `${key}:${outputsOnDevice}`;
@@ -79,8 +85,8 @@ export class ComponentRuntime {
     if (session) this.open.delete(sessionKey);
     else {
       await this.evict(this.slots - 1);
-      const bytes = cachedGraph(key, () => serializeModel(build()));
-      session = openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice).then((o) => o.session);
+      const bytes = cachedGraph(key, () => this.phase('graph', () => serializeModel(build())));
+      session = phase(this.runtime.onProgress, `session:${this.name}`, () => openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice)).then((o) => o.session);
     }
     this.open.set(sessionKey, session);
     return session;

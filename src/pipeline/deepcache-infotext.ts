@@ -12,9 +12,10 @@ import type { DeepCacheOptions, ResolvedDeepCache } from './deepcache.js';
 import { infotextNumber, pyFloat } from './infotext-values.js';
 import { UserError } from '../errors.js';
 
-const PASSES = ['disable', 'second pass', 'both passes'] as const;
-/** The extension's defaults. */
-const DEFAULTS = { interval: 5, start: 0.4, hiresStart: 0 };
+/** The extension's deepcache_enable_pass values. */
+export const DEEPCACHE_PASSES = ['disable', 'second pass', 'both passes'] as const;
+/** The extension's defaults (its refresh rate, enable-step percentages). */
+export const DEEPCACHE_DEFAULTS = { interval: 5, start: 0.4, hiresStart: 0 };
 const HIRES = 'Hires ';
 const POINT_KEYS = [
   ['interval', 'DeepCache interval'],
@@ -50,15 +51,15 @@ export function deepCacheInfotext(first: ResolvedDeepCache | undefined, hires: {
 export function deepCacheFromInfotext(fields: Readonly<Record<string, string>>, hires: boolean): { first?: DeepCacheOptions; second?: DeepCacheOptions | false } {
   const num = (key: string): number | undefined => infotextNumber(fields, key);
   const pass = fields['DeepCache pass'] ?? ('DeepCache interval' in fields ? 'both passes' : 'disable');
-  if (!(PASSES as readonly string[]).includes(pass)) throw new UserError(`infotext: "DeepCache pass: ${pass}" is not one of ${PASSES.join(', ')}`);
-  const base = { interval: num('DeepCache interval') ?? DEFAULTS.interval, layer: num('DeepCache layer') ?? 0, block: num('DeepCache block') ?? 0 };
-  const first = pass === 'both passes' ? { ...base, start: num('DeepCache start') ?? DEFAULTS.start } : undefined;
+  if (!(DEEPCACHE_PASSES as readonly string[]).includes(pass)) throw new UserError(`infotext: "DeepCache pass: ${pass}" is not one of ${DEEPCACHE_PASSES.join(', ')}`);
+  const base = { interval: num('DeepCache interval') ?? DEEPCACHE_DEFAULTS.interval, layer: num('DeepCache layer') ?? 0, block: num('DeepCache block') ?? 0 };
+  const first = pass === 'both passes' ? { ...base, start: num('DeepCache start') ?? DEEPCACHE_DEFAULTS.start } : undefined;
   if (!hires || pass === 'disable') return first ? { first } : {};
   const second = {
     interval: num(`${HIRES}DeepCache interval`) ?? base.interval,
     layer: num(`${HIRES}DeepCache layer`) ?? base.layer,
     block: num(`${HIRES}DeepCache block`) ?? base.block,
-    start: num(`${HIRES}DeepCache start`) ?? DEFAULTS.hiresStart,
+    start: num(`${HIRES}DeepCache start`) ?? DEEPCACHE_DEFAULTS.hiresStart,
   };
   return { ...(first && { first }), second: second.interval === 1 ? false : second };
 }

@@ -38,6 +38,11 @@ export interface ModelSourceOptions {
 
 export const PREDICTIONS: readonly Prediction[] = ['epsilon', 'v'];
 
+/** The image size a model was trained at: its U-Net's sample_size (diffusers' default 64) × the VAE's scale. */
+export function nativeImageSize(unetConfig: Record<string, unknown>, vaeScale: number): number {
+  return Number((unetConfig.sample_size as number | undefined) ?? 64) * vaeScale;
+}
+
 /** Which VAE decodes or encodes: the model's ('full') or a TAESD (A1111's "Full" / "TAESD"). */
 export const VAE_METHODS = ['full', 'taesd'] as const;
 export type VaeMethod = (typeof VAE_METHODS)[number];

@@ -15,6 +15,7 @@ import { TinyVAE } from '../models/taesd.js';
 import { attentionLevels, UNet, type UNetConfig } from '../models/unet.js';
 import { VAE } from '../models/vae.js';
 import { TorchGenerator } from '../random/torch-randn.js';
+import { phase, ProgressRelay, type ProgressListener } from '../runtime/progress.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { TimestepSpacing } from '../scheduler/config.js';
 import { createScheduler, type SamplerName, type Scheduler } from '../scheduler/index.js';
@@ -26,7 +27,7 @@ import type { RgbImage } from '../io/png.js';
 import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../prompt/index.js';
 import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
-import { modelSdxlConditioner, modelTinyVAE, modelTokenizer, modelVAE, schedulerConfig, VAE_METHODS, type ModelSourceOptions, type VaeMethod } from './model-parts.js';
+import { modelSdxlConditioner, modelTinyVAE, modelTokenizer, modelVAE, nativeImageSize, schedulerConfig, VAE_METHODS, type ModelSourceOptions, type VaeMethod } from './model-parts.js';
 import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions } from './hires.js';
 import { Upscaler } from '../models/upscaler/upscaler.js';
 import { resizeWithUpscaler } from './upscale-image.js';
@@ -142,6 +143,11 @@ export interface StepInfo {
 
 export interface GenerateCallbacks {
   onStep?: (info: StepInfo) => void;
+  /**
+   * The slow phases of this call (also heard by load's listener): graph building and session
+   * creation at a new size (inside the first step), prompt encoding, VAE encoding and decoding.
+   */
+  onProgress?: ProgressListener;
   onWarning?: (message: string) => void;
   /** Aborting stops after the current step; generate then rejects with an Error named 'AbortError'. */
   signal?: AbortSignal;
@@ -273,6 +279,7 @@ export class StableDiffusion {
     readonly vae: VAE | TinyVAE,
     readonly schedulerConfig: Record<string, unknown>,
     private readonly loras: PipelineLoras,
+    private readonly progress: ProgressRelay,
     /** SDXL's two tokenizers and text encoders (the first ones are also `tokenizer`, `textEncoder`). */
     readonly sdxl?: SdxlConditioner,
   ) {
@@ -285,32 +292,43 @@ export class StableDiffusion {
   /** A TAESD beside the VAE (load's `taesd`, or loadTaesd). */
   private tiny?: TinyVAE;
 
-  /** `model`: a diffusers folder or a single-file checkpoint (.safetensors or .ckpt, LDM / SGM layout). */
+  /**
+   * `model`: a diffusers folder or a single-file checkpoint (.safetensors or .ckpt, LDM / SGM layout).
+   * `onProgress` hears each part's loading (`load:unet`, …) and, for the pipeline's life, the
+   * graphs and sessions made lazily on the first run at a size.
+   */
   static async load(model: string, options: RuntimeOptions & ModelSourceOptions & { attention?: AttentionOptions; loras?: LoraSpec[] } = {}): Promise<StableDiffusion> {
-    const { loras, ...opts } = options;
+    const { loras, ...rest } = options;
+    const progress = new ProgressRelay(rest.onProgress);
+    const opts = { ...rest, onProgress: progress.emit };
+    const part = <T>(name: string, load: () => Promise<T>): Promise<T> => phase(progress.emit, `load:${name}`, load);
     const modelDir = resolve(model);
     const scheduler = schedulerConfig(modelDir, opts);
-    const [unet, vae] = await Promise.all([UNet.load(modelDir, opts), modelVAE(modelDir, opts)]);
+    // One part after another: loading is CPU work, and each phase's time is then its own.
+    const unet = await part('unet', () => UNet.load(modelDir, opts));
+    const vae = await part('vae', () => modelVAE(modelDir, opts));
     if (vae.config.latentChannels !== unet.config.outChannels) {
       fail(`the VAE has ${vae.config.latentChannels} latent channels but the U-Net works on ${unet.config.outChannels}: the VAE belongs to another model family`);
     }
     if (detectModelFamily(modelDir, unet.config) === 'sdxl') {
-      const sdxl = await modelSdxlConditioner(modelDir, unet.config, opts);
+      const sdxl = await part('text_encoders', () => modelSdxlConditioner(modelDir, unet.config, opts));
       const sdxlLoras = new PipelineLoras([...sdxl.textEncoders, unet], loras ?? []);
       sdxlLoras.useBase(opts.onWarning);
-      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, sdxl).withTaesd(opts);
+      return new StableDiffusion(modelDir, sdxl.tokenizers[0], sdxl.textEncoders[0], unet, vae, scheduler, sdxlLoras, progress, sdxl).withTaesd(opts);
     }
-    const [tokenizer, textEncoder] = await Promise.all([modelTokenizer(modelDir, { onWarning: opts.onWarning }), ClipTextEncoder.load(modelDir, opts)]);
+    const tokenizer = await part('tokenizer', () => modelTokenizer(modelDir, { onWarning: opts.onWarning }));
+    const textEncoder = await part('text_encoder', () => ClipTextEncoder.load(modelDir, opts));
     if (textEncoder.config.hiddenSize !== unet.config.crossAttentionDim) {
       fail(`text encoder width ${textEncoder.config.hiddenSize} does not match the U-Net's cross_attention_dim ${unet.config.crossAttentionDim}; the components come from different models`);
     }
     const pipeLoras = new PipelineLoras([textEncoder, unet], loras ?? []);
     pipeLoras.useBase(opts.onWarning);
-    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras).withTaesd(opts);
+    return new StableDiffusion(modelDir, tokenizer, textEncoder, unet, vae, scheduler, pipeLoras, progress).withTaesd(opts);
   }
 
   private async withTaesd(opts: ModelSourceOptions & RuntimeOptions): Promise<StableDiffusion> {
-    if (opts.taesd) await this.loadTaesd(opts.taesd, opts);
+    const taesd = opts.taesd;
+    if (taesd) await this.phase('load:taesd', () => this.loadTaesd(taesd, opts));
     return this;
   }
 
@@ -365,8 +383,7 @@ export class StableDiffusion {
 
   /** The size the model was trained at: unet sample_size × VAE scale. */
   get nativeSize(): number {
-    const sampleSize = Number((this.unet.rawConfig.sample_size as number | undefined) ?? 64);
-    return sampleSize * this.vae.config.scale;
+    return nativeImageSize(this.unet.rawConfig, this.vae.config.scale);
   }
 
   private resolve(o: GenerateOptions): GenerateSettings {
@@ -584,6 +601,10 @@ export class StableDiffusion {
     return createScheduler(s.sampler, this.schedulerConfig, { karras: s.karras, timestepSpacing: s.timestepSpacing, eta: s.eta, randn });
   }
 
+  private phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    return phase(this.progress.emit, name, fn);
+  }
+
   /**
    * What a pass ran, for the results and the infotext: its attention with ToDo's 'auto' resolved
    * on the first attention level's grid of the latent the U-Net sees (a view's, when tiled).
@@ -611,18 +632,18 @@ export class StableDiffusion {
     const padded = padding ? padCircular(x, padding) : x;
     const z = { data: padded.data.map((v) => v / vae.config.scalingFactor), dims: padded.dims };
     const tiles = this.vaeTiles(padded.dims, scale, s.vaeTiling);
-    const image = tiles ? await decodeTiled(z, scale, (t) => vae.decode(t), tiles) : await vae.decode(z);
+    const image = await this.phase(`decode:${vae instanceof TinyVAE ? 'taesd' : 'vae'}`, () => (tiles ? decodeTiled(z, scale, (t) => vae.decode(t), tiles) : vae.decode(z)));
     return padding ? cropColumns(image, padding * scale, x.dims[3]! * scale) : image;
   }
 
   /** The init latents of images [B, 3, H, W] by the VAE or TAESD `s` names; the VAE's encoder tiled by the rule decoding follows. */
   private encodeLatents(images: Tensor, s: Pick<GenerateSettings, 'vaeTiling' | 'vaeEncoder' | 'batch'>, randn: (dims: readonly number[]) => Float32Array): Promise<Tensor> {
     const vae = this.vaeFor(s.vaeEncoder, 'encoding');
-    if (vae instanceof TinyVAE) return encodeInitLatents(vae, images, randn, s.batch);
+    if (vae instanceof TinyVAE) return this.phase('encode:taesd', () => encodeInitLatents(vae, images, randn, s.batch));
     const scale = vae.config.scale;
     const [b, c, h, w] = images.dims as [number, number, number, number];
     const tiles = this.vaeTiles([b, c, h / scale, w / scale], scale, s.vaeTiling);
-    return encodeInitLatents(vae, images, randn, s.batch, tiles && ((t) => encodeTiled(t, scale, (u) => vae.encodeDistribution(u), tiles)));
+    return this.phase('encode:vae', () => encodeInitLatents(vae, images, randn, s.batch, tiles && ((t) => encodeTiled(t, scale, (u) => vae.encodeDistribution(u), tiles))));
   }
 
   /** VAE tiles (latent pixels, 512 px a side) when tiling is asked for or (auto) the image is over 1024x1024; else undefined. */
@@ -634,7 +655,11 @@ export class StableDiffusion {
   }
 
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
-    if (o.sdUpscale) return sdUpscale((tile, c) => this.generate(tile, c), o, cb, this.nativeSize, withFields);
+    return this.progress.during(cb.onProgress, () => this.run(o, cb));
+  }
+
+  private async run(o: GenerateOptions, cb: GenerateCallbacks): Promise<GenerateResult> {
+    if (o.sdUpscale) return sdUpscale((tile, c) => this.run(tile, c), o, cb, this.nativeSize, withFields);
     const resolved = this.resolve(o);
     if (cb.signal?.aborted) throw abortError();
     // The scheduler first: a sampler that does not fit the settings fails before any work.
@@ -659,7 +684,7 @@ export class StableDiffusion {
     const control = await this.controlUnits(o.controlnets, s, { image: original, mask: mask?.pixels });
 
     const t0 = performance.now();
-    const cond = await this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps });
+    const cond = await this.phase('encode:prompt', () => this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps }));
     const t1 = performance.now();
 
     let x: Tensor;
@@ -752,7 +777,7 @@ export class StableDiffusion {
     const key = resolve(path);
     let cn = this.controlNets.get(key);
     if (!cn) {
-      cn = await ControlNet.load(key, { ...this.unet.runtime, base: this.unet.config });
+      cn = await this.phase('load:controlnet', () => ControlNet.load(key, { ...this.unet.runtime, base: this.unet.config }));
       this.controlNets.set(key, cn);
     }
     checkControlNetFits(cn.name, cn.config, this.unet.config, this.vae.config.scale);
@@ -801,7 +826,7 @@ export class StableDiffusion {
   ): Promise<Tensor> {
     const hr = s.hires!;
     // SDXL's time ids carry the image size; prompt editing counts on from the first pass's steps (A1111).
-    const cond = await this.passConditioning(s, prompt, negativePrompt, { width: hr.width, height: hr.height, steps: hr.steps, firstPassSteps: s.steps });
+    const cond = await this.phase('encode:prompt', () => this.passConditioning(s, prompt, negativePrompt, { width: hr.width, height: hr.height, steps: hr.steps, firstPassSteps: s.steps }));
     const scale = this.vae.config.scale;
     const lh = hr.height / scale;
     const lw = hr.width / scale;

@@ -5,6 +5,7 @@
  */
 import { GraphBuilder } from '../graph/builder.js';
 import { serializeModel } from '../graph/serialize.js';
+import { phase } from './progress.js';
 import { checkExecutionProvider, openSession, warnOnce, type RuntimeOptions } from './session.js';
 
 const probes = new Map<string, Promise<string | undefined>>();
@@ -27,7 +28,8 @@ function probe(provider: string): Promise<string | undefined> {
 export async function resolveRuntime(rt: RuntimeOptions): Promise<RuntimeOptions> {
   const provider = checkExecutionProvider(rt.executionProvider ?? 'cpu');
   if (provider === 'cpu') return rt;
-  const fallback = await probe(provider);
+  // Opening a GPU provider the first time can take seconds (device and driver start-up).
+  const fallback = await (probes.has(provider) ? probe(provider) : phase(rt.onProgress, `probe:${provider}`, () => probe(provider)));
   if (fallback === undefined) return rt;
   warnOnce(rt.onWarning, fallback);
   return { ...rt, executionProvider: 'cpu' };

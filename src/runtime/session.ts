@@ -5,6 +5,7 @@
 import ort from 'onnxruntime-node';
 import type { AttentionForm } from '../attention/forms.js';
 import type { Precision } from '../graph/precision.js';
+import type { ProgressListener } from './progress.js';
 import type { Tensor } from '../tensor.js';
 
 /** One graph input's value for a run. */
@@ -33,6 +34,8 @@ export interface RuntimeOptions {
    */
   deviceLoop?: boolean;
   onWarning?: (message: string) => void;
+  /** Hears the slow phases: loading, graph building and session creation (see runtime/progress.ts). */
+  onProgress?: ProgressListener;
 }
 
 export function checkExecutionProvider(name: string): ExecutionProvider {

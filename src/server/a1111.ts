@@ -16,10 +16,10 @@ import { onField, RequestError } from './errors.js';
 import { LIMITS } from './limits.js';
 import type { JobResult, JobSpec } from './jobs.js';
 import { toWire } from './runner.js';
-import { attentionLevels } from '../models/unet.js';
 import { fitImage } from './resize-mode.js';
 import { sdUpscaleRequest, tiledDiffusionCanvas, tiledDiffusionRequest, upscalerList } from './scripts.js';
-import { deepCacheSettings, modelUNetConfig, todoAttention, type ServerSettings, type SettingsPatch } from './settings.js';
+import type { ServerSettings, SettingsPatch } from './settings.js';
+import { speedJob } from './speed-methods.js';
 import { a1111ControlUnits, controlNetArgs } from './controlnet-units.js';
 import { parseParameters } from '../pipeline/parameters.js';
 
@@ -118,6 +118,20 @@ export function readClientImage(b64: string, field: string): Promise<DecodedImag
   return onField(field, () => decodeImage(decodeBase64(b64), { what: field, maxPixels: LIMITS.maxInputPixels }));
 }
 
+/**
+ * A mask of another shape than both its image and the output is a mistake (A1111 would stretch
+ * it): refused, with the sizes named. One of the same shape but another size is resized.
+ */
+function checkMaskShape(mask: RgbImage, image: RgbImage, width: number, height: number): void {
+  const aspect = (w: number, h: number): number => w / h;
+  const fits = (w: number, h: number): boolean => Math.abs(aspect(mask.width, mask.height) - aspect(w, h)) <= 0.01 * aspect(w, h);
+  if (fits(image.width, image.height) || fits(width, height)) return;
+  throw new RequestError(
+    'mask',
+    `the mask is ${mask.width}x${mask.height} but init_images.0 is ${image.width}x${image.height} and the output ${width}x${height}: paint the mask on the image, or give one of the image's shape`,
+  );
+}
+
 /** A canvas size of a tiled request: multiples of 8, within the tiled limit. */
 function checkCanvas(width: number, height: number, what: string): void {
   for (const [name, v] of [
@@ -131,19 +145,18 @@ function checkCanvas(width: number, height: number, what: string): void {
 }
 
 /**
-/**
  * A1111 request → JobSpec, every check made before the job is queued. `upscalers`: the names of
  * the upscaler models the server has (hr_upscaler may name one); `controlNet` finds a ControlNet
- * model by the name a request gives (the extension's matching) and returns its registry name.
+ * model by the name a request gives (the extension's matching) and returns its registry name;
+ * `speedMethods`: the ids of the speed methods on (none: a dense job).
  */
 export async function toJob(
   kind: JobSpec['kind'],
   body: GenerationBody,
   settings: ServerSettings,
-  modelPath: (name: string) => string,
   upscalers: () => string[],
   controlNet: (name: string) => string,
-): Promise<{ job: JobSpec; samplerLabel: string }> {
+): Promise<{ job: JobSpec; samplerLabel: string; speedMethods: string[] }> {
   const s = settings.merged(body.override_settings, 'override_settings.');
   const { sampler, karras, timestepSpacing, label } = resolveA1111Sampler(body.sampler_name ?? body.sampler_index ?? 'Euler', body.scheduler);
   const seed = body.seed === -1 ? randomInt(2 ** 32) : body.seed;
@@ -161,9 +174,9 @@ export async function toJob(
   }
   // SD upscale redraws batch_size tiles per batch (it sets their seeds) and n_iter upscales.
   const count = upscale ? body.n_iter : body.batch_size * body.n_iter;
-  const unet = (): ReturnType<typeof modelUNetConfig> => modelUNetConfig(modelPath(s.sd_model_checkpoint));
   const hires = kind === 'txt2img' && body.enable_hr === true;
-  const deepcache = deepCacheSettings(s, unet, hires, 'override_settings.');
+  // A request's s_min_uncond (A1111's request field) stands before the setting.
+  const speed = speedJob({ ...s, s_min_uncond: body.s_min_uncond ?? s.s_min_uncond }, settings.speedModel(s.sd_model_checkpoint), 'override_settings.', hires);
   const job: JobSpec = {
     kind,
     model: s.sd_model_checkpoint,
@@ -179,10 +192,10 @@ export async function toJob(
     // A1111 sends eta for every sampler (its ancestral / DDIM noise); here only TCD's γ takes it.
     ...(sampler === 'tcd' && body.eta !== null && { eta: tcdEta(body.eta) }),
     clipSkip: s.CLIP_stop_at_last_layers,
-    attention: todoAttention(s, () => attentionLevels(unet()), 'override_settings.'),
-    ...(deepcache.first && { deepcache: deepcache.first }),
-    sMinUncond: body.s_min_uncond ?? s.s_min_uncond,
-    sMinUncondAll: s.s_min_uncond_all,
+    attention: speed.attention,
+    ...(speed.deepcache && { deepcache: speed.deepcache }),
+    sMinUncond: speed.sMinUncond,
+    sMinUncondAll: speed.sMinUncondAll,
     seeds: Array.from({ length: count }, (_, i) => seed + i),
     preview: !s.live_previews_enable ? 'off' : s.show_progress_type === 'TAESD' ? 'taesd' : 'cheap',
   };
@@ -195,7 +208,7 @@ export async function toJob(
       throw new RequestError('hr_scale', `hr_scale ${scale} gives a size of ${body.width * scale}x${body.height * scale}; both sides must be multiples of 8`);
     }
     // Without denoising_strength, 0, as A1111's own API tests send (its request model leaves None, which its step set-up cannot take).
-    job.hires = { scale, denoise: body.denoising_strength ?? 0, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}), ...(deepcache.second !== undefined && { deepcache: deepcache.second }) };
+    job.hires = { scale, denoise: body.denoising_strength ?? 0, upscaler, ...(body.hr_second_pass_steps ? { steps: body.hr_second_pass_steps } : {}), ...(speed.hiresDeepcache !== undefined && { deepcache: speed.hiresDeepcache }) };
   }
   if (tiled) job.tiling = tiled.tiling;
   if (kind === 'img2img') {
@@ -214,8 +227,10 @@ export async function toJob(
     // SD upscale keeps the picture as it is (width and height are its tiles'); the runner upscales and fits an initUpscale's.
     job.initImage = toWire(upscale || job.initUpscale ? init : fitImage(init, job.width, job.height, mode));
     if (body.mask) {
+      const mask = maskImage(await readClientImage(body.mask, 'mask'));
+      checkMaskShape(mask, init, job.width, job.height);
       job.mask = {
-        image: toWire(fitImage(maskImage(await readClientImage(body.mask, 'mask')), job.width, job.height, mode)),
+        image: toWire(fitImage(mask, job.width, job.height, mode)),
         blur: body.mask_blur ?? 4,
         invert: Number(body.inpainting_mask_invert) === 1,
         fill: INPAINTING_FILL[body.inpainting_fill ?? 1]!,
@@ -234,11 +249,11 @@ export async function toJob(
   }
   // The strength runs the steps A1111 runs for it (strength.ts), 0 included.
   if (job.initImage || job.hires) job.strengthRule = 'a1111';
-  return { job, samplerLabel: label };
+  return { job, samplerLabel: label, speedMethods: speed.methods };
 }
 
 /** The `info` JSON string A1111 returns with generated images. */
-export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult, samplerLabel: string, modelName: string): string {
+export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult, samplerLabel: string, modelName: string, speed: object): string {
   const seeds = result.images.map((i) => i.seed);
   return JSON.stringify({
     prompt: job.prompt,
@@ -275,5 +290,7 @@ export function a1111Info(body: GenerationBody, job: JobSpec, result: JobResult,
     is_using_inpainting_conditioning: false,
     interrupted: result.interrupted,
     version: 'todo-sd',
+    // todo-sd's own: the speed methods on, per pass the FLOP-ideal and the measured speed-up.
+    speed,
   });
 }

@@ -17,6 +17,7 @@ import { registerSdapi } from './routes/sdapi.js';
 import { registerTodoRoutes } from './routes/todo.js';
 import { ServerSettings } from './settings.js';
 import { SpeedupEstimator } from './speedup.js';
+import { DenseRates } from './step-rates.js';
 
 export interface ServerOptions {
   registry: ModelRegistry;
@@ -41,12 +42,13 @@ export const WEB_DIR = fileURLToPath(new URL('../../src/web/', import.meta.url))
 export interface ServerContext extends Required<Omit<ServerOptions, 'apiAuth' | 'model' | 'log'>> {
   settings: ServerSettings;
   speedup: SpeedupEstimator;
+  denseRates: DenseRates;
 }
 
 const same = (a: string, b: string): boolean => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 
 export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
-  const app = Fastify({ bodyLimit: LIMITS.bodyBytes, ajv: { customOptions: { allErrors: true } } });
+  const app = Fastify({ bodyLimit: LIMITS.bodyBytes, ajv: { customOptions: { allErrors: true, allowUnionTypes: true } } });
   const ctx: ServerContext = {
     registry: o.registry,
     queue: o.queue,
@@ -55,6 +57,7 @@ export async function createServer(o: ServerOptions): Promise<FastifyInstance> {
     flags: o.flags ?? {},
     settings: new ServerSettings(o.registry, o.model ?? o.registry.list()[0]!.name),
     speedup: new SpeedupEstimator(),
+    denseRates: new DenseRates(),
   };
 
   if (o.apiAuth?.length) {

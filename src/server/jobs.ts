@@ -109,10 +109,21 @@ export interface JobImage {
   parameters: string;
 }
 
+/** The mean time of a pass's denoising steps (those not slowed by a graph or session being made). */
+export interface PassTiming {
+  pass: number;
+  width: number;
+  height: number;
+  stepMs: number;
+  /** Steps the mean is over. */
+  steps: number;
+}
+
 export interface JobResult {
   images: JobImage[];
   /** True when `interrupt` stopped the job: images holds the ones finished before. */
   interrupted: boolean;
+  timing: PassTiming[];
 }
 
 export interface JobProgress {
@@ -126,6 +137,8 @@ export interface JobProgress {
   /** `interrupt` reached the job / `skip` reached the image in progress. */
   interrupted?: boolean;
   skipped?: boolean;
+  /** The slow phase in progress (`load:unet`, `session:unet`, …; see runtime/progress.ts) and when it started (ms since the epoch). */
+  phase?: { name: string; since: number };
 }
 
 /** A1111's state flags: those of the running job, else of the last one (kept until the next starts, as A1111 does). */

@@ -3,7 +3,7 @@
  * requests wait their turn instead of running side by side and running out of memory.
  */
 import type { JobProgress, JobQueue, JobResult, QueueJob, StopFlags } from './jobs.js';
-import { JobControl, type JobRunner } from './runner.js';
+import { JobControl, type Runner } from './runner.js';
 
 interface Running {
   id: string;
@@ -19,7 +19,7 @@ export class LocalQueue implements JobQueue {
   private current?: Running;
   private lastFlags: StopFlags = { interrupted: false, skipped: false };
 
-  constructor(private readonly runner: JobRunner) {}
+  constructor(private readonly runner: Runner) {}
 
   run(job: QueueJob): Promise<JobResult> {
     const id = String(this.nextId++);

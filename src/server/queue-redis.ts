@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { Queue, QueueEvents, QueueEventsProducer, Worker, type Job, type QueueBase, type QueueEventsListener } from 'bullmq';
 import type { JobProgress, JobQueue, JobResult, QueueJob, StopFlags } from './jobs.js';
-import { JobControl, type JobRunner } from './runner.js';
+import { JobControl, type Runner } from './runner.js';
 import { UserError } from '../errors.js';
 
 const QUEUE = 'todo-sd';
@@ -136,10 +136,10 @@ export class RedisWorker {
   private constructor(
     private readonly worker: Worker<QueueJob, RedisResult>,
     private readonly events: QueueEvents,
-    private readonly runner: JobRunner,
+    private readonly runner: Runner,
   ) {}
 
-  static async start(url: string, runner: JobRunner, timing: WorkerTiming = {}, log: (message: string) => void = () => {}): Promise<RedisWorker> {
+  static async start(url: string, runner: Runner, timing: WorkerTiming = {}, log: (message: string) => void = () => {}): Promise<RedisWorker> {
     await probe(url);
     /** Controls of the job this worker runs, by job id. */
     const running = new Map<string, JobControl>();
@@ -157,7 +157,7 @@ export class RedisWorker {
         return await runner.run(job.data, control, (p) => void job.updateProgress(p).catch(() => undefined));
       } catch (e) {
         if (!(e instanceof UserError)) throw e;
-        return { images: [], interrupted: false, userError: e.message };
+        return { images: [], interrupted: false, timing: [], userError: e.message };
       } finally {
         running.delete(job.id!);
       }

@@ -1,9 +1,10 @@
 /**
  * Runs jobs on a pipeline: loads the job's model (one at a time, kept for the next job), draws
- * each image with its own seed, reports progress with a live preview (the cheap latent
- * approximation, or TAESD where the job asks for it and one fits the model), and honours
- * interrupt (stop after the current step, keep the finished images) and skip (drop the current image).
- * Extras jobs upscale images; upscaler models are loaded by name, the last one kept.
+ * each image with its own seed, reports progress (the slow phase in progress, then steps with a
+ * live preview: the cheap latent approximation, or TAESD where the job asks for it and one fits
+ * the model), times its steps, and honours interrupt (stop after the current step, keep the
+ * finished images) and skip (drop the current image). Extras jobs upscale images; upscaler
+ * models are loaded by name, the last one kept.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,10 +17,12 @@ import { modelTinyVAE } from '../pipeline/model-parts.js';
 import { LivePreview } from '../pipeline/preview.js';
 import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipeline/stable-diffusion.js';
 import { builtinUpscaler, upscaleBy, type BuiltinUpscaler } from '../pipeline/upscale-image.js';
+import { phase, type PhaseEvent } from '../runtime/progress.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { ExtrasJob, JobProgress, JobResult, JobSpec, QueueJob, WireImage } from './jobs.js';
 import type { ModelRegistry } from './models.js';
 import { fitImage } from './resize-mode.js';
+import { StepClock } from './step-rates.js';
 
 /** GenerateOptions with the fields other branches add under the contracts' names. */
 type PipelineOptions = GenerateOptions & {
@@ -29,20 +32,42 @@ type PipelineOptions = GenerateOptions & {
   loraDir?: string;
 };
 
-/** Interrupt and skip requests for one running job. */
+/**
+ * Interrupt and skip requests for one running job. The flags live in shared memory, so a job
+ * running on a worker thread (runner-thread.ts) sees a request at its next step although its
+ * thread is busy in onnxruntime and takes no messages.
+ */
 export class JobControl {
-  interrupted = false;
-  skipped = false;
+  constructor(readonly flags: Int32Array = new Int32Array(new SharedArrayBuffer(8))) {}
+
+  get interrupted(): boolean {
+    return Atomics.load(this.flags, 0) === 1;
+  }
+
+  get skipped(): boolean {
+    return Atomics.load(this.flags, 1) === 1;
+  }
+
+  set skipped(v: boolean) {
+    Atomics.store(this.flags, 1, v ? 1 : 0);
+  }
+
   /** Called when a request arrives, so that progress says so before the next step. */
   onChange: () => void = () => {};
   interrupt(): void {
-    this.interrupted = true;
+    Atomics.store(this.flags, 0, 1);
     this.onChange();
   }
   skip(): void {
     this.skipped = true;
     this.onChange();
   }
+}
+
+/** What runs a queue's jobs: a JobRunner here, or one on a worker thread. */
+export interface Runner {
+  run(job: QueueJob, control: JobControl, onProgress?: (p: JobProgress) => void): Promise<JobResult>;
+  dispose(): Promise<void>;
 }
 
 class Stopped extends Error {}
@@ -61,10 +86,12 @@ export interface RunnerOptions {
   taesd?: string;
 }
 
-export class JobRunner {
+export class JobRunner implements Runner {
   private loaded?: { name: string; path: string; pipe: StableDiffusion; preview?: Promise<TinyVAE | undefined> };
   private readonly said = new Set<string>();
   private upscalerModel?: Upscaler;
+  /** The running job's phase listener: the pipeline keeps the one it was loaded with, this forwards to the job's. */
+  private onPhase?: (e: PhaseEvent) => void;
 
   constructor(
     private readonly registry: ModelRegistry,
@@ -77,7 +104,8 @@ export class JobRunner {
     const entry = this.registry.resolve(name);
     if (this.loaded?.name !== entry.name) {
       await this.unload();
-      this.loaded = { name: entry.name, path: entry.path, pipe: await StableDiffusion.load(entry.path, this.runtime) };
+      const pipe = await StableDiffusion.load(entry.path, { ...this.runtime, onProgress: (e) => this.onPhase?.(e) });
+      this.loaded = { name: entry.name, path: entry.path, pipe };
     }
     return this.loaded.pipe;
   }
@@ -124,7 +152,8 @@ export class JobRunner {
     if (this.upscalerModel?.path !== entry.path) {
       await this.upscalerModel?.dispose();
       this.upscalerModel = undefined;
-      this.upscalerModel = await Upscaler.load(entry.path, { ...this.runtime, name: entry.name });
+      const onProgress = (e: PhaseEvent): void => this.onPhase?.(e);
+      this.upscalerModel = await phase(onProgress, 'load:upscaler', () => Upscaler.load(entry.path, { ...this.runtime, onProgress, name: entry.name }));
     }
     return this.upscalerModel;
   }
@@ -151,7 +180,7 @@ export class JobRunner {
         if (!(e instanceof Stopped)) throw e;
       }
     }
-    return { images, interrupted: control.interrupted };
+    return { images, interrupted: control.interrupted, timing: [] };
   }
 
   /** The job's init image; Tiled Diffusion's upscale first (A1111's Upscaler.upscale, then the resize mode), reported in tiles and stopped by interrupt. */
@@ -167,89 +196,105 @@ export class JobRunner {
   }
 
   private async runGeneration(job: JobSpec, control: JobControl, onProgress: (p: JobProgress) => void): Promise<JobResult> {
-    const pipe = await this.pipeline(job.model);
-    const hiresUpscaler = job.hires && ((HIRES_UPSCALERS as readonly string[]).includes(job.hires.upscaler) ? (job.hires.upscaler as HiresUpscaler) : await this.upscaler(job.hires.upscaler));
-    const sdUpscaler = job.sdUpscale && (await this.upscaler(job.sdUpscale.upscaler));
-    let initImage: RgbImage | undefined;
-    try {
-      initImage = await this.initImage(job, control, onProgress);
-    } catch (e) {
-      if (e instanceof Stopped) return { images: [], interrupted: true };
-      throw e;
-    }
-    const base: PipelineOptions = {
-      prompt: job.prompt,
-      negativePrompt: job.negativePrompt,
-      width: job.width,
-      height: job.height,
-      steps: job.steps,
-      cfg: job.cfg,
-      sampler: job.sampler,
-      karras: job.karras,
-      timestepSpacing: job.timestepSpacing,
-      eta: job.eta,
-      clipSkip: job.clipSkip,
-      attention: job.attention,
-      deepcache: job.deepcache,
-      sMinUncond: job.sMinUncond,
-      sMinUncondAll: job.sMinUncondAll,
-      loraDir: this.registry.loraDir,
-      ...(initImage && { initImage, strength: job.strength }),
-      ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
-      ...(job.hires && { hires: { ...job.hires, upscaler: hiresUpscaler === 'none' ? 'lanczos' : hiresUpscaler! } }),
-      ...(job.tiling && { tiling: job.tiling }),
-      ...(job.sdUpscale && { sdUpscale: { ...job.sdUpscale, upscaler: sdUpscaler } }),
-      ...(job.strengthRule && { strengthRule: job.strengthRule }),
-      ...(job.controlnets && {
-        controlnets: job.controlnets.map((u) => ({
-          ...u,
-          model: this.registry.resolveControlNet(u.model).path,
-          image: u.image && fromWire(u.image),
-          mask: u.mask && fromWire(u.mask),
-        })),
-      }),
-    };
-    const images: JobResult['images'] = [];
     let last: JobProgress = { image: 0, images: job.seeds.length, step: 0, steps: job.steps };
     let preview: string | undefined;
-    // A preview made while a step is being reported goes out with that step's report.
-    let stepping = false;
-    const report = (): void => onProgress({ ...last, ...(preview && { preview }), interrupted: control.interrupted, skipped: control.skipped });
+    // The slow phases in progress, innermost last: loading, graphs and sessions made on first use.
+    const phases: NonNullable<JobProgress['phase']>[] = [];
+    const report = (): void =>
+      onProgress({ ...last, ...(preview && { preview }), ...(phases.length > 0 && { phase: phases[phases.length - 1] }), interrupted: control.interrupted, skipped: control.skipped });
     control.onChange = report;
-    const live =
-      job.preview === 'off'
-        ? undefined
-        : new LivePreview(
-            (png) => {
-              preview = Buffer.from(png).toString('base64');
-              if (!stepping) report();
-            },
-            job.preview === 'taesd' ? await this.previewDecoder() : undefined,
-            (e) => this.sayOnce(`TAESD live preview failed (${e.message}); showing the cheap approximation`),
-          );
+    const clock = new StepClock();
+    this.onPhase = (e) => {
+      clock.phase(e);
+      if (e.state === 'start') phases.push({ name: e.phase, since: Date.now() });
+      else phases.splice(phases.map((p) => p.name).lastIndexOf(e.phase), 1);
+      report();
+    };
     try {
-      for (const [index, seed] of job.seeds.entries()) {
-        if (control.interrupted) break;
-        control.skipped = false;
-        const onStep = (s: StepInfo): void => {
-          if (control.interrupted || control.skipped) throw new Stopped();
-          last = { image: index, images: job.seeds.length, step: s.step, steps: s.total };
-          stepping = true;
-          if (s.latents) live?.update(s.latents);
-          stepping = false;
-          report();
-        };
-        try {
-          const r = await pipe.generate({ ...base, seed }, { onStep });
-          for (const img of r.images) images.push({ png: Buffer.from(encodePng(img, { parameters: img.parameters })).toString('base64'), seed, parameters: img.parameters });
-        } catch (e) {
-          if (!(e instanceof Stopped)) throw e;
-        }
+      const pipe = await this.pipeline(job.model);
+      const hiresUpscaler = job.hires && ((HIRES_UPSCALERS as readonly string[]).includes(job.hires.upscaler) ? (job.hires.upscaler as HiresUpscaler) : await this.upscaler(job.hires.upscaler));
+      const sdUpscaler = job.sdUpscale && (await this.upscaler(job.sdUpscale.upscaler));
+      let initImage: RgbImage | undefined;
+      try {
+        initImage = await this.initImage(job, control, onProgress);
+      } catch (e) {
+        if (e instanceof Stopped) return { images: [], interrupted: true, timing: [] };
+        throw e;
       }
+      const base: PipelineOptions = {
+        prompt: job.prompt,
+        negativePrompt: job.negativePrompt,
+        width: job.width,
+        height: job.height,
+        steps: job.steps,
+        cfg: job.cfg,
+        sampler: job.sampler,
+        karras: job.karras,
+        timestepSpacing: job.timestepSpacing,
+        eta: job.eta,
+        clipSkip: job.clipSkip,
+        attention: job.attention,
+        deepcache: job.deepcache,
+        sMinUncond: job.sMinUncond,
+        sMinUncondAll: job.sMinUncondAll,
+        loraDir: this.registry.loraDir,
+        ...(initImage && { initImage, strength: job.strength }),
+        ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),
+        ...(job.hires && { hires: { ...job.hires, upscaler: hiresUpscaler === 'none' ? 'lanczos' : hiresUpscaler! } }),
+        ...(job.tiling && { tiling: job.tiling }),
+        ...(job.sdUpscale && { sdUpscale: { ...job.sdUpscale, upscaler: sdUpscaler } }),
+        ...(job.strengthRule && { strengthRule: job.strengthRule }),
+        ...(job.controlnets && {
+          controlnets: job.controlnets.map((u) => ({
+            ...u,
+            model: this.registry.resolveControlNet(u.model).path,
+            image: u.image && fromWire(u.image),
+            mask: u.mask && fromWire(u.mask),
+          })),
+        }),
+      };
+      const images: JobResult['images'] = [];
+      // A preview made while a step is being reported goes out with that step's report.
+      let stepping = false;
+      const live =
+        job.preview === 'off'
+          ? undefined
+          : new LivePreview(
+              (png) => {
+                preview = Buffer.from(png).toString('base64');
+                if (!stepping) report();
+              },
+              job.preview === 'taesd' ? await this.previewDecoder() : undefined,
+              (e) => this.sayOnce(`TAESD live preview failed (${e.message}); showing the cheap approximation`),
+            );
+      try {
+        for (const [index, seed] of job.seeds.entries()) {
+          if (control.interrupted) break;
+          control.skipped = false;
+          const onStep = (s: StepInfo): void => {
+            if (control.interrupted || control.skipped) throw new Stopped();
+            // Denoising steps only: an upscaler model's tiles and the decode are not steps.
+            if (s.phase === 'denoise' || s.phase === 'hires') clock.step(s.pass ?? 1);
+            last = { image: index, images: job.seeds.length, step: s.step, steps: s.total };
+            stepping = true;
+            if (s.latents) live?.update(s.latents);
+            stepping = false;
+            report();
+          };
+          try {
+            const r = await pipe.generate({ ...base, seed }, { onStep });
+            for (const img of r.images) images.push({ png: Buffer.from(encodePng(img, { parameters: img.parameters })).toString('base64'), seed, parameters: img.parameters });
+          } catch (e) {
+            if (!(e instanceof Stopped)) throw e;
+          }
+        }
+      } finally {
+        await live?.settle();
+      }
+      return { images, interrupted: control.interrupted, timing: clock.passes(job) };
     } finally {
-      await live?.settle();
+      this.onPhase = undefined;
     }
-    return { images, interrupted: control.interrupted };
   }
 
   async dispose(): Promise<void> {

@@ -5,6 +5,7 @@
  */
 import { A1111_OPTIONS, type A1111OptionValue } from './a1111-options.js';
 import { LIMITS } from './limits.js';
+import { speedSchema } from './speed-methods.js';
 import { SHOW_PROGRESS_TYPES } from './settings.js';
 
 const int = (def: number | null, min: number, max?: number): object => ({ type: ['integer', 'null'], default: def, minimum: min, ...(max !== undefined && { maximum: max }) });
@@ -24,7 +25,7 @@ function optionType(v: A1111OptionValue): object {
 
 /**
  * Every setting (POST options, override_settings): A1111's, typed by their defaults, and the
- * ToDo extension's; the settings todo-sd acts on also have their ranges.
+ * speed methods' (the ToDo and DeepCache extensions'); the settings todo-sd acts on also have their ranges.
  */
 export const OPTIONS_SCHEMA = {
   type: 'object',
@@ -34,17 +35,10 @@ export const OPTIONS_SCHEMA = {
     CLIP_stop_at_last_layers: { type: 'integer', minimum: 1, maximum: 12 },
     live_previews_enable: { type: 'boolean' },
     show_progress_type: { type: 'string', enum: SHOW_PROGRESS_TYPES },
-    token_downsampling_factor: { type: 'number', minimum: 1, maximum: 8 },
-    token_downsampling_max_depth: { type: 'integer', minimum: 1, maximum: 4 },
-    token_downsampling_disable_after: { type: 'number', minimum: 0, maximum: 1 },
-    deepcache_enable_pass: { type: 'string', enum: ['disable', 'second pass', 'both passes'] },
+    ...speedSchema(),
     deepcache_cache_resnet_level: { type: 'integer', minimum: 0, maximum: 100 },
-    deepcache_cache_enable_step_percentage: { type: 'number', minimum: 0, maximum: 1 },
-    deepcache_full_run_step_rate: { type: 'integer', minimum: 0, maximum: 1000 },
-    deepcache_hr_reuse: { type: 'boolean' },
     deepcache_cache_enable_step_percentage_hr: { type: 'number', minimum: 0, maximum: 1 },
-    s_min_uncond: { type: 'number', minimum: 0, maximum: 1000 },
-    s_min_uncond_all: { type: 'boolean' },
+    deepcache_hr_reuse: { type: 'boolean' },
   },
 };
 
@@ -111,13 +105,17 @@ export const PNG_INFO_SCHEMA = {
   properties: { image: { type: 'string', minLength: 1 } },
 } as const;
 
+/** GET /todo-sd/v1/speedup: a size, optionally a model and a hires scale, and speed settings over the server's. */
 export const SPEEDUP_SCHEMA = {
   type: 'object',
   properties: {
     width: plainSize,
     height: plainSize,
-    factor: { type: 'number', default: 2, minimum: 1, maximum: 8 },
-    max_depth: { type: 'integer', default: 1, minimum: 1, maximum: 4 },
-    disable_after: { type: 'number', default: 1, minimum: 0, maximum: 1 },
+    model: { type: 'string' },
+    hr_scale: num(null, 1, LIMITS.maxHiresScale),
+    // DeepCache's schedule: which steps run whole (the hires pass's default: steps).
+    steps: { type: 'integer', default: 20, minimum: 1, maximum: LIMITS.maxSteps },
+    hr_second_pass_steps: int(null, 1, LIMITS.maxSteps),
+    ...speedSchema(),
   },
 } as const;

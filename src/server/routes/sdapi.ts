@@ -6,6 +6,9 @@ import type { FastifyInstance } from 'fastify';
 import { decodeBase64 } from '../../image/decode.js';
 import { writeFileAtomic } from '../../io/atomic.js';
 import { readImageText } from '../../io/image.js';
+import { TILING_DEFAULTS } from '../../pipeline/multidiffusion.js';
+import { phaseLabel } from '../../runtime/progress.js';
+import { modelFacts } from '../model-facts.js';
 import { A1111_SAMPLERS } from '../../scheduler/names.js';
 import { A1111_SCHEDULERS, a1111Info, LATENT_UPSCALE_MODES, toJob, type GenerationBody } from '../a1111.js';
 import { A1111_FLAGS } from '../a1111-flags.js';
@@ -14,7 +17,7 @@ import type { ServerContext } from '../app.js';
 import { onField, RequestError } from '../errors.js';
 import { infotextFields } from '../infotext.js';
 import { SD_UPSCALE_SCRIPT, TILED_DIFFUSION_SCRIPT } from '../scripts.js';
-import type { JobResult, JobSpec } from '../jobs.js';
+import type { JobProgress, JobResult, JobSpec } from '../jobs.js';
 import { estimateJobMemory, memoryRefusal } from '../limits.js';
 import { IMG2IMG_SCHEMA, OPTIONS_SCHEMA, PNG_INFO_SCHEMA, TXT2IMG_SCHEMA } from '../schemas.js';
 import type { SettingsPatch } from '../settings.js';
@@ -28,16 +31,34 @@ function saveImages(dir: string, result: JobResult): void {
   for (const img of result.images) writeFileAtomic(join(dir, `${String(n++).padStart(5, '0')}-${img.seed}.png`), Buffer.from(img.png, 'base64'));
 }
 
+/** The size the U-Net runs at: a Tiled Diffusion job's views (the speed-up per view is the job's), else the image. */
+function unetSize(job: JobSpec, vaeScale: number): { width: number; height: number } {
+  if (!job.tiling) return job;
+  const view = (job.tiling.window ?? TILING_DEFAULTS.window) * vaeScale;
+  return { width: Math.min(job.width, view), height: Math.min(job.height, view) };
+}
+
+/** The slow phase in progress (loading, graph building, …) with its time so far. */
+function phaseNow(p: JobProgress | undefined): { name: string; label: string; seconds: number } | null {
+  return p?.phase ? { name: p.phase.name, label: phaseLabel(p.phase.name), seconds: (Date.now() - p.phase.since) / 1000 } : null;
+}
+
+/** A1111's `textinfo`: the phase in progress, then the queue. */
+function jobText(p: JobProgress | undefined, running: number, waiting: number): string {
+  const phase = phaseNow(p);
+  const queue = `${running} running, ${waiting} waiting`;
+  return phase ? `${phase.label} (${phase.seconds.toFixed(1)} s); ${queue}` : queue;
+}
+
 export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
   const api = '/sdapi/v1';
   const { registry, settings, queue } = ctx;
 
   const generate = async (kind: JobSpec['kind'], body: GenerationBody): Promise<object> => {
-    const { job, samplerLabel } = await toJob(
+    const { job, samplerLabel, speedMethods } = await toJob(
       kind,
       body,
       settings,
-      (name) => registry.resolve(name).path,
       () => registry.upscalers().list().map((u) => u.name),
       (name) => registry.resolveControlNet(name).name,
     );
@@ -48,7 +69,12 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
     const result = await queue.run(job);
     if (body.save_images) saveImages(ctx.outputsDir, result);
     const parameters = kind === 'img2img' && !body.include_init_images ? { ...body, init_images: null, mask: null } : body;
-    return { images: body.send_images ? result.images.map((i) => i.png) : [], parameters, info: a1111Info(body, job, result, samplerLabel, model.name) };
+    const measured = ctx.denseRates.compare(job, speedMethods.length === 0, result.timing);
+    const size = unetSize(job, modelFacts(model.path).vaeScale);
+    const hires = job.hires && { scale: job.hires.scale, steps: job.hires.steps ?? job.steps };
+    const predicted = ctx.speedup.passes(model.path, size.width, size.height, hires, { attention: job.attention, deepcache: job.deepcache, hiresDeepcache: job.hires?.deepcache }, job.steps);
+    const speed = { methods: speedMethods, passes: predicted.map((p) => ({ ...p, ...measured.find((m) => m.pass === p.pass) })) };
+    return { images: body.send_images ? result.images.map((i) => i.png) : [], parameters, info: a1111Info(body, job, result, samplerLabel, model.name, speed) };
   };
 
   app.post(`${api}/txt2img`, { schema: { body: TXT2IMG_SCHEMA } }, (req) => generate('txt2img', req.body as GenerationBody));
@@ -75,7 +101,9 @@ export function registerSdapi(app: FastifyInstance, ctx: ServerContext): void {
         sampling_steps: p?.steps ?? 0,
       },
       current_image: p?.preview ?? null,
-      textinfo: job ? `${running.length} running, ${waiting} waiting` : null,
+      textinfo: job ? jobText(p, running.length, waiting) : null,
+      // todo-sd's own: the phase as data, for the page.
+      phase: phaseNow(p),
       current_task: job?.id ?? null,
     };
   });
