@@ -11,6 +11,7 @@ import { StableDiffusion, type PassInfo } from '../pipeline/stable-diffusion.js'
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { SamplerName } from '../scheduler/index.js';
 import { median } from './machine.js';
+import { attentionLabel } from './report.js';
 import { interleaved, stats, type MethodSpec, type Stats } from './speed.js';
 
 export interface HiresBenchOptions extends RuntimeOptions {
@@ -110,11 +111,10 @@ const stepCell = (r: HiresRecord): [string, string] =>
 
 /** One row per method: whole-generation and second-pass step times, each against the interleaved dense runs. */
 export function hiresTable(records: readonly HiresRecord[]): string {
-  const attn = (a: AttentionOptions): string => (a.method === 'todo' ? `ToDo ${a.factor}` : a.method === 'tome' ? `ToMe ${a.ratio}` : 'dense');
   const rows = records.map((r) => [
     `${r.size.join('x')} → ${r.target.join('x')}`,
     r.method,
-    r.passes.map((p) => `${p.steps} (${attn(p.attention)})`).join(' + '),
+    r.passes.map((p) => `${p.steps} (${attentionLabel(p.attention)})`).join(' + '),
     range(r.denseInterleaved),
     range(r.total),
     `**${r.speedup.toFixed(2)}x**`,

@@ -1,15 +1,19 @@
 /**
- * Whole generations as users feel them: text encoding, every U-Net step and the VAE decode, the
- * model loaded once. The methods take turns in rounds (the order reversed every other round) so
- * the machine's drift spreads over all of them; every number is a median. Each timed generation
- * follows an untimed one of the same method, so the sessions its graphs need are open (a U-Net
- * keeps the last session per graph kind) and session starts stay out of the times. Every image
- * is compared with the dense image of the same seed (MSE, and HPF, the ToDo paper's sharpness).
+ * Whole generations as users feel them: text encoding, every U-Net step of each pass (a hires
+ * fix's two), the VAE decode, the model loaded once. The methods take turns in rounds (the order
+ * reversed every other round) so the machine's drift spreads over all of them; every number is a
+ * median. Before the rounds each method's graphs are built and cached by one warm-up of its
+ * pieces (image-parts.ts), so the timed generations pay what a user's do: session starts where a
+ * generation alternates sizes (the U-Net keeps one session per graph kind), which are measured
+ * and reported apart. Every image is compared with the dense image of the same seed (MSE, and
+ * HPF, the ToDo paper's sharpness).
  */
 import type { RgbImage } from '../io/png.js';
+import type { HiresUpscaler } from '../pipeline/hires.js';
 import { StableDiffusion, type GenerateOptions, type GenerateResult, type PassInfo } from '../pipeline/stable-diffusion.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { SamplerName } from '../scheduler/index.js';
+import { measured, runParts, type SessionStartsDelta } from './image-parts.js';
 import { hpf, mse } from './metrics.js';
 import { parseMethod, stats, type Stats } from './speed.js';
 
@@ -63,18 +67,49 @@ export function parseImageMethod(label: string): ImageMethod {
   return { label, options };
 }
 
-export interface ImageBenchOptions extends RuntimeOptions {
-  model: string;
+/** The methods with dense first (the baseline of speed-ups and fidelity), added when missing. */
+export function withDense(methods: readonly ImageMethod[]): ImageMethod[] {
+  const dense = methods.find((m) => m.label === 'dense') ?? parseImageMethod('dense');
+  return [dense, ...methods.filter((m) => m !== dense)];
+}
+
+/** The upscalers whose hires fix the bench lays out in pieces (StableDiffusion.parts). */
+export type ImageHiresUpscaler = Exclude<HiresUpscaler, 'lanczos'>;
+
+/** A hires fix every method runs; each method's parts apply to both passes. */
+export interface ImageHires {
+  scale: number;
+  steps: number;
+  denoise: number;
+  upscaler: ImageHiresUpscaler;
+}
+
+/** What every generation of an image bench shares. */
+export interface ImageSetup {
   size: [number, number];
   steps: number;
   sampler?: SamplerName;
+  karras?: boolean;
   cfg: number;
   seed: number;
   prompt: string;
-  /** Methods; dense is added first when missing (the fidelity baseline). */
+  hires?: ImageHires;
+}
+
+/** A method's generation in the bench: its attention, DeepCache and NGMS in both passes of a hires fix (ToDo auto resolved per pass size). */
+export function methodGeneration(setup: ImageSetup, m: ImageMethod): GenerateOptions {
+  const [width, height] = setup.size;
+  return { prompt: setup.prompt, width, height, steps: setup.steps, sampler: setup.sampler, karras: setup.karras, cfg: setup.cfg, seed: setup.seed, ...(setup.hires && { hires: { ...setup.hires } }), ...m.options };
+}
+
+export interface ImageBenchOptions extends RuntimeOptions, ImageSetup {
+  model: string;
+  /** Methods; dense is added first when missing. */
   methods: ImageMethod[];
   /** Timed generations per method. */
   runs: number;
+  /** Run each method's pieces once before the rounds (graphs built and cached); default true. */
+  warmup?: boolean;
   /** A TAESD beside the model's VAE, for methods with `+taesd`. */
   taesd?: string;
   onLog?: (m: string) => void;
@@ -84,86 +119,86 @@ export interface ImageRecord {
   type: 'image';
   size: [number, number];
   method: string;
-  /** What each pass ran: steps, attention, DeepCache, U-Net evaluations (whole, shallow, prompt-only). */
+  /** What each pass ran: size, steps, attention as used, DeepCache, U-Net evaluations (whole, shallow, prompt-only). */
   passes: PassInfo[];
   total: Stats;
-  /** The generation's stages: text encoding, denoising, VAE decode. */
+  /** The generation's stages (medians): text encoding; denoising (every pass, the hires upscale and second text encoding, session starts); VAE decode. */
   textMs: number;
   denoiseMs: number;
   decodeMs: number;
+  /** Denoising less the U-Net's session starts, per image. */
+  unetMs: number;
+  /** Session starts inside a generation (medians): every component's, and the U-Net's alone. */
+  sessionStarts: { count: number; ms: number; unetCount: number; unetMs: number };
   /** median(dense) / median(method). */
   speedup: number;
-  /** Against the dense image of the same seed, on [0, 1]. */
+  /** Against the dense image of the same seed, on [0, 1] (of the timed model: random weights say little). */
   mse: number;
   hpf: number;
   denseHpf: number;
 }
 
-export async function runImageBench(o: ImageBenchOptions): Promise<{ records: ImageRecord[]; sampler: SamplerName }> {
+interface Run {
+  ms: number;
+  result: GenerateResult;
+  starts: SessionStartsDelta;
+}
+
+/** Throws before any work when a method decodes with a TAESD and none is given. */
+export function checkTaesd(methods: readonly ImageMethod[], taesd: string | undefined, flag: string): void {
+  const m = methods.find((x) => x.options.vaeDecoder === 'taesd');
+  if (m && !taesd) throw new Error(`method "${m.label}" decodes with a TAESD: give one with ${flag} FILE|DIR`);
+}
+
+export async function runImageBench(o: ImageBenchOptions): Promise<{ records: ImageRecord[]; sampler: SamplerName; karras: boolean }> {
   const log = o.onLog ?? (() => {});
-  const methods = o.methods.some((m) => m.label === 'dense') ? o.methods : [parseImageMethod('dense'), ...o.methods];
-  if (!o.taesd && methods.some((m) => m.options.vaeDecoder === 'taesd')) throw new Error('methods with +taesd decode with a TAESD: give one with --taesd FILE|DIR');
+  const methods = withDense(o.methods);
+  checkTaesd(methods, o.taesd, '--taesd');
   const pipe = await StableDiffusion.load(o.model, o);
-  const sampler = o.sampler ?? pipe.defaultSampler;
-  const [width, height] = o.size;
-  const generate = (m: ImageMethod): Promise<GenerateResult> =>
-    pipe.generate({ prompt: o.prompt, width, height, steps: o.steps, sampler, cfg: o.cfg, seed: o.seed, vaeTiling: false, ...m.options });
-  const runs = new Map<string, GenerateResult[]>(methods.map((m) => [m.label, []]));
-  const times = new Map<string, number[]>(methods.map((m) => [m.label, []]));
+  const runs = new Map<string, Run[]>(methods.map((m) => [m.label, []]));
+  const generations = methods.map((m) => methodGeneration(o, m));
+  let sampler: SamplerName;
+  let karras: boolean;
   try {
+    ({ sampler, karras } = pipe.parts(generations[0]!).settings);
+    if (o.warmup !== false) {
+      log('warm-up: each method\'s text encoding, U-Net evaluations and decode, once');
+      await runParts(pipe, methods.map((m, i) => ({ method: m, parts: pipe.parts(generations[i]!) })), { rounds: 1, onLog: log });
+    }
     for (let round = 0; round < o.runs; round++) {
-      for (const m of round % 2 === 0 ? methods : [...methods].reverse()) {
-        await generate(m);
-        const t0 = performance.now();
-        const r = await generate(m);
-        const ms = performance.now() - t0;
-        log(`  ${m.label}: ${(ms / 1000).toFixed(2)} s`);
-        runs.get(m.label)!.push(r);
-        times.get(m.label)!.push(ms);
+      for (const i of round % 2 === 0 ? methods.keys() : [...methods.keys()].reverse()) {
+        const m = methods[i]!;
+        const r = await measured(() => pipe.generate(generations[i]!));
+        log(`  ${m.label}: ${(r.ms / 1000).toFixed(2)} s (session starts ${(r.starts.ms / 1000).toFixed(2)} s, ${r.starts.count})`);
+        runs.get(m.label)!.push({ ms: r.ms, result: r.value, starts: r.starts });
       }
     }
   } finally {
     await pipe.dispose();
   }
-  const image = (label: string): RgbImage => runs.get(label)![0]!.images[0]!;
+  const image = (label: string): RgbImage => runs.get(label)![0]!.result.images[0]!;
   const dense = image('dense');
-  const denseMs = stats(times.get('dense')!).medianMs;
+  const denseMs = stats(runs.get('dense')!.map((r) => r.ms)).medianMs;
   const records = methods.map((m): ImageRecord => {
     const rs = runs.get(m.label)!;
-    const total = stats(times.get(m.label)!);
-    const stage = (k: keyof GenerateResult['timings']): number => stats(rs.map((r) => r.timings[k])).medianMs;
+    const total = stats(rs.map((r) => r.ms));
+    const med = (f: (r: Run) => number): number => stats(rs.map(f)).medianMs;
     return {
       type: 'image',
       size: o.size,
       method: m.label,
-      passes: rs[0]!.settings.passes,
+      passes: rs[0]!.result.settings.passes,
       total,
-      textMs: stage('textMs'),
-      denoiseMs: stage('denoiseMs'),
-      decodeMs: stage('decodeMs'),
+      textMs: med((r) => r.result.timings.textMs),
+      denoiseMs: med((r) => r.result.timings.denoiseMs),
+      decodeMs: med((r) => r.result.timings.decodeMs),
+      unetMs: med((r) => (r.result.timings.denoiseMs - r.starts.unet.ms) / r.result.images.length),
+      sessionStarts: { count: med((r) => r.starts.count), ms: med((r) => r.starts.ms), unetCount: med((r) => r.starts.unet.count), unetMs: med((r) => r.starts.unet.ms) },
       speedup: denseMs / total.medianMs,
       mse: mse(image(m.label), dense),
       hpf: hpf(image(m.label)),
       denseHpf: hpf(dense),
     };
   });
-  return { records, sampler };
-}
-
-const sec = (ms: number): string => (ms / 1000).toFixed(ms < 10_000 ? 2 : 1);
-
-/** One row per method: whole-generation time and speed-up against dense, its stages, U-Net evaluations and fidelity. */
-export function imageTable(records: readonly ImageRecord[]): string {
-  const evaluations = (p: PassInfo): string => `${p.evaluations.full} / ${p.evaluations.shallow} / ${p.evaluations.promptOnly}`;
-  const rows = records.map((r) => [
-    r.method,
-    r.passes.map(evaluations).join(' + '),
-    `${sec(r.total.medianMs)} (${sec(r.total.minMs)}–${sec(r.total.maxMs)}, n=${r.total.runsMs.length})`,
-    r.method === 'dense' ? '1.00x' : `**${r.speedup.toFixed(2)}x**`,
-    `${sec(r.textMs)} / ${sec(r.denoiseMs)} / ${sec(r.decodeMs)}`,
-    r.mse.toExponential(2),
-    `${r.hpf.toFixed(2)} (${r.denseHpf.toFixed(2)})`,
-  ]);
-  const head = ['method', 'U-Net runs: whole / shallow / prompt-only', 's, median (min–max)', 'speed-up', 'text / denoise / decode s', 'MSE vs dense', 'HPF (dense)'];
-  return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+  return { records, sampler, karras };
 }

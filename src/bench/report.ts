@@ -1,4 +1,5 @@
 /** Benchmark results as Markdown tables and an SVG chart. */
+import type { AttentionOptions } from '../attention/options.js';
 import type { AttentionRecord } from './attention.js';
 import { lineChartSvg } from './chart.js';
 import type { FidelityRecord } from './fidelity.js';
@@ -152,4 +153,12 @@ export function profileTable(records: readonly ProfileRecord[]): string {
     '',
     table(['operator', ...records.map((r) => r.method)], ops.map((op) => [op, ...records.map((r) => opCell(r, op))])),
   ].join('\n');
+}
+
+/** ToDo 2, ToDo 2 + level 2 ×2, ToMe 0.5, dense: the attention as a pass used it. */
+export function attentionLabel(a: AttentionOptions): string {
+  if (a.method === 'tome') return `ToMe ${a.ratio}`;
+  if (a.method === 'dense') return 'dense';
+  const extra = [(a.level2Factor ?? 1) > 1 ? `level 2 ×${a.level2Factor}` : '', a.mode && a.mode !== 'nearest' ? a.mode : '', (a.stopAt ?? 1) < 1 ? `until ${a.stopAt}` : ''].filter(Boolean);
+  return `ToDo ${a.factor}${extra.length ? ` (${extra.join(', ')})` : ''}`;
 }

@@ -118,7 +118,8 @@ interface Loaded {
   sessionMiB: number;
 }
 
-function deterministic(n: number, scale: number): Float32Array {
+/** Fixed, input-like values (speed does not depend on them). */
+export function deterministic(n: number, scale: number): Float32Array {
   return Float32Array.from({ length: n }, (_, i) => Math.sin(i * 12.9898) * scale);
 }
 

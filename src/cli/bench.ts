@@ -6,7 +6,10 @@ import { runAttentionBench } from '../bench/attention.js';
 import { runFidelityBench } from '../bench/fidelity.js';
 import { imageGrid } from '../bench/grid.js';
 import { hiresTable, runHiresBench } from '../bench/hires.js';
-import { imageTable, parseImageMethod, runImageBench, type ImageMethod } from '../bench/image.js';
+import { parseImageMethod, runImageBench, withDense, type ImageHiresUpscaler, type ImageMethod } from '../bench/image.js';
+import { runComposedBench } from '../bench/image-compose.js';
+import { runImageFidelity } from '../bench/image-fidelity.js';
+import { composedTable, imageTable, partsTable, scheduleList } from '../bench/image-report.js';
 import { runTiledBench, tiledTable, type TiledBenchMode } from '../bench/tiled.js';
 import { runUpscaleBench, upscaleTable } from '../bench/upscale.js';
 import { UPSCALER_PRESETS, writeRandomUpscaler } from '../models/upscaler/random.js';
@@ -27,9 +30,55 @@ import { SAMPLER_NAMES, type SamplerName } from '../scheduler/index.js';
 import { readInputFile } from './generate.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { attentionFormOption, precisionOption, providerOption, runtimeFromFlags, type RuntimeFlags } from './runtime-flags.js';
-import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
+import { karrasOption, parseSamplerOption, samplerFromFlags, type SamplerChoice } from './sampler-option.js';
 
 const DEFAULT_PROMPTS = new URL('../../assets/prompts.txt', import.meta.url);
+
+/** The prompts of a file (default: the list that ships with todo-sd), one a line, the first `limit`. */
+function readPrompts(file: string | undefined, limit: number | undefined): string[] {
+  const prompts = readFileSync(file ?? DEFAULT_PROMPTS, 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(0, limit);
+  if (prompts.length === 0) throw new Error(`no prompts in ${file ?? DEFAULT_PROMPTS.pathname}`);
+  return prompts;
+}
+
+interface ImageBenchFlags extends RuntimeFlags {
+  model?: string;
+  size: [number, number];
+  steps: number;
+  sampler?: SamplerChoice;
+  karras?: boolean;
+  cfg: number;
+  seed: number;
+  prompt: string;
+  hiresScale?: number;
+  hiresSteps?: number;
+  hiresDenoise: number;
+  hiresUpscaler: ImageHiresUpscaler;
+  methods: ImageMethod[];
+  taesd?: string;
+  runs: number;
+  warmup: boolean;
+  compose?: boolean;
+  splitGuidance?: boolean;
+  fidelityModel?: string;
+  fidelitySize: number;
+  fidelityImages: number;
+  fidelityMethods?: ImageMethod[];
+  fidelityTaesd?: string;
+  out: string;
+}
+
+/** This run's arguments as a shell would take them back (quoted where needed), for the reports. */
+function commandLine(): string {
+  return process.argv
+    .slice(2)
+    .map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, "'\\''")}'`))
+    .join(' ');
+}
 
 function list<T>(parse: (s: string) => T): (v: string) => T[] {
   return (v) => v.split(',').map((s) => parse(s.trim()));
@@ -47,9 +96,9 @@ function write(dir: string, name: string, text: string | Uint8Array): string {
   return p;
 }
 
-/** A Markdown report (a heading, what ran, a table) written to `dir/name` and printed. */
-function report(dir: string, name: string, heading: string, description: string, table: string): void {
-  const md = [`# ${heading}`, '', description, '', table, ''].join('\n');
+/** A Markdown report (a heading, what ran, tables and notes) written to `dir/name` and printed. */
+function report(dir: string, name: string, heading: string, description: string, ...sections: string[]): void {
+  const md = [`# ${heading}`, '', description, '', ...sections.flatMap((x) => [x, '']), ''].join('\n');
   write(dir, name, md);
   process.stdout.write(md);
 }
@@ -105,7 +154,7 @@ export function registerBench(program: Command): void {
       const speed = await runSpeedBench({ ...rt, model, sizes: o.sizes, batch: o.batch, methods: o.methods, runs: o.runs, warmup: o.warmup, maxSeconds: left(), oneSession: o.oneSession, onLog: log });
       const attention = o.attention.length ? await runAttentionBench(o.attention, o.runs, { ...rt, batch: o.batch, maxSeconds: left(), onLog: log }) : [];
       const records = [...(matmul ? [matmul] : []), ...speed.records, ...attention];
-      const json = { kind: 'todo-sd speed benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: rt.executionProvider, precision: rt.precision, stoppedEarly: speed.stoppedEarly, records };
+      const json = { kind: 'todo-sd speed benchmark', started, command: commandLine(), model, machine, provider: rt.executionProvider, precision: rt.precision, stoppedEarly: speed.stoppedEarly, records };
       write(o.out, 'speed.json', `${JSON.stringify(json, null, 2)}\n`);
       const files = speedReport(json);
       for (const [name, text] of Object.entries(files)) write(o.out, name, text);
@@ -133,7 +182,7 @@ export function registerBench(program: Command): void {
     .action(async (o: { model?: string; size: [number, number]; scale: number; steps: number; hiresSteps: number; denoise: number; upscaler: HiresUpscaler; sampler: SamplerName; cfg: number; methods: ReturnType<typeof parseMethod>[]; runs: number; threads?: number; provider: string; out: string }) => {
       const { started, model, machine } = start(o.out, o.model);
       const records = await runHiresBench({ ...o, model, executionProvider: o.provider, onLog: log });
-      const json = { kind: 'todo-sd hires benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: o.provider, sampler: o.sampler, cfg: o.cfg, records };
+      const json = { kind: 'todo-sd hires benchmark', started, command: commandLine(), model, machine, provider: o.provider, sampler: o.sampler, cfg: o.cfg, records };
       write(o.out, 'hires.json', `${JSON.stringify(json, null, 2)}\n`);
       report(o.out, 'hires.md', `Hires fix: ${started}`, `Machine: ${machineLine(machine)}, provider ${o.provider}. Model: ${model}. ${o.sampler}, CFG ${o.cfg}, ${o.upscaler} upscaler, denoise ${o.denoise}. Command: \`todo-sd ${json.command}\`.`, hiresTable(records));
     });
@@ -166,7 +215,7 @@ export function registerBench(program: Command): void {
       const initImage = o.initImage ? await decodeImage(readInputFile(o.initImage, '--init-image'), { what: o.initImage }) : undefined;
       const found = await resolveRuntime({ ...runtimeFromFlags(o), onWarning: log });
       const records = await runTiledBench({ ...found, model, mode: o.mode, size: o.size, tiling: { window: o.window, stride: o.stride, viewBatch: o.viewBatch }, scale: o.scale, tile: o.tile, overlap: o.overlap, strength: o.strength, initImage, steps: o.steps, sampler: o.sampler, cfg: o.cfg, methods: o.methods, runs: o.runs, onLog: log });
-      const json = { kind: 'todo-sd tiled benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: found.executionProvider ?? 'cpu', sampler: o.sampler, steps: o.steps, cfg: o.cfg, records };
+      const json = { kind: 'todo-sd tiled benchmark', started, command: commandLine(), model, machine, provider: found.executionProvider ?? 'cpu', sampler: o.sampler, steps: o.steps, cfg: o.cfg, records };
       write(o.out, 'tiled.json', `${JSON.stringify(json, null, 2)}\n`);
       const what = o.mode === 'multidiffusion' ? `window ${o.window}, stride ${o.stride}, ${o.viewBatch} view(s) per call` : `scale ${o.scale}, tiles ${o.tile.join('x')}, overlap ${o.overlap}, strength ${o.strength}`;
       const description = `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.steps} ${o.sampler} steps, CFG ${o.cfg}; ${what}. Peak memory: the process's resident set (VmHWM) during each run. Command: \`todo-sd ${json.command}\`.`;
@@ -207,30 +256,67 @@ export function registerBench(program: Command): void {
 
   bench
     .command('image')
-    .description('whole generations (text encoder, U-Net steps, VAE decode) per method, interleaved medians, with MSE and HPF against dense')
-    .option('--model <dir>', 'model folder (default: a random SD 1.5 made once in the cache; give a trained model for the fidelity columns)')
-    .option('--size <px>', 'image size, e.g. 512 or 512x768', size, [512, 512] as [number, number])
+    .description('whole generations (text encoder, U-Net steps of each pass, VAE decode) per method, interleaved medians; or --compose: composed from measured pieces; fidelity on a trained model beside each row')
+    .option('--model <dir>', 'model folder (default: a random SD 1.5 made once in the cache)')
+    .option('--size <px>', 'image size (the first pass with a hires fix), e.g. 512 or 512x768', size, [512, 512] as [number, number])
     .option('--steps <n>', 'denoising steps', parseIntOption('--steps', 1, 1000), 20)
     .option('--sampler <name>', "sampler, ours or AUTOMATIC1111's name (default: the model scheduler)", parseSamplerOption)
+    .addOption(karrasOption())
     .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7)
     .option('--seed <n>', 'seed of every generation', parseIntOption('--seed', 0), 1)
     .option('--prompt <text>', 'prompt of every generation', 'a lighthouse on a cliff at dusk, detailed')
+    .option('--hires-scale <x>', 'hires fix: second pass at x times the size; every part of a method applies to both passes', parseFloatOption('--hires-scale', 1, 8))
+    .option('--hires-steps <n>', 'hires fix: second-pass steps before the denoise cut (default: --steps)', parseIntOption('--hires-steps', 1, 1000))
+    .option('--hires-denoise <s>', 'hires fix: second-pass strength', parseFloatOption('--hires-denoise', 0.01, 1), 0.5)
+    .addOption(new Option('--hires-upscaler <name>', 'hires fix: latent upscaler').choices(['latent', 'latent-nearest']).default('latent'))
     .option('--methods <list>', 'methods, parts joined by +: an attention method (dense, todo-2, todo-auto, tome-0.5, …), deepcache-N[-layer-block], ngms-SIGMA, taesd', list(parseImageMethod), ['dense', 'deepcache-3', 'todo-auto+deepcache-3', 'todo-auto+deepcache-3+ngms-1'].map(parseImageMethod))
-    .option('--taesd <file|dir>', 'a TAESD beside the model\'s VAE, for methods with +taesd')
-    .option('--runs <n>', 'timed generations per method', parseIntOption('--runs', 1, 100), 3)
+    .option('--taesd <file|dir>', "a TAESD beside the model's VAE, for methods with +taesd")
+    .option('--runs <n>', 'timed generations per method (--compose: measurements of each piece)', parseIntOption('--runs', 1, 100), 3)
+    .option('--no-warmup', "skip the warm-up (each method's pieces run once first, building and caching its graphs)")
+    .option('--compose', 'time each distinct piece (text encoding, each U-Net evaluation kind, VAE decode) and compose whole generations from the exact evaluation schedule: for sizes whose whole runs take hours')
+    .option('--split-guidance', '--compose: time guided U-Net evaluations at batch 1 and count them twice (less memory; labelled, since generate runs batch 2)')
+    .option('--fidelity-model <dir>', 'a trained model (e.g. ../shared/models/tiny-photo) on which the same methods run for the fidelity columns')
+    .option('--fidelity-size <px>', 'fidelity: the first-pass side', parseIntOption('--fidelity-size', 16, 4096), 128)
+    .option('--fidelity-images <n>', 'fidelity: images per method (seeds --seed, --seed + 1, …)', parseIntOption('--fidelity-images', 1, 100), 4)
+    .option('--fidelity-methods <list>', 'fidelity: the method run for each of --methods, in order (e.g. todo-2 where todo-auto is off at the small size; default: the same)', list(parseImageMethod))
+    .option('--fidelity-taesd <file|dir>', 'fidelity: a TAESD that fits the fidelity model, for methods with +taesd (without it their fidelity is not run)')
     .addOption(providerOption())
     .addOption(precisionOption())
     .addOption(attentionFormOption())
     .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
     .option('--out <dir>', 'folder for image.json and image.md', 'bench-results')
-    .action(async (o: RuntimeFlags & { model?: string; size: [number, number]; steps: number; sampler?: SamplerChoice; cfg: number; seed: number; prompt: string; methods: ImageMethod[]; taesd?: string; runs: number; out: string }) => {
+    .action(async (o: ImageBenchFlags) => {
+      if (o.splitGuidance && !o.compose) throw new Error('--split-guidance belongs to --compose (whole generations run as generate runs them)');
+      if (!o.fidelityModel && (o.fidelityMethods || o.fidelityTaesd)) throw new Error('--fidelity-methods and --fidelity-taesd need --fidelity-model (the trained model the fidelity run uses)');
+      if (o.fidelityMethods && o.fidelityMethods.length !== o.methods.length) {
+        throw new Error(`--fidelity-methods names one method per --methods entry, in order: ${o.methods.length} methods, ${o.fidelityMethods.length} fidelity methods`);
+      }
+      if (o.hiresScale === undefined && o.hiresSteps !== undefined) throw new Error('--hires-steps belongs to the hires fix: add --hires-scale');
       const { started, model, machine } = start(o.out, o.model);
       const rt = { ...runtimeFromFlags(o), onWarning: log };
-      const { records, sampler } = await runImageBench({ ...rt, model, size: o.size, steps: o.steps, sampler: o.sampler?.sampler, cfg: o.cfg, seed: o.seed, prompt: o.prompt, methods: o.methods, taesd: o.taesd, runs: o.runs, onLog: log });
-      const json = { kind: 'todo-sd image benchmark', started, command: process.argv.slice(2).join(' '), model, machine, provider: rt.executionProvider ?? 'cpu', sampler, steps: o.steps, cfg: o.cfg, seed: o.seed, prompt: o.prompt, records };
+      const hires = o.hiresScale === undefined ? undefined : { scale: o.hiresScale, steps: o.hiresSteps ?? o.steps, denoise: o.hiresDenoise, upscaler: o.hiresUpscaler };
+      const setup = { size: o.size, steps: o.steps, ...samplerFromFlags(o), cfg: o.cfg, seed: o.seed, prompt: o.prompt, hires };
+      const rows = withDense(o.methods).map((m) => ({ method: m.label, fidelity: o.fidelityMethods?.[o.methods.indexOf(m)] ?? m }));
+      // The fidelity run first: seconds on a small model, and a mistake in it shows before the long part.
+      const fidelity = o.fidelityModel ? await runImageFidelity({ ...rt, model: o.fidelityModel, size: o.fidelitySize, images: o.fidelityImages, prompts: readPrompts(undefined, undefined), rows, setup, taesd: o.fidelityTaesd, onLog: log }) : undefined;
+      const bench = { ...rt, ...setup, model, methods: o.methods, runs: o.runs, taesd: o.taesd, onLog: log };
+      const result = o.compose ? await runComposedBench({ ...bench, splitGuidance: o.splitGuidance }) : await runImageBench({ ...bench, warmup: o.warmup });
+      const records = [...('parts' in result ? result.parts : []), ...result.records, ...(fidelity?.records ?? [])];
+      const json = { kind: 'todo-sd image benchmark', mode: o.compose ? 'composed' : 'whole', started, command: commandLine(), model, machine, provider: rt.executionProvider ?? 'cpu', sampler: result.sampler, karras: result.karras, steps: o.steps, hires, cfg: o.cfg, seed: o.seed, prompt: o.prompt, fidelityModel: o.fidelityModel, records };
       write(o.out, 'image.json', `${JSON.stringify(json, null, 2)}\n`);
-      const description = `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.size.join('x')}, ${o.steps} ${sampler} steps, CFG ${o.cfg}, seed ${o.seed}. Each time covers text encoding, every U-Net step and the VAE decode (model loaded, sessions open); the methods take turns. MSE is against the dense image of the same seed. Command: \`todo-sd ${json.command}\`.`;
-      report(o.out, 'image.md', `Whole generations: ${started}`, description, imageTable(records));
+      const size = `${o.size.join('x')}${hires ? ` → ${o.size.map((v) => v * hires.scale).join('x')} (hires fix: ${hires.steps} steps at denoise ${hires.denoise}, ${hires.upscaler} upscale)` : ''}`;
+      const what = `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${size}, ${o.steps} ${result.sampler}${result.karras ? ' Karras' : ''} steps, CFG ${o.cfg}, seed ${o.seed}; every part of a method applies to both passes (ToDo auto per pass size). Command: \`todo-sd ${json.command}\`.`;
+      const fidelityNote = o.fidelityModel
+        ? [`Fidelity: the methods (or those --fidelity-methods gives for them) on ${o.fidelityModel} at ${o.fidelitySize} px${hires ? ' (first pass; the hires fix scales it as above)' : ''}, ${o.fidelityImages} seeds from ${o.seed}, the same sampler, steps and CFG; MSE, PSNR and SSIM against the dense image of the same seed; the attention each pass used is listed.`]
+        : [];
+      if ('parts' in result) {
+        const split = o.splitGuidance ? ' **Guided U-Net evaluations were timed at batch 1 and counted twice (--split-guidance); generate runs them at batch 2.**' : '';
+        const description = `**Composed from measured parts**, not whole runs: each distinct piece below was timed ${o.runs} time(s), the methods taking turns, session starts apart; a generation is text + Σ count × the piece's median over its exact U-Net schedule + decode. "Per generation" adds the U-Net's session starts where every generation pays them: passes of two sizes, since the U-Net keeps one session per graph kind (an upper bound: a session that outlives the other pass is counted too); a one-size generation pays them only the first time.${split} ${what}`;
+        report(o.out, 'image.md', `Whole generations composed from measured parts: ${started}`, description, composedTable(result.records, fidelity?.columns), ...fidelityNote, '## Measured parts', partsTable(result.parts), '## U-Net schedules', scheduleList(result.records));
+      } else {
+        const description = `Each time covers text encoding, every U-Net step of each pass (and the hires upscale) and the VAE decode, the model loaded; the methods take turns, after a warm-up of each method's pieces. Session starts inside a generation (a hires fix opens its U-Net sessions again for each size, as it does for users) are in the times and shown apart; "U-Net s per image" is the denoising less the U-Net's session starts. ${what}`;
+        report(o.out, 'image.md', `Whole generations: ${started}`, description, imageTable(result.records, fidelity?.columns), ...fidelityNote);
+      }
     });
 
   bench
@@ -277,26 +363,25 @@ export function registerBench(program: Command): void {
     .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7.5)
     .option('--seed <n>', 'seed of the first prompt (the next prompts use seed+1, …)', parseIntOption('--seed', 0), 0)
     .option('--sampler <name>', 'sampler, ours or AUTOMATIC1111\'s name (default: the model scheduler)', parseSamplerOption)
+    .addOption(karrasOption())
     .option('--limit <n>', 'use only the first n prompts', parseIntOption('--limit', 1))
     .addOption(providerOption())
     .addOption(precisionOption())
     .addOption(attentionFormOption())
     .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
     .option('--out <dir>', 'folder for fidelity.json, fidelity.md and grids', 'bench-results')
-    .action(async (o: RuntimeFlags & { model?: string; prompts?: string; sizes: number[]; methods: ReturnType<typeof parseMethod>[]; steps: number; cfg: number; seed: number; sampler?: SamplerChoice; limit?: number; out: string }) => {
+    .action(async (o: RuntimeFlags & { model?: string; prompts?: string; sizes: number[]; methods: ReturnType<typeof parseMethod>[]; steps: number; cfg: number; seed: number; sampler?: SamplerChoice; karras?: boolean; limit?: number; out: string }) => {
       if (o.methods[0]?.label !== 'dense') o.methods.unshift(parseMethod('dense'));
-      const prompts = readFileSync(o.prompts ?? DEFAULT_PROMPTS, 'utf8')
-        .split('\n')
-        .map((l) => l.trim())
-        .filter(Boolean)
-        .slice(0, o.limit);
-      if (prompts.length === 0) throw new Error(`no prompts in ${o.prompts}`);
+      const withForm = o.methods.find((m) => m.attentionForm);
+      if (withForm) throw new Error(`fidelity: "${withForm.label}": attention forms are exact and give the same images; compare them with bench speed (or set --attention-form for the whole run)`);
+      const prompts = readPrompts(o.prompts, o.limit);
       mkdirSync(o.out, { recursive: true });
       const started = new Date().toISOString();
       const model = o.model ?? BUILTIN_MODEL_DIR;
       const machine = machineInfo();
-      const result = await runFidelityBench({ ...runtimeFromFlags(o), onWarning: log, model, prompts, sizes: o.sizes, methods: o.methods, steps: o.steps, cfg: o.cfg, seed: o.seed, sampler: o.sampler?.sampler, karras: o.sampler?.karras, onLog: log });
-      const json = { kind: 'todo-sd fidelity benchmark', started, command: process.argv.slice(2).join(' '), model, machine, sampler: result.sampler, steps: o.steps, cfg: o.cfg, records: result.records };
+      const methods = o.methods.map((m) => ({ label: m.label, options: { attention: m.attention } }));
+      const result = await runFidelityBench({ ...runtimeFromFlags(o), onWarning: log, model, prompts, sizes: o.sizes, methods, steps: o.steps, cfg: o.cfg, seed: o.seed, ...samplerFromFlags(o), onLog: log });
+      const json = { kind: 'todo-sd fidelity benchmark', started, command: commandLine(), model, machine, sampler: result.sampler, steps: o.steps, cfg: o.cfg, records: result.records };
       write(o.out, 'fidelity.json', `${JSON.stringify(json, null, 2)}\n`);
       const grids: string[] = [];
       for (const [px, rows] of result.images) {

@@ -23,7 +23,7 @@ import { PROMPT_SYNTAXES, type PromptSyntax } from '../prompt/index.js';
 import { STRENGTH_RULES, type StrengthRule } from '../pipeline/strength.js';
 import { TIMESTEP_SPACINGS, type TimestepSpacing } from '../scheduler/config.js';
 import { checkControlNetHashes, checkLoraHashes, mergeFromPng, readFromPng } from './from-png.js';
-import { parseSamplerOption, type SamplerChoice } from './sampler-option.js';
+import { karrasOption, parseSamplerOption, samplerFromFlags, type SamplerChoice } from './sampler-option.js';
 import { parseFloatOption, parseIntOption } from './options.js';
 import { reporter, type Reporter } from './progress.js';
 import { parseLoraOption } from './lora-option.js';
@@ -226,7 +226,7 @@ export function registerGenerate(program: Command): void {
     .option('--cfg <scale>', 'classifier-free guidance scale (1 = off)', parseFloatOption('--cfg', 0, 100), 7.5)
     .option('-s, --seed <n>', 'seed (the same noise as torch.Generator("cpu").manual_seed(n)); default: random', parseIntOption('--seed', 0, 2 ** 53 - 1))
     .option('--sampler <name>', 'sampler, ours or AUTOMATIC1111\'s name ("DPM++ 2M Karras", "Euler a", UniPC, …; default: the model scheduler)', parseSamplerOption)
-    .option('--karras', 'Karras noise schedule (all samplers but ddim, pndm, lcm and tcd)')
+    .addOption(karrasOption())
     .addOption(new Option('--timestep-spacing <spacing>', "override the model scheduler's timestep spacing (trailing: for Lightning / Turbo / Hyper-SD models; not lcm/tcd)").choices(TIMESTEP_SPACINGS))
     .option('--eta <gamma>', "the tcd sampler's gamma: 0 deterministic … 1 fully stochastic (default 0.3)", parseFloatOption('--eta', 0, 1))
     .option('-b, --batch <n>', 'images per prompt', parseIntOption('--batch', 1, 64), 1)
@@ -361,8 +361,7 @@ async function generate(f: GenerateFlags, cmd: Command, report: Reporter): Promi
     cfg: f.cfg,
     seed: f.seed,
     batch: f.batch,
-    sampler: f.sampler?.sampler,
-    karras: f.karras ?? f.sampler?.karras,
+    ...samplerFromFlags(f),
     timestepSpacing: f.timestepSpacing,
     eta: f.eta,
     latents,

@@ -15,6 +15,28 @@ import { checkExecutionProvider, openSession, ort, type Feed, type RuntimeOption
 import type { Tensor } from '../tensor.js';
 import { numel } from '../tensor.js';
 
+/** Sessions opened so far and the time spent opening them (graph build or cache read included), by component name. */
+export interface SessionStarts {
+  count: number;
+  ms: number;
+}
+
+const starts = new Map<string, SessionStarts>();
+
+/** Session starts by component name since the process began: benchmarks take them out of a timing. */
+export function sessionStarts(): Record<string, SessionStarts> {
+  return Object.fromEntries([...starts].map(([name, s]) => [name, { ...s }]));
+}
+
+async function counted<T>(name: string, open: () => Promise<T>): Promise<T> {
+  const t0 = performance.now();
+  try {
+    return await open();
+  } finally {
+    const s = starts.get(name) ?? { count: 0, ms: 0 };
+    starts.set(name, { count: s.count + 1, ms: s.ms + performance.now() - t0 });
+  }
+}
 
 export class ComponentRuntime {
   /** Open sessions by key, least recently used first. */
@@ -85,8 +107,10 @@ export class ComponentRuntime {
     if (session) this.open.delete(sessionKey);
     else {
       await this.evict(this.slots - 1);
-      const bytes = cachedGraph(key, () => this.phase('graph', () => serializeModel(build())));
-      session = phase(this.runtime.onProgress, `session:${this.name}`, () => openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice)).then((o) => o.session);
+      session = counted(this.name, async () => {
+        const bytes = cachedGraph(key, () => this.phase('graph', () => serializeModel(build())));
+        return (await phase(this.runtime.onProgress, `session:${this.name}`, () => openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice))).session;
+      });
     }
     this.open.set(sessionKey, session);
     return session;

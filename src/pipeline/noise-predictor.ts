@@ -31,6 +31,12 @@ export interface PassEvaluations {
   promptOnly: number;
 }
 
+/** What one evaluation runs: the whole U-Net or DeepCache's shallow part, both halves or the prompt's alone (NGMS). */
+export interface EvaluationKind {
+  shallow: boolean;
+  promptOnly: boolean;
+}
+
 export interface NoisePredictorOptions {
   unet: UNet;
   cfg: number;
@@ -43,6 +49,15 @@ export interface NoisePredictorOptions {
   deepcache?: { point: CachePoint; full: readonly boolean[] };
   /** ControlNets: the residuals the U-Net adds at each evaluation. */
   control?: ControlNetPass;
+}
+
+/**
+ * The predictor's rule for evaluation `call` (0-based in the pass) at timestep `t`. A pass's
+ * first evaluation is always whole (deepCacheFullSteps), so a shallow one has a feature to run on.
+ */
+export function evaluationKind(o: Pick<NoisePredictorOptions, 'guided' | 'ngms' | 'sigmaOf' | 'deepcache'>, call: number, t: number): EvaluationKind {
+  const shallow = o.deepcache !== undefined && !o.deepcache.full[call];
+  return { shallow, promptOnly: o.guided && (shallow || !o.deepcache) && skipsUncond(call, o.sigmaOf(t), o.ngms) };
 }
 
 export class NoisePredictor {
@@ -64,10 +79,9 @@ export class NoisePredictor {
   async predict(call: number, x: Tensor, t: number, c: Conditioning, attentionActive: boolean, views?: ViewBatch): Promise<Tensor> {
     const { unet, cfg, guided, deepcache, control } = this.o;
     const slot = views?.index ?? 0;
-    // The feature a shallow step runs on (the first step is always whole).
-    const cached = deepcache && !deepcache.full[call] ? this.features.get(slot) : undefined;
-    const shallow = cached !== undefined;
-    const promptOnly = guided && (shallow || !deepcache) && skipsUncond(call, this.o.sigmaOf(t), this.o.ngms);
+    const { shallow, promptOnly } = evaluationKind(this.o, call, t);
+    const cached = shallow ? this.features.get(slot) : undefined;
+    if (shallow && !cached) throw new Error(`DeepCache: evaluation ${call} is shallow, but no whole evaluation of this pass has left a feature to run on`);
     const both = guided && !promptOnly;
     const input = both ? doubleBatch(x) : x;
     const cond = promptOnly ? condHalf(c) : c;

@@ -28,7 +28,7 @@ import { PROMPT_SYNTAXES, PromptConditioning, type PromptSyntax } from '../promp
 import type { Conditioning, SdxlConditioner } from './conditioning-sdxl.js';
 import { detectModelFamily, type ModelFamily } from './model-family.js';
 import { modelSdxlConditioner, modelTinyVAE, modelTokenizer, modelVAE, nativeImageSize, schedulerConfig, VAE_METHODS, type ModelSourceOptions, type VaeMethod } from './model-parts.js';
-import { HIRES_UPSCALERS, hiresSize, upscaleLatents, type HiresOptions } from './hires.js';
+import { HIRES_UPSCALERS, hiresSize, hiresUpscalerLabel, upscaleLatents, type HiresOptions } from './hires.js';
 import { Upscaler } from '../models/upscaler/upscaler.js';
 import { resizeWithUpscaler } from './upscale-image.js';
 import { checkRgbImage, encodeInitLatents, fitImage, imagesToTensor, noiseLatents } from './img2img.js';
@@ -47,7 +47,7 @@ import { controlNetInfotext, type ControlNetSettings, controlNetSettings } from 
 import { classifierFreeGuidance, timestepCondition } from './guidance-embedding.js';
 import { deepCacheFullSteps, resolveDeepCache, type DeepCacheOptions, type ResolvedDeepCache } from './deepcache.js';
 import { timestepSigma, type NgmsOptions } from './guidance.js';
-import { NoisePredictor, type PassEvaluations } from './noise-predictor.js';
+import { evaluationKind, NoisePredictor, type EvaluationKind, type NoisePredictorOptions, type PassEvaluations } from './noise-predictor.js';
 import { conditioningForViews, cropColumns, latentViews, MultiDiffusion, padCircular, resolveTiling, type ModelEvaluation, type Tiling, type TilingOptions } from './multidiffusion.js';
 
 export interface GenerateOptions {
@@ -170,6 +170,38 @@ export interface PassInfo {
   views?: number;
 }
 
+/** One U-Net evaluation of a pass, as the pass's noise predictor will run it. */
+export interface PlannedEvaluation extends EvaluationKind {
+  timestep: number;
+  /** Whether ToDo is on (its stopAt). */
+  attentionActive: boolean;
+}
+
+/** A pass of a generation, laid out before it runs (StableDiffusion.parts). */
+export interface PassPart {
+  /** What the pass will report: size, steps, attention as used, DeepCache and its U-Net evaluations. */
+  info: PassInfo;
+  /** Every U-Net evaluation of the pass, in order. */
+  evaluations: PlannedEvaluation[];
+  /** The latents it denoises: [batch, channels, height, width]. */
+  latentDims: number[];
+  /**
+   * The pass's noise predictor, set up as generate sets it up (attention, sessions kept,
+   * DeepCache, NGMS): `predict(call, …)` runs evaluation `call` (a shallow one after a whole one).
+   */
+  predictor(): Promise<NoisePredictor>;
+}
+
+/** A text-to-image generation (with or without the hires fix) in pieces that run one by one. */
+export interface GenerationParts {
+  settings: GenerateSettings;
+  passes: PassPart[];
+  /** Each pass's text conditioning as generate encodes it (at the pass's first step). */
+  encode(): Promise<Conditioning[]>;
+  /** generate's VAE decode of latents of the last pass's size: images [B, 3, H, W] in [-1, 1]. */
+  decode(latents: Tensor): Promise<Tensor>;
+}
+
 /** The settings actually used, defaults filled in. */
 export type GenerateSettings = Required<Omit<GenerateOptions, 'latents' | 'negativePrompt' | 'initImage' | 'strength' | 'strengthRule' | 'mask' | 'hires' | 'loras' | 'loraDir' | 'sampler' | 'timestepSpacing' | 'eta' | 'deepcache' | 'tiling' | 'sdUpscale' | 'controlnets'>> & {
   sampler: SamplerName;
@@ -243,16 +275,20 @@ interface PassConditioning {
   fixed?: Conditioning;
 }
 
-interface DenoiseRun {
-  x: Tensor;
+/** What decides a pass's U-Net evaluations. */
+interface PassSchedule {
   scheduler: Scheduler;
   timesteps: readonly number[];
-  cond: PassConditioning;
   cfg: number;
   ngms: NgmsOptions;
   attention: AttentionOptions;
   deepcache?: ResolvedDeepCache;
   pass: 1 | 2;
+}
+
+interface DenoiseRun extends PassSchedule {
+  x: Tensor;
+  cond: PassConditioning;
   /** Inpainting: resets the unmasked latents after a step, given the next timestep (undefined after the last). */
   blend?: (x: Tensor, next: number | undefined) => Tensor;
   tiling?: Tiling;
@@ -262,6 +298,12 @@ interface DenoiseRun {
 
 function ngmsOf(s: GenerateSettings): NgmsOptions {
   return { sigma: s.sMinUncond, allSteps: s.sMinUncondAll };
+}
+
+/** Whether ToDo is on at a step of the pass (its stopAt counts the pass's steps as diffusers does: Heun's pairs are one). */
+function attentionActiveAt(run: Pick<PassSchedule, 'attention' | 'scheduler' | 'timesteps'>, step: number): boolean {
+  const stopAt = run.attention.method === 'todo' ? (run.attention.stopAt ?? 1) : 1;
+  return todoActiveAt(stopAt, step, Math.ceil(run.timesteps.length / run.scheduler.order));
 }
 
 /** Whether NGMS can skip a negative half in this pass: one is run (guidance-embedding.ts) and a sigma is set. */
@@ -516,30 +558,34 @@ export class StableDiffusion {
   /**
    * The text conditioning of one pass: A1111's prompt syntax per step (or plain), for SDXL
    * through both encoders, with the pooled vector and time ids (this pass's size). SDXL's plain
-   * syntax is diffusers' own path.
+   * syntax is diffusers' own path. Prompt editing in the hires fix's second pass counts on from
+   * the first pass's steps (A1111). Reported as the phase `encode:prompt`.
    */
-  private async passConditioning(s: GenerateSettings, prompt: string, negativePrompt: string | undefined, size: { width: number; height: number; steps: number; firstPassSteps?: number }): Promise<PassConditioning> {
-    const guided = classifierFreeGuidance(s.cfg, this.unet.config);
-    const sdxl = this.sdxl;
-    if (sdxl && s.promptSyntax === 'plain') {
-      const c = await sdxl.encode({ prompt, negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: size.width, height: size.height });
-      return { at: () => c, fixed: c };
-    }
-    const request = {
-      prompt,
-      negativePrompt: negativePrompt ?? '',
-      steps: size.steps,
-      batch: s.batch,
-      guided,
-      syntax: s.promptSyntax,
-      firstPassSteps: size.firstPassSteps,
-      zeroNegative: sdxl !== undefined && negativePrompt === undefined && sdxl.forceZerosForEmptyPrompt,
-    };
-    const encoders = sdxl?.promptEncoders(s.clipSkip) ?? [{ tokenizer: this.tokenizer, encode: async (ids: IntTensor) => ({ hidden: await this.textEncoder.forward(ids, { clipSkip: s.clipSkip }) }) }];
-    const c = await PromptConditioning.build(request, encoders);
-    const timeIds = sdxl?.timeIds(c.at(0).dims[0]!, size.width, size.height);
-    const at = (step: number): Conditioning => ({ encoderHiddenStates: c.at(step), ...(timeIds ? { added: { textEmbeds: c.pooledAt(step)!, timeIds } } : {}) });
-    return { at, fixed: c.scheduled ? undefined : at(0) };
+  private passConditioning(s: GenerateSettings, prompt: string, negativePrompt: string | undefined, pass: 1 | 2): Promise<PassConditioning> {
+    return this.phase('encode:prompt', async (): Promise<PassConditioning> => {
+      const size = pass === 2 ? { width: s.hires!.width, height: s.hires!.height, steps: s.hires!.steps, firstPassSteps: s.steps } : { width: s.width, height: s.height, steps: s.steps };
+      const guided = classifierFreeGuidance(s.cfg, this.unet.config);
+      const sdxl = this.sdxl;
+      if (sdxl && s.promptSyntax === 'plain') {
+        const c = await sdxl.encode({ prompt, negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: size.width, height: size.height });
+        return { at: () => c, fixed: c };
+      }
+      const request = {
+        prompt,
+        negativePrompt: negativePrompt ?? '',
+        steps: size.steps,
+        batch: s.batch,
+        guided,
+        syntax: s.promptSyntax,
+        firstPassSteps: size.firstPassSteps,
+        zeroNegative: sdxl !== undefined && negativePrompt === undefined && sdxl.forceZerosForEmptyPrompt,
+      };
+      const encoders = sdxl?.promptEncoders(s.clipSkip) ?? [{ tokenizer: this.tokenizer, encode: async (ids: IntTensor) => ({ hidden: await this.textEncoder.forward(ids, { clipSkip: s.clipSkip }) }) }];
+      const c = await PromptConditioning.build(request, encoders);
+      const timeIds = sdxl?.timeIds(c.at(0).dims[0]!, size.width, size.height);
+      const at = (step: number): Conditioning => ({ encoderHiddenStates: c.at(step), ...(timeIds ? { added: { textEmbeds: c.pooledAt(step)!, timeIds } } : {}) });
+      return { at, fixed: c.scheduled ? undefined : at(0) };
+    });
   }
 
   /**
@@ -551,9 +597,7 @@ export class StableDiffusion {
     const { scheduler, timesteps, cond } = run;
     let x = run.x;
     const batch = x.dims[0]!;
-    this.unet.setAttention(run.attention);
     const predictor = await this.noisePredictor(run);
-    const stopAt = run.attention.method === 'todo' ? (run.attention.stopAt ?? 1) : 1;
     // Heun (order 2) evaluates the U-Net twice per step; steps are counted as diffusers counts them.
     const total = Math.ceil(timesteps.length / scheduler.order);
     const phase = run.pass === 2 ? 'hires' : 'denoise';
@@ -563,7 +607,7 @@ export class StableDiffusion {
       const evaluate: ModelEvaluation = async (input, tt, s, views) => {
         if (cb.signal?.aborted) throw abortError();
         const c = conditioningForViews(cond.at(s), input.dims[0]! / batch, predictor.guided ? 2 : 1);
-        return predictor.predict(i, input, tt, c, todoActiveAt(stopAt, s, total), views);
+        return predictor.predict(i, input, tt, c, attentionActiveAt(run, s), views);
       };
       x = tiles ? await tiles.step(x, t, step, evaluate) : scheduler.step(await evaluate(scheduler.scaleModelInput(x, t), t, step), t, x);
       if (run.blend) x = run.blend(x, timesteps[i + 1]);
@@ -577,23 +621,43 @@ export class StableDiffusion {
   }
 
   /**
-   * A pass's predictor. With NGMS the U-Net keeps its sessions for both batch sizes open (with
-   * DeepCache only the shallow graph's: the whole U-Net runs both halves); a ControlNet, which
-   * runs beside each evaluation, keeps one per graph it alternates between.
+   * A pass's predictor, the U-Net switched to the pass's attention. With NGMS the U-Net keeps its
+   * sessions for both batch sizes open (with DeepCache only the shallow graph's: the whole U-Net
+   * runs both halves); a ControlNet, which runs beside each evaluation, keeps one per graph it
+   * alternates between.
    */
-  private async noisePredictor(run: DenoiseRun): Promise<NoisePredictor> {
+  private async noisePredictor(run: PassSchedule & Pick<DenoiseRun, 'control'>): Promise<NoisePredictor> {
+    this.unet.setAttention(run.attention);
     const dc = run.deepcache;
     const slots = ngmsActive(run, this.unet.config) ? 2 : 1;
     await Promise.all([this.unet.keepSessions(dc ? 1 : slots, slots), run.control?.keepSessions(dc ? 2 * slots : slots)]);
-    return new NoisePredictor({
+    return new NoisePredictor({ ...this.predictorOptions(run), ...(run.control && { control: run.control }) });
+  }
+
+  /** The noise predictor's rules for a pass (ControlNets aside): guidance, NGMS, DeepCache's whole steps. */
+  private predictorOptions(run: PassSchedule): NoisePredictorOptions {
+    const dc = run.deepcache;
+    return {
       unet: this.unet,
       cfg: run.cfg,
       guided: classifierFreeGuidance(run.cfg, this.unet.config),
       ngms: run.ngms,
       sigmaOf: timestepSigma(this.schedulerConfig),
       ...(dc && { deepcache: { point: { block: dc.block, layer: dc.layer }, full: deepCacheFullSteps(dc, run.scheduler.timesteps, run.timesteps, run.scheduler.order) } }),
-      ...(run.control && { control: run.control }),
-    });
+    };
+  }
+
+  /**
+   * A pass's scheduler and the timesteps it evaluates: all of them, or the part an image-to-image
+   * strength asks for (the init image's; the hires fix's second pass at its denoise), with the
+   * timestep its init latents are noised to (strength.ts).
+   */
+  private passSchedule(s: GenerateSettings, pass: 1 | 2, randn: (dims: readonly number[]) => Float32Array): { scheduler: Scheduler; timesteps: readonly number[]; noiseAt?: number } {
+    const scheduler = this.scheduler(s, randn);
+    if (pass === 2) return { scheduler, ...strengthRun(scheduler, this.strengthRequest(s, s.hires!.steps, s.hires!.denoise, true)) };
+    if (s.strength !== undefined) return { scheduler, ...strengthRun(scheduler, this.strengthRequest(s, s.steps, s.strength, false)) };
+    scheduler.setTimesteps(s.steps);
+    return { scheduler, timesteps: scheduler.timesteps };
   }
 
   /** The sampler these settings ask for, its noise drawn from `randn` (the pass's generator). */
@@ -654,6 +718,52 @@ export class StableDiffusion {
     return { tile, overlap: Math.round(tile / 4) };
   }
 
+  /**
+   * generate(o)'s pieces, laid out without running them: each pass's U-Net evaluations by the
+   * noise predictor's own rules (DeepCache's whole and shallow steps, NGMS's prompt-only calls at
+   * the sampler's sigmas) and its predictor, the text encoding and the VAE decode, for running
+   * and timing them one by one (`bench image --compose`). Text-to-image, with or without a hires
+   * fix that upscales latents; what else generate takes (an init image, initial latents,
+   * MultiDiffusion tiling, SD upscale, ControlNets, an image upscaler's round trip) is refused by name.
+   */
+  parts(o: GenerateOptions): GenerationParts {
+    const uncovered = { initImage: o.initImage, mask: o.mask, latents: o.latents, tiling: o.tiling, sdUpscale: o.sdUpscale, controlnets: o.controlnets?.length ? o.controlnets : undefined };
+    const given = Object.entries(uncovered).filter(([, v]) => v !== undefined).map(([k]) => k);
+    if (given.length > 0) fail(`parts() lays out text-to-image generations (with or without a latent hires fix); it does not cover ${given.join(', ')}`);
+    const u = o.hires?.upscaler;
+    if (u !== undefined && u !== 'latent' && u !== 'latent-nearest') {
+      fail(`parts() lays out hires fixes that upscale latents ('latent', 'latent-nearest'); the ${hiresUpscalerLabel(u)} upscaler's decode, upscale and encode are not among its pieces`);
+    }
+    const s = this.resolve(o);
+    const generator = new TorchGenerator(s.seed);
+    const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
+    const scale = this.vae.config.scale;
+    const passes = (s.hires ? ([1, 2] as const) : ([1] as const)).map((pass): PassPart => {
+      const at = pass === 2 ? s.hires! : s;
+      const run: PassSchedule = { ...this.passSchedule(s, pass, randn), cfg: s.cfg, ngms: ngmsOf(s), attention: at.attention, deepcache: at.deepcache, pass };
+      const options = this.predictorOptions(run);
+      const evaluations = run.timesteps.map((t, i) => ({ timestep: t, ...evaluationKind(options, i, t), attentionActive: attentionActiveAt(run, Math.floor(i / run.scheduler.order)) }));
+      const counts = { full: evaluations.filter((e) => !e.shallow).length, shallow: evaluations.filter((e) => e.shallow).length, promptOnly: evaluations.filter((e) => e.promptOnly).length };
+      return {
+        info: this.passInfo(pass, at.width, at.height, run.timesteps.length, at.attention, undefined, { evaluations: counts, ...(at.deepcache && { deepcache: at.deepcache }) }),
+        evaluations,
+        latentDims: [s.batch, this.unet.config.inChannels, at.height / scale, at.width / scale],
+        predictor: () => this.noisePredictor(run),
+      };
+    });
+    return {
+      settings: s,
+      passes,
+      encode: async () => {
+        const prompt = this.loras.forGeneration(s.prompt, o.loras, o.loraDir).prompt;
+        const out: Conditioning[] = [];
+        for (const p of passes) out.push((await this.passConditioning(s, prompt, o.negativePrompt, p.info.pass)).at(0));
+        return out;
+      },
+      decode: (latents) => this.decodeLatents(latents, s),
+    };
+  }
+
   async generate(o: GenerateOptions, cb: GenerateCallbacks = {}): Promise<GenerateResult> {
     return this.progress.during(cb.onProgress, () => this.run(o, cb));
   }
@@ -665,11 +775,8 @@ export class StableDiffusion {
     // The scheduler first: a sampler that does not fit the settings fails before any work.
     const generator = new TorchGenerator(resolved.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-    const scheduler = this.scheduler(resolved, randn);
     // img2img runs the part of the schedule its strength asks for (strength.ts).
-    const run = o.initImage ? strengthRun(scheduler, this.strengthRequest(resolved, resolved.steps, resolved.strength!, false)) : undefined;
-    if (!run) scheduler.setTimesteps(resolved.steps);
-    const timesteps: readonly number[] = run ? run.timesteps : scheduler.timesteps;
+    const { scheduler, timesteps, noiseAt } = this.passSchedule(resolved, 1, randn);
     if (this.unet.config.timeCondProjDim !== null && o.negativePrompt) {
       cb.onWarning?.('the negative prompt is not used: this U-Net is guidance-distilled (time_cond_proj_dim, an LCM) and takes the CFG scale as an embedding, with no unconditional pass (as in diffusers)');
     }
@@ -684,7 +791,7 @@ export class StableDiffusion {
     const control = await this.controlUnits(o.controlnets, s, { image: original, mask: mask?.pixels });
 
     const t0 = performance.now();
-    const cond = await this.phase('encode:prompt', () => this.passConditioning(s, loras.prompt, o.negativePrompt, { width: s.width, height: s.height, steps: s.steps }));
+    const cond = await this.passConditioning(s, loras.prompt, o.negativePrompt, 1);
     const t1 = performance.now();
 
     let x: Tensor;
@@ -698,7 +805,7 @@ export class StableDiffusion {
         const inside = s.mask.fill === 'latent-noise' ? new TorchGenerator(s.seed).randn(init.dims) : new Float32Array(init.data.length);
         init = blendLatents({ data: inside, dims: init.dims }, init, mask.latent);
       }
-      const start = noiseLatents(scheduler, init, run!.noiseAt, randn);
+      const start = noiseLatents(scheduler, init, noiseAt, randn);
       x = start.latents;
       if (mask) {
         const keep = init;
@@ -825,16 +932,14 @@ export class StableDiffusion {
     control: readonly ResolvedControlUnit[],
   ): Promise<Tensor> {
     const hr = s.hires!;
-    // SDXL's time ids carry the image size; prompt editing counts on from the first pass's steps (A1111).
-    const cond = await this.phase('encode:prompt', () => this.passConditioning(s, prompt, negativePrompt, { width: hr.width, height: hr.height, steps: hr.steps, firstPassSteps: s.steps }));
+    // SDXL's time ids carry the image size: the second pass encodes again.
+    const cond = await this.passConditioning(s, prompt, negativePrompt, 2);
     const scale = this.vae.config.scale;
     const lh = hr.height / scale;
     const lw = hr.width / scale;
     const generator = new TorchGenerator(s.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
-    const scheduler = this.scheduler(s, randn);
-    const run = strengthRun(scheduler, this.strengthRequest(s, hr.steps, hr.denoise, true));
-    const timesteps = run.timesteps;
+    const { scheduler, timesteps, noiseAt } = this.passSchedule(s, 2, randn);
     let init: Tensor;
     const u = o.upscaler;
     if (u === 'latent' || u === 'latent-nearest') {
@@ -853,7 +958,7 @@ export class StableDiffusion {
       }
       init = await this.encodeLatents(imagesToTensor(images), s, randn);
     }
-    const start = noiseLatents(scheduler, init, run.noiseAt, randn);
+    const start = noiseLatents(scheduler, init, noiseAt, randn);
     const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: hr.attention, deepcache: hr.deepcache, pass: 2, tiling: s.tiling, control: this.controlPass(control, s, hr, timesteps.length, hr.attention, true) }, cb);
     passes.push(this.passInfo(2, hr.width, hr.height, timesteps.length, hr.attention, s.tiling, { evaluations: out.evaluations, ...(hr.deepcache && { deepcache: hr.deepcache }) }));
     return out.latents;
