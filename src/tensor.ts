@@ -21,6 +21,17 @@ export function tensor(data: Float32Array, dims: readonly number[]): Tensor {
   return { data, dims: [...dims] };
 }
 
+/** Tensors of equal row shape stacked along the batch, [B1, …] + [B2, …] → [B1 + B2, …]. */
+export function concatBatch(...parts: readonly Tensor[]): Tensor {
+  const data = new Float32Array(parts.reduce((a, t) => a + t.data.length, 0));
+  let offset = 0;
+  for (const t of parts) {
+    data.set(t.data, offset);
+    offset += t.data.length;
+  }
+  return { data, dims: [parts.reduce((a, t) => a + t.dims[0]!, 0), ...parts[0]!.dims.slice(1)] };
+}
+
 /** The batch twice over, [B, …] → [2B, …]: guidance's negative and prompt halves see the same latents. */
 export function doubleBatch(x: Tensor): Tensor {
   const data = new Float32Array(2 * x.data.length);

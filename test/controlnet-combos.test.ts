@@ -97,6 +97,13 @@ test('ControlNet under NGMS: a prompt-only call runs the ControlNet on the promp
   const one = controlMapsToTensor([resizeControlMap(unit.map, 16, 16, unit.resizeMode)]);
   const want = await cn.forward(input, 400, text, { data: new Float32Array([...one.data, ...one.data]), dims: [2, ...one.dims.slice(1)] }, { conditioningScale: 0.7 });
   [...got.down, got.mid!].forEach((r, i) => assert.ok(relL2(r.data, [...want.down, want.mid][i]!.data) < 1e-6, `residual ${i}`));
+  // A guided call split in two: the negative half alone gets the unit's residuals, unless the unit acts on the prompt's half alone (guess mode).
+  const negative = await pass.residuals({ index: 1, timestep: 400, input, conditioning: { encoderHiddenStates: text }, guided: false, negativeOnly: true, attentionActive: true });
+  [...negative.down, negative.mid!].forEach((r, i) => assert.ok(relL2(r.data, [...want.down, want.mid][i]!.data) < 1e-6, `negative half, residual ${i}`));
+  const guess = resolveControlUnit({ model: cn, image: picture(16, 16), scale: 0.7, guessMode: true }, cn, 0, { width: 16, height: 16 }, {});
+  const guessPass = new ControlNetPass([guess], { width: 16, height: 16 }, 2, 4, cn.config, { method: 'dense' }, false);
+  const none = await guessPass.residuals({ index: 1, timestep: 400, input, conditioning: { encoderHiddenStates: text }, guided: false, negativeOnly: true, attentionActive: true });
+  assert.ok([...none.down, none.mid!].every((r) => r.data.every((v) => v === 0)), 'guess mode: nothing on the negative half');
   // The pipeline's NGMS prompt-only steps run with it.
   const p = await tinyPipe();
   const r = await p.generate({ prompt: 'a bridge', width: 32, height: 32, steps: 4, seed: 3, sampler: 'euler', sMinUncond: 1000, controlnets: [{ model: m.cn, image: picture(32, 32) }] });

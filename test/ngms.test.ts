@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { BUILTIN_MODEL_DIR, createScheduler, StableDiffusion, type Tensor, type UNet } from '../src/index.js';
+import { BUILTIN_MODEL_DIR, createScheduler, sessionStarts, StableDiffusion, type Tensor, type UNet } from '../src/index.js';
+import { relL2 } from './helpers.js';
 import { skipsUncond, timestepSigma } from '../src/pipeline/guidance.js';
 import { NoisePredictor } from '../src/pipeline/noise-predictor.js';
 
@@ -68,6 +69,16 @@ test('the combined prediction: uncond + cfg · (cond − uncond) on guided calls
     }
     assert.deepEqual(batches, ts.map((_, i) => ((skipped as readonly number[]).includes(i) ? 2 : 4)));
     assert.deepEqual(p.evaluations, { full: 6, shallow: 0, promptOnly: skipped.length });
+    // Split guidance: the same predictions, every call at batch B (negative half first).
+    const split = stubUNet();
+    const q = new NoisePredictor({ unet: split.unet, cfg: 7, guided: true, ngms: { sigma: 4, allSteps: all }, sigmaOf: (t) => t / 100, splitGuidance: true });
+    for (const [i, t] of ts.entries()) {
+      const eps = await q.predict(i, x, t, { encoderHiddenStates: text }, true);
+      const want = (skipped as readonly number[]).includes(i) ? 3 : 1 + 7 * (3 - 1);
+      assert.ok(eps.data.every((v) => v === want), `split, call ${i}: ${eps.data[0]} vs ${want}`);
+    }
+    assert.deepEqual(split.batches, ts.flatMap((_, i) => ((skipped as readonly number[]).includes(i) ? [2] : [2, 2])));
+    assert.deepEqual(q.evaluations, p.evaluations);
   }
 });
 
@@ -92,22 +103,33 @@ async function unetBatches<T>(run: () => Promise<T>): Promise<{ batches: number[
   }
 }
 
-test('NGMS in the pipeline: the skipped calls run the U-Net at batch B; cfg ≤ 1 never runs the negative half', async () => {
+test('NGMS in the pipeline: the skipped calls run the prompt alone, every call at batch B (guided ones as two calls, one U-Net session); cfg ≤ 1 never runs the negative half', async () => {
   const base = { prompt: 'a red barn', width: 32, height: 32, steps: 8, seed: 4, sampler: 'ddim' as const };
   const s = createScheduler('ddim', pipe.schedulerConfig);
   s.setTimesteps(8);
   const sigma = timestepSigma(pipe.schedulerConfig);
   const sMin = sigma(s.timesteps[4]!) + 1e-3;
-  const expected = s.timesteps.map((t, i) => (a1111Skips(i, sigma(t), sMin, false) ? 1 : 2));
-  assert.ok(expected.includes(1) && expected.includes(2), 'some calls skip, some do not');
-  const ngms = await unetBatches(() => pipe.generate({ ...base, cfg: 7, sMinUncond: sMin }));
-  assert.deepEqual(ngms.batches, expected);
-  assert.deepEqual(ngms.result.settings.passes[0]!.evaluations, { full: 8, shallow: 0, promptOnly: expected.filter((b) => b === 1).length });
+  const skips = s.timesteps.map((t, i) => a1111Skips(i, sigma(t), sMin, false));
+  assert.ok(skips.includes(true) && skips.includes(false), 'some calls skip, some do not');
+  const starts = (): number => sessionStarts().unet?.count ?? 0;
+  const before = starts();
+  const ngms = await unetBatches(() => pipe.generate({ ...base, width: 40, cfg: 7, sMinUncond: sMin }));
+  assert.equal(starts() - before, 1, 'one U-Net session for both kinds of call');
+  assert.deepEqual(ngms.batches, skips.flatMap((skip) => (skip ? [1] : [1, 1])));
+  assert.deepEqual(ngms.result.settings.passes[0]!.evaluations, { full: 8, shallow: 0, promptOnly: skips.filter(Boolean).length });
+  // Split in two, a guided call predicts what the batch of both halves does.
+  const finalLatents = async (sMinUncond: number): Promise<Float32Array> => {
+    let last: Float32Array | undefined;
+    await pipe.generate({ ...base, cfg: 7, sMinUncond }, { onStep: (st) => void (st.latents && (last = st.latents.data.slice())) });
+    return last!;
+  };
+  const [never, plain] = [await finalLatents(1e-9), await finalLatents(0)];
+  assert.ok(relL2(never, plain) < 1e-5, `split guidance vs one batch: ${relL2(never, plain)}`);
   assert.match(ngms.result.images[0]!.parameters, new RegExp(`NGMS: ${sMin}, Version`));
   const dense = await pipe.generate({ ...base, cfg: 7 });
   assert.notDeepEqual(ngms.result.images[0]!.data, dense.images[0]!.data);
   const all = await unetBatches(() => pipe.generate({ ...base, cfg: 7, sMinUncond: sMin, sMinUncondAll: true }));
-  assert.deepEqual(all.batches, s.timesteps.map((t) => (sigma(t) < sMin ? 1 : 2)));
+  assert.deepEqual(all.batches, s.timesteps.flatMap((t) => (sigma(t) < sMin ? [1] : [1, 1])));
   assert.match(all.result.images[0]!.parameters, /NGMS all steps: True/);
   for (const cfg of [1, 0.5]) {
     const unguided = await unetBatches(() => pipe.generate({ ...base, cfg, sMinUncond: sMin }));

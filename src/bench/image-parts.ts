@@ -72,8 +72,9 @@ export function unetPart(pass: PassPart, e: PlannedEvaluation, guided: boolean):
   const { width, height, attention, deepcache: dc } = pass.info;
   const batch = pass.latentDims[0]! * (guided && !e.promptOnly ? 2 : 1);
   const graph = !dc ? 'whole' : `${e.shallow ? 'shallow' : 'whole + feature'} (DeepCache layer ${dc.layer}, block ${dc.block})`;
-  const label = `U-Net ${width}x${height}, batch ${batch}, ${attentionLabel(attention)}${e.attentionActive ? '' : ' off'}, ${graph}`;
-  return { key: JSON.stringify({ width, height, batch, attention, active: e.attentionActive, graph }), label, stage: 'unet', batch };
+  const calls = e.split ? ` (two calls of ${batch / 2})` : '';
+  const label = `U-Net ${width}x${height}, batch ${batch}${calls}, ${attentionLabel(attention)}${e.attentionActive ? '' : ' off'}, ${graph}`;
+  return { key: JSON.stringify({ width, height, batch, split: e.split, attention, active: e.attentionActive, graph }), label, stage: 'unet', batch };
 }
 
 export function textPart(parts: GenerationParts): Part {

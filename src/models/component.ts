@@ -79,7 +79,7 @@ export class ComponentRuntime {
 
   /**
    * How many sessions stay open at once: more than one where a loop alternates between graphs
-   * (NGMS runs the U-Net at batch 2B and B), each with its own copy of the weights.
+   * (a ControlNet's whole and shallow graphs under DeepCache), each with its own copy of the weights.
    */
   async keepSessions(slots: number): Promise<void> {
     this.slots = slots;

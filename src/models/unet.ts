@@ -458,9 +458,9 @@ export class UNet extends AttentionComponent implements LoraHost {
   }
 
   /**
-   * Sessions kept open for the whole U-Net's graphs and for DeepCache's shallow ones: 2 where a
-   * pass alternates batch sizes (NGMS runs the prompt's half alone), at the cost of those
-   * graphs' weights held once more.
+   * Sessions kept open for the whole U-Net's graphs and for DeepCache's shallow ones, each
+   * holding its graph's weights: more than one where a caller alternates shapes (the pipeline
+   * does not: NGMS splits its guided calls to keep one batch size).
    */
   async keepSessions(whole: number, shallow = whole): Promise<void> {
     this.sessionSlots = shallow;

@@ -207,6 +207,8 @@ export interface ControlStepInput {
   conditioning: Conditioning;
   /** Whether the input holds both guidance halves (negative first); false for an unguided pass and NGMS's prompt-only calls. */
   guided: boolean;
+  /** The input is the negative half alone (a guided evaluation split in two): units that act on the prompt's half alone add nothing. */
+  negativeOnly?: boolean;
   attentionActive: boolean;
   /** MultiDiffusion: the views the input holds, each taking its own part of the control image. */
   views?: ViewBatch;
@@ -266,7 +268,7 @@ export class ControlNetPass {
     const sum = shapes.map((d) => new Float32Array(d.reduce((a, b) => a * b, 1)));
     const half = s.guided ? n / 2 : n;
     for (const p of this.units) {
-      if (!controlNetKeep(s.index, this.count, p.unit.start, p.unit.end)) continue;
+      if (!controlNetKeep(s.index, this.count, p.unit.start, p.unit.end) || (s.negativeOnly && p.condOnly)) continue;
       // Guess mode and "ControlNet is more important": the conditional half only; the unconditional half gets nothing.
       const condOnly = s.guided && p.condOnly;
       const pick = <T extends Tensor | undefined>(t: T): T => (condOnly && t ? (rows(t, half, half) as T) : t);

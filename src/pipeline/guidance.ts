@@ -39,16 +39,36 @@ export function timestepSigma(schedulerConfig: object): (t: number) => number {
   };
 }
 
-/** The prompt's half of a guided batch [2B, …] → [B, …] (the negative half comes first). */
+/** One half of a guided batch [2B, …] → [B, …]: the negative half comes first. */
+function halfRows(t: Tensor, half: 'negative' | 'prompt'): Tensor {
+  const b = t.dims[0]! / 2;
+  const n = (numel(t.dims) / t.dims[0]!) * b;
+  return { data: half === 'negative' ? t.data.subarray(0, n) : t.data.subarray(n), dims: [b, ...t.dims.slice(1)] };
+}
+
+/** The prompt's half of a guided batch [2B, …] → [B, …]. */
 export function promptRows(t: Tensor): Tensor {
-  const half = t.dims[0]! / 2;
-  const n = numel(t.dims) / t.dims[0]!;
-  return { data: t.data.subarray(half * n), dims: [half, ...t.dims.slice(1)] };
+  return halfRows(t, 'prompt');
+}
+
+/** The negative half of a guided batch [2B, …] → [B, …]. */
+export function negativeRows(t: Tensor): Tensor {
+  return halfRows(t, 'negative');
+}
+
+function conditioningHalf(c: Conditioning, half: 'negative' | 'prompt'): Conditioning {
+  const pick = (t: Tensor): Tensor => halfRows(t, half);
+  return { encoderHiddenStates: pick(c.encoderHiddenStates), ...(c.added && { added: { textEmbeds: pick(c.added.textEmbeds), timeIds: pick(c.added.timeIds) } }) };
 }
 
 /** The prompt's half of guided conditioning (SDXL's added inputs too). */
 export function condHalf(c: Conditioning): Conditioning {
-  return { encoderHiddenStates: promptRows(c.encoderHiddenStates), ...(c.added && { added: { textEmbeds: promptRows(c.added.textEmbeds), timeIds: promptRows(c.added.timeIds) } }) };
+  return conditioningHalf(c, 'prompt');
+}
+
+/** The negative half of guided conditioning. */
+export function negativeHalf(c: Conditioning): Conditioning {
+  return conditioningHalf(c, 'negative');
 }
 
 /** uncond + cfg · (cond − uncond) from a guided output [2B, …] (negative half first). */

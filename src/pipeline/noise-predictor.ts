@@ -5,6 +5,8 @@
  * gets its guidance embedding instead (guidance-embedding.ts). MultiDiffusion's view batches
  * each keep a DeepCache feature of their own (a slot).
  *
+ * With NGMS a guided evaluation runs as two calls of the prompt-only calls' batch (splitGuidance).
+ *
  * DeepCache caches the guided batch as a unit, as the helper does. With both on, a whole-U-Net
  * step evaluates both halves, so the shallow steps after it have the negative half's feature
  * too, and NGMS skips the negative half on the shallow steps only (a prompt-only shallow step
@@ -17,10 +19,10 @@
  */
 import type { CachePoint } from '../models/unet-cache.js';
 import type { UNet } from '../models/unet.js';
-import { doubleBatch, type Tensor } from '../tensor.js';
+import { concatBatch, doubleBatch, type Tensor } from '../tensor.js';
 import type { Conditioning } from './conditioning-sdxl.js';
 import type { ControlNetPass } from './controlnet.js';
-import { combineGuidance, condHalf, promptRows, skipsUncond, type NgmsOptions } from './guidance.js';
+import { combineGuidance, condHalf, negativeHalf, negativeRows, promptRows, skipsUncond, type NgmsOptions } from './guidance.js';
 import { timestepCondition } from './guidance-embedding.js';
 import type { ViewBatch } from './multidiffusion.js';
 
@@ -35,6 +37,8 @@ export interface PassEvaluations {
 export interface EvaluationKind {
   shallow: boolean;
   promptOnly: boolean;
+  /** Both halves, as two calls (splitGuidance). */
+  split: boolean;
 }
 
 export interface NoisePredictorOptions {
@@ -49,15 +53,22 @@ export interface NoisePredictorOptions {
   deepcache?: { point: CachePoint; full: readonly boolean[] };
   /** ControlNets: the residuals the U-Net adds at each evaluation. */
   control?: ControlNetPass;
+  /**
+   * Guided evaluations as two calls of batch B (negative half, then the prompt's) instead of one
+   * of 2B: with NGMS, whose prompt-only calls have batch B, every call then has the same shape
+   * and the U-Net holds one session (one copy of its weights) instead of two.
+   */
+  splitGuidance?: boolean;
 }
 
 /**
  * The predictor's rule for evaluation `call` (0-based in the pass) at timestep `t`. A pass's
  * first evaluation is always whole (deepCacheFullSteps), so a shallow one has a feature to run on.
  */
-export function evaluationKind(o: Pick<NoisePredictorOptions, 'guided' | 'ngms' | 'sigmaOf' | 'deepcache'>, call: number, t: number): EvaluationKind {
+export function evaluationKind(o: Pick<NoisePredictorOptions, 'guided' | 'ngms' | 'sigmaOf' | 'deepcache' | 'splitGuidance'>, call: number, t: number): EvaluationKind {
   const shallow = o.deepcache !== undefined && !o.deepcache.full[call];
-  return { shallow, promptOnly: o.guided && (shallow || !o.deepcache) && skipsUncond(call, o.sigmaOf(t), o.ngms) };
+  const promptOnly = o.guided && (shallow || !o.deepcache) && skipsUncond(call, o.sigmaOf(t), o.ngms);
+  return { shallow, promptOnly, split: o.guided && !promptOnly && (o.splitGuidance ?? false) };
 }
 
 export class NoisePredictor {
@@ -77,26 +88,57 @@ export class NoisePredictor {
    * view batch the latents are (its index keeps its own DeepCache feature).
    */
   async predict(call: number, x: Tensor, t: number, c: Conditioning, attentionActive: boolean, views?: ViewBatch): Promise<Tensor> {
-    const { unet, cfg, guided, deepcache, control } = this.o;
+    const { cfg, guided, deepcache } = this.o;
     const slot = views?.index ?? 0;
-    const { shallow, promptOnly } = evaluationKind(this.o, call, t);
+    const { shallow, promptOnly, split } = evaluationKind(this.o, call, t);
     const cached = shallow ? this.features.get(slot) : undefined;
     if (shallow && !cached) throw new Error(`DeepCache: evaluation ${call} is shallow, but no whole evaluation of this pass has left a feature to run on`);
     const both = guided && !promptOnly;
-    const input = both ? doubleBatch(x) : x;
-    const cond = promptOnly ? condHalf(c) : c;
-    const controlResiduals = await control?.residuals({ index: call, timestep: t, input, conditioning: cond, guided: both, attentionActive, ...(views && { views }), ...(shallow && { shallow: deepcache!.point }) });
-    const opts = { attentionActive, ...cond.added, timestepCond: timestepCondition(cfg, unet.config, input.dims[0]!), ...(controlResiduals && { controlResiduals }) };
-    let out: Tensor;
-    if (!deepcache) out = await unet.forward(input, t, cond.encoderHiddenStates, opts);
-    else {
-      const feature = cached && promptOnly ? promptRows(cached) : cached;
-      const r = await unet.forwardCached(input, t, cond.encoderHiddenStates, { point: deepcache.point, feature }, opts);
-      if (!shallow) this.features.set(slot, r.feature);
-      out = r.sample;
-    }
+    const at = { call, t, attentionActive, views, shallow };
+    let r: Evaluated;
+    if (split) {
+      const negative = await this.evaluate(at, x, negativeHalf(c), 'negative', cached && negativeRows(cached));
+      const prompt = await this.evaluate(at, x, condHalf(c), 'prompt', cached && promptRows(cached));
+      r = { sample: concatBatch(negative.sample, prompt.sample), feature: negative.feature && prompt.feature && concatBatch(negative.feature, prompt.feature) };
+    } else if (both) r = await this.evaluate(at, doubleBatch(x), c, 'both', cached);
+    else r = await this.evaluate(at, x, promptOnly ? condHalf(c) : c, 'prompt', cached && promptOnly ? promptRows(cached) : cached);
+    if (deepcache && !shallow) this.features.set(slot, r.feature!);
     this.evaluations[shallow ? 'shallow' : 'full']++;
     if (promptOnly) this.evaluations.promptOnly++;
-    return both ? combineGuidance(out, cfg) : out;
+    return both ? combineGuidance(r.sample, cfg) : r.sample;
   }
+
+  /** One U-Net call on `input` holding the given guidance halves, with its ControlNet residuals; `cached`: DeepCache's feature for those rows. */
+  private async evaluate(at: EvaluationAt, input: Tensor, cond: Conditioning, halves: 'both' | 'negative' | 'prompt', cached: Tensor | undefined): Promise<Evaluated> {
+    const { unet, cfg, deepcache, control } = this.o;
+    const { call, t, attentionActive, views, shallow } = at;
+    const controlResiduals = await control?.residuals({
+      index: call,
+      timestep: t,
+      input,
+      conditioning: cond,
+      guided: halves === 'both',
+      negativeOnly: halves === 'negative',
+      attentionActive,
+      ...(views && { views }),
+      ...(shallow && { shallow: deepcache!.point }),
+    });
+    const opts = { attentionActive, ...cond.added, timestepCond: timestepCondition(cfg, unet.config, input.dims[0]!), ...(controlResiduals && { controlResiduals }) };
+    if (!deepcache) return { sample: await unet.forward(input, t, cond.encoderHiddenStates, opts) };
+    return unet.forwardCached(input, t, cond.encoderHiddenStates, { point: deepcache.point, feature: cached }, opts);
+  }
+}
+
+interface EvaluationAt {
+  call: number;
+  t: number;
+  attentionActive: boolean;
+  views: ViewBatch | undefined;
+  shallow: boolean;
+}
+
+interface Evaluated {
+  sample: Tensor;
+  /** DeepCache's feature for the rows evaluated (whole evaluations). */
+  feature?: Tensor;
 }

@@ -621,16 +621,13 @@ export class StableDiffusion {
   }
 
   /**
-   * A pass's predictor, the U-Net switched to the pass's attention. With NGMS the U-Net keeps its
-   * sessions for both batch sizes open (with DeepCache only the shallow graph's: the whole U-Net
-   * runs both halves); a ControlNet, which runs beside each evaluation, keeps one per graph it
-   * alternates between.
+   * A pass's predictor, the U-Net switched to the pass's attention. Every call of a pass has one
+   * batch size (NGMS splits the guided calls), so the U-Net keeps one session per graph; a
+   * ControlNet, which runs beside each evaluation, keeps one for each of DeepCache's two graphs.
    */
   private async noisePredictor(run: PassSchedule & Pick<DenoiseRun, 'control'>): Promise<NoisePredictor> {
     this.unet.setAttention(run.attention);
-    const dc = run.deepcache;
-    const slots = ngmsActive(run, this.unet.config) ? 2 : 1;
-    await Promise.all([this.unet.keepSessions(dc ? 1 : slots, slots), run.control?.keepSessions(dc ? 2 * slots : slots)]);
+    await Promise.all([this.unet.keepSessions(1), run.control?.keepSessions(run.deepcache ? 2 : 1)]);
     return new NoisePredictor({ ...this.predictorOptions(run), ...(run.control && { control: run.control }) });
   }
 
@@ -643,6 +640,7 @@ export class StableDiffusion {
       guided: classifierFreeGuidance(run.cfg, this.unet.config),
       ngms: run.ngms,
       sigmaOf: timestepSigma(this.schedulerConfig),
+      splitGuidance: ngmsActive(run, this.unet.config),
       ...(dc && { deepcache: { point: { block: dc.block, layer: dc.layer }, full: deepCacheFullSteps(dc, run.scheduler.timesteps, run.timesteps, run.scheduler.order) } }),
     };
   }
