@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BUILTIN_MODEL_DIR } from '../src/index.js';
+import { BUILTIN_MODEL_DIR, UPSCALER_PRESETS, writeRandomUpscaler } from '../src/index.js';
+import { writeRandomControlNet } from '../src/models/random-controlnet.js';
+import { writeRandomModel } from '../src/models/random-model.js';
 import { parseMethod } from '../src/bench/speed.js';
 import { runTiledBench, tiledTable, type TiledRecord } from '../src/bench/tiled.js';
 import { runCli } from './helpers.js';
@@ -48,4 +50,24 @@ test('bench tiled (smoke): SD upscale times the tiles and names them', async () 
   // Two steps run per tile: one interval each.
   assert.equal(rec.step.runsMs.length, 6);
   assert.match(tiledTable(records), /\| sd-upscale \| 32x24 → 64x48 \| todo-2 \(ToDo 2\) \| 6 tiles \|/);
+});
+
+test('bench tiled: SD upscale with an upscaler model and a ControlNet tile, the first tiles run and the rest extrapolated', () => {
+  const root = mkdtempSync(join(tmpdir(), 'todo-sd-bench-tiled-cn-'));
+  const [model, cn, esrgan, out] = ['tiny', 'cn', 'esrgan.safetensors', 'out'].map((n) => join(root, n)) as [string, string, string, string];
+  writeRandomModel(model, 'tiny');
+  writeRandomControlNet(cn, 'controlnet-tiny', { seed: 5 });
+  writeRandomUpscaler(esrgan, UPSCALER_PRESETS['compact-x4']!);
+  const args = ['bench', 'tiled', '--model', model, '--mode', 'sd-upscale', '--size', '24x16', '--scale', '4', '--tile', '32x32', '--overlap', '8', '--steps', '4', '--methods', 'todo-2', '--runs', '1', '--upscaler', esrgan, '--controlnet', cn, '--out', out];
+  const r = runCli(root, ...args, '--max-tiles', '3');
+  assert.equal(r.code, 0, r.stderr);
+  const rec = (JSON.parse(readFileSync(join(out, 'tiled.json'), 'utf8')) as { records: TiledRecord[] }).records[0]!;
+  // 96x64 in 32-px tiles overlapping by 8: 4 columns, 3 rows.
+  assert.deepEqual([rec.output, rec.parts, rec.tilesRun, rec.upscaler, rec.controlnet], [[96, 64], 12, 3, 'esrgan', `${cn} (tile_resample)`]);
+  assert.equal(rec.tile!.runsMs.length, 2, 'the tiles after the first');
+  assert.match(r.stderr, /extrapolated from 3 of 12 tiles/);
+  assert.match(readFileSync(join(out, 'tiled.md'), 'utf8'), /12 tiles \(3 run, the rest extrapolated\)/);
+  const bad = runCli(root, ...args, '--max-tiles', '1');
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--max-tiles.*must be|at least 2/);
 });

@@ -4,14 +4,21 @@
  * the ratio of medians, at a canvas far past the model's own size. MultiDiffusion: a text-to-image
  * canvas denoised in views. SD upscale: a picture upscaled and redrawn in tiles. Reported: the
  * whole time, the time per denoising step (step intervals after each pass's or tile's first,
- * which holds session starts), and the peak resident memory of each run.
+ * which holds session starts), and the peak resident memory of each run. An SD upscale can take
+ * an upscaler model and a ControlNet (tile_resample on each tile, as Ultimate SD upscale users
+ * run it), and where its tiles take hours, `maxTiles` runs the first few and extrapolates: the
+ * first tile as timed (upscale and session starts included) plus the median of the later tiles
+ * for each tile left.
  */
 import type { AttentionOptions } from '../attention/options.js';
 import type { RgbImage } from '../io/png.js';
+import type { Upscaler } from '../models/upscaler/upscaler.js';
+import type { BuiltinUpscaler } from '../pipeline/upscale-image.js';
 import type { TilingOptions } from '../pipeline/multidiffusion.js';
 import { StableDiffusion, type GenerateOptions, type StepInfo } from '../pipeline/stable-diffusion.js';
 import type { RuntimeOptions } from '../runtime/session.js';
 import type { SamplerName } from '../scheduler/index.js';
+import { UserError } from '../errors.js';
 import { median, peakRssMiB, resetPeak } from './machine.js';
 import { interleaved, stats, type MethodSpec, type Stats } from './speed.js';
 
@@ -29,6 +36,12 @@ export interface TiledBenchOptions extends RuntimeOptions {
   overlap: number;
   strength: number;
   initImage?: RgbImage;
+  /** SD upscale: the enlargement, a built-in one or an upscaler model (default Lanczos). */
+  upscaler?: BuiltinUpscaler | Upscaler;
+  /** A ControlNet (folder or file) with the tile_resample preprocessor: on each SD upscale tile, or on a synthetic picture of the MultiDiffusion canvas. */
+  controlnet?: string;
+  /** SD upscale: time only the first n tiles (at least 2) of each run and extrapolate the rest. */
+  maxTiles?: number;
   steps: number;
   sampler: SamplerName;
   cfg: number;
@@ -58,15 +71,25 @@ export interface TiledRecord {
   /** Highest resident memory of a run, MiB (the process's, model included). */
   peakMiB: number;
   densePeakMiB: number;
+  /** SD upscale: the enlargement (lanczos, or the upscaler model's name). */
+  upscaler?: string;
+  controlnet?: string;
+  /** SD upscale with maxTiles: tiles run per generation (of `parts`); the totals are extrapolated. */
+  tilesRun?: number;
+  /** SD upscale: a tile's time after the first (which holds the upscale and session starts). */
+  tile?: Stats;
+  denseTile?: Stats;
 }
 
 interface Run {
   ms: number;
   stepMs: number[];
+  /** SD upscale: each tile's time after the first. */
+  tileMs: number[];
+  tilesRun: number;
   peakMiB: number;
   output: [number, number];
   parts: number;
-  attention: AttentionOptions;
 }
 
 /** A smooth, deterministic picture to upscale when none is given. */
@@ -82,30 +105,59 @@ function syntheticPicture(width: number, height: number): RgbImage {
 
 export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]> {
   const log = o.onLog ?? (() => {});
+  if (o.maxTiles !== undefined && (o.mode !== 'sd-upscale' || !Number.isInteger(o.maxTiles) || o.maxTiles < 2)) {
+    throw new UserError(`maxTiles (--max-tiles) is for SD upscale, at least 2 tiles (the first holds the upscale and session starts, the later ones give the median); got ${o.maxTiles}${o.mode === 'sd-upscale' ? '' : ` in ${o.mode} mode`}`);
+  }
   const pipe = await StableDiffusion.load(o.model, o);
   const [width, height] = o.size;
   const picture = o.mode === 'sd-upscale' ? (o.initImage ?? syntheticPicture(width, height)) : undefined;
+  const controlnet = o.controlnet === undefined ? undefined : await pipe.loadControlNet(o.controlnet);
+  // Ultimate SD upscale's ControlNet tile: the unit's image is each tile's init image (the default).
+  const control = controlnet && { controlnets: [{ model: controlnet, preprocessor: 'tile_resample' as const, ...(!picture && { image: syntheticPicture(width, height) }) }] };
   const request = (attention: AttentionOptions): GenerateOptions => {
-    const common = { prompt: 'a mountain lake at dawn, detailed', steps: o.steps, sampler: o.sampler, cfg: o.cfg, seed: 1, attention };
-    if (picture) return { ...common, initImage: picture, strength: o.strength, width: o.tile[0], height: o.tile[1], sdUpscale: { scale: o.scale, overlap: o.overlap } };
+    const common = { prompt: 'a mountain lake at dawn, detailed', steps: o.steps, sampler: o.sampler, cfg: o.cfg, seed: 1, attention, ...control };
+    if (picture) return { ...common, initImage: picture, strength: o.strength, width: o.tile[0], height: o.tile[1], sdUpscale: { scale: o.scale, overlap: o.overlap, ...(o.upscaler && { upscaler: o.upscaler }) } };
     return { ...common, width, height, tiling: o.tiling };
+  };
+  // The attention a view or tile runs, ToDo's auto resolved at its size.
+  const asRun = (attention: AttentionOptions): AttentionOptions => {
+    const [w, h] = picture ? o.tile : [width, height];
+    return pipe.parts({ prompt: '', width: w, height: h, attention, ...(!picture && { tiling: undefined }) }).passes[0]!.info.attention;
   };
   const generate = async (label: string, attention: AttentionOptions): Promise<Run> => {
     const stepMs: number[] = [];
+    const tileDone: number[] = [];
+    let tiles = 1;
     let last: { at: number; part: string } | undefined;
+    const stop = new AbortController();
     const onStep = (s: StepInfo): void => {
       const now = performance.now();
       const part = `${s.tile?.index ?? 0}/${s.pass ?? 1}`;
       if (s.phase !== 'decode' && last?.part === part) stepMs.push(now - last.at);
       last = s.phase === 'decode' ? undefined : { at: now, part };
+      if (s.phase === 'decode' && s.tile) {
+        tileDone.push(now - t0);
+        tiles = s.tile.count;
+        if (o.maxTiles !== undefined && tileDone.length >= o.maxTiles && tileDone.length < tiles) stop.abort();
+      }
     };
     resetPeak();
     const t0 = performance.now();
-    const r = await pipe.generate(request(attention), { onStep });
-    const ms = performance.now() - t0;
-    const img = r.images[0]!;
-    const run: Run = { ms, stepMs, peakMiB: peakRssMiB(), output: [img.width, img.height], parts: r.settings.sdUpscale?.tiles ?? r.settings.passes[0]!.views ?? 1, attention: r.settings.passes[0]!.attention };
-    log(`  ${label}: ${(ms / 1000).toFixed(1)} s (step ${stepMs.length ? (median(stepMs) / 1000).toFixed(2) : '-'} s, peak ${(run.peakMiB / 1024).toFixed(1)} GiB)`);
+    let output: [number, number] = picture ? [Math.round(picture.width * o.scale), Math.round(picture.height * o.scale)] : [width, height];
+    let parts = 1;
+    try {
+      const r = await pipe.generate(request(attention), { onStep, signal: stop.signal });
+      output = [r.images[0]!.width, r.images[0]!.height];
+      parts = r.settings.sdUpscale?.tiles ?? r.settings.passes[0]!.views ?? 1;
+    } catch (e) {
+      if (!(stop.signal.aborted && (e as Error).name === 'AbortError')) throw e;
+      parts = tiles;
+    }
+    const tileMs = tileDone.slice(1).map((at, i) => at - tileDone[i]!);
+    const ms = stop.signal.aborted ? tileDone[0]! + (tiles - 1) * median(tileMs) : performance.now() - t0;
+    const run: Run = { ms, stepMs, tileMs, tilesRun: tileDone.length, peakMiB: peakRssMiB(), output, parts };
+    const what = stop.signal.aborted ? `${(ms / 1000).toFixed(1)} s extrapolated from ${tileDone.length} of ${tiles} tiles (a later tile ${(median(tileMs) / 1000).toFixed(1)} s)` : `${(ms / 1000).toFixed(1)} s`;
+    log(`  ${label}: ${what} (step ${stepMs.length ? (median(stepMs) / 1000).toFixed(2) : '-'} s, peak ${(run.peakMiB / 1024).toFixed(1)} GiB)`);
     return run;
   };
   const records: TiledRecord[] = [];
@@ -117,6 +169,8 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
       const denseTotal = stats(d.map((r) => r.ms));
       const step = stats(t.flatMap((r) => r.stepMs));
       const denseStep = stats(d.flatMap((r) => r.stepMs));
+      const tileMs = t.flatMap((r) => r.tileMs);
+      const denseTileMs = d.flatMap((r) => r.tileMs);
       records.push({
         type: 'tiled',
         mode: o.mode,
@@ -124,7 +178,7 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
         output: t[0]!.output,
         method: m.label,
         parts: t[0]!.parts,
-        attention: t[0]!.attention,
+        attention: asRun(m.attention),
         total,
         denseInterleaved: denseTotal,
         speedup: denseTotal.medianMs / total.medianMs,
@@ -133,9 +187,14 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
         stepSpeedup: denseStep.medianMs / step.medianMs,
         peakMiB: Math.max(...t.map((r) => r.peakMiB)),
         densePeakMiB: Math.max(...d.map((r) => r.peakMiB)),
+        ...(picture && { upscaler: typeof o.upscaler === 'string' ? o.upscaler : (o.upscaler?.name ?? 'lanczos') }),
+        ...(o.controlnet !== undefined && { controlnet: `${o.controlnet} (tile_resample)` }),
+        ...(t[0]!.tilesRun < t[0]!.parts && { tilesRun: t[0]!.tilesRun }),
+        ...(tileMs.length && denseTileMs.length && { tile: stats(tileMs), denseTile: stats(denseTileMs) }),
       });
     }
   } finally {
+    await controlnet?.dispose();
     await pipe.dispose();
   }
   return records;
@@ -152,14 +211,15 @@ export function tiledTable(records: readonly TiledRecord[]): string {
     r.mode,
     `${r.size.join('x')} → ${r.output.join('x')}`,
     `${r.method} (${attn(r.attention)})`,
-    `${r.parts} ${r.mode === 'multidiffusion' ? 'views/step' : 'tiles'}`,
+    `${r.parts} ${r.mode === 'multidiffusion' ? 'views/step' : 'tiles'}${r.tilesRun ? ` (${r.tilesRun} run, the rest extrapolated)` : ''}`,
     range(r.denseInterleaved),
     range(r.total),
     `**${r.speedup.toFixed(2)}x**`,
     r.step.runsMs.length && r.denseStep.runsMs.length ? `${sec(r.denseStep.medianMs)} / ${sec(r.step.medianMs)}` : '–',
     r.step.runsMs.length && r.denseStep.runsMs.length ? `${r.stepSpeedup.toFixed(2)}x` : '–',
+    r.tile && r.denseTile ? `${sec(r.denseTile.medianMs)} / ${sec(r.tile.medianMs)}` : '–',
     `${gib(r.densePeakMiB)} / ${gib(r.peakMiB)}`,
   ]);
-  const head = ['mode', 'size → output', 'method (as run)', 'parts', 'dense s, median (min–max)', 'method s', 'speed-up', 'step s, dense / method', 'step speed-up', 'peak GiB, dense / method'];
+  const head = ['mode', 'size → output', 'method (as run)', 'parts', 'dense s, median (min–max)', 'method s', 'speed-up', 'step s, dense / method', 'step speed-up', 'later tile s, dense / method', 'peak GiB, dense / method'];
   return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }

@@ -15,6 +15,7 @@ import { runUpscaleBench, upscaleTable } from '../bench/upscale.js';
 import { UPSCALER_PRESETS, writeRandomUpscaler } from '../models/upscaler/random.js';
 import { machineInfo } from '../bench/machine.js';
 import { profileUNet } from '../bench/profile.js';
+import { imageUpscaler } from './upscaler-option.js';
 import { fidelityTable, machineLine, matmulLine, profileTable, speedReport, type SpeedResults } from '../bench/report.js';
 import { parseMethod, runMatMulBench, runSpeedBench } from '../bench/speed.js';
 import { cacheDir } from '../graph/cache.js';
@@ -201,6 +202,9 @@ export function registerBench(program: Command): void {
     .option('--tile <px>', 'sd-upscale: tile size (the request width x height)', size, [512, 512] as [number, number])
     .option('--overlap <px>', 'sd-upscale: tile overlap', parseIntOption('--overlap', 0, 1024), 64)
     .option('--strength <s>', 'sd-upscale: denoising strength of the tiles', parseFloatOption('--strength', 0.01, 1), 0.5)
+    .option('--upscaler <name|file>', 'sd-upscale: the enlargement before the tiles: lanczos, nearest, or an upscaler model (ESRGAN, Real-ESRGAN .pth / .safetensors)', 'lanczos')
+    .option('--controlnet <dir|file>', 'a ControlNet with the tile_resample preprocessor (a tile model: control_v11f1e_sd15_tile): on each SD upscale tile, or on a synthetic picture of the MultiDiffusion canvas')
+    .option('--max-tiles <n>', 'sd-upscale: run the first n tiles (n >= 2) of each generation and extrapolate the rest from the median later tile', parseIntOption('--max-tiles', 2))
     .option('--steps <n>', 'denoising steps (before the strength cut)', parseIntOption('--steps', 1, 1000), 8)
     .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLER_NAMES).default('ddim'))
     .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7)
@@ -210,14 +214,19 @@ export function registerBench(program: Command): void {
     .addOption(providerOption())
     .addOption(precisionOption())
     .option('--out <dir>', 'folder for tiled.json and tiled.md', 'bench-results')
-    .action(async (o: RuntimeFlags & { model?: string; mode: TiledBenchMode; size: [number, number]; window: number; stride: number; viewBatch: number; initImage?: string; scale: number; tile: [number, number]; overlap: number; strength: number; steps: number; sampler: SamplerName; cfg: number; methods: ReturnType<typeof parseMethod>[]; runs: number; out: string }) => {
+    .action(async (o: RuntimeFlags & { model?: string; mode: TiledBenchMode; size: [number, number]; window: number; stride: number; viewBatch: number; initImage?: string; scale: number; tile: [number, number]; overlap: number; strength: number; upscaler: string; controlnet?: string; maxTiles?: number; steps: number; sampler: SamplerName; cfg: number; methods: ReturnType<typeof parseMethod>[]; runs: number; out: string }) => {
       const { started, model, machine } = start(o.out, o.model);
       const initImage = o.initImage ? await decodeImage(readInputFile(o.initImage, '--init-image'), { what: o.initImage }) : undefined;
       const found = await resolveRuntime({ ...runtimeFromFlags(o), onWarning: log });
-      const records = await runTiledBench({ ...found, model, mode: o.mode, size: o.size, tiling: { window: o.window, stride: o.stride, viewBatch: o.viewBatch }, scale: o.scale, tile: o.tile, overlap: o.overlap, strength: o.strength, initImage, steps: o.steps, sampler: o.sampler, cfg: o.cfg, methods: o.methods, runs: o.runs, onLog: log });
+      const upscaler = await imageUpscaler(o.upscaler, [], found);
+      const records = await runTiledBench({ ...found, model, mode: o.mode, size: o.size, tiling: { window: o.window, stride: o.stride, viewBatch: o.viewBatch }, scale: o.scale, tile: o.tile, overlap: o.overlap, strength: o.strength, initImage, upscaler, ...(o.controlnet !== undefined && { controlnet: o.controlnet }), ...(o.maxTiles !== undefined && { maxTiles: o.maxTiles }), steps: o.steps, sampler: o.sampler, cfg: o.cfg, methods: o.methods, runs: o.runs, onLog: log });
       const json = { kind: 'todo-sd tiled benchmark', started, command: commandLine(), model, machine, provider: found.executionProvider ?? 'cpu', sampler: o.sampler, steps: o.steps, cfg: o.cfg, records };
       write(o.out, 'tiled.json', `${JSON.stringify(json, null, 2)}\n`);
-      const what = o.mode === 'multidiffusion' ? `window ${o.window}, stride ${o.stride}, ${o.viewBatch} view(s) per call` : `scale ${o.scale}, tiles ${o.tile.join('x')}, overlap ${o.overlap}, strength ${o.strength}`;
+      const cn = o.controlnet === undefined ? '' : `, ControlNet ${o.controlnet} (tile_resample)`;
+      const what =
+        o.mode === 'multidiffusion'
+          ? `window ${o.window}, stride ${o.stride}, ${o.viewBatch} view(s) per call${cn}`
+          : `scale ${o.scale} (${o.upscaler}), tiles ${o.tile.join('x')}, overlap ${o.overlap}, strength ${o.strength}${cn}${o.maxTiles === undefined ? '' : `; the first ${o.maxTiles} tiles of each generation run, the rest extrapolated (first tile + median later tile × tiles left)`}`;
       const description = `Machine: ${machineLine(machine)}, provider ${json.provider}. Model: ${model}. ${o.steps} ${o.sampler} steps, CFG ${o.cfg}; ${what}. Peak memory: the process's resident set (VmHWM) during each run. Command: \`todo-sd ${json.command}\`.`;
       report(o.out, 'tiled.md', `Tiled: ${started}`, description, tiledTable(records));
     });
