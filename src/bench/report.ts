@@ -146,10 +146,15 @@ export function profileTable(records: readonly ProfileRecord[]): string {
     const ms = r.byPart.find((p) => p.part === part)?.ms ?? 0;
     return `${(ms / 1000).toFixed(2)} s (${Math.round((100 * ms) / r.nodeMs)}%)`;
   };
-  const ops = [...new Set(records.flatMap((r) => r.byOp.slice(0, 6).map((p) => p.op)))];
-  const opCell = (r: ProfileRecord, op: string): string => `${((r.byOp.find((p) => p.op === op)?.ms ?? 0) / 1000).toFixed(2)} s`;
+  const ops = [...new Set(records.flatMap((r) => r.byOp.slice(0, 8).map((p) => p.op)))];
+  const opCell = (r: ProfileRecord, op: string): string => {
+    const e = r.byOp.find((p) => p.op === op);
+    if (!e) return '–';
+    return `${(e.ms / 1000).toFixed(2)} s (${Math.round((100 * e.ms) / r.nodeMs)}%)${e.gflopPerS === undefined ? '' : `, ${e.gflopPerS.toFixed(0)} GFLOP/s`}`;
+  };
+  const rate = (r: ProfileRecord): string => `${r.gflop.toFixed(0)} GFLOP in ${(r.runMs / 1000).toFixed(2)} s: **${r.gflopPerS.toFixed(0)} GFLOP/s**`;
   return [
-    table(['part', ...records.map((r) => r.method)], [...parts.map((p) => [p, ...records.map((r) => cell(r, p))]), ['**run (wall)**', ...records.map((r) => `${(r.runMs / 1000).toFixed(2)} s`)]]),
+    table(['part', ...records.map((r) => r.method)], [...parts.map((p) => [p, ...records.map((r) => cell(r, p))]), ['**run (wall)**', ...records.map((r) => `${(r.runMs / 1000).toFixed(2)} s`)], ['math rate', ...records.map(rate)]]),
     '',
     table(['operator', ...records.map((r) => r.method)], ops.map((op) => [op, ...records.map((r) => opCell(r, op))])),
   ].join('\n');

@@ -340,23 +340,25 @@ export function registerBench(program: Command): void {
 
   bench
     .command('profile')
-    .description("one U-Net run under onnxruntime's profiler: time by operator and by U-Net part")
+    .description("a U-Net (SD 1.x/2.x, SDXL) under onnxruntime's profiler: time by operator and by U-Net part, GFLOP/s per operator and overall")
     .option('--model <dir>', 'model folder (default: a random SD 1.5 made once in the cache)')
     .option('--size <px>', 'image size, e.g. 1024 or 768x1216', size, [1024, 1024] as [number, number])
+    .option('--batch <n>', 'U-Net batch (2: both guidance halves)', parseIntOption('--batch', 1, 64), 1)
+    .option('--runs <n>', 'runs, the last one read (the first ones warm the allocator up)', parseIntOption('--runs', 1, 100), 2)
     .option('--methods <list>', 'methods to profile', list(parseMethod), ['dense', 'todo-2'].map(parseMethod))
     .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
     .option('--out <dir>', 'folder for profile.json and profile.md', 'bench-results')
-    .action(async (o: { model?: string; size: [number, number]; methods: ReturnType<typeof parseMethod>[]; threads?: number; out: string }) => {
+    .action(async (o: { model?: string; size: [number, number]; batch: number; runs: number; methods: ReturnType<typeof parseMethod>[]; threads?: number; out: string }) => {
       mkdirSync(o.out, { recursive: true });
       const model = o.model ?? defaultSpeedModel(log);
       const machine = machineInfo();
       const records = [];
       for (const m of o.methods) {
-        log(`profiling ${m.label} at ${o.size.join('x')}`);
-        records.push(await profileUNet(model, o.size, m.label, m.attention, { threads: o.threads }));
+        log(`profiling ${m.label} at ${o.size.join('x')}, batch ${o.batch}`);
+        records.push(await profileUNet(model, o.size, m.label, m.attention, { threads: o.threads }, { batch: o.batch, runs: o.runs }));
       }
-      write(o.out, 'profile.json', `${JSON.stringify({ kind: 'todo-sd profile', machine, model, records }, null, 2)}\n`);
-      const md = [`# Profile at ${o.size.join('x')}`, '', `Machine: ${machineLine(machine)}. Model: ${model}.`, '', profileTable(records), ''].join('\n');
+      write(o.out, 'profile.json', `${JSON.stringify({ kind: 'todo-sd profile', command: commandLine(), machine, model, records }, null, 2)}\n`);
+      const md = [`# Profile at ${o.size.join('x')}, batch ${o.batch}`, '', `Machine: ${machineLine(machine)}. Model: ${model}. The last of ${o.runs} runs. Command: \`todo-sd ${commandLine()}\`.`, '', profileTable(records), ''].join('\n');
       write(o.out, 'profile.md', md);
       process.stdout.write(md);
     });

@@ -117,6 +117,8 @@ interface Shared {
   weights?: WeightSource;
   weightValues: Map<string, Value>;
   flops: FlopCount;
+  /** The FLOPs of each counted node, by the name of its output. */
+  nodeFlops: Map<string, number>;
   attention: AttentionCall[];
   /** Counting is switched off inside branches that a forward pass does not take by default. */
   counting: boolean;
@@ -145,6 +147,7 @@ export class GraphBuilder {
       weights,
       weightValues: new Map(),
       flops: { attention: 0, other: 0 },
+      nodeFlops: new Map(),
       attention: [],
       counting: true,
       compute: elemType(opts.precision ?? 'fp32'),
@@ -176,8 +179,20 @@ export class GraphBuilder {
     return `${this.scope ? `${this.scope}/` : ''}${hint}_${this.shared.counter++}`;
   }
 
-  private countFlops(kind: keyof FlopCount, n: number): void {
-    if (this.shared.counting) this.shared.flops[kind] += n;
+  /**
+   * FLOPs of the nodes that do the math (MatMul, Conv, fused attention; not the MatMuls of
+   * chunked attention) by the name of their output, for a profile's GFLOP/s per operator.
+   */
+  get flopsByNode(): ReadonlyMap<string, number> {
+    return this.shared.nodeFlops;
+  }
+
+  private countFlops(kind: keyof FlopCount, n: number, node: Value): Value {
+    if (this.shared.counting) {
+      this.shared.flops[kind] += n;
+      this.shared.nodeFlops.set(node.name, n);
+    }
+    return node;
   }
 
   input(name: string, shape: readonly number[], type: ElemType = 'float32'): Value {
@@ -190,6 +205,9 @@ export class GraphBuilder {
     const src = v.type === 'float16' || v.type === 'bfloat16' ? this.cast(v, 'float32') : v;
     const out = this.op('Identity', [src], {}, src.shape, { type: src.type, outName: name });
     this.outputs.push({ name, type: out.type, shape: out.shape });
+    // onnxruntime drops the Identity and gives the producer the output's name.
+    const flops = this.shared.nodeFlops.get(src.name);
+    if (flops !== undefined) this.shared.nodeFlops.set(name, flops);
   }
 
   /**
@@ -398,8 +416,7 @@ export class GraphBuilder {
     const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul');
     const m = a.dim(-2);
     const n = b.dim(-1);
-    this.countFlops('other', 2 * prod(batch) * m * n * k);
-    return this.op('MatMul', [a, b], {}, [...batch, m, n]);
+    return this.countFlops('other', 2 * prod(batch) * m * n * k, this.op('MatMul', [a, b], {}, [...batch, m, n]));
   }
 
   conv(
@@ -415,13 +432,8 @@ export class GraphBuilder {
     const p = opts.pad ?? 0;
     const ho = Math.floor((h + 2 * p - kh) / s) + 1;
     const wo = Math.floor((wd + 2 * p - kw) / s) + 1;
-    this.countFlops('other', 2 * n * co * ho * wo * ci * kh * kw);
-    return this.op(
-      'Conv',
-      b ? [x, w, b] : [x, w],
-      { kernel_shape: { ints: [kh, kw] }, strides: { ints: [s, s] }, pads: { ints: [p, p, p, p] } },
-      [n, co, ho, wo],
-    );
+    const out = this.op('Conv', b ? [x, w, b] : [x, w], { kernel_shape: { ints: [kh, kw] }, strides: { ints: [s, s] }, pads: { ints: [p, p, p, p] } }, [n, co, ho, wo]);
+    return this.countFlops('other', 2 * n * co * ho * wo * ci * kh * kw, out);
   }
 
   // --- normalisation --------------------------------------------------------------------
@@ -472,12 +484,15 @@ export class GraphBuilder {
     if (v.dim(1) !== l || k.dim(2) !== d || v.dim(2) !== d) {
       throw new Error(`attention: q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)} do not fit together`);
     }
-    this.countFlops('attention', 4 * b * s * l * d);
+    const flops = 4 * b * s * l * d;
     const elementBytes = q.type === 'float16' ? 2 : 4;
     const form = this.shared.attentionForm({ batch: b, queries: s, keys: l, heads, elementBytes });
     if (this.shared.counting) this.shared.attention.push({ scope: this.scope, batch: b, queries: s, keys: l, width: d, heads, form });
-    if (form.form === 'chunked') return chunkedAttention(this, q, k, v, heads, form.chunk ?? s);
-    return this.op('MultiHeadAttention', [q, k, v], { num_heads: { i: heads } }, q.shape, { domain: 'com.microsoft' });
+    if (form.form === 'chunked') {
+      if (this.shared.counting) this.shared.flops.attention += flops;
+      return chunkedAttention(this, q, k, v, heads, form.chunk ?? s);
+    }
+    return this.countFlops('attention', flops, this.op('MultiHeadAttention', [q, k, v], { num_heads: { i: heads } }, q.shape, { domain: 'com.microsoft' }));
   }
 
   // --- control flow ---------------------------------------------------------------------
