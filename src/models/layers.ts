@@ -21,17 +21,14 @@ export function conv2d(
   return g.conv(x, w, b, { stride: opts.stride, pad: opts.pad });
 }
 
-/** nn.GroupNorm on NCHW (or [B, C, N]) input: InstanceNormalization over the groups, then the affine part. */
+/** nn.GroupNorm on NCHW (or [B, C, N]) input: InstanceNormalization over the groups, then the per-channel affine part. */
 export function groupNorm(g: GraphBuilder, key: string, x: Value, groups: number, eps: number): Value {
   const [b, c] = x.shape as [number, number];
   if (c % groups !== 0) throw new Error(`${key}: ${c} channels do not split into ${groups} groups`);
   const rest = x.shape.slice(2);
   const grouped = g.reshape(x, [b, groups, (c / groups) * rest.reduce((p, d) => p * d, 1)]);
   const normed = g.reshape(g.instanceNorm(grouped, eps), x.shape);
-  const bcast = [c, ...rest.map(() => 1)];
-  const scale = g.reshape(g.weight(`${key}.weight`, [c]), bcast);
-  const shift = g.reshape(g.weight(`${key}.bias`, [c]), bcast);
-  return g.add(g.mul(normed, scale), shift);
+  return g.channelAffine(normed, g.weight(`${key}.weight`, [c]), g.weight(`${key}.bias`, [c]));
 }
 
 /** nn.LayerNorm over the last axis. */
