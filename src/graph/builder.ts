@@ -242,12 +242,16 @@ export class GraphBuilder {
     return v;
   }
 
-  /** A torch Linear weight [out, in] as the [in, out] matrix MatMul wants (folded at load). */
-  linearWeight(key: string, outFeatures: number, inFeatures: number): Value {
-    const tkey = `${key}^T`;
+  /**
+   * A torch Linear weight [out, in] as the [in, out] matrix MatMul wants, or its output rows
+   * [from, to) of it (folded at load, once, in the top-level graph).
+   */
+  linearWeight(key: string, outFeatures: number, inFeatures: number, rows?: readonly [number, number]): Value {
+    const tkey = rows ? `${key}^T[${rows[0]}:${rows[1]}]` : `${key}^T`;
     const cached = this.shared.weightValues.get(tkey);
     if (cached) return cached;
-    const v = this.shared.root!.transpose(this.weight(key, [outFeatures, inFeatures]), [1, 0]);
+    const root = this.shared.root!;
+    const v = rows ? root.slice(this.linearWeight(key, outFeatures, inFeatures), 1, rows[0], rows[1]) : root.transpose(this.weight(key, [outFeatures, inFeatures]), [1, 0]);
     this.shared.weightValues.set(tkey, v);
     return v;
   }

@@ -7,6 +7,16 @@ export function linear(g: GraphBuilder, key: string, x: Value, outFeatures: numb
   return bias ? g.add(y, g.weight(`${key}.bias`, [outFeatures])) : y;
 }
 
+/**
+ * Output features [from, to) of an nn.Linear of `outFeatures`, as a product of its own: the
+ * halves of a gated projection computed apart instead of sliced out of one wide output (which
+ * copies it once more).
+ */
+export function linearRows(g: GraphBuilder, key: string, x: Value, outFeatures: number, from: number, to: number): Value {
+  const y = g.matmul(x, g.linearWeight(`${key}.weight`, outFeatures, x.dim(-1), [from, to]));
+  return g.add(y, g.slice(g.weight(`${key}.bias`, [outFeatures]), 0, from, to));
+}
+
 /** nn.Conv2d, square kernel; `bias: false` for a Conv2d made with bias=False. */
 export function conv2d(
   g: GraphBuilder,

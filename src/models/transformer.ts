@@ -5,7 +5,7 @@
  */
 import type { GraphBuilder, Value } from '../graph/builder.js';
 import type { AttentionVariant, BlockContext } from '../attention/variant.js';
-import { conv2d, fromTokens, groupNorm, layerNorm, linear, toTokens } from './layers.js';
+import { conv2d, fromTokens, groupNorm, layerNorm, linear, linearRows, toTokens } from './layers.js';
 
 export interface TransformerOptions {
   heads: number;
@@ -28,12 +28,12 @@ export function attention(g: GraphBuilder, key: string, query: Value, context: V
   return linear(g, `${key}.to_out.0`, g.multiHeadAttention(q, k, v, heads), width);
 }
 
-/** GEGLU: proj → (hidden, gate) halves → hidden · gelu(gate) → linear. */
+/** GEGLU: proj's (hidden, gate) halves, each its own product → hidden · gelu(gate) → linear. */
 function feedForward(g: GraphBuilder, key: string, x: Value): Value {
   const width = x.dim(-1);
   const inner = 4 * width;
-  const proj = linear(g, `${key}.net.0.proj`, x, 2 * inner);
-  const gated = g.mul(g.slice(proj, -1, 0, inner), g.gelu(g.slice(proj, -1, inner, 2 * inner)));
+  const proj = `${key}.net.0.proj`;
+  const gated = g.mul(linearRows(g, proj, x, 2 * inner, 0, inner), g.gelu(linearRows(g, proj, x, 2 * inner, inner, 2 * inner)));
   return linear(g, `${key}.net.2`, gated, width);
 }
 
