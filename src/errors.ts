@@ -9,3 +9,10 @@ export class UserError extends Error {
     this.name = 'UserError';
   }
 }
+
+/** What an aborted run rejects with: an Error named 'AbortError', as fetch and DOM APIs use. */
+export function abortError(what: string): Error {
+  const e = new Error(`${what} aborted`);
+  e.name = 'AbortError';
+  return e;
+}

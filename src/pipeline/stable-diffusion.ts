@@ -40,7 +40,7 @@ import { decodeTiled, encodeTiled, type TileOptions } from './vae-tiling.js';
 import type { LoraSpec } from '../lora/merge.js';
 import { PipelineLoras, type UsedLora } from '../lora/pipeline-loras.js';
 import { denoiseOnDevice, deviceLoopWanted } from './device-loop.js';
-import { UserError } from '../errors.js';
+import { abortError, UserError } from '../errors.js';
 import { ControlNet } from '../models/controlnet.js';
 import { checkControlNetFits, ControlNetPass, resolveControlUnit, type ControlNetUnit, type ResolvedControlUnit } from './controlnet.js';
 import { controlNetInfotext, type ControlNetSettings, controlNetSettings } from './controlnet-infotext.js';
@@ -261,11 +261,6 @@ function fail(msg: string): never {
   throw new UserError(msg);
 }
 
-function abortError(): Error {
-  const e = new Error('generation aborted');
-  e.name = 'AbortError';
-  return e;
-}
 
 
 /** A pass's text conditioning (SDXL's added inputs included), per sampling step for prompt editing. */
@@ -605,7 +600,7 @@ export class StableDiffusion {
     for (const [i, t] of timesteps.entries()) {
       const step = Math.floor(i / scheduler.order);
       const evaluate: ModelEvaluation = async (input, tt, s, views) => {
-        if (cb.signal?.aborted) throw abortError();
+        if (cb.signal?.aborted) throw abortError('generation');
         const c = conditioningForViews(cond.at(s), input.dims[0]! / batch, predictor.guided ? 2 : 1);
         return predictor.predict(i, input, tt, c, attentionActiveAt(run, s), views);
       };
@@ -614,7 +609,7 @@ export class StableDiffusion {
       if ((i + 1) % scheduler.order === 0 || i === timesteps.length - 1) {
         cb.onStep?.({ step: Math.ceil((i + 1) / scheduler.order), total, timestep: t, phase, latents: x, pass: run.pass });
       }
-      if (cb.signal?.aborted) throw abortError();
+      if (cb.signal?.aborted) throw abortError('generation');
     }
     // A pass that runs no step (strength 0) still gets the final inpainting blend.
     return { latents: timesteps.length === 0 && run.blend ? run.blend(x, undefined) : x, evaluations: predictor.evaluations };
@@ -769,7 +764,7 @@ export class StableDiffusion {
   private async run(o: GenerateOptions, cb: GenerateCallbacks): Promise<GenerateResult> {
     if (o.sdUpscale) return sdUpscale((tile, c) => this.run(tile, c), o, cb, this.nativeSize, withFields);
     const resolved = this.resolve(o);
-    if (cb.signal?.aborted) throw abortError();
+    if (cb.signal?.aborted) throw abortError('generation');
     // The scheduler first: a sampler that does not fit the settings fails before any work.
     const generator = new TorchGenerator(resolved.seed);
     const randn = (dims: readonly number[]): Float32Array => generator.randn(dims);
@@ -983,7 +978,7 @@ export class StableDiffusion {
       stopAt,
       onStep: (step, n, timestep) => {
         cb.onStep?.({ step, total: n, timestep, phase: 'denoise', pass: 1 });
-        if (cb.signal?.aborted) throw abortError();
+        if (cb.signal?.aborted) throw abortError('generation');
       },
     });
   }

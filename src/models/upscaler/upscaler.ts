@@ -19,7 +19,7 @@ import { CheckpointWeights, type CheckpointSlot } from '../single-file/weights.j
 import { buildCompactGraph, compactConfig, isCompact, type CompactConfig } from './compact.js';
 import { buildEsrganGraph, esrganLayout, esrganModel, type EsrganConfig } from './esrgan.js';
 import { padReflect, upscaleTiled, type TileOptions } from './tiling.js';
-import { UserError } from '../../errors.js';
+import { abortError, UserError } from '../../errors.js';
 
 export type UpscalerConfig = EsrganConfig | CompactConfig;
 
@@ -66,11 +66,6 @@ export function buildUpscalerGraph(cfg: UpscalerConfig, weights: WeightSource | 
   return g;
 }
 
-function abortError(): Error {
-  const e = new Error('upscaling aborted');
-  e.name = 'AbortError';
-  return e;
-}
 
 export interface UpscalerLoadOptions extends RuntimeOptions {
   /** The name it goes by (in PNG parameters, A1111's lists); default: the file name without its extension. */
@@ -125,7 +120,7 @@ export class Upscaler {
     const padded = padReflect(x.data, 3, h, w, m);
     const s = this.config.scale;
     const up = await upscaleTiled(padded.data, 3, padded.height, padded.width, s, m, tiles, async (tile, th, tw) => {
-      if (o.signal?.aborted) throw abortError();
+      if (o.signal?.aborted) throw abortError('upscaling');
       const shape = { height: th, width: tw };
       const out = await this.runtime.run(shape, () => this.graph(shape), [{ name: 'image', type: 'float32', value: { data: tile, dims: [1, 3, th, tw] } }]);
       return out.upscaled!.data as Float32Array;
