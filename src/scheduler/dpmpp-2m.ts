@@ -113,11 +113,11 @@ export class DpmSolverMultistepScheduler implements Scheduler {
     return x;
   }
 
-  /** α_t·x0 + σ_t·noise with α_t = 1/sqrt(σ² + 1), σ_t = σ·α_t, σ at the position of `t` (the last one when absent, as diffusers). */
   clone(): this {
     return cloneState(this);
   }
 
+  /** α_t·x0 + σ_t·noise with α_t = 1/sqrt(σ² + 1), σ_t = σ·α_t, σ at the position of `t` (the last one when absent, as diffusers). */
   addNoise(x0: Tensor, noise: Tensor, t: number): Tensor {
     return addNoiseSigmaVp(this.ts, this.sg, x0, noise, t, OWNER);
   }
