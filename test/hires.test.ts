@@ -1,6 +1,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { BUILTIN_MODEL_DIR, StableDiffusion, type StepInfo } from '../src/index.js';
+import { totalmem } from 'node:os';
+import { join } from 'node:path';
+import { SafetensorsFile } from '../src/io/safetensors.js';
+import { BUILTIN_MODEL_DIR, sessionStarts, StableDiffusion, type StepInfo } from '../src/index.js';
 import { hiresSize, upscaleLatents } from '../src/pipeline/hires.js';
 
 let pipe: StableDiffusion;
@@ -114,4 +117,28 @@ test('an AbortSignal stops after the current step with an AbortError', async () 
     (e: Error) => e.name === 'AbortError',
   );
   assert.deepEqual(steps, [1]);
+});
+
+test("a hires fix keeps both passes' U-Net sessions open when two fit in memory: the next generation starts none", async () => {
+  const unetStarts = (): number => sessionStarts().unet?.count ?? 0;
+  const o = { prompt: 'a harbour', width: 40, height: 40, steps: 3, sampler: 'ddim' as const, seed: 2, hires: { scale: 2, steps: 2, denoise: 0.5, upscaler: 'latent' as const } };
+  const first = unetStarts();
+  await pipe.generate(o);
+  assert.equal(unetStarts() - first, 2, 'one session per pass size');
+  const again = unetStarts();
+  await pipe.generate({ ...o, seed: 3 });
+  assert.equal(unetStarts() - again, 0, 'both kept');
+  assert.ok(2 * pipe.unet.sessionWeightBytes() < 0.4 * totalmem(), 'the built-in U-Net fits twice');
+  // Without a hires fix, one session: the next size replaces it.
+  await pipe.generate({ ...o, hires: undefined });
+  const plain = unetStarts();
+  await pipe.generate({ ...o, hires: undefined, width: 48 });
+  await pipe.generate({ ...o, hires: undefined });
+  assert.equal(unetStarts() - plain, 2);
+});
+
+test("the U-Net's session weight bytes: every weight in its file, in fp32", () => {
+  const file = SafetensorsFile.open(join(BUILTIN_MODEL_DIR, 'unet', 'diffusion_pytorch_model.safetensors'));
+  const params = [...file.tensors.values()].reduce((a, t) => a + t.shape.reduce((p, d) => p * d, 1), 0);
+  assert.equal(pipe.unet.sessionWeightBytes(), 4 * params);
 });

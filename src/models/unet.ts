@@ -405,6 +405,7 @@ export interface ControlResiduals {
 export class UNet extends AttentionComponent implements LoraHost {
   readonly loraComponent = 'unet';
   private targets?: LoraTargets;
+  private shapes?: ReadonlyMap<string, number[]>;
 
   private constructor(
     readonly config: UNetConfig,
@@ -432,15 +433,27 @@ export class UNet extends AttentionComponent implements LoraHost {
     return unet;
   }
 
-  /** The weights a LoRA may change, by every name LoRA files use for them. */
-  loraTargets(): LoraTargets {
-    if (!this.targets) {
+  /** Every weight's shape, as the graph asks for them (built once at a small size). */
+  private weightShapes(): ReadonlyMap<string, number[]> {
+    if (!this.shapes) {
       const recorder = new WeightRecorder();
       const probe = 2 ** (this.config.blockOutChannels.length - 1);
       buildUNetGraph(this.config, recorder, { batch: 1, height: probe, width: probe, textLength: 1 }, denseAttention);
-      this.targets = unetLoraTargets(this.config, recorder.shapes);
+      this.shapes = recorder.shapes;
     }
+    return this.shapes;
+  }
+
+  /** The weights a LoRA may change, by every name LoRA files use for them. */
+  loraTargets(): LoraTargets {
+    this.targets ??= unetLoraTargets(this.config, this.weightShapes());
     return this.targets;
+  }
+
+  /** The bytes of weights a session holds (each open session has its own copy), in the graphs' compute type. */
+  sessionWeightBytes(): number {
+    const params = [...this.weightShapes().values()].reduce((a, shape) => a + shape.reduce((p, d) => p * d, 1), 0);
+    return params * (this.rt.graph.precision === 'fp32' ? 4 : 2);
   }
 
   setLoraPatches(patches: LoraPatches): void {

@@ -6,6 +6,7 @@
  * inpainting mask (inpaint.ts) → denoise with a scheduler → optionally a hires-fix second pass
  * (hires.ts) → VAE decode → RGB images.
  */
+import { totalmem } from 'node:os';
 import { basename, resolve } from 'node:path';
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
 import { autoTodoFactor, todoActiveAt } from '../attention/todo.js';
@@ -279,6 +280,8 @@ interface PassSchedule {
   attention: AttentionOptions;
   deepcache?: ResolvedDeepCache;
   pass: 1 | 2;
+  /** U-Net sessions kept open (unetSessions): 2 where a hires fix keeps each pass's. */
+  sessions: 1 | 2;
 }
 
 interface DenoiseRun extends PassSchedule {
@@ -617,13 +620,24 @@ export class StableDiffusion {
 
   /**
    * A pass's predictor, the U-Net switched to the pass's attention. Every call of a pass has one
-   * batch size (NGMS splits the guided calls), so the U-Net keeps one session per graph; a
-   * ControlNet, which runs beside each evaluation, keeps one for each of DeepCache's two graphs.
+   * batch size (NGMS splits the guided calls), so the U-Net keeps one session per graph, or one
+   * per pass in a hires fix (unetSessions); a ControlNet, which runs beside each evaluation,
+   * keeps one for each of DeepCache's two graphs.
    */
   private async noisePredictor(run: PassSchedule & Pick<DenoiseRun, 'control'>): Promise<NoisePredictor> {
     this.unet.setAttention(run.attention);
-    await Promise.all([this.unet.keepSessions(1), run.control?.keepSessions(run.deepcache ? 2 : 1)]);
+    await Promise.all([this.unet.keepSessions(run.sessions), run.control?.keepSessions(run.deepcache ? 2 : 1)]);
     return new NoisePredictor({ ...this.predictorOptions(run), ...(run.control && { control: run.control }) });
+  }
+
+  /**
+   * U-Net sessions to keep open: a hires fix alternates two sizes, and a session started anew
+   * for each pass of each generation costs what a few steps do, so both stay open where two
+   * copies of the weights take at most 40% of the machine's memory (SD 1.5 in fp32 on 24 GiB;
+   * not SDXL there). One otherwise.
+   */
+  private unetSessions(s: GenerateSettings): 1 | 2 {
+    return s.hires && 2 * this.unet.sessionWeightBytes() <= 0.4 * totalmem() ? 2 : 1;
   }
 
   /** The noise predictor's rules for a pass (ControlNets aside): guidance, NGMS, DeepCache's whole steps. */
@@ -733,7 +747,7 @@ export class StableDiffusion {
     const scale = this.vae.config.scale;
     const passes = (s.hires ? ([1, 2] as const) : ([1] as const)).map((pass): PassPart => {
       const at = pass === 2 ? s.hires! : s;
-      const run: PassSchedule = { ...this.passSchedule(s, pass, randn), cfg: s.cfg, ngms: ngmsOf(s), attention: at.attention, deepcache: at.deepcache, pass };
+      const run: PassSchedule = { ...this.passSchedule(s, pass, randn), cfg: s.cfg, ngms: ngmsOf(s), attention: at.attention, deepcache: at.deepcache, pass, sessions: this.unetSessions(s) };
       const options = this.predictorOptions(run);
       const evaluations = run.timesteps.map((t, i) => ({ timestep: t, ...evaluationKind(options, i, t), attentionActive: attentionActiveAt(run, Math.floor(i / run.scheduler.order)) }));
       const counts = { full: evaluations.filter((e) => !e.shallow).length, shallow: evaluations.filter((e) => e.shallow).length, promptOnly: evaluations.filter((e) => e.promptOnly).length };
@@ -829,6 +843,7 @@ export class StableDiffusion {
       attention: s.attention,
       deepcache: s.deepcache,
       pass: 1,
+      sessions: this.unetSessions(s),
       blend,
       tiling: s.tiling,
       control: this.controlPass(control, s, s, timesteps.length, s.attention, false),
@@ -952,7 +967,7 @@ export class StableDiffusion {
       init = await this.encodeLatents(imagesToTensor(images), s, randn);
     }
     const start = noiseLatents(scheduler, init, noiseAt, randn);
-    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: hr.attention, deepcache: hr.deepcache, pass: 2, tiling: s.tiling, control: this.controlPass(control, s, hr, timesteps.length, hr.attention, true) }, cb);
+    const out = await this.denoise({ x: start.latents, scheduler, timesteps, cond, cfg: s.cfg, ngms: ngmsOf(s), attention: hr.attention, deepcache: hr.deepcache, pass: 2, sessions: this.unetSessions(s), tiling: s.tiling, control: this.controlPass(control, s, hr, timesteps.length, hr.attention, true) }, cb);
     passes.push(this.passInfo(2, hr.width, hr.height, timesteps.length, hr.attention, s.tiling, { evaluations: out.evaluations, ...(hr.deepcache && { deepcache: hr.deepcache }) }));
     return out.latents;
   }
