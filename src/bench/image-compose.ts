@@ -59,9 +59,10 @@ export interface ComposedRecord {
   /** The session starts of the method's U-Net graphs, once each (medians). */
   sessionStartsMs: number;
   /**
-   * Whether each generation starts them again: its passes differ in size and the U-Net keeps one
-   * session per graph kind (two with NGMS), so they are added to every generation, an upper bound
-   * (a graph whose session outlives the other pass is counted too).
+   * Whether each generation starts them again: its passes differ in size and the U-Net cannot
+   * keep both sizes' sessions in memory (StableDiffusion.hiresKeepsSessions), so they are added
+   * to every generation, an upper bound (a graph whose session outlives the other pass is
+   * counted too).
    */
   sessionsEachGeneration: boolean;
   /** A generation as a user repeating it pays: the total, plus the session starts where every generation has them. */
@@ -100,7 +101,7 @@ function compose(pipe: StableDiffusion, m: MethodParts, samples: Map<string, Par
   const decodeMs = median(sample(decode.key));
   const totalMs = textMs + unetMs + decodeMs;
   const sizes = new Set(m.parts.passes.map((p) => `${p.info.width}x${p.info.height}`));
-  const sessionsEachGeneration = sizes.size > 1;
+  const sessionsEachGeneration = sizes.size > 1 && !pipe.hiresKeepsSessions();
   return {
     type: 'composed',
     size: [m.parts.settings.width, m.parts.settings.height],

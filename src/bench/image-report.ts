@@ -30,12 +30,14 @@ function fidelityCells(method: string, fidelity: readonly FidelityColumns[]): st
  * else MSE and HPF of the timed model's own images.
  */
 export function imageTable(records: readonly ImageRecord[], fidelity?: readonly FidelityColumns[]): string {
-  const head = ['method', 'U-Net runs per pass: whole / shallow / prompt-only', 's, median (min–max)', 'speed-up', 'text / denoise / decode s', 'U-Net s per image (sessions apart)', 'session starts s (count)'];
+  const head = ['method', 'U-Net runs per pass: whole / shallow / prompt-only', 's, median (min–max)', 'speed-up', 'repeated s (sessions kept)', 'speed-up repeated', 'text / denoise / decode s', 'U-Net s per image (sessions apart)', 'session starts s (count)'];
   const rows = records.map((r) => [
     r.method,
     evaluations(r.passes),
     range(r.total),
     speedup(r.method, r.speedup),
+    range(r.repeated),
+    speedup(r.method, r.repeatedSpeedup),
     `${sec(r.textMs)} / ${sec(r.denoiseMs)} / ${sec(r.decodeMs)}`,
     sec(r.unetMs),
     `${sec(r.sessionStarts.ms)} (${r.sessionStarts.count}; U-Net ${sec(r.sessionStarts.unetMs)})`,

@@ -631,13 +631,16 @@ export class StableDiffusion {
   }
 
   /**
-   * U-Net sessions to keep open: a hires fix alternates two sizes, and a session started anew
-   * for each pass of each generation costs what a few steps do, so both stay open where two
-   * copies of the weights take at most 40% of the machine's memory (SD 1.5 in fp32 on 24 GiB;
-   * not SDXL there). One otherwise.
+   * Whether a hires fix keeps both passes' U-Net sessions open: a session started anew for each
+   * pass of each generation costs what a few steps do, so both stay open where two copies of the
+   * weights take at most 40% of the machine's memory (SD 1.5 in fp32 on 24 GiB; not SDXL there).
    */
+  hiresKeepsSessions(): boolean {
+    return 2 * this.unet.sessionWeightBytes() <= 0.4 * totalmem();
+  }
+
   private unetSessions(s: GenerateSettings): 1 | 2 {
-    return s.hires && 2 * this.unet.sessionWeightBytes() <= 0.4 * totalmem() ? 2 : 1;
+    return s.hires && this.hiresKeepsSessions() ? 2 : 1;
   }
 
   /** The noise predictor's rules for a pass (ControlNets aside): guidance, NGMS, DeepCache's whole steps. */
