@@ -3,9 +3,10 @@
  * fix's two), the VAE decode, the model loaded once. The methods take turns in rounds (the order
  * reversed every other round) so the machine's drift spreads over all of them; every number is a
  * median. Before the rounds each method's graphs are built and cached by one warm-up of its
- * pieces (image-parts.ts), so the timed generations pay what a user's do: session starts where a
- * generation alternates sizes (the U-Net keeps one session per graph kind), which are measured
- * and reported apart. Every image is compared with the dense image of the same seed (MSE, and
+ * pieces (image-parts.ts). The methods' turns open each method's sessions again, which a user
+ * repeating one setting does not pay (one size, or a hires fix whose sizes' sessions fit in
+ * memory together): the session starts are measured and reported apart, and the repeated time
+ * leaves them out where they would stay open. Every image is compared with the dense image of the same seed (MSE, and
  * HPF, the ToDo paper's sharpness).
  */
 import type { RgbImage } from '../io/png.js';
