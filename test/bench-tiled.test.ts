@@ -24,6 +24,9 @@ test('bench tiled (smoke): MultiDiffusion, interleaved whole generations, steps,
   assert.equal(rec.step.runsMs.length, 2 * 2, 'the steps after the first, per run');
   assert.ok(Math.abs(rec.speedup - rec.denseInterleaved.medianMs / rec.total.medianMs) < 1e-9);
   assert.ok(rec.peakMiB > 0 && rec.densePeakMiB > 0);
+  // The pipeline's own stage times: denoising per step (3 steps a run) and the decode.
+  assert.equal(rec.denoiseStep!.runsMs.length, 2);
+  assert.ok(rec.denoiseStep!.medianMs > 0 && rec.denseDecode!.medianMs > 0 && rec.decode!.runsMs.length === 2);
   const md = readFileSync(join(out, 'tiled.md'), 'utf8');
   assert.match(md, /\| multidiffusion \| 64x32 → 64x32 \| todo-2 \(ToDo 2\) \| 3 views\/step \|/);
   assert.match(r.stderr, /dense vs todo-2, 2 runs each, interleaved/);
@@ -50,6 +53,15 @@ test('bench tiled (smoke): SD upscale times the tiles and names them', async () 
   // Two steps run per tile: one interval each.
   assert.equal(rec.step.runsMs.length, 6);
   assert.match(tiledTable(records), /\| sd-upscale \| 32x24 → 64x48 \| todo-2 \(ToDo 2\) \| 6 tiles \|/);
+  // Every tile's steps count: 6 tiles x 2 steps.
+  assert.ok(rec.denoiseStep!.medianMs > 0);
+});
+
+test('bench tiled: a one-step MultiDiffusion run has no step interval, but its denoising time per step', async () => {
+  const [rec] = await runTiledBench({ model: BUILTIN_MODEL_DIR, mode: 'multidiffusion', size: [64, 32], tiling: { window: 16, stride: 8 }, scale: 1, tile: [0, 0], overlap: 0, strength: 1, steps: 1, sampler: 'ddim', cfg: 7, methods: [parseMethod('todo-2')], runs: 1 });
+  assert.equal(rec!.step.runsMs.length, 0);
+  assert.equal(rec!.denoiseStep!.runsMs.length, 1);
+  assert.match(tiledTable([rec!]), /\| – \| – \| – \| [\d.]+ \/ [\d.]+ \([\d.]+x\) \|/);
 });
 
 test('bench tiled: SD upscale with an upscaler model and a ControlNet tile, the first tiles run and the rest extrapolated', () => {

@@ -79,6 +79,14 @@ export interface TiledRecord {
   /** SD upscale: a tile's time after the first (which holds the upscale and session starts). */
   tile?: Stats;
   denseTile?: Stats;
+  /**
+   * Runs that finish (no maxTiles cut): the pipeline's denoising time over its steps (a
+   * one-step run has no step interval; the first step's session start is in it) and the decode.
+   */
+  denoiseStep?: Stats;
+  denseDenoiseStep?: Stats;
+  decode?: Stats;
+  denseDecode?: Stats;
 }
 
 interface Run {
@@ -87,6 +95,9 @@ interface Run {
   /** SD upscale: each tile's time after the first. */
   tileMs: number[];
   tilesRun: number;
+  /** A finished run's denoising per step and decode, ms. */
+  denoiseStepMs?: number;
+  decodeMs?: number;
   peakMiB: number;
   output: [number, number];
   parts: number;
@@ -145,17 +156,20 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
     const t0 = performance.now();
     let output: [number, number] = picture ? [Math.round(picture.width * o.scale), Math.round(picture.height * o.scale)] : [width, height];
     let parts = 1;
+    let stages: Pick<Run, 'denoiseStepMs' | 'decodeMs'> = {};
     try {
       const r = await pipe.generate(request(attention), { onStep, signal: stop.signal });
       output = [r.images[0]!.width, r.images[0]!.height];
       parts = r.settings.sdUpscale?.tiles ?? r.settings.passes[0]!.views ?? 1;
+      const steps = r.settings.passes.reduce((a, p) => a + p.steps, 0) * (r.settings.sdUpscale?.tiles ?? 1);
+      stages = { denoiseStepMs: r.timings.denoiseMs / steps, decodeMs: r.timings.decodeMs };
     } catch (e) {
       if (!(stop.signal.aborted && (e as Error).name === 'AbortError')) throw e;
       parts = tiles;
     }
     const tileMs = tileDone.slice(1).map((at, i) => at - tileDone[i]!);
     const ms = stop.signal.aborted ? tileDone[0]! + (tiles - 1) * median(tileMs) : performance.now() - t0;
-    const run: Run = { ms, stepMs, tileMs, tilesRun: tileDone.length, peakMiB: peakRssMiB(), output, parts };
+    const run: Run = { ms, stepMs, tileMs, tilesRun: tileDone.length, ...stages, peakMiB: peakRssMiB(), output, parts };
     const what = stop.signal.aborted ? `${(ms / 1000).toFixed(1)} s extrapolated from ${tileDone.length} of ${tiles} tiles (a later tile ${(median(tileMs) / 1000).toFixed(1)} s)` : `${(ms / 1000).toFixed(1)} s`;
     log(`  ${label}: ${what} (step ${stepMs.length ? (median(stepMs) / 1000).toFixed(2) : '-'} s, peak ${(run.peakMiB / 1024).toFixed(1)} GiB)`);
     return run;
@@ -191,6 +205,7 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
         ...(o.controlnet !== undefined && { controlnet: `${o.controlnet} (tile_resample)` }),
         ...(t[0]!.tilesRun < t[0]!.parts && { tilesRun: t[0]!.tilesRun }),
         ...(tileMs.length && denseTileMs.length && { tile: stats(tileMs), denseTile: stats(denseTileMs) }),
+        ...stageStats(d, t),
       });
     }
   } finally {
@@ -198,6 +213,13 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
     await pipe.dispose();
   }
   return records;
+}
+
+/** Denoising per step and decode of the runs that finished, where both sides have them. */
+function stageStats(dense: readonly Run[], method: readonly Run[]): Pick<TiledRecord, 'denoiseStep' | 'denseDenoiseStep' | 'decode' | 'denseDecode'> {
+  const of = (runs: readonly Run[], k: 'denoiseStepMs' | 'decodeMs'): number[] => runs.flatMap((r) => (r[k] === undefined ? [] : [r[k]]));
+  if (!of(dense, 'denoiseStepMs').length || !of(method, 'denoiseStepMs').length) return {};
+  return { denoiseStep: stats(of(method, 'denoiseStepMs')), denseDenoiseStep: stats(of(dense, 'denoiseStepMs')), decode: stats(of(method, 'decodeMs')), denseDecode: stats(of(dense, 'decodeMs')) };
 }
 
 const sec = (ms: number): string => (ms / 1000).toFixed(ms < 10_000 ? 2 : 1);
@@ -218,8 +240,10 @@ export function tiledTable(records: readonly TiledRecord[]): string {
     r.step.runsMs.length && r.denseStep.runsMs.length ? `${sec(r.denseStep.medianMs)} / ${sec(r.step.medianMs)}` : '–',
     r.step.runsMs.length && r.denseStep.runsMs.length ? `${r.stepSpeedup.toFixed(2)}x` : '–',
     r.tile && r.denseTile ? `${sec(r.denseTile.medianMs)} / ${sec(r.tile.medianMs)}` : '–',
+    r.denoiseStep && r.denseDenoiseStep ? `${sec(r.denseDenoiseStep.medianMs)} / ${sec(r.denoiseStep.medianMs)} (${(r.denseDenoiseStep.medianMs / r.denoiseStep.medianMs).toFixed(2)}x)` : '–',
+    r.decode && r.denseDecode ? `${sec(r.denseDecode.medianMs)} / ${sec(r.decode.medianMs)}` : '–',
     `${gib(r.densePeakMiB)} / ${gib(r.peakMiB)}`,
   ]);
-  const head = ['mode', 'size → output', 'method (as run)', 'parts', 'dense s, median (min–max)', 'method s', 'speed-up', 'step s, dense / method', 'step speed-up', 'later tile s, dense / method', 'peak GiB, dense / method'];
+  const head = ['mode', 'size → output', 'method (as run)', 'parts', 'dense s, median (min–max)', 'method s', 'speed-up', 'step s, dense / method', 'step speed-up', 'later tile s, dense / method', 'denoise s per step, dense / method', 'decode s, dense / method', 'peak GiB, dense / method'];
   return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
