@@ -220,6 +220,7 @@ export class ClipTextEncoder implements LoraHost {
     return Object.fromEntries(Object.entries(out).map(([k, t]) => [k, { data: t.data as Float32Array, dims: [...t.dims] }]));
   }
 
+  /** Closes the encoder's session (its weights leave memory); a later forward opens it again. */
   dispose(): Promise<void> {
     return this.rt.dispose();
   }

@@ -566,6 +566,7 @@ export class StableDiffusion {
       const sdxl = this.sdxl;
       if (sdxl && s.promptSyntax === 'plain') {
         const c = await sdxl.encode({ prompt, negativePrompt, batch: s.batch, guided, clipSkip: s.clipSkip, width: size.width, height: size.height });
+        await this.yieldTextEncoders();
         return { at: () => c, fixed: c };
       }
       const request = {
@@ -580,6 +581,7 @@ export class StableDiffusion {
       };
       const encoders = sdxl?.promptEncoders(s.clipSkip) ?? [{ tokenizer: this.tokenizer, encode: async (ids: IntTensor) => ({ hidden: await this.textEncoder.forward(ids, { clipSkip: s.clipSkip }) }) }];
       const c = await PromptConditioning.build(request, encoders);
+      await this.yieldTextEncoders();
       const timeIds = sdxl?.timeIds(c.at(0).dims[0]!, size.width, size.height);
       const at = (step: number): Conditioning => ({ encoderHiddenStates: c.at(step), ...(timeIds ? { added: { textEmbeds: c.pooledAt(step)!, timeIds } } : {}) });
       return { at, fixed: c.scheduled ? undefined : at(0) };
@@ -628,6 +630,21 @@ export class StableDiffusion {
     this.unet.setAttention(run.attention);
     await Promise.all([this.unet.keepSessions(run.sessions), run.control?.keepSessions(run.deepcache ? 2 : 1)]);
     return new NoisePredictor({ ...this.predictorOptions(run), ...(run.control && { control: run.control }) });
+  }
+
+  /**
+   * Whether the text encoders close their sessions once a prompt is encoded: where a U-Net
+   * session, while it starts (the file's weights, their copy in the compute type and packed
+   * copies: about twice the weights), takes more than 60% of the machine's memory, as SDXL in
+   * fp32 does on 24 GiB. The encoders' 3.5 GB (SDXL) would not fit beside it; they open again
+   * at the next encoding (seconds, against the minutes of an SDXL generation on a CPU).
+   */
+  textEncodersYield(): boolean {
+    return 2 * this.unet.sessionWeightBytes() > 0.6 * totalmem();
+  }
+
+  private async yieldTextEncoders(): Promise<void> {
+    if (this.textEncodersYield()) await (this.sdxl ? this.sdxl.dispose() : this.textEncoder.dispose());
   }
 
   /**
