@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BUILTIN_MODEL_DIR, UPSCALER_PRESETS, writeRandomUpscaler } from '../src/index.js';
+import { BUILTIN_MODEL_DIR, UPSCALER_PRESETS, writeRandomTinyVAE, writeRandomUpscaler } from '../src/index.js';
 import { writeRandomControlNet } from '../src/models/random-controlnet.js';
 import { writeRandomModel } from '../src/models/random-model.js';
 import { parseMethod } from '../src/bench/speed.js';
@@ -57,8 +57,11 @@ test('bench tiled (smoke): SD upscale times the tiles and names them', async () 
   assert.ok(rec.denoiseStep!.medianMs > 0);
 });
 
-test('bench tiled: a one-step MultiDiffusion run has no step interval, but its denoising time per step', async () => {
-  const [rec] = await runTiledBench({ model: BUILTIN_MODEL_DIR, mode: 'multidiffusion', size: [64, 32], tiling: { window: 16, stride: 8 }, scale: 1, tile: [0, 0], overlap: 0, strength: 1, steps: 1, sampler: 'ddim', cfg: 7, methods: [parseMethod('todo-2')], runs: 1 });
+test('bench tiled: a one-step MultiDiffusion run (TAESD decoding) has no step interval, but its denoising time per step', async () => {
+  const taesd = join(mkdtempSync(join(tmpdir(), 'todo-sd-bench-tiled-taesd-')), 'taesd');
+  writeRandomTinyVAE(taesd, 'taesd-tiny', { seed: 1 });
+  const [rec] = await runTiledBench({ model: BUILTIN_MODEL_DIR, mode: 'multidiffusion', size: [64, 32], tiling: { window: 16, stride: 8 }, scale: 1, tile: [0, 0], overlap: 0, strength: 1, steps: 1, sampler: 'ddim', cfg: 7, methods: [parseMethod('todo-2')], runs: 1, taesd });
+  assert.equal(rec!.decoder, 'taesd');
   assert.equal(rec!.step.runsMs.length, 0);
   assert.equal(rec!.denoiseStep!.runsMs.length, 1);
   assert.match(tiledTable([rec!]), /\| – \| – \| – \| [\d.]+ \/ [\d.]+ \([\d.]+x\) \|/);

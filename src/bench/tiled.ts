@@ -42,6 +42,8 @@ export interface TiledBenchOptions extends RuntimeOptions {
   controlnet?: string;
   /** SD upscale: time only the first n tiles (at least 2) of each run and extrapolate the rest. */
   maxTiles?: number;
+  /** A TAESD (file or folder) that decodes instead of the model's VAE: the denoising measured without a decode of minutes. */
+  taesd?: string;
   steps: number;
   sampler: SamplerName;
   cfg: number;
@@ -74,6 +76,8 @@ export interface TiledRecord {
   /** SD upscale: the enlargement (lanczos, or the upscaler model's name). */
   upscaler?: string;
   controlnet?: string;
+  /** 'taesd' where a TAESD decoded instead of the VAE. */
+  decoder?: 'taesd';
   /** SD upscale with maxTiles: tiles run per generation (of `parts`); the totals are extrapolated. */
   tilesRun?: number;
   /** SD upscale: a tile's time after the first (which holds the upscale and session starts). */
@@ -119,14 +123,14 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
   if (o.maxTiles !== undefined && (o.mode !== 'sd-upscale' || !Number.isInteger(o.maxTiles) || o.maxTiles < 2)) {
     throw new UserError(`maxTiles (--max-tiles) is for SD upscale, at least 2 tiles (the first holds the upscale and session starts, the later ones give the median); got ${o.maxTiles}${o.mode === 'sd-upscale' ? '' : ` in ${o.mode} mode`}`);
   }
-  const pipe = await StableDiffusion.load(o.model, o);
+  const pipe = await StableDiffusion.load(o.model, { ...o, ...(o.taesd !== undefined && { taesd: o.taesd }) });
   const [width, height] = o.size;
   const picture = o.mode === 'sd-upscale' ? (o.initImage ?? syntheticPicture(width, height)) : undefined;
   const controlnet = o.controlnet === undefined ? undefined : await pipe.loadControlNet(o.controlnet);
   // Ultimate SD upscale's ControlNet tile: the unit's image is each tile's init image (the default).
   const control = controlnet && { controlnets: [{ model: controlnet, preprocessor: 'tile_resample' as const, ...(!picture && { image: syntheticPicture(width, height) }) }] };
   const request = (attention: AttentionOptions): GenerateOptions => {
-    const common = { prompt: 'a mountain lake at dawn, detailed', steps: o.steps, sampler: o.sampler, cfg: o.cfg, seed: 1, attention, ...control };
+    const common = { prompt: 'a mountain lake at dawn, detailed', steps: o.steps, sampler: o.sampler, cfg: o.cfg, seed: 1, attention, ...control, ...(o.taesd !== undefined && { vaeDecoder: 'taesd' as const }) };
     if (picture) return { ...common, initImage: picture, strength: o.strength, width: o.tile[0], height: o.tile[1], sdUpscale: { scale: o.scale, overlap: o.overlap, ...(o.upscaler && { upscaler: o.upscaler }) } };
     return { ...common, width, height, tiling: o.tiling };
   };
@@ -203,6 +207,7 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
         densePeakMiB: Math.max(...d.map((r) => r.peakMiB)),
         ...(picture && { upscaler: typeof o.upscaler === 'string' ? o.upscaler : (o.upscaler?.name ?? 'lanczos') }),
         ...(o.controlnet !== undefined && { controlnet: `${o.controlnet} (tile_resample)` }),
+        ...(o.taesd !== undefined && { decoder: 'taesd' as const }),
         ...(t[0]!.tilesRun < t[0]!.parts && { tilesRun: t[0]!.tilesRun }),
         ...(tileMs.length && denseTileMs.length && { tile: stats(tileMs), denseTile: stats(denseTileMs) }),
         ...stageStats(d, t),
