@@ -38,6 +38,17 @@ async function counted<T>(name: string, open: () => Promise<T>): Promise<T> {
   }
 }
 
+export interface ComponentRuntimeOptions {
+  /** Graphs in fp32 whatever the runtime's precision (a VAE that says force_upcast). */
+  fp32Only?: boolean;
+  /**
+   * Keep the memory of a run's activations for the next run (onnxruntime's CPU arena; default).
+   * Off for components run once per image at its full size: a 1024² VAE decode's arena holds
+   * 5 GB beside the U-Net's for as long as the session lives.
+   */
+  activationArena?: boolean;
+}
+
 export class ComponentRuntime {
   /** Open sessions by key, least recently used first. */
   private readonly open = new Map<string, Promise<ort.InferenceSession>>();
@@ -50,11 +61,11 @@ export class ComponentRuntime {
     readonly weights: WeightFiles,
     readonly config: Record<string, unknown>,
     readonly runtime: RuntimeOptions,
-    fp32Only = false,
+    private readonly opts: ComponentRuntimeOptions = {},
   ) {
     // A misspelt provider fails at load time, not at the first run.
     checkExecutionProvider(runtime.executionProvider ?? 'cpu');
-    this.graph = graphOptions(runtime, fp32Only);
+    this.graph = graphOptions(runtime, opts.fp32Only ?? false);
   }
 
   /** Runs the graph for `shapeKey`, building (or reading from the cache) and loading it on first use. */
@@ -109,7 +120,7 @@ export class ComponentRuntime {
       await this.evict(this.slots - 1);
       session = counted(this.name, async () => {
         const bytes = cachedGraph(key, () => this.phase('graph', () => serializeModel(build())));
-        return (await phase(this.runtime.onProgress, `session:${this.name}`, () => openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice))).session;
+        return (await phase(this.runtime.onProgress, `session:${this.name}`, () => openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice, this.opts.activationArena ?? true))).session;
       });
     }
     this.open.set(sessionKey, session);

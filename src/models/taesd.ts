@@ -206,7 +206,7 @@ export class TinyVAE {
     if (src.encoder) checkWeights(src.encoder, (w) => buildTinyEncoderGraph(cfg, w, { batch: 1, height: cfg.scale, width: cfg.scale }), src.name);
     const rt = await resolveRuntime(opts);
     const part = (name: string, weights: WeightFiles | undefined): { weights: WeightFiles; runtime: ComponentRuntime } | undefined =>
-      weights && { weights, runtime: new ComponentRuntime(name, weights, src.config, rt, cfg.forceUpcast) };
+      weights && { weights, runtime: new ComponentRuntime(name, weights, src.config, rt, { fp32Only: cfg.forceUpcast, activationArena: false }) };
     return new TinyVAE(cfg, opts.family ?? src.family, src.name, part('taesd_decoder', src.decoder), part('taesd_encoder', src.encoder));
   }
 

@@ -138,8 +138,8 @@ export class VAE {
     return new VAE(
       cfg,
       weights,
-      new ComponentRuntime('vae_decoder', weights, comp.config, rt, cfg.forceUpcast),
-      new ComponentRuntime('vae_encoder', weights, comp.config, rt, cfg.forceUpcast),
+      new ComponentRuntime('vae_decoder', weights, comp.config, rt, { fp32Only: cfg.forceUpcast, activationArena: false }),
+      new ComponentRuntime('vae_encoder', weights, comp.config, rt, { fp32Only: cfg.forceUpcast, activationArena: false }),
     );
   }
 

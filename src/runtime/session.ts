@@ -74,10 +74,12 @@ export async function openSession(
   weightsFolder: string | undefined,
   opts: RuntimeOptions = {},
   outputsOnDevice = false,
+  activationArena = true,
 ): Promise<OpenedSession> {
   const ep = checkExecutionProvider(opts.executionProvider ?? 'cpu');
   const base: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: 'all',
+    ...(activationArena ? {} : { enableCpuMemArena: false }),
     ...(opts.threads ? { intraOpNumThreads: opts.threads } : {}),
     ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
     ...(weightsFolder ? { extra: { session: { model_external_initializers_file_folder_path: weightsFolder } } } : {}),
