@@ -105,6 +105,8 @@ interface Run {
   peakMiB: number;
   output: [number, number];
   parts: number;
+  /** The attention as a view or tile ran it. */
+  attention: AttentionOptions;
 }
 
 /** A smooth, deterministic picture to upscale when none is given. */
@@ -134,11 +136,8 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
     if (picture) return { ...common, initImage: picture, strength: o.strength, width: o.tile[0], height: o.tile[1], sdUpscale: { scale: o.scale, overlap: o.overlap, ...(o.upscaler && { upscaler: o.upscaler }) } };
     return { ...common, width, height, tiling: o.tiling };
   };
-  // The attention a view or tile runs, ToDo's auto resolved at its size.
-  const asRun = (attention: AttentionOptions): AttentionOptions => {
-    const [w, h] = picture ? o.tile : [width, height];
-    return pipe.parts({ prompt: '', width: w, height: h, attention, ...(!picture && { tiling: undefined }) }).passes[0]!.info.attention;
-  };
+  // The attention a tile runs, ToDo's auto resolved at its size: for runs cut short by maxTiles (a finished run reports its own).
+  const tileAttention = (attention: AttentionOptions): AttentionOptions => pipe.parts({ prompt: '', width: o.tile[0], height: o.tile[1], attention }).passes[0]!.info.attention;
   const generate = async (label: string, attention: AttentionOptions): Promise<Run> => {
     const stepMs: number[] = [];
     const tileDone: number[] = [];
@@ -160,11 +159,13 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
     const t0 = performance.now();
     let output: [number, number] = picture ? [Math.round(picture.width * o.scale), Math.round(picture.height * o.scale)] : [width, height];
     let parts = 1;
+    let ran = picture ? tileAttention(attention) : attention;
     let stages: Pick<Run, 'denoiseStepMs' | 'decodeMs'> = {};
     try {
       const r = await pipe.generate(request(attention), { onStep, signal: stop.signal });
       output = [r.images[0]!.width, r.images[0]!.height];
       parts = r.settings.sdUpscale?.tiles ?? r.settings.passes[0]!.views ?? 1;
+      ran = r.settings.passes[0]!.attention;
       const steps = r.settings.passes.reduce((a, p) => a + p.steps, 0) * (r.settings.sdUpscale?.tiles ?? 1);
       stages = { denoiseStepMs: r.timings.denoiseMs / steps, decodeMs: r.timings.decodeMs };
     } catch (e) {
@@ -173,7 +174,7 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
     }
     const tileMs = tileDone.slice(1).map((at, i) => at - tileDone[i]!);
     const ms = stop.signal.aborted ? tileDone[0]! + (tiles - 1) * median(tileMs) : performance.now() - t0;
-    const run: Run = { ms, stepMs, tileMs, tilesRun: tileDone.length, ...stages, peakMiB: peakRssMiB(), output, parts };
+    const run: Run = { ms, stepMs, tileMs, tilesRun: tileDone.length, ...stages, peakMiB: peakRssMiB(), output, parts, attention: ran };
     const what = stop.signal.aborted ? `${(ms / 1000).toFixed(1)} s extrapolated from ${tileDone.length} of ${tiles} tiles (a later tile ${(median(tileMs) / 1000).toFixed(1)} s)` : `${(ms / 1000).toFixed(1)} s`;
     log(`  ${label}: ${what} (step ${stepMs.length ? (median(stepMs) / 1000).toFixed(2) : '-'} s, peak ${(run.peakMiB / 1024).toFixed(1)} GiB)`);
     return run;
@@ -196,7 +197,7 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
         output: t[0]!.output,
         method: m.label,
         parts: t[0]!.parts,
-        attention: asRun(m.attention),
+        attention: t[0]!.attention,
         total,
         denseInterleaved: denseTotal,
         speedup: denseTotal.medianMs / total.medianMs,
