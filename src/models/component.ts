@@ -28,8 +28,8 @@ export function sessionStarts(): Record<string, SessionStarts> {
   return Object.fromEntries([...starts].map(([name, s]) => [name, { ...s }]));
 }
 
-async function counted<T>(name: string, open: () => Promise<T>): Promise<T> {
-  const t0 = performance.now();
+/** Counts a session start of `name` that began at `t0` (its graph built or read before `open`). */
+async function counted<T>(name: string, t0: number, open: () => Promise<T>): Promise<T> {
   try {
     return await open();
   } finally {
@@ -118,10 +118,10 @@ export class ComponentRuntime {
     if (session) this.open.delete(sessionKey);
     else {
       await this.evict(this.slots - 1);
-      session = counted(this.name, async () => {
-        const bytes = cachedGraph(key, () => this.phase('graph', () => serializeModel(build())));
-        return (await phase(this.runtime.onProgress, `session:${this.name}`, () => openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice, this.opts.activationArena ?? true))).session;
-      });
+      const t0 = performance.now();
+      // Built here, not in the promise: a graph that cannot be built (bad options) throws to the caller and leaves no session behind.
+      const bytes = cachedGraph(key, () => this.phase('graph', () => serializeModel(build())));
+      session = counted(this.name, t0, async () => (await phase(this.runtime.onProgress, `session:${this.name}`, () => openSession(bytes, this.weights.folder, this.runtime, outputsOnDevice, this.opts.activationArena ?? true))).session);
     }
     this.open.set(sessionKey, session);
     return session;
