@@ -259,7 +259,7 @@ export function registerBench(program: Command): void {
       }
       const machine = machineInfo();
       const record = await runUpscaleBench({ ...runtimeFromFlags(o), model, size: o.size, tile: o.tile, overlap: o.tileOverlap, runs: o.runs, onLog: log });
-      const json = { kind: 'todo-sd upscale benchmark', started, command: process.argv.slice(2).join(' '), machine, provider: o.provider, precision: o.precision ?? defaultPrecision(o.provider), record };
+      const json = { kind: 'todo-sd upscale benchmark', started, command: commandLine(), machine, provider: o.provider, precision: o.precision ?? defaultPrecision(o.provider), record };
       write(o.out, 'upscale.json', `${JSON.stringify(json, null, 2)}\n`);
       report(o.out, 'upscale.md', `Upscaler pass: ${started}`, `Machine: ${machineLine(machine)}, provider ${o.provider}, ${json.precision}. Model: ${model}. Command: \`todo-sd ${json.command}\`.`, upscaleTable(record));
     });
