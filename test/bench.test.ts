@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { decode } from 'fast-png';
 import { writeRandomModel } from '../src/index.js';
 import { parseMethod } from '../src/bench/speed.js';
+import { mallocSettings } from '../src/runtime/malloc.js';
 import { runCli } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'todo-sd-bench-'));
@@ -34,8 +35,10 @@ test('bench speed (smoke): JSON records with machine, interleaved speed-ups, FLO
   const out = join(root, 'speed');
   const r = cli('bench', 'speed', '--model', model, '--sizes', '64,128', '--methods', 'dense,todo-2,todo-2@chunked,tome-0.5', '--runs', '2', '--warmup', '0', '--attention', '256', '--matmul', '64', '--out', out);
   assert.equal(r.code, 0, r.stderr);
-  const json = JSON.parse(readFileSync(join(out, 'speed.json'), 'utf8')) as { machine: { cores: number; cpu: string }; records: Rec[]; stoppedEarly: boolean };
+  const json = JSON.parse(readFileSync(join(out, 'speed.json'), 'utf8')) as { machine: { cores: number; cpu: string; malloc?: string }; records: Rec[]; stoppedEarly: boolean };
   assert.ok(json.machine.cores >= 1 && json.machine.cpu.length > 0);
+  // The command line runs with glibc's malloc thresholds (its own, where the environment sets none) and says so.
+  if (process.platform === 'linux') assert.equal(json.machine.malloc, mallocSettings() ?? 'MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=65536');
   assert.equal(json.stoppedEarly, false);
   const unet = json.records.filter((x) => x.type === 'unet');
   assert.deepEqual(unet.map((x) => `${x.size[0]}:${x.method}`), ['64:dense', '64:todo-2', '64:todo-2@chunked', '64:tome-0.5', '128:dense', '128:todo-2', '128:todo-2@chunked', '128:tome-0.5']);

@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem, platform, arch } from 'node:os';
 import { createRequire } from 'node:module';
+import { mallocSettings } from '../runtime/malloc.js';
 
 export interface MachineInfo {
   cpu: string;
@@ -15,6 +16,8 @@ export interface MachineInfo {
   onnxruntime: string;
   /** NVIDIA GPUs as nvidia-smi names them, when there are any. */
   gpu?: string;
+  /** glibc's malloc thresholds from the environment (the CLI sets them: cli/relaunch.ts), e.g. `MALLOC_MMAP_THRESHOLD_=65536`. */
+  malloc?: string;
 }
 
 /** The GPUs' names (nvidia-smi), or undefined where there is none. */
@@ -45,6 +48,7 @@ export function machineInfo(): MachineInfo {
     node: process.version,
     onnxruntime: ortPackage.version,
     gpu: gpuNames(),
+    malloc: mallocSettings(),
   };
 }
 

@@ -12,7 +12,7 @@ const x = (v: number): string => `${v.toFixed(2)}x`;
 const tflop = (f: number): string => (f / 1e12).toFixed(2);
 
 export function machineLine(m: MachineInfo): string {
-  return `${m.gpu ? `${m.gpu} with ` : ''}${m.cpu}, ${m.cores} cores (${m.flags.join(', ') || 'no AVX flags seen'}), ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, onnxruntime-node ${m.onnxruntime}`;
+  return `${m.gpu ? `${m.gpu} with ` : ''}${m.cpu}, ${m.cores} cores (${m.flags.join(', ') || 'no AVX flags seen'}), ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}, onnxruntime-node ${m.onnxruntime}${m.malloc ? `, ${m.malloc}` : ''}`;
 }
 
 function table(head: string[], rows: (string | number)[][]): string {

@@ -83,6 +83,7 @@ interface GenerateFlags extends RuntimeFlags, ControlFlags {
   deepcacheStart: number;
   ngms: number;
   ngmsAllSteps?: boolean;
+  batchCondUncond: boolean;
   todo: string;
   todoMode: TodoMode;
   todoStop: number;
@@ -252,6 +253,7 @@ export function registerGenerate(program: Command): void {
     .option('--deepcache-start <fraction>', 'DeepCache: this fraction of the steps, from the first, runs the whole U-Net', parseFloatOption('--deepcache-start', 0, 1), 0)
     .option('--ngms <sigma>', "A1111's Negative Guidance minimum sigma: below it, every other step skips the negative prompt (0 = off)", parseFloatOption('--ngms', 0, 1000), 0)
     .option('--ngms-all-steps', 'NGMS on every step below the sigma, not every other one')
+    .option('--no-batch-cond-uncond', "run a guided step's negative and prompt halves as two calls: half the U-Net's and ControlNets' activation memory, a little slower (A1111's batch_cond_uncond off)")
     .option('--todo <factor>', 'ToDo token downsampling: off, auto or a factor (1.5, 2, 3, …; fractional with nearest, nearest-exact, bilinear)', parseTodo, 'off')
     .addOption(new Option('--todo-mode <mode>', 'ToDo downsampling operator').choices(TODO_MODES).default('nearest'))
     .option('--todo-stop <fraction>', 'go back to dense attention after this fraction of the steps', parseFloatOption('--todo-stop', 0, 1), 1)
@@ -369,6 +371,7 @@ async function generate(f: GenerateFlags, cmd: Command, report: Reporter): Promi
     deepcache,
     sMinUncond: f.ngms,
     sMinUncondAll: f.ngmsAllSteps ?? false,
+    batchCondUncond: f.batchCondUncond,
     clipSkip: f.clipSkip,
     promptSyntax: f.promptSyntax,
     vaeTiling: f.vaeTiling === 'auto' ? 'auto' : f.vaeTiling === 'on',

@@ -196,6 +196,7 @@ export async function toJob(
     ...(speed.deepcache && { deepcache: speed.deepcache }),
     sMinUncond: speed.sMinUncond,
     sMinUncondAll: speed.sMinUncondAll,
+    batchCondUncond: s.batch_cond_uncond,
     seeds: Array.from({ length: count }, (_, i) => seed + i),
     preview: !s.live_previews_enable ? 'off' : s.show_progress_type === 'TAESD' ? 'taesd' : 'cheap',
   };

@@ -41,6 +41,8 @@ export interface JobSpec {
   /** NGMS: A1111's s_min_uncond (0 = off) and s_min_uncond_all. */
   sMinUncond?: number;
   sMinUncondAll?: boolean;
+  /** A1111's batch_cond_uncond (GenerateOptions.batchCondUncond); absent: true. */
+  batchCondUncond?: boolean;
   /** Seed of each image, in order; A1111's seed + index, so each image's infotext reproduces it. */
   seeds: number[];
   /** Live previews in progress reports: the cheap approximation, TAESD (where the worker has one for the model), or none. */

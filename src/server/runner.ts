@@ -237,6 +237,7 @@ export class JobRunner implements Runner {
         deepcache: job.deepcache,
         sMinUncond: job.sMinUncond,
         sMinUncondAll: job.sMinUncondAll,
+        batchCondUncond: job.batchCondUncond,
         loraDir: this.registry.loraDir,
         ...(initImage && { initImage, strength: job.strength }),
         ...(job.mask && { mask: { ...job.mask, image: fromWire(job.mask.image) } }),

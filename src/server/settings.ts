@@ -2,8 +2,8 @@
  * The server's settings as A1111's `options` holds them: every setting of A1111 v1.10.1
  * (a1111-options.ts) and the speed methods' keys (speed-methods.ts: the ToDo extension's,
  * A1111's ToMe ratio, the DeepCache extension's, NGMS). todo-sd acts on the model, CLIP skip,
- * img2img_background_color, the live preview (`live_previews_enable`, `show_progress_type`) and
- * the speed methods' keys; the others are kept and answered as written. A request's
+ * img2img_background_color, the live preview (`live_previews_enable`, `show_progress_type`),
+ * `batch_cond_uncond` and the speed methods' keys; the others are kept and answered as written. A request's
  * `override_settings` applies on top, for that request only. Types are checked by the request
  * schemas (schemas.ts), values here.
  */
@@ -26,6 +26,8 @@ export interface Settings {
   img2img_background_color: string;
   live_previews_enable: boolean;
   show_progress_type: (typeof SHOW_PROGRESS_TYPES)[number];
+  /** A guided step's halves in one batch (true) or two calls, for less memory (GenerateOptions.batchCondUncond). */
+  batch_cond_uncond: boolean;
 }
 
 export type SettingsPatch = Partial<Settings> & Record<string, unknown>;
@@ -55,6 +57,7 @@ export class ServerSettings {
       img2img_background_color: '#ffffff',
       live_previews_enable: true,
       show_progress_type: 'Approx cheap',
+      batch_cond_uncond: true,
       sd_model_checkpoint: registry.resolve(model).title,
     };
   }
