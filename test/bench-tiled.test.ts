@@ -74,14 +74,16 @@ test('bench tiled: SD upscale with an upscaler model and a ControlNet tile, the 
   writeRandomControlNet(cn, 'controlnet-tiny', { seed: 5 });
   writeRandomUpscaler(esrgan, UPSCALER_PRESETS['compact-x4']!);
   const args = ['bench', 'tiled', '--model', model, '--mode', 'sd-upscale', '--size', '24x16', '--scale', '4', '--tile', '32x32', '--overlap', '8', '--steps', '4', '--methods', 'todo-2', '--runs', '1', '--upscaler', esrgan, '--controlnet', cn, '--out', out];
-  const r = runCli(root, ...args, '--max-tiles', '3');
+  const r = runCli(root, ...args, '--max-tiles', '3', '--no-batch-cond-uncond');
   assert.equal(r.code, 0, r.stderr);
   const rec = (JSON.parse(readFileSync(join(out, 'tiled.json'), 'utf8')) as { records: TiledRecord[] }).records[0]!;
   // 96x64 in 32-px tiles overlapping by 8: 4 columns, 3 rows.
   assert.deepEqual([rec.output, rec.parts, rec.tilesRun, rec.upscaler, rec.controlnet], [[96, 64], 12, 3, 'esrgan', `${cn} (tile_resample)`]);
   assert.equal(rec.tile!.runsMs.length, 2, 'the tiles after the first');
   assert.match(r.stderr, /extrapolated from 3 of 12 tiles/);
-  assert.match(readFileSync(join(out, 'tiled.md'), 'utf8'), /12 tiles \(3 run, the rest extrapolated\)/);
+  const md = readFileSync(join(out, 'tiled.md'), 'utf8');
+  assert.match(md, /12 tiles \(3 run, the rest extrapolated\)/);
+  assert.match(md, /a guided step's halves as two calls \(--no-batch-cond-uncond\)/);
   const bad = runCli(root, ...args, '--max-tiles', '1');
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /--max-tiles.*must be|at least 2/);

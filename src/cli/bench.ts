@@ -206,6 +206,7 @@ export function registerBench(program: Command): void {
     .option('--controlnet <dir|file>', 'a ControlNet with the tile_resample preprocessor (a tile model: control_v11f1e_sd15_tile): on each SD upscale tile, or on a synthetic picture of the MultiDiffusion canvas')
     .option('--max-tiles <n>', 'sd-upscale: run the first n tiles (n >= 2) of each generation and extrapolate the rest from the median later tile', parseIntOption('--max-tiles', 2))
     .option('--taesd <file|dir>', 'decode with this TAESD instead of the VAE (the denoising measured without a decode of minutes; labelled)')
+    .option('--no-batch-cond-uncond', "a guided step's halves as two calls: half the activation memory (generate's flag of that name)")
     .option('--steps <n>', 'denoising steps (before the strength cut)', parseIntOption('--steps', 1, 1000), 8)
     .addOption(new Option('--sampler <name>', 'sampler').choices(SAMPLER_NAMES).default('ddim'))
     .option('--cfg <scale>', 'guidance scale', parseFloatOption('--cfg', 0, 100), 7)
@@ -215,15 +216,15 @@ export function registerBench(program: Command): void {
     .addOption(providerOption())
     .addOption(precisionOption())
     .option('--out <dir>', 'folder for tiled.json and tiled.md', 'bench-results')
-    .action(async (o: RuntimeFlags & { model?: string; mode: TiledBenchMode; size: [number, number]; window: number; stride: number; viewBatch: number; initImage?: string; scale: number; tile: [number, number]; overlap: number; strength: number; upscaler: string; controlnet?: string; maxTiles?: number; taesd?: string; steps: number; sampler: SamplerName; cfg: number; methods: ReturnType<typeof parseMethod>[]; runs: number; out: string }) => {
+    .action(async (o: RuntimeFlags & { model?: string; mode: TiledBenchMode; size: [number, number]; window: number; stride: number; viewBatch: number; initImage?: string; scale: number; tile: [number, number]; overlap: number; strength: number; upscaler: string; controlnet?: string; maxTiles?: number; taesd?: string; batchCondUncond: boolean; steps: number; sampler: SamplerName; cfg: number; methods: ReturnType<typeof parseMethod>[]; runs: number; out: string }) => {
       const { started, model, machine } = start(o.out, o.model);
       const initImage = o.initImage ? await decodeImage(readInputFile(o.initImage, '--init-image'), { what: o.initImage }) : undefined;
       const found = await resolveRuntime({ ...runtimeFromFlags(o), onWarning: log });
       const upscaler = await imageUpscaler(o.upscaler, [], found);
-      const records = await runTiledBench({ ...found, model, mode: o.mode, size: o.size, tiling: { window: o.window, stride: o.stride, viewBatch: o.viewBatch }, scale: o.scale, tile: o.tile, overlap: o.overlap, strength: o.strength, initImage, upscaler, ...(o.controlnet !== undefined && { controlnet: o.controlnet }), ...(o.maxTiles !== undefined && { maxTiles: o.maxTiles }), ...(o.taesd !== undefined && { taesd: o.taesd }), steps: o.steps, sampler: o.sampler, cfg: o.cfg, methods: o.methods, runs: o.runs, onLog: log });
+      const records = await runTiledBench({ ...found, model, mode: o.mode, size: o.size, tiling: { window: o.window, stride: o.stride, viewBatch: o.viewBatch }, scale: o.scale, tile: o.tile, overlap: o.overlap, strength: o.strength, initImage, upscaler, ...(o.controlnet !== undefined && { controlnet: o.controlnet }), ...(o.maxTiles !== undefined && { maxTiles: o.maxTiles }), ...(o.taesd !== undefined && { taesd: o.taesd }), batchCondUncond: o.batchCondUncond, steps: o.steps, sampler: o.sampler, cfg: o.cfg, methods: o.methods, runs: o.runs, onLog: log });
       const json = { kind: 'todo-sd tiled benchmark', started, command: commandLine(), model, machine, provider: found.executionProvider ?? 'cpu', sampler: o.sampler, steps: o.steps, cfg: o.cfg, records };
       write(o.out, 'tiled.json', `${JSON.stringify(json, null, 2)}\n`);
-      const cn = `${o.controlnet === undefined ? '' : `, ControlNet ${o.controlnet} (tile_resample)`}${o.taesd === undefined ? '' : `, decoded with TAESD ${o.taesd} (not the VAE)`}`;
+      const cn = `${o.controlnet === undefined ? '' : `, ControlNet ${o.controlnet} (tile_resample)`}${o.taesd === undefined ? '' : `, decoded with TAESD ${o.taesd} (not the VAE)`}${o.batchCondUncond ? '' : ", a guided step's halves as two calls (--no-batch-cond-uncond)"}`;
       const what =
         o.mode === 'multidiffusion'
           ? `window ${o.window}, stride ${o.stride}, ${o.viewBatch} view(s) per call${cn}`
