@@ -6,13 +6,14 @@ import { relaunchEnv } from '../src/cli/relaunch.js';
 import { MALLOC_SETTINGS, mallocSettings } from '../src/runtime/malloc.js';
 import { startCli } from './serve-helpers.js';
 
-test("the CLI starts again with glibc's malloc thresholds on Linux, unless the user set either", () => {
-  const env = relaunchEnv({ PATH: '/bin', HOME: '/h' }, 'linux');
+test("the CLI starts again with glibc's malloc thresholds on Linux, unless the user set either or it runs under the inspector", () => {
+  const env = relaunchEnv({ PATH: '/bin', HOME: '/h' }, 'linux', ['--import', 'tsx']);
   assert.deepEqual(env, { PATH: '/bin', HOME: '/h', MALLOC_MMAP_THRESHOLD_: '65536', MALLOC_TRIM_THRESHOLD_: '65536' });
   assert.equal(mallocSettings(env), 'MALLOC_MMAP_THRESHOLD_=65536 MALLOC_TRIM_THRESHOLD_=65536');
-  assert.equal(relaunchEnv({ MALLOC_TRIM_THRESHOLD_: '0' }, 'linux'), undefined);
-  assert.equal(relaunchEnv({ MALLOC_MMAP_THRESHOLD_: '131072' }, 'linux'), undefined);
-  for (const os of ['darwin', 'win32'] as const) assert.equal(relaunchEnv({}, os), undefined);
+  assert.equal(relaunchEnv({ MALLOC_TRIM_THRESHOLD_: '0' }, 'linux', []), undefined);
+  assert.equal(relaunchEnv({ MALLOC_MMAP_THRESHOLD_: '131072' }, 'linux', []), undefined);
+  for (const os of ['darwin', 'win32'] as const) assert.equal(relaunchEnv({}, os, []), undefined);
+  assert.equal(relaunchEnv({}, 'linux', ['--inspect-brk=9230']), undefined, 'the inspector stays with the process it was given to');
   assert.deepEqual(Object.keys(MALLOC_SETTINGS).sort(), ['MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_']);
 });
 

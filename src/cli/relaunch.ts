@@ -1,14 +1,15 @@
 /**
  * The command line starts itself again, once, with glibc's malloc thresholds for models
  * (runtime/malloc.ts), which glibc reads only at a process's start. Thresholds the user set
- * (either variable) are left as they are, and so is any system but Linux.
+ * (either variable) are left as they are, and so is any system but Linux, and a process under
+ * the inspector (whose port the child could not have).
  */
 import { spawn } from 'node:child_process';
 import { MALLOC_SETTINGS, mallocSettings } from '../runtime/malloc.js';
 
 /** The environment to start again with, or undefined where the process should run as it is. */
-export function relaunchEnv(env: NodeJS.ProcessEnv, os: NodeJS.Platform): NodeJS.ProcessEnv | undefined {
-  if (os !== 'linux' || mallocSettings(env) !== undefined) return undefined;
+export function relaunchEnv(env: NodeJS.ProcessEnv, os: NodeJS.Platform, execArgv: readonly string[]): NodeJS.ProcessEnv | undefined {
+  if (os !== 'linux' || mallocSettings(env) !== undefined || execArgv.some((a) => a.startsWith('--inspect'))) return undefined;
   return { ...env, ...MALLOC_SETTINGS };
 }
 
@@ -26,7 +27,7 @@ export function relaunch(): boolean {
     watchParent(Number(parent));
     return false;
   }
-  const env = relaunchEnv(process.env, process.platform);
+  const env = relaunchEnv(process.env, process.platform, process.execArgv);
   if (!env) return false;
   const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit', env: { ...env, TODO_SD_PARENT_PID: String(process.pid) } });
   const forward = (signal: NodeJS.Signals): void => {
