@@ -134,7 +134,7 @@ export async function runTiledBench(o: TiledBenchOptions): Promise<TiledRecord[]
   // Ultimate SD upscale's ControlNet tile: the unit's image is each tile's init image (the default).
   const control = controlnet && { controlnets: [{ model: controlnet, preprocessor: 'tile_resample' as const, ...(!picture && { image: syntheticPicture(width, height) }) }] };
   const request = (attention: AttentionOptions): GenerateOptions => {
-    const common = { prompt: 'a mountain lake at dawn, detailed', steps: o.steps, sampler: o.sampler, cfg: o.cfg, seed: 1, attention, batchCondUncond: o.batchCondUncond ?? true, ...control, ...(o.taesd !== undefined && { vaeDecoder: 'taesd' as const }) };
+    const common = { prompt: 'a mountain lake at dawn, detailed', steps: o.steps, sampler: o.sampler, cfg: o.cfg, seed: 1, attention, batchCondUncond: o.batchCondUncond, ...control, ...(o.taesd !== undefined && { vaeDecoder: 'taesd' as const }) };
     if (picture) return { ...common, initImage: picture, strength: o.strength, width: o.tile[0], height: o.tile[1], sdUpscale: { scale: o.scale, overlap: o.overlap, ...(o.upscaler && { upscaler: o.upscaler }) } };
     return { ...common, width, height, tiling: o.tiling };
   };

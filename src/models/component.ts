@@ -44,7 +44,7 @@ export interface ComponentRuntimeOptions {
   /**
    * Keep the memory of a run's activations for the next run (onnxruntime's CPU arena; default).
    * Off for components run once per image at its full size: a 1024² VAE decode's arena holds
-   * 5 GB beside the U-Net's for as long as the session lives.
+   * 3.6 GiB beside the U-Net's for as long as the session lives.
    */
   activationArena?: boolean;
 }
