@@ -39,7 +39,10 @@ function parseRedisUrl(v: string): string {
 
 const log = (m: string): void => void process.stderr.write(`${m}\n`);
 
-/** SIGTERM/SIGINT: stop taking work, finish (or hand back) the current job, then exit. */
+/**
+ * SIGTERM/SIGINT: stop taking work, finish (or hand back) the current job, then exit. Installed
+ * before the ready line is printed: a signal sent on seeing it must not meet the default action.
+ */
 function onShutdown(close: () => Promise<void>): void {
   let closing = false;
   const stop = (signal: string): void => {
@@ -88,9 +91,9 @@ export function registerServe(program: Command): void {
         log,
         flags: { listen: Boolean(f.listen), port: f.port, api_auth: f.apiAuth ? '(set)' : null, redis: f.redis ?? null, outputs: f.outputs, max_memory: f.maxMemory, taesd: f.taesd ?? null },
       });
+      onShutdown(() => app.close());
       const url = await app.listen({ host, port: f.port });
       log(`todo-sd serving on ${url} (${f.redis ? `jobs on ${f.redis}` : 'one worker thread'}); A1111 clients: ${url}/sdapi/v1`);
-      onShutdown(() => app.close());
     });
 
   program
@@ -106,7 +109,7 @@ export function registerServe(program: Command): void {
       const registry = new ModelRegistry(f.modelsDir);
       const runner = new ThreadRunner(registry, { executionProvider: f.provider, threads: f.threads, onWarning: log }, { taesd: f.taesd });
       const worker = await RedisWorker.start(f.redis, runner, { lockDurationMs: f.lockDuration }, log);
-      log(`todo-sd worker ${worker.id} taking jobs from ${f.redis}`);
       onShutdown(() => worker.close());
+      log(`todo-sd worker ${worker.id} taking jobs from ${f.redis}`);
     });
 }
