@@ -105,3 +105,20 @@ test('bench method names', () => {
   assert.throws(() => parseMethod('todo-2@flash'), /unknown attention form "flash"/);
   assert.throws(() => parseMethod('todo'), /unknown method "todo"/);
 });
+
+test('bench profile --component vae-decoder: profile.json and profile.md by VAE block; --methods belongs to a U-Net', () => {
+  const out = join(root, 'profile-vae');
+  const r = cli('bench', 'profile', '--model', model, '--component', 'vae-decoder', '--size', '32', '--runs', '1', '--out', out);
+  assert.equal(r.code, 0, r.stderr);
+  const json = JSON.parse(readFileSync(join(out, 'profile.json'), 'utf8')) as { records: { component: string; byPart: { part: string }[] }[] };
+  assert.equal(json.records.length, 1);
+  assert.equal(json.records[0]!.component, 'vae-decoder');
+  assert.ok(json.records[0]!.byPart.some((p) => p.part.startsWith('decoder.up_blocks.0 (')));
+  assert.match(readFileSync(join(out, 'profile.md'), 'utf8'), /^# Profile of the vae-decoder at 32x32, batch 1/);
+  const bad = cli('bench', 'profile', '--model', model, '--component', 'vae-decoder', '--methods', 'dense', '--out', out);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--methods applies to a U-Net; the vae-decoder has no attention variants/);
+  const unknown = cli('bench', 'profile', '--component', 'text-encoder', '--out', out);
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.stderr, /text-encoder.*unet, vae-decoder, vae-encoder/s);
+});

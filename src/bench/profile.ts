@@ -1,27 +1,36 @@
 /**
- * Where a U-Net step spends its time: the U-Net (any: SD 1.x/2.x, SDXL with its added inputs, a
- * guidance-distilled one) run under onnxruntime's profiler at a size and batch, the last of a few
- * runs read (the first ones warm the allocator up), node times summed by operator type and by
- * U-Net part (each node is named after the diffusers module it belongs to), and the math rate:
- * the graph builder's FLOPs of each MatMul, Conv and attention node over its time, per operator
- * and over the whole run.
+ * Where the time goes in one model call: a U-Net (any: SD 1.x/2.x, SDXL with its added inputs, a
+ * guidance-distilled one) or the VAE's decoder or encoder, run under onnxruntime's profiler at a
+ * size and batch, the last of a few runs read (the first ones warm the allocator up), node times
+ * summed by operator type and by part (each node is named after the diffusers module it belongs
+ * to), and the math rate: the graph builder's FLOPs of each MatMul, Conv and attention node over
+ * its time, per operator and over the whole run.
  */
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveAttention, type AttentionOptions } from '../attention/options.js';
+import type { GraphBuilder } from '../graph/builder.js';
 import { serializeModel } from '../graph/serialize.js';
 import { WeightStore } from '../graph/weights.js';
 import { findComponent } from '../io/model-folder.js';
 import { buildUNetGraph, parseUNetConfig } from '../models/unet.js';
-import { createSession, ort, type RuntimeOptions } from '../runtime/session.js';
+import { buildDecoderGraph, buildEncoderGraph, parseVAEConfig } from '../models/vae.js';
+import { openSession, ort, type Feed, type RuntimeOptions } from '../runtime/session.js';
+
+/** What `bench profile --component` runs. */
+export const PROFILED_COMPONENTS = ['unet', 'vae-decoder', 'vae-encoder'] as const;
+export type ProfiledComponent = (typeof PROFILED_COMPONENTS)[number];
 
 export interface ProfileRecord {
   type: 'profile';
+  component: ProfiledComponent;
+  /** Image size in pixels (the VAE's decoder gets its latents). */
   size: [number, number];
   batch: number;
+  /** The attention method's label for a U-Net; the component's name otherwise. */
   method: string;
-  attention: AttentionOptions;
+  attention?: AttentionOptions;
   /** Wall time of the profiled run and the sum of node times, ms. */
   runMs: number;
   nodeMs: number;
@@ -30,7 +39,7 @@ export interface ProfileRecord {
   gflopPerS: number;
   /** Per operator type; `gflopPerS` where its nodes' FLOPs are counted (MatMul, Conv, MultiHeadAttention). */
   byOp: { op: string; ms: number; gflop?: number; gflopPerS?: number }[];
-  /** Self-attention (attn1) of level 0, other attention, ToMe's matching, and the rest. */
+  /** U-Net: self-attention, cross-attention, ToMe's matching, ResNets, the rest; VAE: its blocks. */
   byPart: { part: string; ms: number }[];
 }
 
@@ -60,7 +69,7 @@ function feedFor(name: string, dims: readonly number[]): ort.Tensor {
   return new ort.Tensor('float32', data, [...dims]);
 }
 
-function part(node: string, op: string): string {
+function unetPart(node: string, op: string): string {
   if (op === 'MultiHeadAttention') return node.includes('.attn1/') ? 'self-attention kernels (attn1)' : 'cross-attention kernels (attn2)';
   if (node.includes('.attn1/')) return 'attn1 projections, ToDo downsampling, ToMe merge/un-merge';
   if (node.includes('.attn2/') || node.includes('.ff/')) return 'attn2 projections, feed-forward';
@@ -69,23 +78,27 @@ function part(node: string, op: string): string {
   return 'other (norms, projections in/out, reshapes, time embedding)';
 }
 
-export async function profileUNet(model: string, size: [number, number], method: string, attention: AttentionOptions, rt: RuntimeOptions = {}, o: { batch?: number; runs?: number } = {}): Promise<ProfileRecord> {
-  const batch = o.batch ?? 1;
-  const runs = o.runs ?? 2;
-  const comp = findComponent(model, 'unet', { classNames: ['UNet2DConditionModel'] });
-  const cfg = parseUNetConfig(comp.config);
-  const weights = WeightStore.open(comp.weightFiles, 'unet');
-  const [w, h] = [size[0] / 8, size[1] / 8];
-  const variant = resolveAttention(attention).variant({ latent: [h, w] });
-  const builder = buildUNetGraph(cfg, weights, { batch, height: h, width: w, textLength: 77 }, variant);
+/** The attention variant's index inputs (ToDo's gather indices, ToMe's), fed as they are. */
+type IndexFeed = Extract<Feed, { data: unknown }>;
+
+type Measured = Omit<ProfileRecord, 'type' | 'component' | 'size' | 'batch' | 'method' | 'attention'>;
+
+/** Runs a built graph `runs` times under the profiler and reads the last run. */
+async function profileGraph(
+  builder: GraphBuilder,
+  weightsFolder: string,
+  rt: RuntimeOptions,
+  o: { runs: number; activationArena: boolean; extraFeeds?: readonly IndexFeed[] },
+  partOf: (node: string, op: string) => string,
+): Promise<Measured> {
   const graph = builder.build();
   const prefix = join(tmpdir(), `todo-sd-profile-${process.pid}`);
-  const session = await createSession(serializeModel(graph), weights.folder, { ...rt, profilePrefix: prefix });
+  const { session } = await openSession(serializeModel(graph), weightsFolder, { ...rt, profilePrefix: prefix }, false, o.activationArena);
   const feeds: Record<string, ort.Tensor> = {};
   for (const i of graph.inputs) feeds[i.name] = feedFor(i.name, i.shape);
-  for (const f of variant.feeds({ active: true })) if (f.type !== 'float32') feeds[f.name] = new ort.Tensor(f.type, f.data, [...f.dims]);
+  for (const f of o.extraFeeds ?? []) feeds[f.name] = new ort.Tensor(f.type, f.data, [...f.dims]);
   let runMs = 0;
-  for (let r = 0; r < runs; r++) {
+  for (let r = 0; r < o.runs; r++) {
     const t0 = performance.now();
     await session.run(feeds);
     runMs = performance.now() - t0;
@@ -109,16 +122,11 @@ export async function profileUNet(model: string, size: [number, number], method:
     entry.ms += e.dur / 1000;
     entry.flops += nodeFlops.get(outputOf(e.name)) ?? 0;
     byOp.set(op, entry);
-    const p = part(e.name, op);
+    const p = partOf(e.name, op);
     byPart.set(p, (byPart.get(p) ?? 0) + e.dur / 1000);
   }
   const flops = builder.flops.attention + builder.flops.other;
   return {
-    type: 'profile',
-    size,
-    batch,
-    method,
-    attention,
     runMs,
     nodeMs: [...byOp.values()].reduce((a, b) => a + b.ms, 0),
     gflop: flops / 1e9,
@@ -128,4 +136,49 @@ export async function profileUNet(model: string, size: [number, number], method:
       .map(([op, e]) => ({ op, ms: e.ms, ...(e.flops > 0 && { gflop: e.flops / 1e9, gflopPerS: e.flops / 1e9 / (e.ms / 1000) }) })),
     byPart: [...byPart].sort((a, b) => b[1] - a[1]).map(([p, ms]) => ({ part: p, ms })),
   };
+}
+
+export async function profileUNet(model: string, size: [number, number], method: string, attention: AttentionOptions, rt: RuntimeOptions = {}, o: { batch?: number; runs?: number } = {}): Promise<ProfileRecord> {
+  const batch = o.batch ?? 1;
+  const comp = findComponent(model, 'unet', { classNames: ['UNet2DConditionModel'] });
+  const cfg = parseUNetConfig(comp.config);
+  const weights = WeightStore.open(comp.weightFiles, 'unet');
+  const [w, h] = [size[0] / 8, size[1] / 8];
+  const variant = resolveAttention(attention).variant({ latent: [h, w] });
+  const builder = buildUNetGraph(cfg, weights, { batch, height: h, width: w, textLength: 77 }, variant);
+  const extraFeeds = variant.feeds({ active: true }).filter((f): f is IndexFeed => f.type !== 'float32');
+  const measured = await profileGraph(builder, weights.folder, rt, { runs: o.runs ?? 2, activationArena: true, extraFeeds }, unetPart);
+  return { type: 'profile', component: 'unet', size, batch, method, attention, ...measured };
+}
+
+/**
+ * The VAE's decoder (latents of `size` / 8 → the image) or encoder (the image → latents), its
+ * session without onnxruntime's activation arena, as the pipeline opens it.
+ */
+export async function profileVAE(model: string, part: 'decoder' | 'encoder', size: [number, number], rt: RuntimeOptions = {}, o: { batch?: number; runs?: number } = {}): Promise<ProfileRecord> {
+  const batch = o.batch ?? 1;
+  const comp = findComponent(model, 'vae', { classNames: ['AutoencoderKL'] });
+  const cfg = parseVAEConfig(comp.config);
+  if (size[0] % cfg.scale || size[1] % cfg.scale) throw new Error(`bench profile: the VAE takes sizes in multiples of ${cfg.scale}; got ${size.join('x')}`);
+  const weights = WeightStore.open(comp.weightFiles, 'vae');
+  const [w, h] = part === 'decoder' ? [size[0] / cfg.scale, size[1] / cfg.scale] : size;
+  const builder = (part === 'decoder' ? buildDecoderGraph : buildEncoderGraph)(cfg, weights, { batch, height: h, width: w });
+  const levels = cfg.blockOutChannels.length;
+  const blocks = new Map<string, string>();
+  cfg.blockOutChannels.forEach((ch, i) => {
+    // The decoder's blocks run from the latent size up (its channels reversed), the encoder's down to it.
+    const at = part === 'decoder' ? 2 ** i : 2 ** (levels - 1 - i);
+    const channels = part === 'decoder' ? cfg.blockOutChannels[levels - 1 - i]! : ch;
+    const res = `${(size[0] / cfg.scale) * at}x${(size[1] / cfg.scale) * at}`;
+    const sampler = i < levels - 1 ? (part === 'decoder' ? ' + upsampler' : ' + downsampler') : '';
+    blocks.set(`${part === 'decoder' ? 'up' : 'down'}_blocks.${i}`, `${part}.${part === 'decoder' ? 'up' : 'down'}_blocks.${i} (${channels} ch at ${res}${sampler})`);
+  });
+  const partOf = (node: string, op: string): string => {
+    if (op === 'MultiHeadAttention') return 'mid_block attention kernel';
+    const block = /(mid_block|up_blocks\.\d+|down_blocks\.\d+)/.exec(node)?.[1];
+    if (block === 'mid_block') return `${part}.mid_block (2 ResNets, attention projections)`;
+    return (block && blocks.get(block)) ?? 'conv in/out, quant convs, layout reorders';
+  };
+  const measured = await profileGraph(builder, weights.folder, rt, { runs: o.runs ?? 2, activationArena: false }, partOf);
+  return { type: 'profile', component: `vae-${part}`, size, batch, method: `VAE ${part}`, ...measured };
 }

@@ -14,7 +14,7 @@ import { runTiledBench, tiledTable, type TiledBenchMode } from '../bench/tiled.j
 import { runUpscaleBench, upscaleTable } from '../bench/upscale.js';
 import { UPSCALER_PRESETS, writeRandomUpscaler } from '../models/upscaler/random.js';
 import { machineInfo } from '../bench/machine.js';
-import { profileUNet } from '../bench/profile.js';
+import { PROFILED_COMPONENTS, profileUNet, profileVAE, type ProfiledComponent } from '../bench/profile.js';
 import { imageUpscaler } from './upscaler-option.js';
 import { fidelityTable, machineLine, matmulLine, profileTable, speedReport, type SpeedResults } from '../bench/report.js';
 import { parseMethod, runMatMulBench, runSpeedBench } from '../bench/speed.js';
@@ -342,25 +342,37 @@ export function registerBench(program: Command): void {
 
   bench
     .command('profile')
-    .description("a U-Net (SD 1.x/2.x, SDXL) under onnxruntime's profiler: time by operator and by U-Net part, GFLOP/s per operator and overall")
+    .description("one model call under onnxruntime's profiler: a U-Net (SD 1.x/2.x, SDXL) or the VAE's decoder or encoder; time by operator and by part, GFLOP/s per operator and overall")
     .option('--model <dir>', 'model folder (default: a random SD 1.5 made once in the cache)')
+    .addOption(new Option('--component <name>', 'what to profile').choices(PROFILED_COMPONENTS).default('unet'))
     .option('--size <px>', 'image size, e.g. 1024 or 768x1216', size, [1024, 1024] as [number, number])
-    .option('--batch <n>', 'U-Net batch (2: both guidance halves)', parseIntOption('--batch', 1, 64), 1)
+    .option('--batch <n>', 'batch (a U-Net: 2 for both guidance halves)', parseIntOption('--batch', 1, 64), 1)
     .option('--runs <n>', 'runs, the last one read (the first ones warm the allocator up)', parseIntOption('--runs', 1, 100), 2)
-    .option('--methods <list>', 'methods to profile', list(parseMethod), ['dense', 'todo-2'].map(parseMethod))
+    .option('--methods <list>', 'attention methods to profile (a U-Net)', list(parseMethod), ['dense', 'todo-2'].map(parseMethod))
     .option('--threads <n>', 'CPU threads per operator', parseIntOption('--threads', 1, 1024))
     .option('--out <dir>', 'folder for profile.json and profile.md', 'bench-results')
-    .action(async (o: { model?: string; size: [number, number]; batch: number; runs: number; methods: ReturnType<typeof parseMethod>[]; threads?: number; out: string }) => {
+    .action(async (o: { model?: string; component: ProfiledComponent; size: [number, number]; batch: number; runs: number; methods: ReturnType<typeof parseMethod>[]; threads?: number; out: string }, cmd: Command) => {
+      if (o.component !== 'unet' && cmd.getOptionValueSource('methods') === 'cli') {
+        throw new Error(`--methods applies to a U-Net; the ${o.component} has no attention variants (drop --methods, or use --component unet)`);
+      }
       mkdirSync(o.out, { recursive: true });
       const model = o.model ?? defaultSpeedModel(log);
       const machine = machineInfo();
+      const rt = { threads: o.threads };
       const records = [];
-      for (const m of o.methods) {
-        log(`profiling ${m.label} at ${o.size.join('x')}, batch ${o.batch}`);
-        records.push(await profileUNet(model, o.size, m.label, m.attention, { threads: o.threads }, { batch: o.batch, runs: o.runs }));
+      const where = `${o.size.join('x')}, batch ${o.batch}`;
+      if (o.component === 'unet') {
+        for (const m of o.methods) {
+          log(`profiling the U-Net with ${m.label} at ${where}`);
+          records.push(await profileUNet(model, o.size, m.label, m.attention, rt, { batch: o.batch, runs: o.runs }));
+        }
+      } else {
+        const part = o.component === 'vae-decoder' ? 'decoder' : 'encoder';
+        log(`profiling the VAE ${part} at ${where}`);
+        records.push(await profileVAE(model, part, o.size, rt, { batch: o.batch, runs: o.runs }));
       }
       write(o.out, 'profile.json', `${JSON.stringify({ kind: 'todo-sd profile', command: commandLine(), machine, model, records }, null, 2)}\n`);
-      const md = [`# Profile at ${o.size.join('x')}, batch ${o.batch}`, '', `Machine: ${machineLine(machine)}. Model: ${model}. The last of ${o.runs} runs. Command: \`todo-sd ${commandLine()}\`.`, '', profileTable(records), ''].join('\n');
+      const md = [`# Profile of the ${o.component} at ${where}`, '', `Machine: ${machineLine(machine)}. Model: ${model}. The last of ${o.runs} runs. Command: \`todo-sd ${commandLine()}\`.`, '', profileTable(records), ''].join('\n');
       write(o.out, 'profile.md', md);
       process.stdout.write(md);
     });

@@ -175,6 +175,17 @@ export class GraphBuilder {
     return this.shared.attention;
   }
 
+  /** `build()` with `scope` as the name prefix of the nodes it emits, the previous one restored after. */
+  scoped<T>(scope: string, build: () => T): T {
+    const outer = this.scope;
+    this.scope = scope;
+    try {
+      return build();
+    } finally {
+      this.scope = outer;
+    }
+  }
+
   private fresh(hint: string): string {
     return `${this.scope ? `${this.scope}/` : ''}${hint}_${this.shared.counter++}`;
   }

@@ -130,11 +130,12 @@ export function buildClipTextGraph(
   for (let i = 0; i < layers; i++) {
     if (out.kind === 'penultimate' && i === cfg.layers - clipSkip) g.output(x, 'hidden_states');
     const key = `text_model.encoder.layers.${i}`;
-    g.scope = key;
-    x = g.add(x, selfAttention(g, `${key}.self_attn`, layerNorm(g, `${key}.layer_norm1`, x, cfg.eps), cfg, mask));
-    x = g.add(x, mlp(g, `${key}.mlp`, layerNorm(g, `${key}.layer_norm2`, x, cfg.eps), cfg));
+    const input = x;
+    x = g.scoped(key, () => {
+      const h = g.add(input, selfAttention(g, `${key}.self_attn`, layerNorm(g, `${key}.layer_norm1`, input, cfg.eps), cfg, mask));
+      return g.add(h, mlp(g, `${key}.mlp`, layerNorm(g, `${key}.layer_norm2`, h, cfg.eps), cfg));
+    });
   }
-  g.scope = '';
   if (out.kind === 'penultimate' && layers === cfg.layers - clipSkip) g.output(x, 'hidden_states');
   if (out.kind === 'last') {
     g.output(layerNorm(g, 'text_model.final_layer_norm', x, cfg.eps), 'last_hidden_state');

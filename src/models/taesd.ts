@@ -124,12 +124,10 @@ function activation(g: GraphBuilder, x: Value, act: TinyActivation): Value {
 
 /** AutoencoderTinyBlock with equal in and out widths: relu(conv(act(conv(act(conv(x))))) + x). */
 function tinyBlock(g: GraphBuilder, key: string, x: Value, channels: number, act: TinyActivation): Value {
-  const scope = g.scope;
-  g.scope = key;
-  let h = activation(g, conv2d(g, `${key}.conv.0`, x, channels, 3, { pad: 1 }), act);
-  h = activation(g, conv2d(g, `${key}.conv.2`, h, channels, 3, { pad: 1 }), act);
-  h = conv2d(g, `${key}.conv.4`, h, channels, 3, { pad: 1 });
-  g.scope = scope;
+  const h = g.scoped(key, () => {
+    const a = activation(g, conv2d(g, `${key}.conv.0`, x, channels, 3, { pad: 1 }), act);
+    return conv2d(g, `${key}.conv.4`, activation(g, conv2d(g, `${key}.conv.2`, a, channels, 3, { pad: 1 }), act), channels, 3, { pad: 1 });
+  });
   return g.relu(g.add(h, x));
 }
 

@@ -38,20 +38,15 @@ function feedForward(g: GraphBuilder, key: string, x: Value): Value {
 }
 
 function basicTransformerBlock(g: GraphBuilder, key: string, x: Value, text: Value, heads: number, ctx: BlockContext, o: TransformerOptions): Value {
-  const scope = g.scope;
-  g.scope = key;
-  const tokens = o.attention.forBlock(g, x, ctx);
-  g.scope = `${key}.attn1`;
-  let h = g.add(
-    x,
-    tokens.apply(g, 'attn1', layerNorm(g, `${key}.norm1`, x, 1e-5), (gg, q, kv) => attention(gg, `${key}.attn1`, q, kv, heads)),
+  const tokens = g.scoped(key, () => o.attention.forBlock(g, x, ctx));
+  const h = g.scoped(`${key}.attn1`, () =>
+    g.add(
+      x,
+      tokens.apply(g, 'attn1', layerNorm(g, `${key}.norm1`, x, 1e-5), (gg, q, kv) => attention(gg, `${key}.attn1`, q, kv, heads)),
+    ),
   );
-  g.scope = `${key}.attn2`;
-  h = g.add(h, tokens.apply(g, 'attn2', layerNorm(g, `${key}.norm2`, h, 1e-5), (gg, q) => attention(gg, `${key}.attn2`, q, text, heads)));
-  g.scope = `${key}.ff`;
-  h = g.add(h, tokens.apply(g, 'ff', layerNorm(g, `${key}.norm3`, h, 1e-5), (gg, q) => feedForward(gg, `${key}.ff`, q)));
-  g.scope = scope;
-  return h;
+  const h2 = g.scoped(`${key}.attn2`, () => g.add(h, tokens.apply(g, 'attn2', layerNorm(g, `${key}.norm2`, h, 1e-5), (gg, q) => attention(gg, `${key}.attn2`, q, text, heads))));
+  return g.scoped(`${key}.ff`, () => g.add(h2, tokens.apply(g, 'ff', layerNorm(g, `${key}.norm3`, h2, 1e-5), (gg, q) => feedForward(gg, `${key}.ff`, q))));
 }
 
 export function transformer2D(g: GraphBuilder, key: string, x: Value, text: Value, o: TransformerOptions): Value {

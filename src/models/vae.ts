@@ -61,14 +61,13 @@ const EPS = 1e-6;
 /** The VAE's single-head self-attention with a GroupNorm in front and a residual around it. */
 function vaeAttention(g: GraphBuilder, key: string, x: Value, groups: number): Value {
   const [, c, h, w] = x.shape as [number, number, number, number];
-  const scope = g.scope;
-  g.scope = key;
-  const tokens = toTokens(g, groupNorm(g, `${key}.group_norm`, x, groups, EPS));
-  const q = linear(g, `${key}.to_q`, tokens, c);
-  const k = linear(g, `${key}.to_k`, tokens, c);
-  const v = linear(g, `${key}.to_v`, tokens, c);
-  const out = linear(g, `${key}.to_out.0`, g.multiHeadAttention(q, k, v, 1), c);
-  g.scope = scope;
+  const out = g.scoped(key, () => {
+    const tokens = toTokens(g, groupNorm(g, `${key}.group_norm`, x, groups, EPS));
+    const q = linear(g, `${key}.to_q`, tokens, c);
+    const k = linear(g, `${key}.to_k`, tokens, c);
+    const v = linear(g, `${key}.to_v`, tokens, c);
+    return linear(g, `${key}.to_out.0`, g.multiHeadAttention(q, k, v, 1), c);
+  });
   return g.add(fromTokens(g, out, h, w), x);
 }
 

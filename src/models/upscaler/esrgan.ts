@@ -130,12 +130,12 @@ export function buildEsrganGraph(g: GraphBuilder, image: Value, cfg: EsrganConfi
   let feat = conv(g, 'conv_first', cfg.unshuffle > 1 ? pixelUnshuffle(g, image, cfg.unshuffle) : image, cfg.features);
   let trunk = feat;
   for (let i = 0; i < cfg.blocks; i++) {
-    const scope = g.scope;
-    g.scope = `body.${i}`;
     const input = trunk;
-    for (let r = 1; r <= 3; r++) trunk = denseBlock(g, `body.${i}.rdb${r}`, trunk, cfg);
-    trunk = g.add(g.mul(trunk, 0.2), input);
-    g.scope = scope;
+    trunk = g.scoped(`body.${i}`, () => {
+      let t = input;
+      for (let r = 1; r <= 3; r++) t = denseBlock(g, `body.${i}.rdb${r}`, t, cfg);
+      return g.add(g.mul(t, 0.2), input);
+    });
   }
   feat = g.add(feat, conv(g, 'conv_body', trunk, cfg.features));
   for (let n = 1; n <= cfg.upsamples; n++) {
