@@ -164,15 +164,16 @@ export async function profileVAE(model: string, part: 'decoder' | 'encoder', siz
   const [w, h] = part === 'decoder' ? [size[0] / cfg.scale, size[1] / cfg.scale] : size;
   const builder = (part === 'decoder' ? buildDecoderGraph : buildEncoderGraph)(cfg, weights, { batch, height: h, width: w });
   const levels = cfg.blockOutChannels.length;
+  const way = part === 'decoder' ? 'up' : 'down';
   const blocks = new Map<string, string>();
-  cfg.blockOutChannels.forEach((ch, i) => {
+  for (let i = 0; i < levels; i++) {
     // The decoder's blocks run from the latent size up (its channels reversed), the encoder's down to it.
-    const at = part === 'decoder' ? 2 ** i : 2 ** (levels - 1 - i);
-    const channels = part === 'decoder' ? cfg.blockOutChannels[levels - 1 - i]! : ch;
+    const level = part === 'decoder' ? levels - 1 - i : i;
+    const at = 2 ** (levels - 1 - level);
     const res = `${(size[0] / cfg.scale) * at}x${(size[1] / cfg.scale) * at}`;
-    const sampler = i < levels - 1 ? (part === 'decoder' ? ' + upsampler' : ' + downsampler') : '';
-    blocks.set(`${part === 'decoder' ? 'up' : 'down'}_blocks.${i}`, `${part}.${part === 'decoder' ? 'up' : 'down'}_blocks.${i} (${channels} ch at ${res}${sampler})`);
-  });
+    const sampler = i < levels - 1 ? ` + ${way}sampler` : '';
+    blocks.set(`${way}_blocks.${i}`, `${part}.${way}_blocks.${i} (${cfg.blockOutChannels[level]} ch at ${res}${sampler})`);
+  }
   const partOf = (node: string, op: string): string => {
     if (op === 'MultiHeadAttention') return 'mid_block attention kernel';
     const block = /(mid_block|up_blocks\.\d+|down_blocks\.\d+)/.exec(node)?.[1];

@@ -125,8 +125,9 @@ function activation(g: GraphBuilder, x: Value, act: TinyActivation): Value {
 /** AutoencoderTinyBlock with equal in and out widths: relu(conv(act(conv(act(conv(x))))) + x). */
 function tinyBlock(g: GraphBuilder, key: string, x: Value, channels: number, act: TinyActivation): Value {
   const h = g.scoped(key, () => {
-    const a = activation(g, conv2d(g, `${key}.conv.0`, x, channels, 3, { pad: 1 }), act);
-    return conv2d(g, `${key}.conv.4`, activation(g, conv2d(g, `${key}.conv.2`, a, channels, 3, { pad: 1 }), act), channels, 3, { pad: 1 });
+    let y = activation(g, conv2d(g, `${key}.conv.0`, x, channels, 3, { pad: 1 }), act);
+    y = activation(g, conv2d(g, `${key}.conv.2`, y, channels, 3, { pad: 1 }), act);
+    return conv2d(g, `${key}.conv.4`, y, channels, 3, { pad: 1 });
   });
   return g.relu(g.add(h, x));
 }
